@@ -1,0 +1,7 @@
+//! The sans-IO core: pure state machines with no IO, clock or randomness.
+//! Events and `now_ms` go in, effects come out. Async services in `master`, `worker`
+//! and `client` only drive them.
+
+pub mod namespace;
+pub mod path;
+pub mod registry;

@@ -1,0 +1,852 @@
+//! The inode tree as a pure state machine.
+//!
+//! Two halves, both free of IO, clocks and randomness:
+//! - `plan_*` validate an operation against the current state and return the journal
+//!   entry kinds that would perform it (ids are allocated here, times come in as `now_ms`);
+//! - [`Namespace::apply`] applies one sequenced journal entry and returns its [`Effect`]s.
+//!
+//! The master plans, applies, journals and only then acknowledges; a standby or a
+//! restarting master rebuilds the same state by applying the journal (checkpoint + logs).
+//!
+//! Architecture Invariant: applying the same entries to the same checkpoint gives the
+//! same state, bit for bit ([`Namespace::digest`]); every map is ordered.
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+
+use crate::core::path::FsPath;
+use crate::error::FsError;
+use crate::proto::journal_entry::Kind;
+use crate::proto::{
+    Checkpoint, CompleteFileEntry, CreateDirectoryEntry, CreateFileEntry, DeleteEntry, InodeOwnership, InodeRecord,
+    JournalEntry, RenameEntry,
+};
+
+/// Identifies an inode. The root is [`ROOT_ID`].
+pub type InodeId = u64;
+/// Identifies a block: the file's inode id in the high 40 bits, the block index in the low 24.
+pub type BlockId = u64;
+
+/// The root directory's id.
+pub const ROOT_ID: InodeId = 0;
+/// Bits of a block id that hold the index of the block within its file.
+pub const BLOCK_INDEX_BITS: u32 = 24;
+/// Largest inode id that still fits a block id.
+pub const MAX_INODE_ID: InodeId = (1 << (64 - BLOCK_INDEX_BITS)) - 1;
+/// Most blocks one file may have.
+pub const MAX_BLOCKS_PER_FILE: u64 = 1 << BLOCK_INDEX_BITS;
+
+/// The id of block `index` of file `file_id`.
+pub fn block_id(file_id: InodeId, index: u64) -> BlockId {
+    debug_assert!(file_id <= MAX_INODE_ID && index < MAX_BLOCKS_PER_FILE);
+    (file_id << BLOCK_INDEX_BITS) | index
+}
+
+/// The file a block belongs to.
+pub fn file_of_block(block: BlockId) -> InodeId {
+    block >> BLOCK_INDEX_BITS
+}
+
+/// Number of blocks of a file of `length` bytes cut into `block_size` pieces.
+pub fn block_count(length: u64, block_size: u64) -> u64 {
+    if block_size == 0 {
+        return 0;
+    }
+    length.div_ceil(block_size)
+}
+
+/// Length of block `index` of a file of `length` bytes.
+pub fn block_length(length: u64, block_size: u64, index: u64) -> u64 {
+    let start = index.saturating_mul(block_size);
+    length.saturating_sub(start).min(block_size)
+}
+
+/// What kind of inode, with the kind's own fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InodeKind {
+    Directory { children: BTreeMap<String, InodeId> },
+    File { block_size: u64, length: u64, complete: bool },
+}
+
+/// A file or directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inode {
+    pub id: InodeId,
+    pub parent_id: InodeId,
+    pub name: String,
+    pub ownership: InodeOwnership,
+    pub creation_time_ms: i64,
+    pub modification_time_ms: i64,
+    pub kind: InodeKind,
+}
+
+impl Inode {
+    /// True for a directory.
+    pub fn is_directory(&self) -> bool {
+        matches!(self.kind, InodeKind::Directory { .. })
+    }
+
+    /// The ids of this file's blocks (empty for directories and incomplete files).
+    pub fn block_ids(&self) -> Vec<BlockId> {
+        match self.kind {
+            InodeKind::File { block_size, length, complete: true } => {
+                (0..block_count(length, block_size)).map(|i| block_id(self.id, i)).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// What applying an entry asks the rest of the master to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// These files are gone: every block of theirs on any worker can be deleted.
+    FilesRemoved(Vec<InodeId>),
+}
+
+/// Applying a journal entry failed: the journal does not fit this state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("journal sequence gap: expected entry {expected}, got {got}")]
+    SequenceGap { expected: u64, got: u64 },
+    #[error("journal entry {sequence} has epoch {epoch}, older than epoch {current} already applied")]
+    StaleEpoch { sequence: u64, epoch: u64, current: u64 },
+    #[error("journal entry {sequence} does not fit the namespace: {reason}")]
+    Inconsistent { sequence: u64, reason: String },
+}
+
+/// The namespace: inodes plus the journal position they reflect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Namespace {
+    inodes: BTreeMap<InodeId, Inode>,
+    next_inode_id: InodeId,
+    next_sequence: u64,
+    epoch: u64,
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Namespace {
+    /// An empty namespace holding only `/`, before journal entry 0.
+    pub fn new() -> Self {
+        let root = Inode {
+            id: ROOT_ID,
+            parent_id: ROOT_ID,
+            name: String::new(),
+            ownership: InodeOwnership { owner: String::new(), group: String::new(), mode: 0o755 },
+            creation_time_ms: 0,
+            modification_time_ms: 0,
+            kind: InodeKind::Directory { children: BTreeMap::new() },
+        };
+        Namespace { inodes: BTreeMap::from([(ROOT_ID, root)]), next_inode_id: ROOT_ID + 1, next_sequence: 0, epoch: 0 }
+    }
+
+    /// Sequence number the next applied entry must carry.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// Highest epoch among applied entries.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Number of inodes, the root included.
+    pub fn inode_count(&self) -> usize {
+        self.inodes.len()
+    }
+
+    /// The inode with this id.
+    pub fn inode(&self, id: InodeId) -> Option<&Inode> {
+        self.inodes.get(&id)
+    }
+
+    /// Resolves a path to its inode.
+    pub fn lookup(&self, path: &FsPath) -> Result<&Inode, FsError> {
+        let mut current = &self.inodes[&ROOT_ID];
+        for (depth, name) in path.components().iter().enumerate() {
+            let children = match &current.kind {
+                InodeKind::Directory { children } => children,
+                InodeKind::File { .. } => {
+                    let prefix = components_path(&path.components()[..depth]);
+                    return Err(FsError::NotADirectory { path: prefix });
+                }
+            };
+            let child = children.get(name).ok_or_else(|| FsError::NotFound { path: path.to_string() })?;
+            current = self.inodes.get(child).ok_or_else(|| FsError::Internal {
+                reason: format!("dangling child {child} under inode {}", current.id),
+            })?;
+        }
+        Ok(current)
+    }
+
+    /// The absolute path of an inode.
+    pub fn path_of(&self, id: InodeId) -> Option<FsPath> {
+        let mut names = Vec::new();
+        let mut current = self.inodes.get(&id)?;
+        while current.id != ROOT_ID {
+            names.push(current.name.clone());
+            current = self.inodes.get(&current.parent_id)?;
+        }
+        Some(names.iter().rev().fold(FsPath::root(), |p, n| p.join(n)))
+    }
+
+    /// The children of a directory, in name order (empty for a file).
+    pub fn children(&self, dir: &Inode) -> Vec<&Inode> {
+        match &dir.kind {
+            InodeKind::Directory { children } => children.values().filter_map(|id| self.inodes.get(id)).collect(),
+            InodeKind::File { .. } => Vec::new(),
+        }
+    }
+
+    /// Every inode below `dir` (not `dir` itself), depth first, each directory before its children.
+    pub fn descendants(&self, dir: &Inode) -> Vec<&Inode> {
+        let mut out = Vec::new();
+        let mut stack: Vec<&Inode> = self.children(dir).into_iter().rev().collect();
+        while let Some(inode) = stack.pop() {
+            out.push(inode);
+            stack.extend(self.children(inode).into_iter().rev());
+        }
+        out
+    }
+
+    // ─────────────────────────── planning ───────────────────────────
+
+    /// Plans `mkdir`: the entries that create `path` (and its missing parents when `recursive`).
+    /// An existing directory is fine only with `allow_exists`, and then plans nothing.
+    pub fn plan_create_directory(
+        &self,
+        path: &FsPath,
+        recursive: bool,
+        allow_exists: bool,
+        ownership: &InodeOwnership,
+        now_ms: i64,
+    ) -> Result<Vec<Kind>, FsError> {
+        match self.lookup(path) {
+            Ok(inode) if inode.is_directory() && (allow_exists || path.is_root()) => return Ok(Vec::new()),
+            Ok(_) => return Err(FsError::AlreadyExists { path: path.to_string() }),
+            Err(FsError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let (mut entries, parent_id, mut next_id) = self.plan_parents(path, recursive, ownership, now_ms)?;
+        let name = path.name().unwrap_or_default().to_string();
+        entries.push(Kind::CreateDirectory(CreateDirectoryEntry {
+            id: take_id(&mut next_id)?,
+            parent_id,
+            name,
+            ownership: Some(ownership.clone()),
+            time_ms: now_ms,
+        }));
+        Ok(entries)
+    }
+
+    /// Plans creating an empty, incomplete file at `path`.
+    pub fn plan_create_file(
+        &self,
+        path: &FsPath,
+        block_size: u64,
+        recursive: bool,
+        ownership: &InodeOwnership,
+        now_ms: i64,
+    ) -> Result<Vec<Kind>, FsError> {
+        if block_size == 0 {
+            return Err(FsError::InvalidArgument { reason: "block size must be positive".into() });
+        }
+        if path.is_root() {
+            return Err(FsError::AlreadyExists { path: "/".into() });
+        }
+        match self.lookup(path) {
+            Ok(_) => return Err(FsError::AlreadyExists { path: path.to_string() }),
+            Err(FsError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let (mut entries, parent_id, mut next_id) = self.plan_parents(path, recursive, ownership, now_ms)?;
+        entries.push(Kind::CreateFile(CreateFileEntry {
+            id: take_id(&mut next_id)?,
+            parent_id,
+            name: path.name().unwrap_or_default().to_string(),
+            ownership: Some(ownership.clone()),
+            time_ms: now_ms,
+            block_size_bytes: block_size,
+        }));
+        Ok(entries)
+    }
+
+    /// Plans completing a file at `length` bytes. `committed_length` tells the length a
+    /// worker committed for a block, so a file is complete only when all its data is stored.
+    pub fn plan_complete_file(
+        &self,
+        path: &FsPath,
+        length: u64,
+        committed_length: impl Fn(BlockId) -> Option<u64>,
+        now_ms: i64,
+    ) -> Result<Vec<Kind>, FsError> {
+        let inode = self.lookup(path)?;
+        let InodeKind::File { block_size, complete, .. } = inode.kind else {
+            return Err(FsError::IsADirectory { path: path.to_string() });
+        };
+        if complete {
+            return Err(FsError::FileAlreadyComplete { path: path.to_string() });
+        }
+        let blocks = block_count(length, block_size);
+        if blocks > MAX_BLOCKS_PER_FILE {
+            return Err(FsError::InvalidArgument { reason: format!("{path}: more than {MAX_BLOCKS_PER_FILE} blocks") });
+        }
+        for index in 0..blocks {
+            let id = block_id(inode.id, index);
+            let expected = block_length(length, block_size, index);
+            match committed_length(id) {
+                Some(got) if got == expected => {}
+                Some(got) => {
+                    return Err(FsError::InvalidArgument {
+                        reason: format!("{path}: block {index} (id {id}) holds {got} bytes, expected {expected}"),
+                    })
+                }
+                None => {
+                    return Err(FsError::InvalidArgument {
+                        reason: format!("{path}: block {index} (id {id}) was never committed by a worker"),
+                    })
+                }
+            }
+        }
+        Ok(vec![Kind::CompleteFile(CompleteFileEntry { id: inode.id, length, time_ms: now_ms })])
+    }
+
+    /// Plans deleting `path` (a non-empty directory only when `recursive`).
+    pub fn plan_delete(&self, path: &FsPath, recursive: bool, now_ms: i64) -> Result<Vec<Kind>, FsError> {
+        if path.is_root() {
+            return Err(FsError::InvalidArgument { reason: "cannot delete the root directory".into() });
+        }
+        let inode = self.lookup(path)?;
+        if let InodeKind::Directory { children } = &inode.kind {
+            if !children.is_empty() && !recursive {
+                return Err(FsError::DirectoryNotEmpty { path: path.to_string() });
+            }
+        }
+        Ok(vec![Kind::Delete(DeleteEntry { id: inode.id, time_ms: now_ms })])
+    }
+
+    /// Plans renaming `src` to `dst`; `dst` must not exist and its parent must be a directory.
+    pub fn plan_rename(&self, src: &FsPath, dst: &FsPath, now_ms: i64) -> Result<Vec<Kind>, FsError> {
+        if src.is_root() || dst.is_root() {
+            return Err(FsError::InvalidArgument { reason: "cannot rename the root directory".into() });
+        }
+        let inode = self.lookup(src)?;
+        if dst.starts_with(src) {
+            return Err(FsError::InvalidArgument { reason: format!("cannot move {src} into itself ({dst})") });
+        }
+        match self.lookup(dst) {
+            Ok(_) => return Err(FsError::AlreadyExists { path: dst.to_string() }),
+            Err(FsError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let parent_path = dst.parent().unwrap_or_else(FsPath::root);
+        let parent = self.lookup(&parent_path)?;
+        if !parent.is_directory() {
+            return Err(FsError::NotADirectory { path: parent_path.to_string() });
+        }
+        Ok(vec![Kind::Rename(RenameEntry {
+            id: inode.id,
+            new_parent_id: parent.id,
+            new_name: dst.name().unwrap_or_default().to_string(),
+            time_ms: now_ms,
+        })])
+    }
+
+    /// Entries creating the missing ancestors of `path`; returns them, the id of the
+    /// direct parent and the next free inode id.
+    fn plan_parents(
+        &self,
+        path: &FsPath,
+        recursive: bool,
+        ownership: &InodeOwnership,
+        now_ms: i64,
+    ) -> Result<(Vec<Kind>, InodeId, InodeId), FsError> {
+        let mut entries = Vec::new();
+        let mut next_id = self.next_inode_id;
+        let mut parent_id = ROOT_ID;
+        let mut exists = true;
+        let ancestors = &path.components()[..path.components().len().saturating_sub(1)];
+        for (depth, name) in ancestors.iter().enumerate() {
+            if exists {
+                let parent = &self.inodes[&parent_id];
+                let InodeKind::Directory { children } = &parent.kind else {
+                    return Err(FsError::NotADirectory { path: components_path(&ancestors[..depth]) });
+                };
+                if let Some(&child) = children.get(name) {
+                    parent_id = child;
+                    continue;
+                }
+                exists = false;
+            }
+            if !recursive {
+                return Err(FsError::NotFound { path: components_path(&ancestors[..=depth]) });
+            }
+            let id = take_id(&mut next_id)?;
+            entries.push(Kind::CreateDirectory(CreateDirectoryEntry {
+                id,
+                parent_id,
+                name: name.clone(),
+                ownership: Some(ownership.clone()),
+                time_ms: now_ms,
+            }));
+            parent_id = id;
+        }
+        if exists && !self.inodes[&parent_id].is_directory() {
+            return Err(FsError::NotADirectory { path: components_path(ancestors) });
+        }
+        Ok((entries, parent_id, next_id))
+    }
+
+    // ─────────────────────────── applying ───────────────────────────
+
+    /// Applies one journal entry. The entry must carry [`Self::next_sequence`] and an epoch
+    /// no older than the last one applied; on error the state is unchanged.
+    pub fn apply(&mut self, entry: &JournalEntry) -> Result<Vec<Effect>, ApplyError> {
+        if entry.sequence != self.next_sequence {
+            return Err(ApplyError::SequenceGap { expected: self.next_sequence, got: entry.sequence });
+        }
+        if entry.epoch < self.epoch {
+            return Err(ApplyError::StaleEpoch { sequence: entry.sequence, epoch: entry.epoch, current: self.epoch });
+        }
+        let inconsistent = |reason: String| ApplyError::Inconsistent { sequence: entry.sequence, reason };
+        let effects = match &entry.kind {
+            None => return Err(inconsistent("entry has no kind (written by a newer version?)".into())),
+            Some(Kind::CreateDirectory(e)) => {
+                let kind = InodeKind::Directory { children: BTreeMap::new() };
+                self.insert(e.id, e.parent_id, &e.name, e.ownership.clone(), e.time_ms, kind).map_err(inconsistent)?;
+                Vec::new()
+            }
+            Some(Kind::CreateFile(e)) => {
+                if e.block_size_bytes == 0 {
+                    return Err(inconsistent(format!("file {} has block size 0", e.id)));
+                }
+                let kind = InodeKind::File { block_size: e.block_size_bytes, length: 0, complete: false };
+                self.insert(e.id, e.parent_id, &e.name, e.ownership.clone(), e.time_ms, kind).map_err(inconsistent)?;
+                Vec::new()
+            }
+            Some(Kind::CompleteFile(e)) => {
+                let inode = self.inodes.get_mut(&e.id).ok_or_else(|| inconsistent(format!("no inode {}", e.id)))?;
+                match &mut inode.kind {
+                    InodeKind::File { length, complete, block_size } if !*complete => {
+                        if block_count(e.length, *block_size) > MAX_BLOCKS_PER_FILE {
+                            return Err(inconsistent(format!("file {} has too many blocks", e.id)));
+                        }
+                        *length = e.length;
+                        *complete = true;
+                    }
+                    _ => return Err(inconsistent(format!("inode {} is not an incomplete file", e.id))),
+                }
+                inode.modification_time_ms = e.time_ms;
+                Vec::new()
+            }
+            Some(Kind::Delete(e)) => {
+                let removed = self.remove_subtree(e.id, e.time_ms).map_err(inconsistent)?;
+                vec![Effect::FilesRemoved(removed)]
+            }
+            Some(Kind::Rename(e)) => {
+                self.rename(e.id, e.new_parent_id, &e.new_name, e.time_ms).map_err(inconsistent)?;
+                Vec::new()
+            }
+        };
+        self.next_sequence += 1;
+        self.epoch = entry.epoch;
+        Ok(effects)
+    }
+
+    fn insert(
+        &mut self,
+        id: InodeId,
+        parent_id: InodeId,
+        name: &str,
+        ownership: Option<InodeOwnership>,
+        time_ms: i64,
+        kind: InodeKind,
+    ) -> Result<(), String> {
+        if self.inodes.contains_key(&id) {
+            return Err(format!("inode {id} already exists"));
+        }
+        if id > MAX_INODE_ID {
+            return Err(format!("inode id {id} out of range"));
+        }
+        if name.is_empty() || name.contains('/') {
+            return Err(format!("bad name {name:?}"));
+        }
+        let parent = self.inodes.get_mut(&parent_id).ok_or_else(|| format!("no parent {parent_id}"))?;
+        let InodeKind::Directory { children } = &mut parent.kind else {
+            return Err(format!("parent {parent_id} is not a directory"));
+        };
+        if children.contains_key(name) {
+            return Err(format!("{name:?} already exists in {parent_id}"));
+        }
+        children.insert(name.to_string(), id);
+        parent.modification_time_ms = time_ms;
+        let inode = Inode {
+            id,
+            parent_id,
+            name: name.to_string(),
+            ownership: ownership.unwrap_or_default(),
+            creation_time_ms: time_ms,
+            modification_time_ms: time_ms,
+            kind,
+        };
+        self.inodes.insert(id, inode);
+        self.next_inode_id = self.next_inode_id.max(id + 1);
+        Ok(())
+    }
+
+    fn remove_subtree(&mut self, id: InodeId, time_ms: i64) -> Result<Vec<InodeId>, String> {
+        if id == ROOT_ID {
+            return Err("cannot delete the root".into());
+        }
+        let inode = self.inodes.get(&id).ok_or_else(|| format!("no inode {id}"))?;
+        let (parent_id, name) = (inode.parent_id, inode.name.clone());
+        let mut doomed = vec![id];
+        doomed.extend(self.descendants(inode).iter().map(|i| i.id));
+        if let Some(InodeKind::Directory { children }) = self.inodes.get_mut(&parent_id).map(|p| &mut p.kind) {
+            children.remove(&name);
+        }
+        if let Some(parent) = self.inodes.get_mut(&parent_id) {
+            parent.modification_time_ms = time_ms;
+        }
+        let mut files = Vec::new();
+        for d in doomed {
+            if let Some(removed) = self.inodes.remove(&d) {
+                if !removed.is_directory() {
+                    files.push(d);
+                }
+            }
+        }
+        files.sort_unstable();
+        Ok(files)
+    }
+
+    fn rename(&mut self, id: InodeId, new_parent_id: InodeId, new_name: &str, time_ms: i64) -> Result<(), String> {
+        if id == ROOT_ID {
+            return Err("cannot rename the root".into());
+        }
+        if new_name.is_empty() || new_name.contains('/') {
+            return Err(format!("bad name {new_name:?}"));
+        }
+        // The new parent must not be the inode itself or one of its descendants.
+        let mut cursor = new_parent_id;
+        loop {
+            if cursor == id {
+                return Err(format!("cannot move {id} below itself"));
+            }
+            if cursor == ROOT_ID {
+                break;
+            }
+            cursor = self.inodes.get(&cursor).ok_or_else(|| format!("no inode {cursor}"))?.parent_id;
+        }
+        match self.inodes.get(&new_parent_id).map(|p| &p.kind) {
+            Some(InodeKind::Directory { children }) if !children.contains_key(new_name) => {}
+            Some(InodeKind::Directory { .. }) => return Err(format!("{new_name:?} exists in {new_parent_id}")),
+            _ => return Err(format!("new parent {new_parent_id} is not a directory")),
+        }
+        let inode = self.inodes.get(&id).ok_or_else(|| format!("no inode {id}"))?;
+        let (old_parent, old_name) = (inode.parent_id, inode.name.clone());
+        for (parent, add) in [(old_parent, false), (new_parent_id, true)] {
+            if let Some(p) = self.inodes.get_mut(&parent) {
+                if let InodeKind::Directory { children } = &mut p.kind {
+                    if add {
+                        children.insert(new_name.to_string(), id);
+                    } else {
+                        children.remove(&old_name);
+                    }
+                }
+                p.modification_time_ms = time_ms;
+            }
+        }
+        if let Some(inode) = self.inodes.get_mut(&id) {
+            inode.parent_id = new_parent_id;
+            inode.name = new_name.to_string();
+        }
+        Ok(())
+    }
+
+    // ─────────────────────────── checkpoints ───────────────────────────
+
+    /// The whole state as a checkpoint record.
+    pub fn to_checkpoint(&self) -> Checkpoint {
+        let inodes = self
+            .inodes
+            .values()
+            .map(|i| {
+                let (is_directory, block_size, length, complete) = match i.kind {
+                    InodeKind::Directory { .. } => (true, 0, 0, false),
+                    InodeKind::File { block_size, length, complete } => (false, block_size, length, complete),
+                };
+                InodeRecord {
+                    id: i.id,
+                    parent_id: i.parent_id,
+                    name: i.name.clone(),
+                    is_directory,
+                    ownership: Some(i.ownership.clone()),
+                    creation_time_ms: i.creation_time_ms,
+                    modification_time_ms: i.modification_time_ms,
+                    block_size_bytes: block_size,
+                    length,
+                    complete,
+                }
+            })
+            .collect();
+        Checkpoint { next_sequence: self.next_sequence, epoch: self.epoch, next_inode_id: self.next_inode_id, inodes }
+    }
+
+    /// Rebuilds the state from a checkpoint, checking that it forms a proper tree.
+    pub fn from_checkpoint(cp: &Checkpoint) -> Result<Namespace, String> {
+        let mut ns = Namespace::new();
+        // Parents may have larger ids than children (after a rename): insert in tree order.
+        let mut by_parent: BTreeMap<InodeId, Vec<&InodeRecord>> = BTreeMap::new();
+        for r in cp.inodes.iter().filter(|r| r.id != ROOT_ID) {
+            by_parent.entry(r.parent_id).or_default().push(r);
+        }
+        let mut queue = vec![ROOT_ID];
+        while let Some(parent) = queue.pop() {
+            for r in by_parent.remove(&parent).unwrap_or_default() {
+                let kind = if r.is_directory {
+                    InodeKind::Directory { children: BTreeMap::new() }
+                } else {
+                    InodeKind::File { block_size: r.block_size_bytes, length: r.length, complete: r.complete }
+                };
+                ns.insert(r.id, r.parent_id, &r.name, r.ownership.clone(), r.creation_time_ms, kind)?;
+                queue.push(r.id);
+            }
+        }
+        if let Some((parent, _)) = by_parent.into_iter().next() {
+            return Err(format!("checkpoint has inodes under missing or non-directory parent {parent}"));
+        }
+        for r in &cp.inodes {
+            if let Some(inode) = ns.inodes.get_mut(&r.id) {
+                inode.modification_time_ms = r.modification_time_ms;
+                if r.id == ROOT_ID {
+                    inode.ownership = r.ownership.clone().unwrap_or_default();
+                }
+            }
+        }
+        if cp.next_inode_id < ns.next_inode_id {
+            return Err(format!("checkpoint next inode id {} is below an existing id", cp.next_inode_id));
+        }
+        ns.next_inode_id = cp.next_inode_id;
+        ns.next_sequence = cp.next_sequence;
+        ns.epoch = cp.epoch;
+        Ok(ns)
+    }
+
+    /// A digest of the whole state; equal digests mean equal namespaces.
+    pub fn digest(&self) -> u32 {
+        crc32c::crc32c(&self.to_checkpoint().encode_to_vec())
+    }
+
+    /// Checks the tree invariants; returns the first violation found.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for inode in self.inodes.values() {
+            if inode.id >= self.next_inode_id {
+                return Err(format!("inode {} not below next id {}", inode.id, self.next_inode_id));
+            }
+            if let InodeKind::Directory { children } = &inode.kind {
+                for (name, child) in children {
+                    let c = self.inodes.get(child).ok_or_else(|| format!("dir {} lists missing {child}", inode.id))?;
+                    if c.parent_id != inode.id || &c.name != name {
+                        return Err(format!("inode {child} is listed as {name:?} in {} but disagrees", inode.id));
+                    }
+                }
+            }
+            if inode.id == ROOT_ID {
+                continue;
+            }
+            let parent = self.inodes.get(&inode.parent_id).ok_or_else(|| format!("orphan inode {}", inode.id))?;
+            match &parent.kind {
+                InodeKind::Directory { children } if children.get(&inode.name) == Some(&inode.id) => {}
+                _ => return Err(format!("inode {} is missing from its parent {}", inode.id, parent.id)),
+            }
+        }
+        let reachable = 1 + self.descendants(&self.inodes[&ROOT_ID]).len();
+        if reachable != self.inodes.len() {
+            return Err(format!("{} inodes but {reachable} reachable from the root", self.inodes.len()));
+        }
+        Ok(())
+    }
+
+    /// Total bytes of the complete files below (and including) `inode`.
+    pub fn total_length(&self, inode: &Inode) -> u64 {
+        std::iter::once(inode)
+            .chain(self.descendants(inode))
+            .map(|i| match i.kind {
+                InodeKind::File { length, .. } => length,
+                InodeKind::Directory { .. } => 0,
+            })
+            .sum()
+    }
+}
+
+fn take_id(next: &mut InodeId) -> Result<InodeId, FsError> {
+    if *next > MAX_INODE_ID {
+        return Err(FsError::OutOfSpace { reason: "inode ids exhausted".into() });
+    }
+    let id = *next;
+    *next += 1;
+    Ok(id)
+}
+
+fn components_path(components: &[String]) -> String {
+    let mut s = String::new();
+    for c in components {
+        s.push('/');
+        s.push_str(c);
+    }
+    if s.is_empty() {
+        s.push('/');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn own() -> InodeOwnership {
+        InodeOwnership { owner: "alice".into(), group: "staff".into(), mode: 0o644 }
+    }
+
+    fn p(s: &str) -> FsPath {
+        FsPath::parse(s).unwrap()
+    }
+
+    /// Applies planned kinds as the master does, returning all effects.
+    fn commit(ns: &mut Namespace, kinds: Vec<Kind>) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for kind in kinds {
+            let entry = JournalEntry { sequence: ns.next_sequence(), epoch: 1, kind: Some(kind) };
+            effects.extend(ns.apply(&entry).unwrap());
+        }
+        effects
+    }
+
+    #[test]
+    fn mkdir_recursive_plans_exact_entries() {
+        let ns = Namespace::new();
+        let kinds = ns.plan_create_directory(&p("/a/b"), true, false, &own(), 7).unwrap();
+        assert_eq!(
+            kinds,
+            vec![
+                Kind::CreateDirectory(CreateDirectoryEntry {
+                    id: 1,
+                    parent_id: 0,
+                    name: "a".into(),
+                    ownership: Some(own()),
+                    time_ms: 7
+                }),
+                Kind::CreateDirectory(CreateDirectoryEntry {
+                    id: 2,
+                    parent_id: 1,
+                    name: "b".into(),
+                    ownership: Some(own()),
+                    time_ms: 7
+                }),
+            ]
+        );
+        assert_eq!(
+            ns.plan_create_directory(&p("/a/b"), false, false, &own(), 7),
+            Err(FsError::NotFound { path: "/a".into() })
+        );
+    }
+
+    #[test]
+    fn create_complete_and_lookup() {
+        let mut ns = Namespace::new();
+        let kinds = ns.plan_create_file(&p("/d/f"), 10, true, &own(), 1).unwrap();
+        commit(&mut ns, kinds);
+        let f = ns.lookup(&p("/d/f")).unwrap().clone();
+        assert_eq!(f.kind, InodeKind::File { block_size: 10, length: 0, complete: false });
+        assert_eq!(ns.plan_create_file(&p("/d/f"), 10, true, &own(), 1), Err(FsError::AlreadyExists { path: "/d/f".into() }));
+        // Block 1 missing: refused with the block named.
+        let committed = |b: BlockId| (b == block_id(f.id, 0)).then_some(10);
+        assert!(matches!(ns.plan_complete_file(&p("/d/f"), 15, committed, 2), Err(FsError::InvalidArgument { .. })));
+        let committed = |b: BlockId| match b & 0xff_ffff { 0 => Some(10), 1 => Some(5), _ => None };
+        let kinds = ns.plan_complete_file(&p("/d/f"), 15, committed, 2).unwrap();
+        commit(&mut ns, kinds);
+        let f = ns.lookup(&p("/d/f")).unwrap();
+        assert_eq!(f.block_ids(), vec![block_id(f.id, 0), block_id(f.id, 1)]);
+        assert_eq!(ns.plan_complete_file(&p("/d/f"), 15, committed, 3), Err(FsError::FileAlreadyComplete { path: "/d/f".into() }));
+        assert_eq!(ns.path_of(f.id).unwrap().to_string(), "/d/f");
+    }
+
+    #[test]
+    fn file_in_path_is_not_a_directory() {
+        let mut ns = Namespace::new();
+        let kinds = ns.plan_create_file(&p("/f"), 10, false, &own(), 1).unwrap();
+        commit(&mut ns, kinds);
+        assert_eq!(ns.lookup(&p("/f/x")), Err(FsError::NotADirectory { path: "/f".into() }));
+        assert_eq!(ns.plan_create_file(&p("/f/x/y"), 10, true, &own(), 1), Err(FsError::NotADirectory { path: "/f".into() }));
+        assert_eq!(ns.plan_create_directory(&p("/f/x"), true, false, &own(), 1), Err(FsError::NotADirectory { path: "/f".into() }));
+    }
+
+    #[test]
+    fn delete_reports_removed_files_and_needs_recursive() {
+        let mut ns = Namespace::new();
+        for f in ["/d/a", "/d/e/b"] {
+            let kinds = ns.plan_create_file(&p(f), 10, true, &own(), 1).unwrap();
+            commit(&mut ns, kinds);
+        }
+        assert_eq!(ns.plan_delete(&p("/d"), false, 2), Err(FsError::DirectoryNotEmpty { path: "/d".into() }));
+        let a = ns.lookup(&p("/d/a")).unwrap().id;
+        let b = ns.lookup(&p("/d/e/b")).unwrap().id;
+        let kinds = ns.plan_delete(&p("/d"), true, 2).unwrap();
+        assert_eq!(commit(&mut ns, kinds), vec![Effect::FilesRemoved(vec![a, b])]);
+        assert_eq!(ns.inode_count(), 1);
+        ns.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn rename_moves_and_refuses_cycles_and_clobbering() {
+        let mut ns = Namespace::new();
+        for d in ["/a/b", "/c"] {
+            let kinds = ns.plan_create_directory(&p(d), true, false, &own(), 1).unwrap();
+            commit(&mut ns, kinds);
+        }
+        assert!(matches!(ns.plan_rename(&p("/a"), &p("/a/b/x"), 2), Err(FsError::InvalidArgument { .. })));
+        assert_eq!(ns.plan_rename(&p("/a"), &p("/c"), 2), Err(FsError::AlreadyExists { path: "/c".into() }));
+        let kinds = ns.plan_rename(&p("/a"), &p("/c/z"), 2).unwrap();
+        commit(&mut ns, kinds);
+        assert!(ns.lookup(&p("/c/z/b")).is_ok());
+        assert!(ns.lookup(&p("/a")).is_err());
+        ns.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn apply_rejects_gaps_and_stale_epochs_without_change() {
+        let mut ns = Namespace::new();
+        let kind = ns.plan_create_directory(&p("/x"), false, false, &own(), 1).unwrap().remove(0);
+        let gap = JournalEntry { sequence: 5, epoch: 1, kind: Some(kind.clone()) };
+        assert_eq!(ns.apply(&gap), Err(ApplyError::SequenceGap { expected: 0, got: 5 }));
+        ns.apply(&JournalEntry { sequence: 0, epoch: 3, kind: Some(kind.clone()) }).unwrap();
+        let before = ns.clone();
+        let stale = JournalEntry { sequence: 1, epoch: 2, kind: Some(kind) };
+        assert!(matches!(ns.apply(&stale), Err(ApplyError::StaleEpoch { .. })));
+        assert_eq!(ns, before);
+    }
+
+    #[test]
+    fn checkpoint_round_trip_preserves_digest() {
+        let mut ns = Namespace::new();
+        for f in ["/z/a", "/b"] {
+            let kinds = ns.plan_create_file(&p(f), 4, true, &own(), 1).unwrap();
+            commit(&mut ns, kinds);
+        }
+        // Move a low-id directory under a higher-id one so parents come after children in id order.
+        let kinds = ns.plan_create_directory(&p("/y"), false, false, &own(), 2).unwrap();
+        commit(&mut ns, kinds);
+        let kinds = ns.plan_rename(&p("/z"), &p("/y/z"), 3).unwrap();
+        commit(&mut ns, kinds);
+        let back = Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap();
+        assert_eq!(back, ns);
+        assert_eq!(back.digest(), ns.digest());
+    }
+}

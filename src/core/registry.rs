@@ -1,0 +1,283 @@
+//! The master's view of its workers as a pure state machine: registrations, heartbeats,
+//! committed blocks and their locations, lost-worker detection. `now_ms` comes in with
+//! every event; what the master must do comes back as return values.
+//!
+//! Worker state is not journaled: after a master restart (or failover) workers are told to
+//! register again and report every block they hold, which rebuilds this state.
+//!
+//! Architecture Invariant: a block's location is listed only while the worker holding it is
+//! live; a lost worker's blocks disappear from `locations` the moment it is declared lost.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::core::namespace::{file_of_block, BlockId, InodeId};
+use crate::proto::WorkerNetAddress;
+
+/// Identifies a worker registration with this master.
+pub type WorkerId = u64;
+
+/// What the registry knows of one worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerState {
+    pub id: WorkerId,
+    pub address: WorkerNetAddress,
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub last_heartbeat_ms: i64,
+    pub lost: bool,
+    /// Blocks held, with their lengths.
+    pub blocks: BTreeMap<BlockId, u64>,
+    /// Blocks the worker must delete, sent with the next heartbeat answer.
+    pub pending_deletes: BTreeSet<BlockId>,
+}
+
+/// The answer to a heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct HeartbeatCommand {
+    /// The worker is unknown (or was declared lost): it must register again.
+    pub register: bool,
+    /// Blocks to delete.
+    pub delete_blocks: Vec<BlockId>,
+}
+
+/// A worker declared lost by [`Registry::tick`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LostWorker {
+    pub id: WorkerId,
+    pub address: WorkerNetAddress,
+    /// Blocks that had a location on it.
+    pub blocks: Vec<BlockId>,
+}
+
+/// Registry errors; a worker that gets one re-registers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("worker {0} is not registered with this master (or was declared lost): register again")]
+    UnknownWorker(WorkerId),
+}
+
+/// All workers and where every block lives.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    workers: BTreeMap<WorkerId, WorkerState>,
+    by_address: BTreeMap<String, WorkerId>,
+    locations: BTreeMap<BlockId, BTreeSet<WorkerId>>,
+    next_worker_id: WorkerId,
+    timeout_ms: i64,
+}
+
+fn address_key(a: &WorkerNetAddress) -> String {
+    format!("{}:{}", a.host, a.rpc_port)
+}
+
+impl Registry {
+    /// An empty registry. Worker ids start at `id_base` (distinct per master incarnation so a
+    /// worker's stale id from a previous master is never mistaken for another worker's);
+    /// a worker silent for `timeout_ms` is lost.
+    pub fn new(id_base: WorkerId, timeout_ms: i64) -> Self {
+        Registry {
+            workers: BTreeMap::new(),
+            by_address: BTreeMap::new(),
+            locations: BTreeMap::new(),
+            next_worker_id: id_base.max(1),
+            timeout_ms,
+        }
+    }
+
+    /// Registers a worker with its full block report. A worker registering again from the
+    /// same address keeps its id and its report replaces the old one.
+    pub fn register(
+        &mut self,
+        address: WorkerNetAddress,
+        capacity_bytes: u64,
+        used_bytes: u64,
+        blocks: &[(BlockId, u64)],
+        now_ms: i64,
+    ) -> WorkerId {
+        let key = address_key(&address);
+        let id = match self.by_address.get(&key) {
+            Some(&id) => {
+                self.drop_locations(id);
+                id
+            }
+            None => {
+                let id = self.next_worker_id;
+                self.next_worker_id += 1;
+                self.by_address.insert(key, id);
+                id
+            }
+        };
+        let blocks: BTreeMap<BlockId, u64> = blocks.iter().copied().collect();
+        for b in blocks.keys() {
+            self.locations.entry(*b).or_default().insert(id);
+        }
+        let pending_deletes = self.workers.get(&id).map(|w| w.pending_deletes.clone()).unwrap_or_default();
+        self.workers.insert(
+            id,
+            WorkerState { id, address, capacity_bytes, used_bytes, last_heartbeat_ms: now_ms, lost: false, blocks, pending_deletes },
+        );
+        id
+    }
+
+    /// Records a heartbeat; the answer tells the worker what to do.
+    pub fn heartbeat(&mut self, id: WorkerId, used_bytes: u64, removed: &[BlockId], now_ms: i64) -> HeartbeatCommand {
+        let Some(w) = self.workers.get_mut(&id).filter(|w| !w.lost) else {
+            return HeartbeatCommand { register: true, delete_blocks: Vec::new() };
+        };
+        w.used_bytes = used_bytes;
+        w.last_heartbeat_ms = now_ms;
+        for b in removed {
+            w.blocks.remove(b);
+            w.pending_deletes.remove(b);
+            if let Some(set) = self.locations.get_mut(b) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.locations.remove(b);
+                }
+            }
+        }
+        let delete_blocks = w.pending_deletes.iter().copied().collect();
+        HeartbeatCommand { register: false, delete_blocks }
+    }
+
+    /// Records a block a worker has stored.
+    pub fn commit_block(&mut self, id: WorkerId, block: BlockId, length: u64, used_bytes: u64, now_ms: i64) -> Result<(), RegistryError> {
+        let w = self.workers.get_mut(&id).filter(|w| !w.lost).ok_or(RegistryError::UnknownWorker(id))?;
+        w.blocks.insert(block, length);
+        w.used_bytes = used_bytes;
+        w.last_heartbeat_ms = now_ms;
+        self.locations.entry(block).or_default().insert(id);
+        Ok(())
+    }
+
+    /// Forgets every block of these files and queues their deletion on the workers.
+    pub fn remove_files(&mut self, files: &[InodeId]) {
+        let files: BTreeSet<InodeId> = files.iter().copied().collect();
+        let doomed: Vec<BlockId> = self.locations.keys().copied().filter(|b| files.contains(&file_of_block(*b))).collect();
+        self.remove_blocks(&doomed);
+    }
+
+    /// Forgets these blocks and queues their deletion on the workers holding them.
+    pub fn remove_blocks(&mut self, blocks: &[BlockId]) {
+        for b in blocks {
+            for id in self.locations.remove(b).unwrap_or_default() {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.blocks.remove(b);
+                    w.pending_deletes.insert(*b);
+                }
+            }
+        }
+    }
+
+    /// Declares lost every live worker silent for longer than the timeout.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<LostWorker> {
+        let timed_out: Vec<WorkerId> = self
+            .workers
+            .values()
+            .filter(|w| !w.lost && now_ms - w.last_heartbeat_ms > self.timeout_ms)
+            .map(|w| w.id)
+            .collect();
+        let mut lost = Vec::new();
+        for id in timed_out {
+            let blocks = self.drop_locations(id);
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.lost = true;
+                w.blocks.clear();
+                w.used_bytes = 0;
+                lost.push(LostWorker { id, address: w.address.clone(), blocks });
+            }
+        }
+        lost
+    }
+
+    fn drop_locations(&mut self, id: WorkerId) -> Vec<BlockId> {
+        let Some(w) = self.workers.get(&id) else { return Vec::new() };
+        let blocks: Vec<BlockId> = w.blocks.keys().copied().collect();
+        for b in &blocks {
+            if let Some(set) = self.locations.get_mut(b) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.locations.remove(b);
+                }
+            }
+        }
+        blocks
+    }
+
+    /// Live workers holding a block, in id order.
+    pub fn locations(&self, block: BlockId) -> Vec<&WorkerState> {
+        self.locations.get(&block).into_iter().flatten().filter_map(|id| self.workers.get(id)).collect()
+    }
+
+    /// The length a live worker committed for a block.
+    pub fn committed_length(&self, block: BlockId) -> Option<u64> {
+        self.locations(block).first().and_then(|w| w.blocks.get(&block).copied())
+    }
+
+    /// Every worker ever registered with this master, live and lost, in id order.
+    pub fn workers(&self) -> impl Iterator<Item = &WorkerState> {
+        self.workers.values()
+    }
+
+    /// The worker with this id, if live.
+    pub fn live_worker(&self, id: WorkerId) -> Option<&WorkerState> {
+        self.workers.get(&id).filter(|w| !w.lost)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::namespace::block_id;
+
+    fn addr(port: u32) -> WorkerNetAddress {
+        WorkerNetAddress { host: "h".into(), rpc_port: port, data_port: port + 1, web_port: port + 2 }
+    }
+
+    #[test]
+    fn register_heartbeat_and_reregister_keeps_id() {
+        let mut r = Registry::new(100, 1000);
+        let a = r.register(addr(1), 10, 0, &[], 0);
+        let b = r.register(addr(5), 10, 0, &[], 0);
+        assert_eq!((a, b), (100, 101));
+        assert_eq!(r.heartbeat(a, 3, &[], 10), HeartbeatCommand::default());
+        assert_eq!(r.heartbeat(999, 3, &[], 10), HeartbeatCommand { register: true, delete_blocks: vec![] });
+        let b0 = block_id(7, 0);
+        assert_eq!(r.register(addr(1), 10, 4, &[(b0, 4)], 20), a);
+        assert_eq!(r.locations(b0).iter().map(|w| w.id).collect::<Vec<_>>(), vec![a]);
+        assert_eq!(r.committed_length(b0), Some(4));
+    }
+
+    #[test]
+    fn deleted_files_turn_into_delete_commands() {
+        let mut r = Registry::new(1, 1000);
+        let w = r.register(addr(1), 10, 0, &[], 0);
+        r.commit_block(w, block_id(3, 0), 5, 5, 1).unwrap();
+        r.commit_block(w, block_id(3, 1), 2, 7, 1).unwrap();
+        r.commit_block(w, block_id(4, 0), 1, 8, 1).unwrap();
+        r.remove_files(&[3]);
+        assert_eq!(r.locations(block_id(3, 0)).len(), 0);
+        let cmd = r.heartbeat(w, 8, &[], 2);
+        assert_eq!(cmd.delete_blocks, vec![block_id(3, 0), block_id(3, 1)]);
+        // Once the worker reports them removed, they are no longer sent.
+        let cmd = r.heartbeat(w, 1, &[block_id(3, 0), block_id(3, 1)], 3);
+        assert_eq!(cmd, HeartbeatCommand::default());
+        assert_eq!(r.committed_length(block_id(4, 0)), Some(1));
+    }
+
+    #[test]
+    fn silent_worker_is_lost_with_its_blocks_and_must_reregister() {
+        let mut r = Registry::new(1, 1000);
+        let w1 = r.register(addr(1), 10, 0, &[(block_id(2, 0), 3)], 0);
+        let w2 = r.register(addr(5), 10, 0, &[(block_id(2, 0), 3)], 0);
+        assert_eq!(r.tick(1000), vec![]);
+        r.heartbeat(w2, 0, &[], 900);
+        let lost = r.tick(1001);
+        assert_eq!(lost, vec![LostWorker { id: w1, address: addr(1), blocks: vec![block_id(2, 0)] }]);
+        assert_eq!(r.locations(block_id(2, 0)).iter().map(|w| w.id).collect::<Vec<_>>(), vec![w2]);
+        assert!(r.heartbeat(w1, 0, &[], 1002).register);
+        assert_eq!(r.commit_block(w1, 9, 1, 1, 1002), Err(RegistryError::UnknownWorker(w1)));
+        assert_eq!(r.register(addr(1), 10, 0, &[], 1003), w1);
+        assert!(r.live_worker(w1).is_some());
+    }
+}

@@ -1,0 +1,201 @@
+//! The error a file system operation returns, everywhere from the namespace core to the
+//! shell. Each variant says whether retrying can help ([`FsError::is_retryable`]) and
+//! travels over gRPC intact (kind and fields ride in the status details).
+
+use bytes::Bytes;
+use thiserror::Error;
+
+/// A file system operation failed. Callers branch on the variant.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FsError {
+    #[error("{path}: no such file or directory")]
+    NotFound { path: String },
+    #[error("{path}: already exists")]
+    AlreadyExists { path: String },
+    #[error("{path}: not a directory")]
+    NotADirectory { path: String },
+    #[error("{path}: is a directory")]
+    IsADirectory { path: String },
+    #[error("{path}: directory not empty (use -R to delete recursively)")]
+    DirectoryNotEmpty { path: String },
+    #[error("{path}: invalid path: {reason}")]
+    InvalidPath { path: String, reason: String },
+    #[error("invalid argument: {reason}")]
+    InvalidArgument { reason: String },
+    #[error("{path}: file is incomplete (still being written, or its writer died)")]
+    FileIncomplete { path: String },
+    #[error("{path}: file is already complete")]
+    FileAlreadyComplete { path: String },
+    #[error("{path}: block {block_id} is lost (no live worker holds it and the file is not persisted)")]
+    BlockLost { path: String, block_id: u64 },
+    #[error("{path}: not persisted to under-storage; freeing it from memory would lose the data")]
+    NotPersisted { path: String },
+    #[error("out of space: {reason}")]
+    OutOfSpace { reason: String },
+    #[error("service unavailable: {reason}")]
+    Unavailable { reason: String },
+    #[error("this master is not the leader (leader: {leader})")]
+    NotLeader { leader: String },
+    #[error("internal error: {reason}")]
+    Internal { reason: String },
+}
+
+impl FsError {
+    /// True when the same request may succeed later (failover, a restarting server).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, FsError::Unavailable { .. } | FsError::NotLeader { .. })
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            FsError::NotFound { .. } => "NotFound",
+            FsError::AlreadyExists { .. } => "AlreadyExists",
+            FsError::NotADirectory { .. } => "NotADirectory",
+            FsError::IsADirectory { .. } => "IsADirectory",
+            FsError::DirectoryNotEmpty { .. } => "DirectoryNotEmpty",
+            FsError::InvalidPath { .. } => "InvalidPath",
+            FsError::InvalidArgument { .. } => "InvalidArgument",
+            FsError::FileIncomplete { .. } => "FileIncomplete",
+            FsError::FileAlreadyComplete { .. } => "FileAlreadyComplete",
+            FsError::BlockLost { .. } => "BlockLost",
+            FsError::NotPersisted { .. } => "NotPersisted",
+            FsError::OutOfSpace { .. } => "OutOfSpace",
+            FsError::Unavailable { .. } => "Unavailable",
+            FsError::NotLeader { .. } => "NotLeader",
+            FsError::Internal { .. } => "Internal",
+        }
+    }
+
+    /// The fields, in declaration order, for the wire encoding.
+    fn fields(&self) -> Vec<String> {
+        match self {
+            FsError::NotFound { path }
+            | FsError::AlreadyExists { path }
+            | FsError::NotADirectory { path }
+            | FsError::IsADirectory { path }
+            | FsError::DirectoryNotEmpty { path }
+            | FsError::FileIncomplete { path }
+            | FsError::FileAlreadyComplete { path }
+            | FsError::NotPersisted { path } => vec![path.clone()],
+            FsError::InvalidPath { path, reason } => vec![path.clone(), reason.clone()],
+            FsError::BlockLost { path, block_id } => vec![path.clone(), block_id.to_string()],
+            FsError::InvalidArgument { reason }
+            | FsError::OutOfSpace { reason }
+            | FsError::Unavailable { reason }
+            | FsError::Internal { reason } => vec![reason.clone()],
+            FsError::NotLeader { leader } => vec![leader.clone()],
+        }
+    }
+
+    fn from_parts(kind: &str, f: &[&str]) -> Option<FsError> {
+        let s = |i: usize| f.get(i).map(|v| v.to_string());
+        Some(match kind {
+            "NotFound" => FsError::NotFound { path: s(0)? },
+            "AlreadyExists" => FsError::AlreadyExists { path: s(0)? },
+            "NotADirectory" => FsError::NotADirectory { path: s(0)? },
+            "IsADirectory" => FsError::IsADirectory { path: s(0)? },
+            "DirectoryNotEmpty" => FsError::DirectoryNotEmpty { path: s(0)? },
+            "InvalidPath" => FsError::InvalidPath { path: s(0)?, reason: s(1)? },
+            "InvalidArgument" => FsError::InvalidArgument { reason: s(0)? },
+            "FileIncomplete" => FsError::FileIncomplete { path: s(0)? },
+            "FileAlreadyComplete" => FsError::FileAlreadyComplete { path: s(0)? },
+            "BlockLost" => FsError::BlockLost { path: s(0)?, block_id: s(1)?.parse().ok()? },
+            "NotPersisted" => FsError::NotPersisted { path: s(0)? },
+            "OutOfSpace" => FsError::OutOfSpace { reason: s(0)? },
+            "Unavailable" => FsError::Unavailable { reason: s(0)? },
+            "NotLeader" => FsError::NotLeader { leader: s(0)? },
+            "Internal" => FsError::Internal { reason: s(0)? },
+            _ => return None,
+        })
+    }
+
+    fn code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            FsError::NotFound { .. } => Code::NotFound,
+            FsError::AlreadyExists { .. } => Code::AlreadyExists,
+            FsError::InvalidPath { .. } | FsError::InvalidArgument { .. } => Code::InvalidArgument,
+            FsError::OutOfSpace { .. } => Code::ResourceExhausted,
+            FsError::Unavailable { .. } | FsError::NotLeader { .. } => Code::Unavailable,
+            FsError::Internal { .. } => Code::Internal,
+            _ => Code::FailedPrecondition,
+        }
+    }
+}
+
+/// Separates kind and fields in the status details; never appears in paths (control char).
+const FIELD_SEPARATOR: char = '\u{1f}';
+
+impl From<FsError> for tonic::Status {
+    fn from(e: FsError) -> Self {
+        let mut details = e.kind().to_string();
+        for f in e.fields() {
+            details.push(FIELD_SEPARATOR);
+            details.push_str(&f);
+        }
+        tonic::Status::with_details(e.code(), e.to_string(), Bytes::from(details))
+    }
+}
+
+impl From<tonic::Status> for FsError {
+    fn from(status: tonic::Status) -> Self {
+        if let Ok(details) = std::str::from_utf8(status.details()) {
+            let mut parts = details.split(FIELD_SEPARATOR);
+            if let Some(kind) = parts.next() {
+                let fields: Vec<&str> = parts.collect();
+                if let Some(e) = FsError::from_parts(kind, &fields) {
+                    return e;
+                }
+            }
+        }
+        let reason = status.message().to_string();
+        match status.code() {
+            tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::Aborted
+            | tonic::Code::Unknown => FsError::Unavailable { reason: format!("{:?}: {reason}", status.code()) },
+            tonic::Code::NotFound => FsError::NotFound { path: reason },
+            tonic::Code::InvalidArgument => FsError::InvalidArgument { reason },
+            tonic::Code::ResourceExhausted => FsError::OutOfSpace { reason },
+            _ => FsError::Internal { reason: format!("{:?}: {reason}", status.code()) },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_through_grpc_status() {
+        let all = vec![
+            FsError::NotFound { path: "/a".into() },
+            FsError::AlreadyExists { path: "/a".into() },
+            FsError::NotADirectory { path: "/a".into() },
+            FsError::IsADirectory { path: "/a".into() },
+            FsError::DirectoryNotEmpty { path: "/a".into() },
+            FsError::InvalidPath { path: "a".into(), reason: "relative".into() },
+            FsError::InvalidArgument { reason: "x".into() },
+            FsError::FileIncomplete { path: "/a".into() },
+            FsError::FileAlreadyComplete { path: "/a".into() },
+            FsError::BlockLost { path: "/a".into(), block_id: 77 },
+            FsError::NotPersisted { path: "/a".into() },
+            FsError::OutOfSpace { reason: "full".into() },
+            FsError::Unavailable { reason: "down".into() },
+            FsError::NotLeader { leader: "h:1".into() },
+            FsError::Internal { reason: "bug".into() },
+        ];
+        for e in all {
+            let back = FsError::from(tonic::Status::from(e.clone()));
+            assert_eq!(back, e);
+        }
+    }
+
+    #[test]
+    fn transport_failures_are_retryable() {
+        let e = FsError::from(tonic::Status::unavailable("connection refused"));
+        assert!(e.is_retryable());
+        assert!(!FsError::NotFound { path: "/x".into() }.is_retryable());
+    }
+}

@@ -1,0 +1,311 @@
+//! Byte formats of the journal: log segments, checkpoints and their file names. Pure code.
+//!
+//! A log segment is a header followed by records:
+//! ```text
+//! segment  := "TACHYONJ" version:u32le record*
+//! record   := length:u32le crc32c(payload):u32le payload      (payload = protobuf JournalEntry)
+//! ```
+//! A checkpoint is `"TACHYONC" version:u32le length:u64le crc32c:u32le payload`
+//! (payload = protobuf Checkpoint).
+//!
+//! Names, all hex with 16 digits so that they sort by number:
+//! - `logs/<first>-open.log`: the segment being written, whose first entry is `first`;
+//! - `logs/<first>-<end>.log`: a completed segment holding exactly entries `first..end`
+//!   (bytes after entry `end - 1`, e.g. a torn write cut at completion, are ignored);
+//! - `checkpoints/<next>.ckpt`: the state after every entry below `next`.
+
+use prost::Message;
+
+use crate::proto::{Checkpoint, JournalEntry};
+
+/// Version written into every segment and checkpoint header.
+pub const FORMAT_VERSION: u32 = 1;
+/// Magic bytes that open a log segment.
+pub const SEGMENT_MAGIC: &[u8; 8] = b"TACHYONJ";
+/// Magic bytes that open a checkpoint.
+pub const CHECKPOINT_MAGIC: &[u8; 8] = b"TACHYONC";
+/// Bytes of the segment header.
+pub const SEGMENT_HEADER_LEN: usize = 12;
+/// Bytes of a record header (length + checksum).
+pub const RECORD_HEADER_LEN: usize = 8;
+/// Largest encoded entry accepted; anything larger is corruption.
+pub const MAX_ENTRY_BYTES: usize = 16 * 1024 * 1024;
+
+/// A segment or checkpoint could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("not a tachyon journal file (bad magic)")]
+    BadMagic,
+    #[error("journal format version {0} is not supported (this build reads version {FORMAT_VERSION})")]
+    UnsupportedVersion(u32),
+    #[error("truncated header")]
+    TruncatedHeader,
+    #[error("checkpoint is corrupt: {0}")]
+    CorruptCheckpoint(String),
+}
+
+/// The segment header bytes.
+pub fn segment_header() -> Vec<u8> {
+    let mut v = SEGMENT_MAGIC.to_vec();
+    v.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    v
+}
+
+/// Appends one framed record for `entry` to `out`.
+pub fn encode_entry(entry: &JournalEntry, out: &mut Vec<u8>) {
+    let payload = entry.encode_to_vec();
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+}
+
+/// Why decoding of a segment stopped before its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TailProblem {
+    /// The last record is cut short (a write that did not finish).
+    Truncated,
+    /// A record's checksum does not match.
+    BadChecksum,
+    /// A record's length field is impossible.
+    BadLength(u64),
+    /// The payload is not a valid entry.
+    Undecodable(String),
+}
+
+impl std::fmt::Display for TailProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TailProblem::Truncated => f.write_str("record cut short"),
+            TailProblem::BadChecksum => f.write_str("checksum mismatch"),
+            TailProblem::BadLength(n) => write!(f, "impossible record length {n}"),
+            TailProblem::Undecodable(e) => write!(f, "undecodable entry: {e}"),
+        }
+    }
+}
+
+/// The valid entries of a segment and, if decoding stopped early, where and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedSegment {
+    pub entries: Vec<JournalEntry>,
+    /// Byte offset just after the last valid record.
+    pub valid_len: usize,
+    /// Set when bytes after `valid_len` could not be decoded.
+    pub problem: Option<(TailProblem, usize)>,
+}
+
+/// Decodes a segment's bytes. Never panics: bad bytes end decoding with a [`TailProblem`]
+/// that the caller judges (a torn tail of the open segment is cut; elsewhere it is fatal).
+pub fn decode_segment(bytes: &[u8]) -> Result<DecodedSegment, FormatError> {
+    if bytes.len() < SEGMENT_HEADER_LEN {
+        if SEGMENT_MAGIC.starts_with(&bytes[..bytes.len().min(8)]) {
+            // An empty or half-written header: a segment whose creation was interrupted.
+            return Ok(DecodedSegment { entries: Vec::new(), valid_len: 0, problem: Some((TailProblem::Truncated, 0)) });
+        }
+        return Err(FormatError::TruncatedHeader);
+    }
+    if &bytes[..8] != SEGMENT_MAGIC {
+        return Err(FormatError::BadMagic);
+    }
+    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if version != FORMAT_VERSION {
+        return Err(FormatError::UnsupportedVersion(version));
+    }
+    let mut entries = Vec::new();
+    let mut pos = SEGMENT_HEADER_LEN;
+    let problem = loop {
+        if pos == bytes.len() {
+            break None;
+        }
+        let rest = &bytes[pos..];
+        if rest.len() < RECORD_HEADER_LEN {
+            break Some(TailProblem::Truncated);
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        if len > MAX_ENTRY_BYTES {
+            break Some(TailProblem::BadLength(len as u64));
+        }
+        if rest.len() < RECORD_HEADER_LEN + len {
+            break Some(TailProblem::Truncated);
+        }
+        let payload = &rest[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len];
+        if crc32c::crc32c(payload) != crc {
+            break Some(TailProblem::BadChecksum);
+        }
+        match JournalEntry::decode(payload) {
+            Ok(entry) => entries.push(entry),
+            Err(e) => break Some(TailProblem::Undecodable(e.to_string())),
+        }
+        pos += RECORD_HEADER_LEN + len;
+    };
+    Ok(DecodedSegment { entries, valid_len: pos, problem: problem.map(|p| (p, pos)) })
+}
+
+/// Encodes a checkpoint file.
+pub fn encode_checkpoint(cp: &Checkpoint) -> Vec<u8> {
+    let payload = cp.encode_to_vec();
+    let mut v = CHECKPOINT_MAGIC.to_vec();
+    v.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    v.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    v.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    v.extend_from_slice(&payload);
+    v
+}
+
+/// Decodes a checkpoint file, verifying its checksum.
+pub fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, FormatError> {
+    const HEADER: usize = 8 + 4 + 8 + 4;
+    if bytes.len() < HEADER {
+        return Err(FormatError::TruncatedHeader);
+    }
+    if &bytes[..8] != CHECKPOINT_MAGIC {
+        return Err(FormatError::BadMagic);
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().map_err(|_| FormatError::TruncatedHeader)?);
+    if version != FORMAT_VERSION {
+        return Err(FormatError::UnsupportedVersion(version));
+    }
+    let len = u64::from_le_bytes(bytes[12..20].try_into().map_err(|_| FormatError::TruncatedHeader)?);
+    let crc = u32::from_le_bytes(bytes[20..24].try_into().map_err(|_| FormatError::TruncatedHeader)?);
+    let payload = &bytes[HEADER..];
+    if payload.len() as u64 != len {
+        return Err(FormatError::CorruptCheckpoint(format!("length {} but header says {len}", payload.len())));
+    }
+    if crc32c::crc32c(payload) != crc {
+        return Err(FormatError::CorruptCheckpoint("checksum mismatch".into()));
+    }
+    Checkpoint::decode(payload).map_err(|e| FormatError::CorruptCheckpoint(e.to_string()))
+}
+
+/// What a file name in `logs/` says about the segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SegmentName {
+    /// Sequence number of the first entry.
+    pub first: u64,
+    /// One past the last entry, for a completed segment; `None` while open.
+    pub end: Option<u64>,
+}
+
+impl SegmentName {
+    /// The file name for this segment.
+    pub fn file_name(&self) -> String {
+        match self.end {
+            Some(end) => format!("{:016x}-{:016x}.log", self.first, end),
+            None => format!("{:016x}-open.log", self.first),
+        }
+    }
+
+    /// Parses a file name; `None` for anything that is not a segment name.
+    pub fn parse(name: &str) -> Option<SegmentName> {
+        let stem = name.strip_suffix(".log")?;
+        let (first, end) = stem.split_once('-')?;
+        let first = parse_hex16(first)?;
+        let end = if end == "open" { None } else { Some(parse_hex16(end)?) };
+        if let Some(e) = end {
+            if e < first {
+                return None;
+            }
+        }
+        Some(SegmentName { first, end })
+    }
+}
+
+/// File name of the checkpoint holding the state before entry `next`.
+pub fn checkpoint_file_name(next: u64) -> String {
+    format!("{next:016x}.ckpt")
+}
+
+/// Parses a checkpoint file name.
+pub fn parse_checkpoint_name(name: &str) -> Option<u64> {
+    parse_hex16(name.strip_suffix(".ckpt")?)
+}
+
+fn parse_hex16(s: &str) -> Option<u64> {
+    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::journal_entry::Kind;
+    use crate::proto::DeleteEntry;
+
+    fn entry(seq: u64) -> JournalEntry {
+        JournalEntry { sequence: seq, epoch: 1, kind: Some(Kind::Delete(DeleteEntry { id: seq, time_ms: 5 })) }
+    }
+
+    fn segment(n: u64) -> Vec<u8> {
+        let mut v = segment_header();
+        for s in 0..n {
+            encode_entry(&entry(s), &mut v);
+        }
+        v
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = segment(3);
+        let d = decode_segment(&bytes).unwrap();
+        assert_eq!(d.entries, vec![entry(0), entry(1), entry(2)]);
+        assert_eq!(d.valid_len, bytes.len());
+        assert_eq!(d.problem, None);
+    }
+
+    #[test]
+    fn every_truncation_keeps_the_valid_prefix() {
+        let bytes = segment(3);
+        let full = decode_segment(&bytes).unwrap();
+        for cut in SEGMENT_HEADER_LEN..bytes.len() {
+            let d = decode_segment(&bytes[..cut]).unwrap();
+            assert!(d.entries.len() < 3);
+            assert_eq!(d.entries[..], full.entries[..d.entries.len()]);
+            if cut > d.valid_len {
+                assert_eq!(d.problem, Some((TailProblem::Truncated, d.valid_len)));
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_byte_is_detected() {
+        let mut bytes = segment(2);
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        let d = decode_segment(&bytes).unwrap();
+        assert_eq!(d.entries.len(), 1);
+        assert_eq!(d.problem.map(|p| p.0), Some(TailProblem::BadChecksum));
+    }
+
+    #[test]
+    fn header_errors() {
+        assert_eq!(decode_segment(b"NOTAJRNLxxxx"), Err(FormatError::BadMagic));
+        let mut v = segment_header();
+        v[8] = 9;
+        assert_eq!(decode_segment(&v), Err(FormatError::UnsupportedVersion(9)));
+        assert!(decode_segment(b"TACH").unwrap().problem.is_some());
+        assert_eq!(decode_segment(b"xy"), Err(FormatError::TruncatedHeader));
+    }
+
+    #[test]
+    fn checkpoint_round_trip_and_corruption() {
+        let cp = Checkpoint { next_sequence: 9, epoch: 2, next_inode_id: 4, inodes: vec![] };
+        let mut bytes = encode_checkpoint(&cp);
+        assert_eq!(decode_checkpoint(&bytes).unwrap(), cp);
+        bytes.push(0);
+        assert!(matches!(decode_checkpoint(&bytes), Err(FormatError::CorruptCheckpoint(_))));
+    }
+
+    #[test]
+    fn names_round_trip_and_sort() {
+        let open = SegmentName { first: 0x10, end: None };
+        let done = SegmentName { first: 0, end: Some(0x10) };
+        assert_eq!(SegmentName::parse(&open.file_name()), Some(open));
+        assert_eq!(SegmentName::parse(&done.file_name()), Some(done));
+        assert_eq!(done.file_name(), "0000000000000000-0000000000000010.log");
+        assert_eq!(SegmentName::parse("0000000000000010-0000000000000001.log"), None);
+        assert_eq!(SegmentName::parse("junk.log"), None);
+        assert_eq!(parse_checkpoint_name(&checkpoint_file_name(77)), Some(77));
+    }
+}

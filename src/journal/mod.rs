@@ -1,0 +1,545 @@
+//! The journal: a write-ahead log of namespace changes plus checkpoints, stored in a
+//! folder on under-storage (`tachyon.master.journal.folder`).
+//!
+//! Layout of the folder (names in [`format`]):
+//! ```text
+//! FORMAT                       marker written by `tachyon format`
+//! checkpoints/<next>.ckpt      state before entry <next>
+//! logs/<first>-<end>.log       completed segment, entries first..end
+//! logs/<first>-open.log        the segment the leader appends to
+//! ```
+//! Recovery = newest readable checkpoint + every later entry of the logs. A torn tail of
+//! the open segment (a crash mid-write) is cut at the last valid entry by completing the
+//! segment at that point; damage anywhere else stops recovery with an error that names the
+//! file and offset.
+//!
+//! Writing is group commit: submissions queue in a bounded channel, one task writes all
+//! that is queued with one sync, then publishes the new durable position.
+//!
+//! Architecture Invariant: an operation is acknowledged only after [`JournalWriter::wait_durable`]
+//! saw its entries synced; if a sync fails the writer stops for good and the master stops
+//! serving (fail-stop), so in-memory state never runs ahead of the journal for long.
+
+pub mod format;
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::core::namespace::{ApplyError, Namespace};
+use crate::proto::{Checkpoint, JournalEntry};
+use crate::underfs::{UfsWriter, UnderFs};
+use format::{DecodedSegment, FormatError, SegmentName};
+
+/// Name of the marker file written by format.
+pub const FORMAT_MARKER: &str = "FORMAT";
+const LOGS: &str = "logs";
+const CHECKPOINTS: &str = "checkpoints";
+
+/// Errors of journal recovery and writing. None of them is retryable by a client: they
+/// need an operator (restore, format) or a master restart.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {folder}: {op}: {source}")]
+    Io { folder: String, op: String, source: std::io::Error },
+    #[error("journal {folder} is not formatted: run `bin/tachyon format` first")]
+    NotFormatted { folder: String },
+    #[error("journal {folder} is not empty ({files} files): use `bin/tachyon format -f` to wipe it")]
+    NotEmpty { folder: String, files: usize },
+    #[error("journal file {file}: {source}")]
+    Format { file: String, source: FormatError },
+    #[error("journal file {file} is corrupt at byte {offset}: {problem}")]
+    Corrupt { file: String, offset: usize, problem: String },
+    #[error("replaying journal file {file}: {source}")]
+    Apply { file: String, source: ApplyError },
+    #[error("journal writer stopped: {0}")]
+    WriterFailed(String),
+}
+
+/// Bounds of the journal writer.
+#[derive(Clone, Debug)]
+pub struct JournalLimits {
+    /// Most bytes written with one sync.
+    pub max_batch_bytes: usize,
+    /// Most queued submissions before submitters wait.
+    pub queue_capacity: usize,
+    /// A segment is completed and a new one started past this size.
+    pub segment_max_bytes: u64,
+}
+
+impl Default for JournalLimits {
+    fn default() -> Self {
+        JournalLimits { max_batch_bytes: 4 << 20, queue_capacity: 1024, segment_max_bytes: 10 << 20 }
+    }
+}
+
+/// Most bytes a torn tail may span: one batch plus one entry. More than that after a bad
+/// record means damage in the middle, which is never silently dropped.
+fn max_torn_tail_bytes(limits: &JournalLimits) -> usize {
+    limits.max_batch_bytes + format::MAX_ENTRY_BYTES + format::RECORD_HEADER_LEN
+}
+
+/// The state rebuilt from the journal, and where appending must continue.
+#[derive(Debug)]
+pub struct Recovered {
+    pub namespace: Namespace,
+    /// The open segment found, and the sequence one past its last valid entry.
+    pub open_segment: Option<(SegmentName, u64)>,
+}
+
+/// Handle on a journal folder.
+#[derive(Clone)]
+pub struct Journal {
+    ufs: Arc<dyn UnderFs>,
+    limits: JournalLimits,
+}
+
+impl Journal {
+    /// A journal stored on `ufs` (rooted at the journal folder).
+    pub fn new(ufs: Arc<dyn UnderFs>, limits: JournalLimits) -> Self {
+        Journal { ufs, limits }
+    }
+
+    /// Where the journal lives, for messages.
+    pub fn folder(&self) -> String {
+        self.ufs.describe()
+    }
+
+    fn io(&self, op: impl Into<String>) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+        let op = op.into();
+        move |source| JournalError::Io { folder: self.folder(), op, source }
+    }
+
+    /// True once `format` has run.
+    pub async fn is_formatted(&self) -> Result<bool, JournalError> {
+        Ok(self.ufs.list("").await.map_err(self.io("list"))?.iter().any(|n| n == FORMAT_MARKER))
+    }
+
+    /// Creates an empty journal. Refuses to wipe one holding entries unless `force`.
+    pub async fn format(&self, force: bool) -> Result<(), JournalError> {
+        let logs = self.ufs.list(LOGS).await.map_err(self.io("list logs"))?;
+        let cps = self.ufs.list(CHECKPOINTS).await.map_err(self.io("list checkpoints"))?;
+        if !force && !(logs.is_empty() && cps.is_empty()) {
+            return Err(JournalError::NotEmpty { folder: self.folder(), files: logs.len() + cps.len() });
+        }
+        for (dir, names) in [(LOGS, logs), (CHECKPOINTS, cps)] {
+            for n in names {
+                self.ufs.delete(&format!("{dir}/{n}")).await.map_err(self.io("delete"))?;
+            }
+        }
+        self.ufs.mkdirs(LOGS).await.map_err(self.io("mkdir logs"))?;
+        self.ufs.mkdirs(CHECKPOINTS).await.map_err(self.io("mkdir checkpoints"))?;
+        let marker = format!("tachyon journal, format version {}\n", format::FORMAT_VERSION);
+        self.ufs.write_atomic(FORMAT_MARKER, marker.as_bytes()).await.map_err(self.io("write marker"))?;
+        info!(folder = %self.folder(), "journal formatted");
+        Ok(())
+    }
+
+    /// Segment names in `logs/`, sorted by first sequence.
+    async fn segments(&self) -> Result<Vec<SegmentName>, JournalError> {
+        let mut segs = Vec::new();
+        for name in self.ufs.list(LOGS).await.map_err(self.io("list logs"))? {
+            match SegmentName::parse(&name) {
+                Some(s) => segs.push(s),
+                None if name.ends_with(".tmp") => {}
+                None => warn!(file = %name, "ignoring unknown file in journal logs folder"),
+            }
+        }
+        segs.sort();
+        Ok(segs)
+    }
+
+    async fn checkpoint_names(&self) -> Result<Vec<u64>, JournalError> {
+        let names = self.ufs.list(CHECKPOINTS).await.map_err(self.io("list checkpoints"))?;
+        let mut v: Vec<u64> = names.iter().filter_map(|n| format::parse_checkpoint_name(n)).collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    /// Rebuilds the namespace from the newest readable checkpoint and the logs after it.
+    pub async fn recover(&self) -> Result<Recovered, JournalError> {
+        if !self.is_formatted().await? {
+            return Err(JournalError::NotFormatted { folder: self.folder() });
+        }
+        let mut namespace = Namespace::new();
+        for next in self.checkpoint_names().await?.into_iter().rev() {
+            let file = format!("{CHECKPOINTS}/{}", format::checkpoint_file_name(next));
+            let bytes = self.ufs.read(&file).await.map_err(self.io(format!("read {file}")))?;
+            let loaded = format::decode_checkpoint(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|cp| Namespace::from_checkpoint(&cp));
+            match loaded {
+                Ok(ns) => {
+                    info!(%file, next_sequence = ns.next_sequence(), inodes = ns.inode_count(), "loaded checkpoint");
+                    namespace = ns;
+                    break;
+                }
+                Err(e) => warn!(%file, error = %e, "skipping unreadable checkpoint; trying an older one"),
+            }
+        }
+        let segments = self.segments().await?;
+        let open_count = segments.iter().filter(|s| s.end.is_none()).count();
+        if open_count > 1 || segments.iter().rev().skip(1).any(|s| s.end.is_none()) {
+            return Err(JournalError::Corrupt {
+                file: format!("{}/{LOGS}", self.folder()),
+                offset: 0,
+                problem: "more than one open segment, or an open segment that is not the last".into(),
+            });
+        }
+        let mut open_segment = None;
+        for seg in segments {
+            if seg.end.is_some_and(|end| end <= namespace.next_sequence()) {
+                continue;
+            }
+            let file = format!("{LOGS}/{}", seg.file_name());
+            if seg.first > namespace.next_sequence() {
+                return Err(JournalError::Corrupt {
+                    file,
+                    offset: 0,
+                    problem: format!("entries {}..{} are missing", namespace.next_sequence(), seg.first),
+                });
+            }
+            let bytes = self.ufs.read(&file).await.map_err(self.io(format!("read {file}")))?;
+            let decoded = format::decode_segment(&bytes).map_err(|source| JournalError::Format { file: file.clone(), source })?;
+            replay_segment(&mut namespace, seg, &decoded, &file)?;
+            match (seg.end, &decoded.problem) {
+                (Some(end), problem) if namespace.next_sequence() < end => {
+                    let (offset, why) = match problem {
+                        Some((p, off)) => (*off, p.to_string()),
+                        None => (bytes.len(), "segment ends early".to_string()),
+                    };
+                    return Err(JournalError::Corrupt {
+                        file,
+                        offset,
+                        problem: format!("{why}; entries up to {end} expected, got up to {}", namespace.next_sequence()),
+                    });
+                }
+                (Some(_), _) => {}
+                (None, Some((problem, offset))) => {
+                    let dropped = bytes.len() - offset;
+                    if dropped > max_torn_tail_bytes(&self.limits) {
+                        return Err(JournalError::Corrupt {
+                            file,
+                            offset: *offset,
+                            problem: format!("{problem} with {dropped} bytes after it: damage in the middle, not a torn tail"),
+                        });
+                    }
+                    warn!(%file, offset, dropped_bytes = dropped, %problem,
+                        "journal: cutting torn tail of the open segment at the last valid entry");
+                    open_segment = Some((seg, namespace.next_sequence()));
+                }
+                (None, None) => open_segment = Some((seg, namespace.next_sequence())),
+            }
+        }
+        info!(next_sequence = namespace.next_sequence(), inodes = namespace.inode_count(), "journal replayed");
+        Ok(Recovered { namespace, open_segment })
+    }
+
+    /// Completes the open segment found by recovery and starts appending at the namespace's
+    /// next sequence. Only the leader calls this.
+    pub async fn start_writer(&self, recovered: &Recovered) -> Result<JournalWriter, JournalError> {
+        let next = recovered.namespace.next_sequence();
+        if let Some((seg, end)) = recovered.open_segment {
+            let from = format!("{LOGS}/{}", seg.file_name());
+            if end > seg.first {
+                let done = SegmentName { first: seg.first, end: Some(end) };
+                let to = format!("{LOGS}/{}", done.file_name());
+                self.ufs.rename(&from, &to).await.map_err(self.io(format!("complete {from}")))?;
+            } else {
+                self.ufs.delete(&from).await.map_err(self.io(format!("delete empty {from}")))?;
+            }
+        }
+        let writer = self.open_segment(next).await?;
+        let (tx, rx) = mpsc::channel(self.limits.queue_capacity);
+        let (durable_tx, durable_rx) = watch::channel(Durability { next, failed: None });
+        let task = WriterTask {
+            ufs: self.ufs.clone(),
+            folder: self.folder(),
+            limits: self.limits.clone(),
+            writer,
+            segment_first: next,
+            segment_bytes: format::SEGMENT_HEADER_LEN as u64,
+            next,
+            durable: durable_tx,
+        };
+        let handle = tokio::spawn(task.run(rx));
+        Ok(JournalWriter { tx, durable: durable_rx, task: Arc::new(tokio::sync::Mutex::new(Some(handle))) })
+    }
+
+    async fn open_segment(&self, first: u64) -> Result<Box<dyn UfsWriter>, JournalError> {
+        open_segment_on(&*self.ufs, &self.folder(), first).await
+    }
+
+    /// Writes a checkpoint, then removes the logs and older checkpoints it makes redundant
+    /// (the previous checkpoint is kept as a fallback).
+    pub async fn write_checkpoint(&self, cp: &Checkpoint) -> Result<(), JournalError> {
+        let next = cp.next_sequence;
+        let file = format!("{CHECKPOINTS}/{}", format::checkpoint_file_name(next));
+        let bytes = format::encode_checkpoint(cp);
+        self.ufs.write_atomic(&file, &bytes).await.map_err(self.io(format!("write {file}")))?;
+        let cps = self.checkpoint_names().await?;
+        let keep_from = cps.iter().rev().nth(1).copied().unwrap_or(next);
+        for old in cps.into_iter().filter(|c| *c < keep_from) {
+            let f = format!("{CHECKPOINTS}/{}", format::checkpoint_file_name(old));
+            self.ufs.delete(&f).await.map_err(self.io(format!("delete {f}")))?;
+        }
+        for seg in self.segments().await? {
+            if seg.end.is_some_and(|end| end <= keep_from) {
+                let f = format!("{LOGS}/{}", seg.file_name());
+                self.ufs.delete(&f).await.map_err(self.io(format!("delete {f}")))?;
+            }
+        }
+        info!(%file, bytes = bytes.len(), "checkpoint written");
+        Ok(())
+    }
+
+    /// Every checkpoint and segment, decoded, for `tachyon readJournal`.
+    pub async fn dump(&self) -> Result<Vec<(String, Result<DumpItem, JournalError>)>, JournalError> {
+        let mut out = Vec::new();
+        for next in self.checkpoint_names().await? {
+            let file = format!("{CHECKPOINTS}/{}", format::checkpoint_file_name(next));
+            let item = match self.ufs.read(&file).await {
+                Ok(bytes) => format::decode_checkpoint(&bytes)
+                    .map(DumpItem::Checkpoint)
+                    .map_err(|source| JournalError::Format { file: file.clone(), source }),
+                Err(e) => Err(self.io(format!("read {file}"))(e)),
+            };
+            out.push((file, item));
+        }
+        for seg in self.segments().await? {
+            let file = format!("{LOGS}/{}", seg.file_name());
+            let item = match self.ufs.read(&file).await {
+                Ok(bytes) => format::decode_segment(&bytes)
+                    .map(DumpItem::Segment)
+                    .map_err(|source| JournalError::Format { file: file.clone(), source }),
+                Err(e) => Err(self.io(format!("read {file}"))(e)),
+            };
+            out.push((file, item));
+        }
+        Ok(out)
+    }
+}
+
+/// One decoded journal file.
+#[derive(Debug)]
+pub enum DumpItem {
+    Checkpoint(Checkpoint),
+    Segment(DecodedSegment),
+}
+
+async fn open_segment_on(ufs: &dyn UnderFs, folder: &str, first: u64) -> Result<Box<dyn UfsWriter>, JournalError> {
+    let file = format!("{LOGS}/{}", SegmentName { first, end: None }.file_name());
+    let io = |op: &str| {
+        let op = format!("{op} {file}");
+        move |source| JournalError::Io { folder: folder.to_string(), op, source }
+    };
+    let mut w = ufs.create(&file).await.map_err(io("create"))?;
+    w.write(&format::segment_header()).await.map_err(io("write header"))?;
+    w.sync().await.map_err(io("sync"))?;
+    Ok(w)
+}
+
+fn replay_segment(ns: &mut Namespace, seg: SegmentName, decoded: &DecodedSegment, file: &str) -> Result<(), JournalError> {
+    for entry in &decoded.entries {
+        if seg.end.is_some_and(|end| entry.sequence >= end) {
+            break;
+        }
+        if entry.sequence < ns.next_sequence() {
+            continue;
+        }
+        ns.apply(entry).map_err(|source| JournalError::Apply { file: file.to_string(), source })?;
+    }
+    Ok(())
+}
+
+/// How far the journal is durable, published by the writer task.
+#[derive(Clone, Debug)]
+pub struct Durability {
+    /// Every entry below this sequence is synced.
+    pub next: u64,
+    /// Set once a write failed; nothing is written after that.
+    pub failed: Option<String>,
+}
+
+struct Submission {
+    first: u64,
+    end: u64,
+    bytes: Vec<u8>,
+}
+
+/// Appends entries to the journal with group commit. Cheap to clone.
+#[derive(Clone)]
+pub struct JournalWriter {
+    tx: mpsc::Sender<Submission>,
+    durable: watch::Receiver<Durability>,
+    task: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl JournalWriter {
+    /// Queues entries (which must continue the sequence exactly) and returns the sequence
+    /// one past the last. Waits while the queue is full.
+    pub async fn submit(&self, entries: &[JournalEntry]) -> Result<u64, JournalError> {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Ok(self.durable.borrow().next);
+        };
+        let mut bytes = Vec::new();
+        for e in entries {
+            format::encode_entry(e, &mut bytes);
+        }
+        let end = last.sequence + 1;
+        let submission = Submission { first: first.sequence, end, bytes };
+        self.tx.send(submission).await.map_err(|_| self.failure())?;
+        Ok(end)
+    }
+
+    fn failure(&self) -> JournalError {
+        let reason = self.durable.borrow().failed.clone().unwrap_or_else(|| "writer closed".into());
+        JournalError::WriterFailed(reason)
+    }
+
+    /// Waits until every entry below `end` is durable.
+    pub async fn wait_durable(&self, end: u64) -> Result<(), JournalError> {
+        let mut rx = self.durable.clone();
+        let state = rx.wait_for(|d| d.next >= end || d.failed.is_some()).await.map_err(|_| self.failure())?.clone();
+        match state.failed {
+            Some(reason) if state.next < end => Err(JournalError::WriterFailed(reason)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The current durable position and failure, if any.
+    pub fn durability(&self) -> Durability {
+        self.durable.borrow().clone()
+    }
+
+    /// A receiver that sees every change of the durable position.
+    pub fn subscribe(&self) -> watch::Receiver<Durability> {
+        self.durable.clone()
+    }
+
+    /// Stops writing at once, mid-batch if need be, leaving the open segment as a crash
+    /// would. For a master that lost leadership: a deposed leader must not write again.
+    pub async fn abort(self) {
+        let handle = self.task.lock().await.take();
+        if let Some(handle) = handle {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+
+    /// Stops accepting entries, writes what is queued and completes the open segment.
+    pub async fn close(self) {
+        let task = self.task.clone();
+        drop(self);
+        let handle = task.lock().await.take();
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+    }
+}
+
+struct WriterTask {
+    ufs: Arc<dyn UnderFs>,
+    folder: String,
+    limits: JournalLimits,
+    writer: Box<dyn UfsWriter>,
+    segment_first: u64,
+    segment_bytes: u64,
+    next: u64,
+    durable: watch::Sender<Durability>,
+}
+
+impl WriterTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Submission>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            let mut bytes: usize = batch[0].bytes.len();
+            while bytes < self.limits.max_batch_bytes {
+                match rx.try_recv() {
+                    Ok(s) => {
+                        bytes += s.bytes.len();
+                        batch.push(s);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Err(reason) = self.write_batch(batch).await {
+                tracing::error!(folder = %self.folder, durable_next = self.next, %reason,
+                    "journal write failed; no further entries will be written");
+                self.durable.send_modify(|d| d.failed = Some(reason));
+                return;
+            }
+        }
+        // Every sender is gone: a clean shutdown completes the open segment.
+        if let Err(reason) = self.complete_segment(false).await {
+            warn!(folder = %self.folder, %reason, "could not complete the open journal segment on shutdown");
+        }
+    }
+
+    async fn write_batch(&mut self, batch: Vec<Submission>) -> Result<(), String> {
+        let mut buf = Vec::with_capacity(batch.iter().map(|s| s.bytes.len()).sum());
+        let mut expected = self.next;
+        for s in &batch {
+            if s.first != expected {
+                return Err(format!("submission starts at entry {} but the journal is at {expected}", s.first));
+            }
+            expected = s.end;
+            buf.extend_from_slice(&s.bytes);
+        }
+        let end = batch.last().map(|s| s.end).unwrap_or(self.next);
+        self.writer.write(&buf).await.map_err(|e| format!("write: {e}"))?;
+        self.writer.sync().await.map_err(|e| format!("sync: {e}"))?;
+        self.next = end;
+        self.segment_bytes += buf.len() as u64;
+        self.durable.send_modify(|d| d.next = end);
+        if self.segment_bytes >= self.limits.segment_max_bytes {
+            self.complete_segment(true).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the open segment, renames it completed and, when `reopen`, starts the next one.
+    async fn complete_segment(&mut self, reopen: bool) -> Result<(), String> {
+        let from = format!("{LOGS}/{}", SegmentName { first: self.segment_first, end: None }.file_name());
+        let done = SegmentName { first: self.segment_first, end: Some(self.next) };
+        let to = format!("{LOGS}/{}", done.file_name());
+        let next_writer = if reopen {
+            Some(open_segment_on(&*self.ufs, &self.folder, self.next).await.map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        let old = std::mem::replace(&mut self.writer, match next_writer {
+            Some(w) => w,
+            None => Box::new(ClosedWriter),
+        });
+        old.close().await.map_err(|e| format!("close {from}: {e}"))?;
+        if self.next > self.segment_first {
+            self.ufs.rename(&from, &to).await.map_err(|e| format!("rename {from}: {e}"))?;
+        } else {
+            self.ufs.delete(&from).await.map_err(|e| format!("delete {from}: {e}"))?;
+        }
+        self.segment_first = self.next;
+        self.segment_bytes = format::SEGMENT_HEADER_LEN as u64;
+        Ok(())
+    }
+}
+
+/// Stands in for the writer after the last segment is completed; never written to.
+struct ClosedWriter;
+
+#[async_trait::async_trait]
+impl UfsWriter for ClosedWriter {
+    async fn write(&mut self, _data: &[u8]) -> std::io::Result<()> {
+        Err(std::io::Error::other("journal segment already closed"))
+    }
+    async fn sync(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+    async fn close(self: Box<Self>) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,16 @@
+//! tachyon: a fault-tolerant, memory-speed distributed file system (Tachyon/Alluxio in Rust).
+//!
+//! See `ARCHITECTURE.md` for the codemap. In short: [`core`] holds the pure state machines,
+//! [`journal`] and [`underfs`] the durable storage, [`master`], [`worker`] and [`client`] the
+//! async services that drive them.
+
+pub mod core;
+pub mod error;
+pub mod journal;
+pub mod underfs;
+
+/// Generated protobuf messages and gRPC services (`proto/tachyon.proto`).
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("tachyon");
+}

@@ -1,0 +1,35 @@
+//! The contract every [`UnderFs`] backend must meet; run against each implementation.
+
+use super::UnderFs;
+
+/// Runs the whole contract against an empty under-storage; panics on the first breach.
+pub async fn run(ufs: &dyn UnderFs) {
+    assert_eq!(ufs.list("d").await.unwrap(), Vec::<String>::new(), "missing dir lists empty");
+
+    let mut w = ufs.create("d/a").await.unwrap();
+    w.write(b"hello ").await.unwrap();
+    w.sync().await.unwrap();
+    w.write(b"world").await.unwrap();
+    w.close().await.unwrap();
+    assert_eq!(ufs.read("d/a").await.unwrap(), b"hello world");
+
+    let err = ufs.create("d/a").await.err().expect("create over an existing file must fail");
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+
+    ufs.write_atomic("d/b", b"atomic").await.unwrap();
+    ufs.write_atomic("d/b", b"replaced").await.unwrap();
+    assert_eq!(ufs.read("d/b").await.unwrap(), b"replaced");
+    assert_eq!(ufs.list("d").await.unwrap(), vec!["a".to_string(), "b".to_string()]);
+
+    assert!(ufs.rename("d/a", "d/b").await.is_err(), "rename onto an existing file must fail");
+    ufs.rename("d/a", "d/c").await.unwrap();
+    assert_eq!(ufs.read("d/c").await.unwrap(), b"hello world");
+    assert!(ufs.read("d/a").await.is_err());
+
+    ufs.delete("d/c").await.unwrap();
+    ufs.delete("d/c").await.unwrap();
+    assert_eq!(ufs.list("d").await.unwrap(), vec!["b".to_string()]);
+
+    ufs.mkdirs("e/f").await.unwrap();
+    assert_eq!(ufs.list("e").await.unwrap(), vec!["f".to_string()]);
+}

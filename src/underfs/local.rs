@@ -1,0 +1,122 @@
+//! Local-disk under-storage (also NFS or GlusterFS mounts): fsync for durability,
+//! directory fsync after renames so a crash cannot undo them.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use tokio::io::AsyncWriteExt;
+
+use super::{UfsWriter, UnderFs};
+
+/// Under-storage in a local folder.
+pub struct LocalUnderFs {
+    root: PathBuf,
+}
+
+impl LocalUnderFs {
+    /// Under-storage rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalUnderFs { root: root.into() }
+    }
+
+    fn full(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+}
+
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    tokio::fs::File::open(dir).await?.sync_all().await
+}
+
+struct LocalWriter {
+    file: tokio::fs::File,
+}
+
+#[async_trait]
+impl UfsWriter for LocalWriter {
+    async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data).await
+    }
+
+    async fn sync(&mut self) -> io::Result<()> {
+        self.file.flush().await?;
+        self.file.sync_data().await
+    }
+
+    async fn close(mut self: Box<Self>) -> io::Result<()> {
+        self.sync().await
+    }
+}
+
+#[async_trait]
+impl UnderFs for LocalUnderFs {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn create(&self, path: &str) -> io::Result<Box<dyn UfsWriter>> {
+        let full = self.full(path);
+        if let Some(parent) = full.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&full).await?;
+        if let Some(parent) = full.parent() {
+            sync_dir(parent).await?;
+        }
+        Ok(Box::new(LocalWriter { file }))
+    }
+
+    async fn read(&self, path: &str) -> io::Result<Vec<u8>> {
+        tokio::fs::read(self.full(path)).await
+    }
+
+    async fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        let mut rd = match tokio::fs::read_dir(self.full(dir)).await {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut names = Vec::new();
+        while let Some(entry) = rd.next_entry().await? {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let (from, to) = (self.full(from), self.full(to));
+        if tokio::fs::try_exists(&to).await? {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", to.display())));
+        }
+        tokio::fs::rename(&from, &to).await?;
+        if let Some(parent) = to.parent() {
+            sync_dir(parent).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, path: &str) -> io::Result<()> {
+        match tokio::fs::remove_file(self.full(path)).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn mkdirs(&self, path: &str) -> io::Result<()> {
+        tokio::fs::create_dir_all(self.full(path)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_under_fs_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let ufs = LocalUnderFs::new(dir.path());
+        crate::underfs::conformance::run(&ufs).await;
+    }
+}
