@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     madsim_tonic_build::configure()
         .file_descriptor_set_path(&fds_path)
         .skip_protoc_run()
+        .bytes(["."])
         .compile_protos(&protos, &["proto"])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -4,10 +4,18 @@
 //! [`journal`] and [`underfs`] the durable storage, [`master`], [`worker`] and [`client`] the
 //! async services that drive them.
 
+pub mod client;
+pub mod config;
+pub mod coordinator;
 pub mod core;
 pub mod error;
 pub mod journal;
+pub mod master;
+pub mod rpc;
+pub mod runtime;
+pub mod shell;
 pub mod underfs;
+pub mod worker;
 
 /// Generated protobuf messages and gRPC services (`proto/tachyon.proto`).
 #[allow(clippy::all, missing_docs)]

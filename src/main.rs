@@ -1,1 +1,304 @@
-fn main() {}
+//! The `tachyon` command: runs masters and workers, the `fs` shell, and the admin tools
+//! (`format`, `readJournal`, `getConf`, `runTests`). `bin/tachyon` wraps it after sourcing
+//! `conf/tachyon-env.sh`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tachyon::config::{Config, ConfigInputs, Role};
+use tachyon::journal::{DumpItem, Journal, JournalLimits};
+use tachyon::shell::{self, ShellError};
+
+#[derive(Parser)]
+#[command(name = "tachyon", version, about = "Fault-tolerant memory-speed distributed file system")]
+struct Cli {
+    /// Set a configuration key for this command (e.g. -Dtachyon.master.hostname=h1).
+    #[arg(short = 'D', value_name = "KEY=VALUE", global = true)]
+    defines: Vec<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a master process.
+    Master,
+    /// Run a worker process.
+    Worker,
+    /// File system shell.
+    Fs {
+        #[command(subcommand)]
+        command: FsCommand,
+    },
+    /// Create an empty journal (refuses to wipe a non-empty one without -f).
+    Format {
+        #[arg(short = 'f')]
+        force: bool,
+    },
+    /// Print the journal's checkpoints and entries.
+    #[command(name = "readJournal")]
+    ReadJournal,
+    /// Print the effective configuration (one key, or all with their sources).
+    #[command(name = "getConf")]
+    GetConf {
+        key: Option<String>,
+        /// Also print where the value came from.
+        #[arg(long)]
+        source: bool,
+    },
+    /// Write, read back and verify test files against the running cluster.
+    #[command(name = "runTests")]
+    RunTests,
+}
+
+#[derive(Subcommand)]
+enum FsCommand {
+    /// List a directory.
+    Ls {
+        #[arg(short = 'R')]
+        recursive: bool,
+        #[arg(default_value = "/")]
+        path: String,
+    },
+    /// Create directories (and their parents).
+    Mkdir { paths: Vec<String> },
+    /// Copy a local file or folder into tachyon.
+    #[command(name = "copyFromLocal")]
+    CopyFromLocal { src: PathBuf, dst: String },
+    /// Copy a tachyon file or directory to the local file system.
+    #[command(name = "copyToLocal")]
+    CopyToLocal { src: String, dst: PathBuf },
+    /// Print a file.
+    Cat { path: String },
+    /// Remove a file, or a directory with -R.
+    Rm {
+        #[arg(short = 'R')]
+        recursive: bool,
+        path: String,
+    },
+    /// Move or rename.
+    Mv { src: String, dst: String },
+    /// Show a file's or directory's status and block locations.
+    Stat { path: String },
+    /// Show sizes below a path.
+    Du { path: String },
+    /// Create an empty file.
+    Touch { path: String },
+    /// Free a file's data from memory (only data persisted in under-storage).
+    Free {
+        #[arg(short = 'R')]
+        recursive: bool,
+        path: String,
+    },
+    /// Cluster capacity and workers.
+    Report,
+    /// The leader master's address.
+    Leader,
+    /// Every master with its role, epoch and journal position.
+    #[command(name = "masterInfo")]
+    MasterInfo,
+}
+
+fn init_logging(default_level: &str) {
+    let filter = std::env::var("TACHYON_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| default_level.to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+fn load_config(role: Role, defines: &[String]) -> Result<Config, String> {
+    let cfg = Config::load(&ConfigInputs::from_process(role, defines.to_vec())).map_err(|e| e.to_string())?;
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
+    Ok(cfg)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Master => {
+            init_logging("info");
+            run_master(&cli.defines).await
+        }
+        Command::Worker => {
+            init_logging("info");
+            run_worker(&cli.defines).await
+        }
+        Command::Fs { command } => {
+            init_logging("warn");
+            run_fs(command, &cli.defines).await
+        }
+        Command::Format { force } => {
+            init_logging("info");
+            format(force, &cli.defines).await
+        }
+        Command::ReadJournal => {
+            init_logging("warn");
+            read_journal(&cli.defines).await
+        }
+        Command::GetConf { key, source } => {
+            init_logging("warn");
+            get_conf(key, source, &cli.defines)
+        }
+        Command::RunTests => {
+            init_logging("warn");
+            run_tests(&cli.defines).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("Error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_master(defines: &[String]) -> Result<(), String> {
+    let cfg = load_config(Role::Master, defines)?;
+    let options = tachyon::master::MasterOptions::from_config(&cfg);
+    let coordinator = tachyon::coordinator::from_config(&cfg).map_err(|e| e.to_string())?;
+    tachyon::master::service::run_master(options, tachyon::runtime::system_clock(), coordinator, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn run_worker(defines: &[String]) -> Result<(), String> {
+    let cfg = load_config(Role::Worker, defines)?;
+    let options = tachyon::worker::WorkerOptions::from_config(&cfg);
+    let coordinator = tachyon::coordinator::from_config(&cfg).map_err(|e| e.to_string())?;
+    tachyon::worker::run_worker(options, coordinator, shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+fn journal_of(cfg: &Config) -> Result<Journal, String> {
+    let folder = cfg.string(tachyon::config::JOURNAL_FOLDER);
+    let ufs = tachyon::underfs::open(&folder).map_err(|e| e.to_string())?;
+    Ok(Journal::new(ufs, JournalLimits::default()))
+}
+
+async fn format(force: bool, defines: &[String]) -> Result<(), String> {
+    let cfg = load_config(Role::Master, defines)?;
+    let journal = journal_of(&cfg)?;
+    journal.format(force).await.map_err(|e| e.to_string())?;
+    println!("Formatted journal at {}", journal.folder());
+    Ok(())
+}
+
+async fn read_journal(defines: &[String]) -> Result<(), String> {
+    let cfg = load_config(Role::Master, defines)?;
+    let journal = journal_of(&cfg)?;
+    let mut out = std::io::stdout().lock();
+    let mut problems = 0;
+    for (file, item) in journal.dump().await.map_err(|e| e.to_string())? {
+        match item {
+            Ok(DumpItem::Checkpoint(cp)) => {
+                let _ = writeln!(out, "== {file}: checkpoint of {} inodes, next entry {}, epoch {}", cp.inodes.len(), cp.next_sequence, cp.epoch);
+            }
+            Ok(DumpItem::Segment(seg)) => {
+                let _ = writeln!(out, "== {file}: {} entries", seg.entries.len());
+                for e in &seg.entries {
+                    let kind = e.kind.as_ref().map(|k| format!("{k:?}")).unwrap_or_else(|| "<unknown kind>".into());
+                    let _ = writeln!(out, "{:>8} epoch {:<4} {kind}", e.sequence, e.epoch);
+                }
+                if let Some((problem, offset)) = seg.problem {
+                    problems += 1;
+                    let _ = writeln!(out, "   !! stops at byte {offset}: {problem}");
+                }
+            }
+            Err(e) => {
+                problems += 1;
+                let _ = writeln!(out, "== {file}: ERROR {e}");
+            }
+        }
+    }
+    if problems > 0 {
+        let _ = writeln!(out, "{problems} file(s) end in damaged or torn data (a torn tail of the open segment is normal after a crash)");
+    }
+    Ok(())
+}
+
+fn get_conf(key: Option<String>, source: bool, defines: &[String]) -> Result<(), String> {
+    let cfg = load_config(Role::Client, defines)?;
+    match key {
+        Some(k) => {
+            let (value, src) = cfg.get_with_source(&k).ok_or_else(|| format!("unknown configuration key {k}"))?;
+            if source {
+                println!("{value} ({src})");
+            } else {
+                println!("{value}");
+            }
+        }
+        None => {
+            for (k, v, src) in cfg.entries() {
+                println!("{k}={v}  ({src})");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_tests(defines: &[String]) -> Result<(), String> {
+    let cfg = load_config(Role::Client, defines)?;
+    let fs = tachyon::client::FileSystem::from_config(&cfg).map_err(|e| e.to_string())?;
+    let run_id = tachyon::runtime::system_clock().now_ms();
+    let (_, failed) = shell::run_tests(&fs, &mut std::io::stdout(), run_id).await.map_err(|e| e.to_string())?;
+    if failed > 0 {
+        return Err(format!("{failed} test(s) failed"));
+    }
+    Ok(())
+}
+
+async fn run_fs(command: FsCommand, defines: &[String]) -> Result<(), String> {
+    let cfg = load_config(Role::Client, defines)?;
+    let fs = tachyon::client::FileSystem::from_config(&cfg).map_err(|e| e.to_string())?;
+    let mut stdout = std::io::stdout().lock();
+    let out: &mut dyn Write = &mut stdout;
+    let result: Result<(), ShellError> = match command {
+        FsCommand::Ls { recursive, path } => shell::ls(&fs, &path, recursive, out).await,
+        FsCommand::Mkdir { paths } => shell::mkdir(&fs, &paths, out).await,
+        FsCommand::CopyFromLocal { src, dst } => shell::copy_from_local(&fs, &src, &dst, out).await,
+        FsCommand::CopyToLocal { src, dst } => shell::copy_to_local(&fs, &src, &dst, out).await,
+        FsCommand::Cat { path } => shell::cat(&fs, &path, out).await,
+        FsCommand::Rm { recursive, path } => shell::rm(&fs, &path, recursive, out).await,
+        FsCommand::Mv { src, dst } => shell::mv(&fs, &src, &dst, out).await,
+        FsCommand::Stat { path } => shell::stat(&fs, &path, out).await,
+        FsCommand::Du { path } => shell::du(&fs, &path, out).await,
+        FsCommand::Touch { path } => shell::touch(&fs, &path, out).await,
+        FsCommand::Free { recursive, path } => shell::free(&fs, &path, recursive, out).await,
+        FsCommand::Report => shell::report(&fs, out).await,
+        FsCommand::Leader => shell::leader(&fs, out).await,
+        FsCommand::MasterInfo => shell::master_info(&fs, out).await,
+    };
+    let _ = out.flush();
+    result.map_err(|e| e.to_string())
+}

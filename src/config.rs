@@ -1,0 +1,609 @@
+//! Configuration, layered exactly as the Tachyon user guide documents it:
+//! defaults < `conf/tachyon-site.properties` < `conf/tachyon-env.sh` variables
+//! (`TACHYON_MASTER_ADDRESS`, ... and `-Dkey=value` in `TACHYON_JAVA_OPTS`) < command line.
+//! `alluxio.*` keys and `ALLUXIO_*` variables are aliases of `tachyon.*` ones.
+//!
+//! Every known key is declared once in [`KEYS`] with its type; [`Config::load`] validates
+//! them all up front, so a bad value stops a process at start with the key and its source.
+//! Values may refer to other keys as `${key}`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The type of a configuration value, used for validation and parsing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueType {
+    String,
+    Bool,
+    Port,
+    Integer,
+    /// A size: `1048576`, `64MB`, `1GB`, `512KB`.
+    Bytes,
+    /// A duration: `5min`, `10s`, `300ms`; a bare number is milliseconds.
+    Duration,
+    /// One of the listed words.
+    Enum(&'static [&'static str]),
+}
+
+/// One known key.
+pub struct KeyDef {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub value_type: ValueType,
+    pub description: &'static str,
+    /// True for credentials: never printed.
+    pub secret: bool,
+}
+
+const fn key(name: &'static str, default: &'static str, value_type: ValueType, description: &'static str) -> KeyDef {
+    KeyDef { name, default, value_type, description, secret: false }
+}
+
+/// Write types of the client; see issue "Under-storage" for the through types.
+pub const WRITE_TYPES: &[&str] = &["MUST_CACHE", "CACHE_THROUGH", "THROUGH", "ASYNC_THROUGH"];
+/// Read types of the client.
+pub const READ_TYPES: &[&str] = &["NO_CACHE", "CACHE", "CACHE_PROMOTE"];
+
+pub const HOME: &str = "tachyon.home";
+pub const MASTER_HOSTNAME: &str = "tachyon.master.hostname";
+pub const MASTER_PORT: &str = "tachyon.master.port";
+pub const MASTER_WEB_PORT: &str = "tachyon.master.web.port";
+pub const JOURNAL_FOLDER: &str = "tachyon.master.journal.folder";
+pub const JOURNAL_SEGMENT_MAX: &str = "tachyon.master.journal.log.size.bytes.max";
+pub const JOURNAL_CHECKPOINT_PERIOD: &str = "tachyon.master.journal.checkpoint.period.entries";
+pub const MASTER_WORKER_TIMEOUT: &str = "tachyon.master.worker.timeout";
+pub const WORKER_HOSTNAME: &str = "tachyon.worker.hostname";
+pub const WORKER_PORT: &str = "tachyon.worker.port";
+pub const WORKER_DATA_PORT: &str = "tachyon.worker.data.port";
+pub const WORKER_WEB_PORT: &str = "tachyon.worker.web.port";
+pub const WORKER_MEMORY_SIZE: &str = "tachyon.worker.memory.size";
+pub const WORKER_MEM_PATH: &str = "tachyon.worker.tieredstore.level0.dirs.path";
+pub const WORKER_HEARTBEAT_INTERVAL: &str = "tachyon.worker.block.heartbeat.interval.ms";
+pub const WORKER_HEARTBEAT_TIMEOUT: &str = "tachyon.worker.block.heartbeat.timeout.ms";
+pub const USER_BLOCK_SIZE: &str = "tachyon.user.block.size.bytes.default";
+pub const USER_WRITE_TYPE: &str = "tachyon.user.file.writetype.default";
+pub const USER_READ_TYPE: &str = "tachyon.user.file.readtype.default";
+pub const USER_RETRY_MAX_DURATION: &str = "tachyon.user.rpc.retry.max.duration";
+pub const USER_RETRY_BASE_SLEEP: &str = "tachyon.user.rpc.retry.base.sleep";
+pub const USER_RETRY_MAX_SLEEP: &str = "tachyon.user.rpc.retry.max.sleep";
+pub const USER_SHORT_CIRCUIT: &str = "tachyon.user.short.circuit.enabled";
+pub const USER_CHUNK_SIZE: &str = "tachyon.user.network.chunk.size.bytes";
+pub const ZOOKEEPER_ENABLED: &str = "tachyon.zookeeper.enabled";
+pub const ZOOKEEPER_ADDRESS: &str = "tachyon.zookeeper.address";
+pub const UNDERFS_ADDRESS: &str = "tachyon.underfs.address";
+
+/// Every key tachyon knows, with its default and type.
+pub const KEYS: &[KeyDef] = &[
+    key(HOME, "", ValueType::String, "Installation folder; defaults to $TACHYON_HOME or the current folder"),
+    key(MASTER_HOSTNAME, "localhost", ValueType::String, "Externally visible address of the master (TACHYON_MASTER_ADDRESS)"),
+    key(MASTER_PORT, "19998", ValueType::Port, "Master RPC port"),
+    key(MASTER_WEB_PORT, "19999", ValueType::Port, "Master web UI port"),
+    key(JOURNAL_FOLDER, "${tachyon.home}/journal", ValueType::String, "Journal folder: a local path, hdfs://... or s3://..."),
+    key(JOURNAL_SEGMENT_MAX, "10MB", ValueType::Bytes, "A journal log segment is completed past this size"),
+    key(JOURNAL_CHECKPOINT_PERIOD, "2000000", ValueType::Integer, "Write a checkpoint after this many journal entries"),
+    key(MASTER_WORKER_TIMEOUT, "5min", ValueType::Duration, "A worker silent this long is declared lost"),
+    key(WORKER_HOSTNAME, "localhost", ValueType::String, "Externally visible address of the worker"),
+    key(WORKER_PORT, "29998", ValueType::Port, "Worker RPC port"),
+    key(WORKER_DATA_PORT, "29999", ValueType::Port, "Worker data port"),
+    key(WORKER_WEB_PORT, "30000", ValueType::Port, "Worker web UI port"),
+    key(WORKER_MEMORY_SIZE, "1GB", ValueType::Bytes, "Capacity of the worker's memory tier (TACHYON_WORKER_MEMORY_SIZE)"),
+    key(WORKER_MEM_PATH, "/dev/shm", ValueType::String, "Folder of the memory tier, on a ramdisk/tmpfs (TACHYON_RAM_FOLDER)"),
+    key(WORKER_HEARTBEAT_INTERVAL, "1000", ValueType::Duration, "Interval between worker heartbeats"),
+    key(WORKER_HEARTBEAT_TIMEOUT, "60000", ValueType::Duration,
+        "Without a successful heartbeat for this long the worker looks up the leader again and re-registers (it never exits)"),
+    key(USER_BLOCK_SIZE, "64MB", ValueType::Bytes, "Block size of new files"),
+    key(USER_WRITE_TYPE, "MUST_CACHE", ValueType::Enum(WRITE_TYPES), "Default write type"),
+    key(USER_READ_TYPE, "CACHE_PROMOTE", ValueType::Enum(READ_TYPES), "Default read type"),
+    key(USER_RETRY_MAX_DURATION, "2min", ValueType::Duration, "Clients retry an unavailable master for at most this long"),
+    key(USER_RETRY_BASE_SLEEP, "50ms", ValueType::Duration, "First retry backoff"),
+    key(USER_RETRY_MAX_SLEEP, "3s", ValueType::Duration, "Longest retry backoff"),
+    key(USER_SHORT_CIRCUIT, "true", ValueType::Bool, "Read blocks of a local worker straight from its memory tier"),
+    key(USER_CHUNK_SIZE, "1MB", ValueType::Bytes, "Size of the data chunks streamed to and from workers"),
+    key(ZOOKEEPER_ENABLED, "false", ValueType::Bool, "Elect the leader master with ZooKeeper"),
+    key(ZOOKEEPER_ADDRESS, "", ValueType::String, "ZooKeeper servers, host:port[,host:port...]"),
+    key(UNDERFS_ADDRESS, "${tachyon.home}/underFSStorage", ValueType::String, "Root of the under-storage for file data"),
+];
+
+/// Environment variables of `tachyon-env.sh` that set a key directly.
+const ENV_KEYS: &[(&str, &str)] = &[
+    ("TACHYON_MASTER_ADDRESS", MASTER_HOSTNAME),
+    ("TACHYON_MASTER_HOSTNAME", MASTER_HOSTNAME),
+    ("ALLUXIO_MASTER_HOSTNAME", MASTER_HOSTNAME),
+    ("TACHYON_WORKER_MEMORY_SIZE", WORKER_MEMORY_SIZE),
+    ("ALLUXIO_WORKER_MEMORY_SIZE", WORKER_MEMORY_SIZE),
+    ("TACHYON_RAM_FOLDER", WORKER_MEM_PATH),
+    ("ALLUXIO_RAM_FOLDER", WORKER_MEM_PATH),
+    ("TACHYON_UNDERFS_ADDRESS", UNDERFS_ADDRESS),
+    ("ALLUXIO_UNDERFS_ADDRESS", UNDERFS_ADDRESS),
+];
+
+/// Which process is loading configuration: selects the role's `*_JAVA_OPTS` variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Master,
+    Worker,
+    Client,
+}
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    SiteProperties(PathBuf),
+    Environment(String),
+    JavaOpts(String),
+    CommandLine,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::SiteProperties(p) => write!(f, "{}", p.display()),
+            Source::Environment(v) => write!(f, "environment variable {v}"),
+            Source::JavaOpts(v) => write!(f, "-D option in {v}"),
+            Source::CommandLine => f.write_str("command line"),
+        }
+    }
+}
+
+/// Configuration could not be loaded; the process must not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid value {value:?} for {key} (from {origin}): {reason}")]
+    Invalid { key: String, value: String, origin: Source, reason: String },
+    #[error("cannot read {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("{path}:{line}: cannot parse {text:?} (expected key=value)")]
+    Syntax { path: PathBuf, line: usize, text: String },
+    #[error("{key}: {reason}")]
+    Unresolvable { key: String, reason: String },
+}
+
+/// Inputs to [`Config::load`]; split out so tests do not touch the real environment.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigInputs {
+    /// The `conf/` folder; `None` skips the site file.
+    pub conf_dir: Option<PathBuf>,
+    /// Environment variables.
+    pub env: BTreeMap<String, String>,
+    /// `key=value` pairs from the command line.
+    pub overrides: Vec<String>,
+    pub role: Option<Role>,
+}
+
+impl ConfigInputs {
+    /// Inputs from this process: its environment, `$TACHYON_CONF_DIR` or `$TACHYON_HOME/conf`.
+    pub fn from_process(role: Role, overrides: Vec<String>) -> Self {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let conf_dir = env
+            .get("TACHYON_CONF_DIR")
+            .or_else(|| env.get("ALLUXIO_CONF_DIR"))
+            .map(PathBuf::from)
+            .or_else(|| home_dir(&env).map(|h| h.join("conf")));
+        ConfigInputs { conf_dir, env, overrides, role: Some(role) }
+    }
+}
+
+fn home_dir(env: &BTreeMap<String, String>) -> Option<PathBuf> {
+    env.get("TACHYON_HOME").or_else(|| env.get("ALLUXIO_HOME")).map(PathBuf::from)
+}
+
+/// The effective configuration: every known key resolved, validated, with its source.
+#[derive(Clone, Debug)]
+pub struct Config {
+    values: BTreeMap<String, (String, Source)>,
+    warnings: Vec<String>,
+}
+
+/// Maps `alluxio.x` to `tachyon.x`; other keys unchanged.
+pub fn canonical_key(key: &str) -> String {
+    match key.strip_prefix("alluxio.") {
+        Some(rest) => format!("tachyon.{rest}"),
+        None => key.to_string(),
+    }
+}
+
+fn key_def(name: &str) -> Option<&'static KeyDef> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+impl Config {
+    /// Loads and validates configuration from `inputs`.
+    pub fn load(inputs: &ConfigInputs) -> Result<Config, ConfigError> {
+        let mut cfg = Config { values: BTreeMap::new(), warnings: Vec::new() };
+        for k in KEYS {
+            cfg.values.insert(k.name.to_string(), (k.default.to_string(), Source::Default));
+        }
+        let home = home_dir(&inputs.env)
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_else(|| PathBuf::from("."));
+        cfg.values.insert(HOME.into(), (home.display().to_string(), Source::Default));
+
+        if let Some(dir) = &inputs.conf_dir {
+            for name in ["tachyon-site.properties", "alluxio-site.properties"] {
+                let path = dir.join(name);
+                if path.exists() {
+                    let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read { path: path.clone(), error })?;
+                    for (k, v) in parse_properties(&path, &text)? {
+                        cfg.set(&k, v, Source::SiteProperties(path.clone()));
+                    }
+                }
+            }
+        }
+        if let Some(h) = home_dir(&inputs.env) {
+            cfg.set(HOME, h.display().to_string(), Source::Environment("TACHYON_HOME".into()));
+        }
+        for (var, key) in ENV_KEYS {
+            if let Some(v) = inputs.env.get(*var).filter(|v| !v.is_empty()) {
+                cfg.set(key, v.clone(), Source::Environment(var.to_string()));
+            }
+        }
+        let role_var = match inputs.role {
+            Some(Role::Master) => Some("MASTER"),
+            Some(Role::Worker) => Some("WORKER"),
+            Some(Role::Client) => Some("USER"),
+            None => None,
+        };
+        let mut opt_vars = vec!["ALLUXIO_JAVA_OPTS".to_string(), "TACHYON_JAVA_OPTS".to_string()];
+        if let Some(r) = role_var {
+            opt_vars.push(format!("ALLUXIO_{r}_JAVA_OPTS"));
+            opt_vars.push(format!("TACHYON_{r}_JAVA_OPTS"));
+        }
+        for var in opt_vars {
+            if let Some(opts) = inputs.env.get(&var) {
+                for (k, v) in parse_java_opts(opts) {
+                    cfg.set(&k, v, Source::JavaOpts(var.clone()));
+                }
+            }
+        }
+        for o in &inputs.overrides {
+            let (k, v) = o.trim_start_matches("-D").split_once('=').ok_or_else(|| ConfigError::Syntax {
+                path: PathBuf::from("<command line>"),
+                line: 0,
+                text: o.clone(),
+            })?;
+            cfg.set(k.trim(), v.trim().to_string(), Source::CommandLine);
+        }
+        cfg.resolve()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn set(&mut self, key: &str, value: String, source: Source) {
+        let key = canonical_key(key);
+        if key_def(&key).is_none() {
+            if key.starts_with("tachyon.") {
+                self.warnings.push(format!("unknown configuration key {key} (from {source}) is ignored"));
+            }
+            return;
+        }
+        self.values.insert(key, (value, source));
+    }
+
+    /// Expands `${key}` references (nested up to a fixed depth).
+    fn resolve(&mut self) -> Result<(), ConfigError> {
+        const MAX_DEPTH: usize = 16;
+        let snapshot = self.values.clone();
+        for (key, (value, _)) in self.values.iter_mut() {
+            let mut v = value.clone();
+            for _ in 0..MAX_DEPTH {
+                let Some(start) = v.find("${") else { break };
+                let Some(len) = v[start..].find('}') else {
+                    return Err(ConfigError::Unresolvable { key: key.clone(), reason: format!("unclosed ${{ in {v:?}") });
+                };
+                let name = canonical_key(&v[start + 2..start + len]);
+                let Some((sub, _)) = snapshot.get(&name) else {
+                    return Err(ConfigError::Unresolvable { key: key.clone(), reason: format!("refers to unknown key {name}") });
+                };
+                v = format!("{}{}{}", &v[..start], sub, &v[start + len + 1..]);
+            }
+            if v.contains("${") {
+                return Err(ConfigError::Unresolvable { key: key.clone(), reason: "reference cycle".into() });
+            }
+            *value = v;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for k in KEYS {
+            let (value, source) = &self.values[k.name];
+            let invalid = |reason: String| ConfigError::Invalid {
+                key: k.name.to_string(),
+                value: value.clone(),
+                origin: source.clone(),
+                reason,
+            };
+            match k.value_type {
+                ValueType::String => {}
+                ValueType::Bool => {
+                    parse_bool(value).map_err(invalid)?;
+                }
+                ValueType::Port => {
+                    value.trim().parse::<u16>().map_err(|e| invalid(format!("not a port number: {e}")))?;
+                }
+                ValueType::Integer => {
+                    value.trim().parse::<u64>().map_err(|e| invalid(format!("not a whole number: {e}")))?;
+                }
+                ValueType::Bytes => {
+                    parse_bytes(value).map_err(invalid)?;
+                }
+                ValueType::Duration => {
+                    parse_duration_ms(value).map_err(invalid)?;
+                }
+                ValueType::Enum(choices) => {
+                    if !choices.iter().any(|c| c.eq_ignore_ascii_case(value.trim())) {
+                        return Err(invalid(format!("expected one of {}", choices.join(", "))));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Warnings gathered while loading (unknown keys).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The raw value and source of a key (`alluxio.*` accepted).
+    pub fn get_with_source(&self, key: &str) -> Option<&(String, Source)> {
+        self.values.get(&canonical_key(key))
+    }
+
+    /// Every key with its value and source, in key order; secrets masked.
+    pub fn entries(&self) -> Vec<(String, String, Source)> {
+        self.values
+            .iter()
+            .map(|(k, (v, s))| {
+                let secret = key_def(k).is_some_and(|d| d.secret);
+                (k.clone(), if secret { "******".to_string() } else { v.clone() }, s.clone())
+            })
+            .collect()
+    }
+
+    fn raw(&self, key: &str) -> &str {
+        // Every key read below is declared in KEYS, and load() fills all of them.
+        self.values.get(key).map(|(v, _)| v.as_str()).unwrap_or_default()
+    }
+
+    /// A string value.
+    pub fn string(&self, key: &str) -> String {
+        self.raw(key).trim().to_string()
+    }
+
+    /// A validated boolean.
+    pub fn bool(&self, key: &str) -> bool {
+        parse_bool(self.raw(key)).unwrap_or(false)
+    }
+
+    /// A validated port.
+    pub fn port(&self, key: &str) -> u16 {
+        self.raw(key).trim().parse().unwrap_or(0)
+    }
+
+    /// A validated whole number.
+    pub fn integer(&self, key: &str) -> u64 {
+        self.raw(key).trim().parse().unwrap_or(0)
+    }
+
+    /// A validated size in bytes.
+    pub fn bytes(&self, key: &str) -> u64 {
+        parse_bytes(self.raw(key)).unwrap_or(0)
+    }
+
+    /// A validated duration in milliseconds.
+    pub fn duration_ms(&self, key: &str) -> u64 {
+        parse_duration_ms(self.raw(key)).unwrap_or(0)
+    }
+
+    /// The master's RPC address `host:port`.
+    pub fn master_address(&self) -> String {
+        format!("{}:{}", self.string(MASTER_HOSTNAME), self.port(MASTER_PORT))
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+/// Parses `64MB`, `1GB`, `512kb`, `100` (bytes).
+pub fn parse_bytes(v: &str) -> Result<u64, String> {
+    let s = v.trim().to_ascii_uppercase();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" => 1 << 10,
+        "M" | "MB" => 1 << 20,
+        "G" | "GB" => 1 << 30,
+        "T" | "TB" => 1 << 40,
+        u => return Err(format!("unknown size unit {u:?} (use B, KB, MB, GB, TB)")),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("{v:?} is not a size"))?;
+    if !n.is_finite() || n < 0.0 {
+        return Err(format!("{v:?} is not a size"));
+    }
+    let bytes = n * factor as f64;
+    if bytes > u64::MAX as f64 {
+        return Err("size too large".into());
+    }
+    Ok(bytes as u64)
+}
+
+/// Parses `5min`, `10s`, `300ms`, `2h`, `1d`, or a bare number of milliseconds.
+pub fn parse_duration_ms(v: &str) -> Result<u64, String> {
+    let s = v.trim().to_ascii_lowercase();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{v:?} is not a duration (e.g. 500ms, 10s, 5min)"))?;
+    let factor = match unit.trim() {
+        "" | "ms" => 1,
+        "s" | "sec" => 1_000,
+        "m" | "min" => 60_000,
+        "h" | "hr" => 3_600_000,
+        "d" | "day" => 86_400_000,
+        u => return Err(format!("unknown duration unit {u:?} (use ms, s, min, h, d)")),
+    };
+    n.checked_mul(factor).ok_or_else(|| "duration too large".to_string())
+}
+
+/// Parses a Java properties file: `key=value`, `key: value` or `key value`; `#` and `!`
+/// comments; a trailing backslash continues a line.
+pub fn parse_properties(path: &Path, text: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    let mut start_line = 0;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if pending.is_empty() {
+            start_line = i + 1;
+            if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('!') {
+                continue;
+            }
+        }
+        if let Some(cont) = trimmed.strip_suffix('\\') {
+            pending.push_str(cont);
+            continue;
+        }
+        pending.push_str(trimmed);
+        let full = std::mem::take(&mut pending);
+        let sep = full.find(['=', ':']).or_else(|| full.find(char::is_whitespace));
+        let Some(sep) = sep else {
+            return Err(ConfigError::Syntax { path: path.to_path_buf(), line: start_line, text: full });
+        };
+        let (k, v) = (full[..sep].trim(), full[sep + 1..].trim());
+        if k.is_empty() {
+            return Err(ConfigError::Syntax { path: path.to_path_buf(), line: start_line, text: full.clone() });
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+/// Extracts `-Dkey=value` options from a `*_JAVA_OPTS` string; other JVM flags are ignored.
+pub fn parse_java_opts(opts: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for token in split_shell_words(opts) {
+        if let Some(kv) = token.strip_prefix("-D") {
+            if let Some((k, v)) = kv.split_once('=') {
+                out.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    out
+}
+
+fn split_shell_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut in_word = false;
+    for c in s.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(env: &[(&str, &str)], overrides: &[&str]) -> ConfigInputs {
+        ConfigInputs {
+            conf_dir: None,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            overrides: overrides.iter().map(|s| s.to_string()).collect(),
+            role: Some(Role::Master),
+        }
+    }
+
+    #[test]
+    fn layers_apply_in_documented_order_with_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("tachyon-site.properties"),
+            "# comment\ntachyon.master.port=1000\nalluxio.worker.memory.size = 2GB\ntachyon.zookeeper.enabled: true\n",
+        )
+        .unwrap();
+        let mut i = inputs(
+            &[
+                ("TACHYON_HOME", "/opt/t"),
+                ("TACHYON_MASTER_ADDRESS", "m1"),
+                ("TACHYON_JAVA_OPTS", "-Xmx1g -Dtachyon.master.port=2000 -Dtachyon.zookeeper.address=a:2181,b:2181"),
+            ],
+            &["tachyon.master.web.port=3000"],
+        );
+        i.conf_dir = Some(dir.path().to_path_buf());
+        let c = Config::load(&i).unwrap();
+        assert_eq!(c.master_address(), "m1:2000");
+        assert_eq!(c.get_with_source(MASTER_PORT).unwrap().1, Source::JavaOpts("TACHYON_JAVA_OPTS".into()));
+        assert_eq!(c.bytes(WORKER_MEMORY_SIZE), 2 << 30);
+        assert!(c.bool(ZOOKEEPER_ENABLED));
+        assert_eq!(c.string(ZOOKEEPER_ADDRESS), "a:2181,b:2181");
+        assert_eq!(c.port(MASTER_WEB_PORT), 3000);
+        assert_eq!(c.get_with_source("alluxio.master.web.port").unwrap().1, Source::CommandLine);
+        assert_eq!(c.string(JOURNAL_FOLDER), "/opt/t/journal");
+        assert_eq!(c.duration_ms(MASTER_WORKER_TIMEOUT), 300_000);
+    }
+
+    #[test]
+    fn bad_value_names_key_and_source() {
+        let err = Config::load(&inputs(&[("TACHYON_JAVA_OPTS", "-Dtachyon.master.port=99999")], &[])).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("tachyon.master.port") && msg.contains("TACHYON_JAVA_OPTS"), "{msg}");
+        let err = Config::load(&inputs(&[], &["tachyon.user.file.writetype.default=SOMETIMES"])).unwrap_err();
+        assert!(err.to_string().contains("MUST_CACHE"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_warn_and_aliases_resolve() {
+        let c = Config::load(&inputs(&[("ALLUXIO_MASTER_HOSTNAME", "h9")], &["tachyon.bogus.key=1"])).unwrap();
+        assert_eq!(c.string(MASTER_HOSTNAME), "h9");
+        assert_eq!(c.warnings().len(), 1);
+        assert!(c.warnings()[0].contains("tachyon.bogus.key"));
+    }
+
+    #[test]
+    fn sizes_durations_and_syntax() {
+        assert_eq!(parse_bytes("64MB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1.5kb"), Ok(1536));
+        assert!(parse_bytes("3 parsecs").is_err());
+        assert_eq!(parse_duration_ms("5min"), Ok(300_000));
+        assert_eq!(parse_duration_ms("250"), Ok(250));
+        assert!(parse_duration_ms("soon").is_err());
+        let p = Path::new("x");
+        assert_eq!(parse_properties(p, "a = b\\\n  c\n").unwrap(), vec![("a".into(), "bc".into())]);
+        assert!(matches!(parse_properties(p, "novalue"), Err(ConfigError::Syntax { line: 1, .. })));
+        assert_eq!(parse_java_opts("-Da='x y' -Xmx1g -Db=2"), vec![("a".into(), "x y".into()), ("b".into(), "2".into())]);
+        let c = Config::load(&inputs(&[], &["tachyon.zookeeper.address=${tachyon.master.hostname}:2181"])).unwrap();
+        assert_eq!(c.string(ZOOKEEPER_ADDRESS), "localhost:2181");
+        assert!(Config::load(&inputs(&[], &["tachyon.zookeeper.address=${nope}"])).is_err());
+    }
+}

@@ -1,0 +1,293 @@
+//! The master: drives the namespace and worker-registry state machines, journals every
+//! change with group commit, and serves them over gRPC ([`service`]).
+//!
+//! Every mutation follows one path ([`Master::mutate`]): under the state lock, plan the
+//! entries, apply them, queue them to the journal in sequence order; outside the lock,
+//! wait until they are durable; only then answer. Reads wait until everything they saw is
+//! durable too, so no client ever observes state a crash could take back.
+
+pub mod service;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+use tracing::{error, info, warn};
+
+use crate::config::{self, Config};
+use crate::coordinator::Coordinator;
+use crate::core::namespace::{block_count, block_length, Effect, Inode, InodeKind, Namespace};
+use crate::core::path::FsPath;
+use crate::core::registry::Registry;
+use crate::error::FsError;
+use crate::journal::{Journal, JournalError, JournalLimits, JournalWriter};
+use crate::proto::journal_entry::Kind;
+use crate::proto::{BlockInfo, FileInfo, JournalEntry};
+use crate::runtime::Clock;
+
+/// Settings of a master, validated from [`Config`].
+#[derive(Clone, Debug)]
+pub struct MasterOptions {
+    /// `host:port` this master serves RPC on and is known by.
+    pub address: String,
+    pub journal_folder: String,
+    pub journal_limits: JournalLimits,
+    pub checkpoint_period_entries: u64,
+    pub worker_timeout_ms: i64,
+}
+
+impl MasterOptions {
+    /// Reads the master's settings.
+    pub fn from_config(cfg: &Config) -> Self {
+        MasterOptions {
+            address: cfg.master_address(),
+            journal_folder: cfg.string(config::JOURNAL_FOLDER),
+            journal_limits: JournalLimits {
+                segment_max_bytes: cfg.bytes(config::JOURNAL_SEGMENT_MAX).max(1024),
+                ..JournalLimits::default()
+            },
+            checkpoint_period_entries: cfg.integer(config::JOURNAL_CHECKPOINT_PERIOD).max(1),
+            worker_timeout_ms: cfg.duration_ms(config::MASTER_WORKER_TIMEOUT) as i64,
+        }
+    }
+}
+
+/// A master could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot open journal folder: {0}")]
+    UnderFs(std::io::Error),
+    #[error("leader election: {0}")]
+    Election(FsError),
+}
+
+/// The state behind the master's lock.
+pub struct State {
+    pub ns: Namespace,
+    pub registry: Registry,
+    entries_since_checkpoint: u64,
+}
+
+/// A running leader master.
+pub struct Master {
+    state: Mutex<State>,
+    journal: Journal,
+    writer: JournalWriter,
+    clock: Arc<dyn Clock>,
+    options: MasterOptions,
+    coordinator: Arc<dyn Coordinator>,
+    epoch: u64,
+    start_time_ms: i64,
+    checkpoint_running: Arc<AtomicBool>,
+}
+
+fn unavailable(e: JournalError) -> FsError {
+    FsError::Unavailable { reason: format!("master cannot write its journal: {e}") }
+}
+
+impl Master {
+    /// Replays the journal, becomes leader and opens the journal for writing.
+    pub async fn start(
+        options: MasterOptions,
+        clock: Arc<dyn Clock>,
+        coordinator: Arc<dyn Coordinator>,
+    ) -> Result<Arc<Master>, StartError> {
+        let ufs = crate::underfs::open(&options.journal_folder).map_err(StartError::UnderFs)?;
+        let journal = Journal::new(ufs, options.journal_limits.clone());
+        let recovered = journal.recover().await?;
+        let leadership =
+            coordinator.campaign(&options.address, recovered.namespace.epoch()).await.map_err(StartError::Election)?;
+        let writer = journal.start_writer(&recovered).await?;
+        let start_time_ms = clock.now_ms();
+        // Worker ids differ between master incarnations, so a stale id is never reused.
+        let id_base = (start_time_ms.max(0) as u64) << 12;
+        let registry = Registry::new(id_base, options.worker_timeout_ms);
+        info!(address = %options.address, epoch = leadership.epoch, next_sequence = recovered.namespace.next_sequence(),
+            "master is the leader and serving");
+        Ok(Arc::new(Master {
+            state: Mutex::new(State { ns: recovered.namespace, registry, entries_since_checkpoint: 0 }),
+            journal,
+            writer,
+            clock,
+            options,
+            coordinator,
+            epoch: leadership.epoch,
+            start_time_ms,
+            checkpoint_running: Arc::new(AtomicBool::new(false)),
+        }))
+    }
+
+    /// Current time from the injected clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// This master's leadership epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// This master's address.
+    pub fn address(&self) -> &str {
+        &self.options.address
+    }
+
+    /// When this master started serving.
+    pub fn start_time_ms(&self) -> i64 {
+        self.start_time_ms
+    }
+
+    /// The coordinator this master was elected through.
+    pub fn coordinator(&self) -> &Arc<dyn Coordinator> {
+        &self.coordinator
+    }
+
+    /// The journal writer (to watch for failure).
+    pub fn writer(&self) -> &JournalWriter {
+        &self.writer
+    }
+
+    /// Plans, applies and journals a change; answers with `respond` once it is durable.
+    pub async fn mutate<R>(
+        &self,
+        plan: impl FnOnce(&State, i64) -> Result<Vec<Kind>, FsError>,
+        respond: impl FnOnce(&State) -> Result<R, FsError>,
+    ) -> Result<R, FsError> {
+        let now = self.clock.now_ms();
+        let (end, response, checkpoint) = {
+            let mut st = self.state.lock().await;
+            let kinds = plan(&st, now)?;
+            let mut entries = Vec::with_capacity(kinds.len());
+            let mut failure = None;
+            for kind in kinds {
+                let entry = JournalEntry { sequence: st.ns.next_sequence(), epoch: self.epoch, kind: Some(kind) };
+                match st.ns.apply(&entry) {
+                    Ok(effects) => {
+                        for effect in effects {
+                            match effect {
+                                Effect::FilesRemoved(files) => st.registry.remove_files(&files),
+                            }
+                        }
+                        entries.push(entry);
+                    }
+                    Err(e) => {
+                        // A planned entry that does not apply is a bug; journal what was applied
+                        // so memory and journal stay equal, and fail the request.
+                        error!(sequence = entry.sequence, error = %e, "planned journal entry did not apply");
+                        failure = Some(FsError::Internal { reason: e.to_string() });
+                        break;
+                    }
+                }
+            }
+            st.entries_since_checkpoint += entries.len() as u64;
+            let response = match failure {
+                Some(e) => Err(e),
+                None => respond(&st),
+            };
+            let checkpoint = (st.entries_since_checkpoint >= self.options.checkpoint_period_entries
+                && !self.checkpoint_running.load(Ordering::Acquire))
+            .then(|| {
+                st.entries_since_checkpoint = 0;
+                st.ns.to_checkpoint()
+            });
+            let end = self.writer.submit(&entries).await.map_err(unavailable)?;
+            (end, response, checkpoint)
+        };
+        self.writer.wait_durable(end).await.map_err(unavailable)?;
+        if let Some(cp) = checkpoint {
+            self.spawn_checkpoint(cp);
+        }
+        response
+    }
+
+    /// Reads state; answers once everything the read saw is durable.
+    pub async fn read<R>(&self, f: impl FnOnce(&State) -> Result<R, FsError>) -> Result<R, FsError> {
+        let (seen, result) = {
+            let st = self.state.lock().await;
+            (st.ns.next_sequence(), f(&st))
+        };
+        self.writer.wait_durable(seen).await.map_err(unavailable)?;
+        result
+    }
+
+    /// Changes worker state (not journaled).
+    pub async fn with_registry<R>(&self, f: impl FnOnce(&mut State, i64) -> R) -> R {
+        let now = self.clock.now_ms();
+        let mut st = self.state.lock().await;
+        f(&mut st, now)
+    }
+
+    fn spawn_checkpoint(&self, cp: crate::proto::Checkpoint) {
+        if self.checkpoint_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let journal = self.journal.clone();
+        let running = self.checkpoint_running.clone();
+        let next = cp.next_sequence;
+        tokio::spawn(async move {
+            match journal.write_checkpoint(&cp).await {
+                Ok(()) => info!(next_sequence = next, "checkpoint complete"),
+                Err(e) => warn!(next_sequence = next, error = %e, "checkpoint failed; will retry after more entries"),
+            }
+            running.store(false, Ordering::Release);
+        });
+    }
+
+    /// Declares silent workers lost; called periodically.
+    pub async fn detect_lost_workers(&self) {
+        let lost = self.with_registry(|st, now| st.registry.tick(now)).await;
+        for w in lost {
+            warn!(worker_id = w.id, host = %w.address.host, port = w.address.rpc_port, blocks = w.blocks.len(),
+                "worker lost: no heartbeat within the timeout; its blocks are no longer listed");
+        }
+    }
+
+    /// Graceful stop: writes what is queued and completes the open journal segment.
+    pub async fn shutdown(&self) {
+        self.writer.clone().close().await;
+    }
+}
+
+/// Builds the client-facing description of an inode.
+pub fn file_info(st: &State, inode: &Inode, path: &FsPath) -> FileInfo {
+    let (is_directory, length, block_size, complete) = match inode.kind {
+        InodeKind::Directory { .. } => (true, 0, 0, false),
+        InodeKind::File { block_size, length, complete } => (false, length, block_size, complete),
+    };
+    let mut blocks = Vec::new();
+    let mut in_memory_bytes = 0;
+    if complete {
+        for (index, id) in inode.block_ids().into_iter().enumerate() {
+            let len = block_length(length, block_size, index as u64);
+            let locations: Vec<_> = st.registry.locations(id).into_iter().map(|w| w.address.clone()).collect();
+            if !locations.is_empty() {
+                in_memory_bytes += len;
+            }
+            blocks.push(BlockInfo { block_id: id, length: len, locations });
+        }
+    }
+    let in_memory_percentage = if length == 0 { 100 } else { (in_memory_bytes * 100 / length) as u32 };
+    let child_count = match &inode.kind {
+        InodeKind::Directory { children } => children.len() as u64,
+        InodeKind::File { .. } => 0,
+    };
+    debug_assert!(!complete || blocks.len() as u64 == block_count(length, block_size));
+    FileInfo {
+        id: inode.id,
+        path: path.to_string(),
+        name: inode.name.clone(),
+        is_directory,
+        length,
+        block_size_bytes: block_size,
+        complete,
+        ownership: Some(inode.ownership.clone()),
+        creation_time_ms: inode.creation_time_ms,
+        modification_time_ms: inode.modification_time_ms,
+        persistence_state: if is_directory { "PERSISTED".into() } else { "NOT_PERSISTED".into() },
+        blocks,
+        in_memory_percentage: if is_directory { 0 } else { in_memory_percentage },
+        child_count,
+    }
+}

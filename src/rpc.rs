@@ -1,0 +1,102 @@
+//! gRPC connections shared by workers and clients: a cached channel to the current
+//! leader (found through the [`Coordinator`]) and bounded retry with exponential backoff.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tonic::transport::{Channel, Endpoint};
+use tracing::debug;
+
+use crate::coordinator::Coordinator;
+use crate::error::FsError;
+
+/// How long to wait for a TCP connection before calling a server unavailable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Opens a channel to `host:port`.
+pub async fn connect(address: &str, request_timeout: Duration) -> Result<Channel, FsError> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| FsError::InvalidArgument { reason: format!("bad address {address:?}: {e}") })?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(request_timeout);
+    endpoint
+        .connect()
+        .await
+        .map_err(|e| FsError::Unavailable { reason: format!("cannot connect to {address}: {e}") })
+}
+
+/// A channel to whichever master leads, re-resolved after a failure.
+pub struct LeaderChannel {
+    coordinator: Arc<dyn Coordinator>,
+    cached: Mutex<Option<(String, Channel)>>,
+    request_timeout: Duration,
+}
+
+impl LeaderChannel {
+    /// A lazily connected channel to the leader.
+    pub fn new(coordinator: Arc<dyn Coordinator>, request_timeout: Duration) -> Self {
+        LeaderChannel { coordinator, cached: Mutex::new(None), request_timeout }
+    }
+
+    /// The cached channel, or a new one to the leader the coordinator names.
+    pub async fn get(&self) -> Result<(String, Channel), FsError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.as_ref() {
+            return Ok(c.clone());
+        }
+        let leader = self
+            .coordinator
+            .leader_address()
+            .await?
+            .ok_or_else(|| FsError::Unavailable { reason: "no leader master is known yet".into() })?;
+        let channel = connect(&leader, self.request_timeout).await?;
+        *cached = Some((leader.clone(), channel.clone()));
+        Ok((leader, channel))
+    }
+
+    /// Forgets the channel so the next call looks up the leader again.
+    pub async fn reset(&self) {
+        *self.cached.lock().await = None;
+    }
+}
+
+/// Exponential backoff bounded in total time.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub base_sleep: Duration,
+    pub max_sleep: Duration,
+    pub max_duration: Duration,
+}
+
+impl RetryPolicy {
+    /// Runs `op` until it succeeds, fails with a non-retryable error, or the time is up.
+    /// Before each retry the leader channel is reset so a failover is followed.
+    pub async fn run<T, F, Fut>(&self, leader: &LeaderChannel, what: &str, mut op: F) -> Result<T, FsError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<T, FsError>>,
+    {
+        let start = tokio::time::Instant::now();
+        let mut sleep = self.base_sleep;
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let result = match leader.get().await {
+                Ok((_, channel)) => op(channel).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() && start.elapsed() + sleep <= self.max_duration => {
+                    debug!(what, attempt, error = %e, "retrying");
+                    leader.reset().await;
+                    tokio::time::sleep(sleep).await;
+                    sleep = (sleep * 2).min(self.max_sleep);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

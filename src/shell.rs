@@ -1,0 +1,402 @@
+//! The `tachyon fs` shell and `tachyon runTests`, on top of the client library.
+//! Output goes to a writer so tests can read it; errors name the path and the reason.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::client::{CreateOptions, FileSystem};
+use crate::error::FsError;
+use crate::proto::FileInfo;
+
+/// A shell command failed: a file system error, or local IO.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error("{0}")]
+    Fs(#[from] FsError),
+    #[error("{path}: {error}")]
+    Local { path: String, error: std::io::Error },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl ShellError {
+    fn local(path: &Path, error: std::io::Error) -> Self {
+        ShellError::Local { path: path.display().to_string(), error }
+    }
+}
+
+/// Result of a shell command.
+pub type ShellResult = Result<(), ShellError>;
+
+/// `1.50MB`-style sizes, as Tachyon prints them.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2}{}", UNITS[unit])
+}
+
+/// `MM-dd-yyyy HH:mm:ss:SSS` in UTC.
+pub fn format_time_ms(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    format!("{month:02}-{day:02}-{year:04} {h:02}:{m:02}:{s:02}:{milli:03}")
+}
+
+fn mode_string(info: &FileInfo) -> String {
+    let mode = info.ownership.as_ref().map(|o| o.mode).unwrap_or(0);
+    let mut s = String::from(if info.is_directory { "d" } else { "-" });
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+/// One `ls` line: mode, owner, group, size, modification time, memory state, path.
+pub fn ls_line(info: &FileInfo) -> String {
+    let (owner, group) = info.ownership.as_ref().map(|o| (o.owner.as_str(), o.group.as_str())).unwrap_or(("", ""));
+    let state = if info.is_directory {
+        String::new()
+    } else if !info.complete {
+        "Incomplete".to_string()
+    } else if info.in_memory_percentage == 100 {
+        "In Memory".to_string()
+    } else {
+        format!("{}% In Memory", info.in_memory_percentage)
+    };
+    format!(
+        "{} {:<8} {:<8} {:>10} {} {:>14} {}",
+        mode_string(info),
+        owner,
+        group,
+        format_bytes(info.length),
+        format_time_ms(info.modification_time_ms),
+        state,
+        info.path
+    )
+}
+
+/// `ls [-R] path`.
+pub async fn ls(fs: &FileSystem, path: &str, recursive: bool, out: &mut dyn Write) -> ShellResult {
+    for f in fs.list_status(path, recursive).await? {
+        writeln!(out, "{}", ls_line(&f)).ok();
+    }
+    Ok(())
+}
+
+/// `mkdir path...` (parents are created as needed).
+pub async fn mkdir(fs: &FileSystem, paths: &[String], out: &mut dyn Write) -> ShellResult {
+    for p in paths {
+        fs.create_directory(p, true, false).await?;
+        writeln!(out, "Successfully created directory {p}").ok();
+    }
+    Ok(())
+}
+
+/// `touch path`: an empty, complete file.
+pub async fn touch(fs: &FileSystem, path: &str, out: &mut dyn Write) -> ShellResult {
+    fs.write_file(path, &[], CreateOptions { recursive: true, ..Default::default() }).await?;
+    writeln!(out, "{path} has been created").ok();
+    Ok(())
+}
+
+fn join(dir: &str, name: &str) -> String {
+    format!("{}/{name}", dir.trim_end_matches('/'))
+}
+
+async fn is_dir(fs: &FileSystem, path: &str) -> Result<bool, FsError> {
+    match fs.get_status(path).await {
+        Ok(info) => Ok(info.is_directory),
+        Err(FsError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `copyFromLocal src dst`: a file, or a folder recursively. Into `dst/<name>` if `dst`
+/// is a directory.
+pub async fn copy_from_local(fs: &FileSystem, src: &Path, dst: &str, out: &mut dyn Write) -> ShellResult {
+    let meta = std::fs::metadata(src).map_err(|e| ShellError::local(src, e))?;
+    let name = src.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let target = if is_dir(fs, dst).await? { join(dst, name) } else { dst.to_string() };
+    if meta.is_dir() {
+        fs.create_directory(&target, true, true).await?;
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(src)
+            .map_err(|e| ShellError::local(src, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for e in entries {
+            Box::pin(copy_from_local(fs, &e, &target, out)).await?;
+        }
+        return Ok(());
+    }
+    copy_file_from_local(fs, src, &target).await?;
+    let abs = std::fs::canonicalize(src).unwrap_or_else(|_| src.to_path_buf());
+    writeln!(out, "Copied file://{} to {target}", abs.display()).ok();
+    Ok(())
+}
+
+async fn copy_file_from_local(fs: &FileSystem, src: &Path, target: &str) -> ShellResult {
+    use std::io::Read;
+    let mut file = std::fs::File::open(src).map_err(|e| ShellError::local(src, e))?;
+    let mut writer = fs.create_file(target, CreateOptions { recursive: true, ..Default::default() }).await?;
+    let mut buf = vec![0u8; fs.options().chunk_bytes.max(1 << 20)];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                writer.cancel().await;
+                return Err(ShellError::local(src, e));
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        if let Err(e) = writer.write(&buf[..n]).await {
+            writer.cancel().await;
+            return Err(e.into());
+        }
+    }
+    writer.close().await?;
+    Ok(())
+}
+
+/// `copyToLocal src dst`.
+pub async fn copy_to_local(fs: &FileSystem, src: &str, dst: &Path, out: &mut dyn Write) -> ShellResult {
+    let info = fs.get_status(src).await?;
+    let target = if dst.is_dir() { dst.join(&info.name) } else { dst.to_path_buf() };
+    if info.is_directory {
+        std::fs::create_dir_all(&target).map_err(|e| ShellError::local(&target, e))?;
+        for child in fs.list_status(src, false).await? {
+            Box::pin(copy_to_local(fs, &child.path, &target.join(&child.name), out)).await?;
+        }
+        return Ok(());
+    }
+    let mut reader = fs.open_file(src).await?;
+    let tmp = target.with_extension("tachyon-partial");
+    let mut file = std::fs::File::create(&tmp).map_err(|e| ShellError::local(&tmp, e))?;
+    while let Some(block) = reader.next_block().await? {
+        file.write_all(&block).map_err(|e| ShellError::local(&tmp, e))?;
+    }
+    file.sync_all().map_err(|e| ShellError::local(&tmp, e))?;
+    std::fs::rename(&tmp, &target).map_err(|e| ShellError::local(&target, e))?;
+    writeln!(out, "Copied {src} to file://{}", target.display()).ok();
+    Ok(())
+}
+
+/// `cat path`.
+pub async fn cat(fs: &FileSystem, path: &str, out: &mut dyn Write) -> ShellResult {
+    let mut reader = fs.open_file(path).await?;
+    while let Some(block) = reader.next_block().await? {
+        out.write_all(&block).map_err(|e| ShellError::local(Path::new("<stdout>"), e))?;
+    }
+    Ok(())
+}
+
+/// `rm [-R] path`.
+pub async fn rm(fs: &FileSystem, path: &str, recursive: bool, out: &mut dyn Write) -> ShellResult {
+    fs.delete(path, recursive).await?;
+    writeln!(out, "{path} has been removed").ok();
+    Ok(())
+}
+
+/// `mv src dst`: into `dst/<name>` if `dst` is a directory.
+pub async fn mv(fs: &FileSystem, src: &str, dst: &str, out: &mut dyn Write) -> ShellResult {
+    let target = if is_dir(fs, dst).await? {
+        let name = src.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+        join(dst, name)
+    } else {
+        dst.to_string()
+    };
+    fs.rename(src, &target).await?;
+    writeln!(out, "Renamed {src} to {target}").ok();
+    Ok(())
+}
+
+/// `stat path`.
+pub async fn stat(fs: &FileSystem, path: &str, out: &mut dyn Write) -> ShellResult {
+    let f = fs.get_status(path).await?;
+    let own = f.ownership.clone().unwrap_or_default();
+    let kind = if f.is_directory { "directory" } else { "file" };
+    writeln!(out, "{} is a {kind}", f.path).ok();
+    writeln!(out, "  id:                 {}", f.id).ok();
+    writeln!(out, "  length:             {} ({})", f.length, format_bytes(f.length)).ok();
+    if !f.is_directory {
+        writeln!(out, "  block size:         {}", f.block_size_bytes).ok();
+        writeln!(out, "  complete:           {}", f.complete).ok();
+        writeln!(out, "  in memory:          {}%", f.in_memory_percentage).ok();
+    } else {
+        writeln!(out, "  children:           {}", f.child_count).ok();
+    }
+    writeln!(out, "  persistence state:  {}", f.persistence_state).ok();
+    writeln!(out, "  owner/group/mode:   {}/{}/{:o}", own.owner, own.group, own.mode).ok();
+    writeln!(out, "  created:            {}", format_time_ms(f.creation_time_ms)).ok();
+    writeln!(out, "  modified:           {}", format_time_ms(f.modification_time_ms)).ok();
+    for (i, b) in f.blocks.iter().enumerate() {
+        let locs: Vec<String> = b.locations.iter().map(|l| format!("{}:{}", l.host, l.rpc_port)).collect();
+        let where_ = if locs.is_empty() { "LOST (no live worker holds it)".to_string() } else { locs.join(", ") };
+        writeln!(out, "  block {i}: id {} length {} on {where_}", b.block_id, b.length).ok();
+    }
+    Ok(())
+}
+
+/// `du path`: size and in-memory size of each file, and the total.
+pub async fn du(fs: &FileSystem, path: &str, out: &mut dyn Write) -> ShellResult {
+    let files: Vec<FileInfo> = fs.list_status(path, true).await?.into_iter().filter(|f| !f.is_directory).collect();
+    writeln!(out, "{:>14} {:>14}  Path", "File Size", "In Memory").ok();
+    let (mut total, mut in_mem) = (0u64, 0u64);
+    for f in &files {
+        let mem = f.length * u64::from(f.in_memory_percentage) / 100;
+        total += f.length;
+        in_mem += mem;
+        writeln!(out, "{:>14} {:>14}  {}", f.length, mem, f.path).ok();
+    }
+    writeln!(out, "{:>14} {:>14}  total ({} in {} files)", total, in_mem, format_bytes(total), files.len()).ok();
+    Ok(())
+}
+
+/// `free [-R] path`.
+pub async fn free(fs: &FileSystem, path: &str, recursive: bool, out: &mut dyn Write) -> ShellResult {
+    let n = fs.free(path, recursive).await?;
+    writeln!(out, "{path} was successfully freed from memory ({n} blocks).").ok();
+    Ok(())
+}
+
+/// `report`: cluster capacity and every worker.
+pub async fn report(fs: &FileSystem, out: &mut dyn Write) -> ShellResult {
+    let info = fs.master_info().await?;
+    let workers = fs.workers().await?;
+    writeln!(out, "Tachyon cluster summary:").ok();
+    writeln!(out, "    Leader master: {}", info.leader_address).ok();
+    writeln!(out, "    Started: {}", format_time_ms(info.start_time_ms)).ok();
+    writeln!(out, "    Version: {}", info.version).ok();
+    writeln!(out, "    Live workers: {}", info.live_workers).ok();
+    writeln!(out, "    Lost workers: {}", info.lost_workers).ok();
+    writeln!(out, "    Total capacity: {}", format_bytes(info.capacity_bytes)).ok();
+    writeln!(out, "    Used capacity: {}", format_bytes(info.used_bytes)).ok();
+    writeln!(out).ok();
+    writeln!(out, "{:<24} {:<6} {:>12} {:>12} {:>8}  Last heartbeat", "Worker", "State", "Capacity", "Used", "Blocks").ok();
+    for w in workers {
+        let a = w.address.unwrap_or_default();
+        writeln!(
+            out,
+            "{:<24} {:<6} {:>12} {:>12} {:>8}  {}",
+            format!("{}:{}", a.host, a.rpc_port),
+            if w.lost { "LOST" } else { "LIVE" },
+            format_bytes(w.capacity_bytes),
+            format_bytes(w.used_bytes),
+            w.block_count,
+            format_time_ms(w.last_heartbeat_ms)
+        )
+        .ok();
+    }
+    Ok(())
+}
+
+/// `leader`: the leader master's address.
+pub async fn leader(fs: &FileSystem, out: &mut dyn Write) -> ShellResult {
+    let info = fs.master_info().await?;
+    writeln!(out, "{}", info.leader_address).ok();
+    Ok(())
+}
+
+/// `masterInfo`: every master with its role, epoch and applied journal sequence.
+pub async fn master_info(fs: &FileSystem, out: &mut dyn Write) -> ShellResult {
+    let info = fs.master_info().await?;
+    writeln!(out, "Leader: {}", info.leader_address).ok();
+    writeln!(out, "{:<24} {:<8} {:>6} {:>16}", "Master", "Role", "Epoch", "Applied sequence").ok();
+    for m in info.masters {
+        writeln!(out, "{:<24} {:<8} {:>6} {:>16}", m.address, m.role, m.epoch, m.applied_sequence).ok();
+    }
+    Ok(())
+}
+
+/// Deterministic test content: byte `i` of a file of length `len` with seed `seed`.
+fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// `runTests`: writes, reads back and verifies files of several sizes (empty, one byte,
+/// several blocks), then deletes them. Returns (passed, failed).
+pub async fn run_tests(fs: &FileSystem, out: &mut dyn Write, run_id: i64) -> Result<(u32, u32), ShellError> {
+    let dir = format!("/tachyon_runTests/{run_id}");
+    let block = 1u64 << 20;
+    let cases: [(&str, usize); 4] = [("Empty", 0), ("OneByte", 1), ("OneBlock", 4096), ("MultiBlock", (2 * block + 12_345) as usize)];
+    let (mut passed, mut failed) = (0u32, 0u32);
+    for (i, (name, len)) in cases.iter().enumerate() {
+        let path = format!("{dir}/{name}");
+        let data = test_bytes(*len, i as u64 + 1);
+        let result: Result<(), ShellError> = async {
+            fs.write_file(&path, &data, CreateOptions { block_size: Some(block), recursive: true }).await?;
+            let back = fs.read_file(&path).await?;
+            if back != data {
+                return Err(ShellError::Usage(format!("{path}: read {} bytes that differ from the {} written", back.len(), data.len())));
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                passed += 1;
+                writeln!(out, "runTest {name} MUST_CACHE ({len} bytes) ... Passed the test!").ok();
+            }
+            Err(e) => {
+                failed += 1;
+                writeln!(out, "runTest {name} MUST_CACHE ({len} bytes) ... FAILED: {e}").ok();
+            }
+        }
+    }
+    if let Err(e) = fs.delete("/tachyon_runTests", true).await {
+        writeln!(out, "warning: could not clean up {dir}: {e}").ok();
+    }
+    writeln!(out, "{passed} passed, {failed} failed").ok();
+    Ok((passed, failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_times_format_like_tachyon() {
+        assert_eq!(format_bytes(0), "0.00B");
+        assert_eq!(format_bytes(1536), "1.50KB");
+        assert_eq!(format_bytes(3 << 30), "3.00GB");
+        assert_eq!(format_time_ms(0), "01-01-1970 00:00:00:000");
+        assert_eq!(format_time_ms(1_795_000_000_123), "11-18-2026 11:06:40:123");
+        assert_eq!(format_time_ms(951_782_400_000), "02-29-2000 00:00:00:000");
+    }
+
+    #[test]
+    fn test_bytes_are_deterministic_and_varied() {
+        assert_eq!(test_bytes(64, 3), test_bytes(64, 3));
+        assert_ne!(test_bytes(64, 3), test_bytes(64, 4));
+        assert!(test_bytes(256, 1).iter().collect::<std::collections::BTreeSet<_>>().len() > 100);
+    }
+}

@@ -1,0 +1,292 @@
+//! The worker: keeps blocks in its memory tier ([`store`]), serves block reads and writes
+//! (data port 29999) and short-circuit opens (RPC port 29998), registers with the leader
+//! master and heartbeats. It never exits because a master is unreachable: it keeps
+//! retrying, re-resolves the leader and re-registers with its full block report.
+
+pub mod store;
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+
+use crate::config::{self, Config};
+use crate::coordinator::Coordinator;
+use crate::error::FsError;
+use crate::proto::block_data_service_server::{BlockDataService, BlockDataServiceServer};
+use crate::proto::master_service_client::MasterServiceClient;
+use crate::proto::worker_service_server::{WorkerService, WorkerServiceServer};
+use crate::proto::*;
+use crate::rpc::LeaderChannel;
+use store::BlockStore;
+
+/// Settings of a worker, validated from [`Config`].
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    pub address: WorkerNetAddress,
+    pub memory_bytes: u64,
+    /// The folder of this worker's memory tier.
+    pub mem_dir: PathBuf,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+    pub chunk_bytes: usize,
+}
+
+impl WorkerOptions {
+    /// Reads the worker's settings. The tier folder is per worker address so several
+    /// workers can share one host.
+    pub fn from_config(cfg: &Config) -> Self {
+        let host = cfg.string(config::WORKER_HOSTNAME);
+        let port = cfg.port(config::WORKER_PORT);
+        let mem_dir = PathBuf::from(cfg.string(config::WORKER_MEM_PATH)).join("tachyonworker").join(format!("{host}_{port}"));
+        WorkerOptions {
+            address: WorkerNetAddress {
+                host,
+                rpc_port: port as u32,
+                data_port: cfg.port(config::WORKER_DATA_PORT) as u32,
+                web_port: cfg.port(config::WORKER_WEB_PORT) as u32,
+            },
+            memory_bytes: cfg.bytes(config::WORKER_MEMORY_SIZE),
+            mem_dir,
+            heartbeat_interval: Duration::from_millis(cfg.duration_ms(config::WORKER_HEARTBEAT_INTERVAL).max(10)),
+            heartbeat_timeout: Duration::from_millis(cfg.duration_ms(config::WORKER_HEARTBEAT_TIMEOUT).max(100)),
+            chunk_bytes: cfg.bytes(config::USER_CHUNK_SIZE).clamp(4096, 16 << 20) as usize,
+        }
+    }
+}
+
+/// Worker ids are never 0; 0 means "not registered".
+const UNREGISTERED: u64 = 0;
+
+/// A worker's shared state.
+pub struct Worker {
+    options: WorkerOptions,
+    store: Arc<BlockStore>,
+    master: LeaderChannel,
+    worker_id: AtomicU64,
+}
+
+fn master_client(channel: tonic::transport::Channel) -> MasterServiceClient<tonic::transport::Channel> {
+    MasterServiceClient::new(channel)
+}
+
+impl Worker {
+    /// Opens the memory tier and prepares the master connection.
+    pub fn new(options: WorkerOptions, coordinator: Arc<dyn Coordinator>) -> Result<Arc<Worker>, FsError> {
+        let store = BlockStore::open(&options.mem_dir, options.memory_bytes)?;
+        let (used, cap) = store.usage();
+        info!(dir = %options.mem_dir.display(), used, capacity = cap, blocks = store.report().len(), "memory tier opened");
+        let master = LeaderChannel::new(coordinator, options.heartbeat_timeout);
+        Ok(Arc::new(Worker { options, store, master, worker_id: AtomicU64::new(UNREGISTERED) }))
+    }
+
+    /// Registers with the leader, reporting every block held.
+    async fn register(&self) -> Result<u64, FsError> {
+        let (_, channel) = self.master.get().await?;
+        let (used, capacity) = self.store.usage();
+        let blocks = self.store.report().into_iter().map(|(block_id, length)| BlockReport { block_id, length }).collect();
+        let req = RegisterWorkerRequest { address: Some(self.options.address.clone()), capacity_bytes: capacity, used_bytes: used, blocks };
+        let id = master_client(channel).register_worker(req).await.map_err(FsError::from)?.into_inner().worker_id;
+        self.worker_id.store(id, Ordering::Release);
+        info!(worker_id = id, "registered with the leader master");
+        Ok(id)
+    }
+
+    /// One heartbeat; carries out the master's command.
+    async fn heartbeat(&self) -> Result<(), FsError> {
+        let id = self.worker_id.load(Ordering::Acquire);
+        if id == UNREGISTERED {
+            self.register().await?;
+            return Ok(());
+        }
+        let (_, channel) = self.master.get().await?;
+        let removed = self.store.take_removed();
+        let req = HeartbeatRequest { worker_id: id, used_bytes: self.store.usage().0, removed_block_ids: removed.clone() };
+        let resp = match master_client(channel).heartbeat(req).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                self.store.restore_removed(removed);
+                return Err(status.into());
+            }
+        };
+        for block in resp.delete_block_ids {
+            self.store.remove(block);
+        }
+        if resp.register {
+            info!(worker_id = id, "master does not know this worker (restart or failover): registering again");
+            self.register().await?;
+        }
+        Ok(())
+    }
+
+    /// Heartbeats forever. After `heartbeat_timeout` without success the leader is looked
+    /// up again and the worker re-registers; it never gives up.
+    pub async fn heartbeat_loop(self: Arc<Self>) {
+        let mut last_ok = tokio::time::Instant::now();
+        let mut failing = false;
+        loop {
+            match self.heartbeat().await {
+                Ok(()) => {
+                    if failing {
+                        info!("heartbeats to the master succeed again");
+                    }
+                    failing = false;
+                    last_ok = tokio::time::Instant::now();
+                }
+                Err(e) => {
+                    if !failing {
+                        warn!(error = %e, "heartbeat failed; retrying");
+                    }
+                    failing = true;
+                    self.master.reset().await;
+                    if last_ok.elapsed() >= self.options.heartbeat_timeout {
+                        warn!(timeout_ms = self.options.heartbeat_timeout.as_millis() as u64,
+                            "no successful heartbeat within the timeout: will re-register with whichever master leads");
+                        self.worker_id.store(UNREGISTERED, Ordering::Release);
+                        last_ok = tokio::time::Instant::now();
+                    }
+                }
+            }
+            tokio::time::sleep(self.options.heartbeat_interval).await;
+        }
+    }
+
+    /// Tells the master a block is stored; registers first if needed.
+    async fn commit_to_master(&self, block: u64, length: u64) -> Result<(), FsError> {
+        for attempt in 0..2 {
+            let mut id = self.worker_id.load(Ordering::Acquire);
+            if id == UNREGISTERED {
+                id = self.register().await?;
+            }
+            let (_, channel) = self.master.get().await?;
+            let req = CommitBlockRequest { worker_id: id, block_id: block, length, used_bytes: self.store.usage().0 };
+            match master_client(channel).commit_block(req).await.map_err(FsError::from) {
+                Ok(_) => return Ok(()),
+                Err(FsError::Unavailable { .. }) if attempt == 0 => {
+                    self.master.reset().await;
+                    self.worker_id.store(UNREGISTERED, Ordering::Release);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(FsError::Unavailable { reason: "could not commit the block to the master".into() })
+    }
+}
+
+/// The worker's control RPC (port 29998).
+#[derive(Clone)]
+pub struct WorkerRpc(pub Arc<Worker>);
+
+#[tonic::async_trait]
+impl WorkerService for WorkerRpc {
+    async fn open_local_block(&self, request: Request<BlockRequest>) -> Result<Response<LocalBlockResponse>, Status> {
+        let block = request.get_ref().block_id;
+        let length = self.0.store.touch(block).ok_or_else(|| Status::from(FsError::NotFound { path: format!("block {block}") }))?;
+        let path = self.0.store.block_path(block).display().to_string();
+        Ok(Response::new(LocalBlockResponse { path, length }))
+    }
+}
+
+/// The worker's data service (port 29999).
+#[derive(Clone)]
+pub struct BlockDataRpc(pub Arc<Worker>);
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<DataChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl BlockDataService for BlockDataRpc {
+    type ReadBlockStream = ChunkStream;
+
+    async fn read_block(&self, request: Request<ReadBlockRequest>) -> Result<Response<ChunkStream>, Status> {
+        let req = request.into_inner();
+        let map = self.0.store.read(req.block_id).map_err(Status::from)?;
+        let total = map.as_ref().map(|m| m.len() as u64).unwrap_or(0);
+        if req.offset > total {
+            return Err(FsError::InvalidArgument { reason: format!("offset {} past block end {total}", req.offset) }.into());
+        }
+        let end = if req.length == 0 { total } else { total.min(req.offset.saturating_add(req.length)) };
+        let chunk = self.0.options.chunk_bytes as u64;
+        let map = Arc::new(map);
+        let stream = futures::stream::unfold(req.offset, move |pos| {
+            let map = map.clone();
+            async move {
+                if pos >= end {
+                    return None;
+                }
+                let next = (pos + chunk).min(end);
+                let data = map.as_ref().as_ref().map(|m| Bytes::copy_from_slice(&m[pos as usize..next as usize]))?;
+                Some((Ok(DataChunk { data }), next))
+            }
+        });
+        Ok(Response::new(Box::pin(stream) as ChunkStream))
+    }
+
+    async fn write_block(&self, request: Request<Streaming<WriteBlockChunk>>) -> Result<Response<WriteBlockResponse>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::from(FsError::InvalidArgument { reason: "empty block write".into() }))?;
+        let mut temp = self.0.store.begin_write(first.block_id, first.length).map_err(Status::from)?;
+        temp.write(&first.data).map_err(Status::from)?;
+        while let Some(chunk) = stream.message().await? {
+            temp.write(&chunk.data).map_err(Status::from)?;
+        }
+        let block = temp.block();
+        let length = temp.commit().map_err(Status::from)?;
+        if let Err(e) = self.0.commit_to_master(block, length).await {
+            warn!(block, error = %e, "master refused the block; discarding it");
+            self.0.store.remove(block);
+            return Err(e.into());
+        }
+        Ok(Response::new(WriteBlockResponse { length }))
+    }
+}
+
+/// Runs a worker process until `shutdown` completes.
+pub async fn run_worker(
+    options: WorkerOptions,
+    coordinator: Arc<dyn Coordinator>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), FsError> {
+    let host = options.address.host.clone();
+    let rpc_addr = crate::master::service::resolve(&format!("{host}:{}", options.address.rpc_port)).await?;
+    let data_addr = crate::master::service::resolve(&format!("{host}:{}", options.address.data_port)).await?;
+    let worker = Worker::new(options, coordinator)?;
+    let heartbeats = tokio::spawn(worker.clone().heartbeat_loop());
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let stop_rpc = {
+        let mut rx = stop_tx.subscribe();
+        async move {
+            let _ = rx.recv().await;
+        }
+    };
+    let stop_data = {
+        let mut rx = stop_tx.subscribe();
+        async move {
+            let _ = rx.recv().await;
+        }
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(());
+    });
+    info!(%rpc_addr, %data_addr, "worker listening");
+    let rpc = tonic::transport::Server::builder()
+        .add_service(WorkerServiceServer::new(WorkerRpc(worker.clone())))
+        .serve_with_shutdown(rpc_addr, stop_rpc);
+    let data = tonic::transport::Server::builder()
+        .add_service(BlockDataServiceServer::new(BlockDataRpc(worker.clone())))
+        .serve_with_shutdown(data_addr, stop_data);
+    let (r1, r2) = tokio::join!(rpc, data);
+    heartbeats.abort();
+    r1.and(r2).map_err(|e| FsError::Unavailable { reason: format!("worker server failed: {e}") })?;
+    info!("worker stopped");
+    Ok(())
+}
