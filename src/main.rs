@@ -159,7 +159,7 @@ async fn main() -> ExitCode {
             run_fs(command, &cli.defines).await
         }
         Command::Format { force } => {
-            init_logging("info");
+            init_logging("warn");
             format(force, &cli.defines).await
         }
         Command::ReadJournal => {

@@ -368,10 +368,17 @@ struct Submission {
     bytes: Vec<u8>,
 }
 
+/// What the writer task is asked to do, in queue order.
+enum Command {
+    Append(Submission),
+    /// Write what was queued before, complete the open segment, stop.
+    Close,
+}
+
 /// Appends entries to the journal with group commit. Cheap to clone.
 #[derive(Clone)]
 pub struct JournalWriter {
-    tx: mpsc::Sender<Submission>,
+    tx: mpsc::Sender<Command>,
     durable: watch::Receiver<Durability>,
     task: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
@@ -389,7 +396,7 @@ impl JournalWriter {
         }
         let end = last.sequence + 1;
         let submission = Submission { first: first.sequence, end, bytes };
-        self.tx.send(submission).await.map_err(|_| self.failure())?;
+        self.tx.send(Command::Append(submission)).await.map_err(|_| self.failure())?;
         Ok(end)
     }
 
@@ -430,9 +437,8 @@ impl JournalWriter {
 
     /// Stops accepting entries, writes what is queued and completes the open segment.
     pub async fn close(self) {
-        let task = self.task.clone();
-        drop(self);
-        let handle = task.lock().await.take();
+        let _ = self.tx.send(Command::Close).await;
+        let handle = self.task.lock().await.take();
         if let Some(handle) = handle {
             let _ = handle.await;
         }
@@ -451,15 +457,20 @@ struct WriterTask {
 }
 
 impl WriterTask {
-    async fn run(mut self, mut rx: mpsc::Receiver<Submission>) {
-        while let Some(first) = rx.recv().await {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut closing = false;
+        while let Some(Command::Append(first)) = rx.recv().await {
             let mut batch = vec![first];
             let mut bytes: usize = batch[0].bytes.len();
             while bytes < self.limits.max_batch_bytes {
                 match rx.try_recv() {
-                    Ok(s) => {
+                    Ok(Command::Append(s)) => {
                         bytes += s.bytes.len();
                         batch.push(s);
+                    }
+                    Ok(Command::Close) => {
+                        closing = true;
+                        break;
                     }
                     Err(_) => break,
                 }
@@ -470,11 +481,16 @@ impl WriterTask {
                 self.durable.send_modify(|d| d.failed = Some(reason));
                 return;
             }
+            if closing {
+                break;
+            }
         }
-        // Every sender is gone: a clean shutdown completes the open segment.
+        // Asked to close, or every sender is gone: complete the open segment. Later
+        // submissions fail because the receiver is dropped with this task.
         if let Err(reason) = self.complete_segment(false).await {
             warn!(folder = %self.folder, %reason, "could not complete the open journal segment on shutdown");
         }
+        self.durable.send_modify(|d| d.failed = Some("journal writer closed".into()));
     }
 
     async fn write_batch(&mut self, batch: Vec<Submission>) -> Result<(), String> {
