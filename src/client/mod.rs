@@ -308,6 +308,9 @@ fn data_address(a: &WorkerNetAddress) -> String {
     format!("{}:{}", a.host, a.data_port)
 }
 
+/// How many times a reader looks up a block's locations again before calling it lost.
+const LOST_BLOCK_RETRIES: u32 = 4;
+
 /// A block being streamed to a worker.
 struct BlockUpload {
     tx: mpsc::Sender<WriteBlockChunk>,
@@ -442,37 +445,59 @@ impl FileReader {
         &self.info
     }
 
-    /// The next block's bytes, or `None` at the end of the file.
+    /// The next block's bytes, or `None` at the end of the file. If no location can serve
+    /// the block, locations are looked up again a few times (a restarting worker
+    /// re-registers within a heartbeat or two) before the block is reported lost.
     pub async fn next_block(&mut self) -> Result<Option<Bytes>, FsError> {
-        let Some(block) = self.info.blocks.get(self.next_block).cloned() else { return Ok(None) };
-        self.next_block += 1;
+        let Some(mut block) = self.info.blocks.get(self.next_block).cloned() else { return Ok(None) };
+        let mut backoff = self.fs.inner.options.retry.base_sleep.max(Duration::from_millis(100));
+        for attempt in 0..=LOST_BLOCK_RETRIES {
+            match self.read_from_any(&block).await {
+                Ok(bytes) => {
+                    self.next_block += 1;
+                    return Ok(Some(bytes));
+                }
+                Err(e) if attempt == LOST_BLOCK_RETRIES => {
+                    tracing::warn!(path = %self.info.path, block = block.block_id, error = %e, "no location could serve the block");
+                }
+                Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    let fresh = self.fs.get_status(&self.info.path).await?;
+                    if let Some(b) = fresh.blocks.iter().find(|b| b.block_id == block.block_id) {
+                        block = b.clone();
+                    }
+                }
+            }
+        }
+        Err(FsError::BlockLost { path: self.info.path.clone(), block_id: block.block_id })
+    }
+
+    async fn read_from_any(&self, block: &BlockInfo) -> Result<Bytes, FsError> {
         let mut locations = block.locations.clone();
         // Local workers first, so short-circuit reads are tried before the network.
         locations.sort_by_key(|a| !is_local_host(&a.host));
-        let mut last_error = None;
+        let mut last_error = FsError::BlockLost { path: self.info.path.clone(), block_id: block.block_id };
         for loc in &locations {
             let result = if self.fs.inner.options.short_circuit && is_local_host(&loc.host) {
-                match self.read_local(loc, &block).await {
+                match self.read_local(loc, block).await {
                     Ok(b) => Ok(b),
-                    Err(_) => self.read_remote(loc, &block).await,
+                    Err(_) => self.read_remote(loc, block).await,
                 }
             } else {
-                self.read_remote(loc, &block).await
+                self.read_remote(loc, block).await
             };
             match result {
-                Ok(bytes) if bytes.len() as u64 == block.length => return Ok(Some(bytes)),
+                Ok(bytes) if bytes.len() as u64 == block.length => return Ok(bytes),
                 Ok(bytes) => {
-                    last_error = Some(FsError::Internal {
+                    last_error = FsError::Internal {
                         reason: format!("worker {} returned {} bytes of block {}, expected {}", loc.host, bytes.len(), block.block_id, block.length),
-                    })
+                    }
                 }
-                Err(e) => last_error = Some(e),
+                Err(e) => last_error = e,
             }
         }
-        if let Some(e) = last_error {
-            tracing::warn!(path = %self.info.path, block = block.block_id, error = %e, "no location could serve the block");
-        }
-        Err(FsError::BlockLost { path: self.info.path.clone(), block_id: block.block_id })
+        Err(last_error)
     }
 
     /// Short-circuit: map the block file of a worker on this host.

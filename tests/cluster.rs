@@ -1,0 +1,186 @@
+//! Integration tests with real master and worker processes on loopback.
+
+mod common;
+
+use common::{content, Cluster};
+use tachyon::client::CreateOptions;
+use tachyon::error::FsError;
+
+const SIZES: [usize; 5] = [0, 1, 1000, 1 << 20, (3 << 20) + 777];
+
+fn opts() -> CreateOptions {
+    CreateOptions { block_size: Some(1 << 20), recursive: true }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_survive_master_kill_9_byte_for_byte() {
+    let mut c = Cluster::start();
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let fs = c.client();
+    for (i, len) in SIZES.iter().enumerate() {
+        fs.write_file(&format!("/data/f{i}"), &content(*len, i as u64), opts()).await.unwrap();
+    }
+    fs.create_directory("/empty/dir", true, false).await.unwrap();
+    fs.rename("/data/f1", "/data/renamed").await.unwrap();
+
+    c.kill_master();
+    c.start_master();
+    c.wait_for_workers(1).await;
+
+    for (i, len) in SIZES.iter().enumerate() {
+        let path = if i == 1 { "/data/renamed".to_string() } else { format!("/data/f{i}") };
+        let back = fs.read_file(&path).await.unwrap();
+        assert_eq!(back, content(*len, i as u64), "{path} differs after master restart");
+    }
+    assert!(fs.get_status("/empty/dir").await.unwrap().is_directory);
+    assert_eq!(fs.get_status("/data/f1").await, Err(FsError::NotFound { path: "/data/f1".into() }));
+    // The restarted master keeps accepting writes after the replayed ones.
+    fs.write_file("/data/after", b"after restart", opts()).await.unwrap();
+    c.kill_master();
+    c.start_master();
+    c.wait_for_workers(1).await;
+    assert_eq!(fs.read_file("/data/after").await.unwrap(), b"after restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_restart_keeps_metadata_and_memory_data() {
+    let mut c = Cluster::start();
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let fs = c.client();
+    let data = content((2 << 20) + 5, 9);
+    fs.write_file("/w/file", &data, opts()).await.unwrap();
+    c.kill_worker(0);
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let info = fs.get_status("/w/file").await.unwrap();
+    assert_eq!(info.length, data.len() as u64);
+    assert_eq!(info.blocks.len(), 3);
+    // Block locations come back with the worker's re-registration.
+    for _ in 0..100 {
+        if fs.get_status("/w/file").await.unwrap().in_memory_percentage == 100 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(fs.read_file("/w/file").await.unwrap(), data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_files_free_worker_memory_and_lost_worker_is_reported() {
+    let mut c = Cluster::start();
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let fs = c.client();
+    fs.write_file("/d/x", &content(500_000, 1), opts()).await.unwrap();
+    let used = |ws: &[tachyon::proto::WorkerReport]| ws[0].used_bytes;
+    assert_eq!(used(&fs.workers().await.unwrap()), 500_000);
+    fs.delete("/d", true).await.unwrap();
+    let mut freed = false;
+    for _ in 0..100 {
+        if used(&fs.workers().await.unwrap()) == 0 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(freed, "worker memory was not freed after delete");
+
+    // A worker that stops heartbeating is declared lost; its unpersisted blocks are lost,
+    // and reading them says so instead of returning empty data.
+    fs.write_file("/e/y", &content(1000, 2), opts()).await.unwrap();
+    c.kill_worker(0);
+    let mut lost = false;
+    for _ in 0..100 {
+        if fs.workers().await.unwrap().iter().all(|w| w.lost) {
+            lost = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(lost, "killed worker was not declared lost");
+    assert!(c.run_ok(&["fs", "report"]).contains("Lost workers: 1"));
+    assert!(c.run_ok(&["fs", "stat", "/e/y"]).contains("LOST"));
+    let block = fs.get_status("/e/y").await.unwrap().blocks[0].block_id;
+    assert_eq!(fs.read_file("/e/y").await, Err(FsError::BlockLost { path: "/e/y".into(), block_id: block }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_commands_print_what_users_expect_and_fail_with_exit_codes() {
+    let mut c = Cluster::start();
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let local = c.path().join("local.txt");
+    std::fs::write(&local, b"hello from the shell\n").unwrap();
+    let local = local.to_str().unwrap();
+
+    assert!(c.run_ok(&["fs", "mkdir", "/docs"]).contains("Successfully created directory /docs"));
+    assert!(c.run_ok(&["fs", "copyFromLocal", local, "/docs"]).contains("to /docs/local.txt"));
+    let ls = c.run_ok(&["fs", "ls", "/docs"]);
+    assert!(ls.contains("/docs/local.txt") && ls.contains("In Memory") && ls.contains("21.00B"), "{ls}");
+    assert_eq!(c.run_ok(&["fs", "cat", "/docs/local.txt"]), "hello from the shell\n");
+    assert!(c.run_ok(&["fs", "mv", "/docs/local.txt", "/moved.txt"]).contains("Renamed"));
+    assert!(c.run_ok(&["fs", "stat", "/moved.txt"]).contains("length:             21"));
+    assert!(c.run_ok(&["fs", "touch", "/empty"]).contains("/empty has been created"));
+    assert!(c.run_ok(&["fs", "du", "/"]).contains("total"));
+    assert!(c.run_ok(&["fs", "report"]).contains("Live workers: 1"));
+    assert!(c.run_ok(&["fs", "leader"]).contains(&format!("127.0.0.1:{}", c.master_port)));
+    assert!(c.run_ok(&["fs", "masterInfo"]).contains("leader"));
+    let out_file = c.path().join("back.txt");
+    c.run_ok(&["fs", "copyToLocal", "/moved.txt", out_file.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out_file).unwrap(), b"hello from the shell\n");
+    let tests = c.run_ok(&["runTests"]);
+    assert!(tests.contains("4 passed, 0 failed"), "{tests}");
+
+    // Failures: non-zero exit, the path and the reason on stderr.
+    for (args, expected) in [
+        (vec!["fs", "cat", "/nope"], "/nope: no such file or directory"),
+        (vec!["fs", "rm", "/"], "cannot delete the root"),
+        (vec!["fs", "mkdir", "/docs"], "/docs: already exists"),
+        (vec!["fs", "cat", "/docs"], "/docs: is a directory"),
+        (vec!["fs", "ls", "relative"], "path must be absolute"),
+        (vec!["fs", "free", "/moved.txt"], "not persisted"),
+    ] {
+        let out = c.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(err.contains(expected), "{args:?}: stderr {err:?} lacks {expected:?}");
+    }
+    c.run_ok(&["fs", "mkdir", "/full/sub"]);
+    let out = c.run(&["fs", "rm", "/full"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("directory not empty"));
+    assert!(c.run_ok(&["fs", "rm", "-R", "/full"]).contains("/full has been removed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_completes_the_journal_and_readjournal_shows_it() {
+    let mut c = Cluster::start();
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let fs = c.client();
+    fs.create_directory("/a/b", true, false).await.unwrap();
+    assert!(c.stop_master(), "master must exit 0 on SIGTERM");
+    let logs: Vec<String> = std::fs::read_dir(c.journal().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(logs, vec!["0000000000000000-0000000000000002.log".to_string()]);
+    let dump = c.run_ok(&["readJournal"]);
+    assert!(dump.contains("CreateDirectory") && dump.contains("name: \"b\""), "{dump}");
+    // Format refuses to wipe a journal with entries.
+    let out = c.run(&["format"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("format -f"));
+}
+
+#[test]
+fn bad_configuration_stops_start_with_key_and_source() {
+    let out = std::process::Command::new(common::tachyon_bin())
+        .args(["-Dtachyon.master.port=99999", "master"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tachyon.master.port") && err.contains("command line"), "{err}");
+}
