@@ -105,6 +105,15 @@ pub enum Effect {
     FilesRemoved(Vec<InodeId>),
 }
 
+/// The result of [`Namespace::apply_operation`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppliedOperation {
+    /// The entries applied, to be journaled.
+    pub entries: Vec<JournalEntry>,
+    pub effects: Vec<Effect>,
+    pub error: Option<ApplyError>,
+}
+
 /// Applying a journal entry failed: the journal does not fit this state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
@@ -459,6 +468,32 @@ impl Namespace {
         Ok(effects)
     }
 
+    /// Turns one operation's planned kinds into sequenced entries of `epoch` and applies
+    /// them. All but the last entry are marked `continues`, so replay applies the operation
+    /// all or nothing. If an entry does not apply (a planning bug), the entries applied so
+    /// far are returned, the last of them closing the operation, with the error.
+    pub fn apply_operation(&mut self, kinds: Vec<Kind>, epoch: u64) -> AppliedOperation {
+        let count = kinds.len();
+        let mut out = AppliedOperation { entries: Vec::with_capacity(count), effects: Vec::new(), error: None };
+        for (i, kind) in kinds.into_iter().enumerate() {
+            let entry = JournalEntry { sequence: self.next_sequence, epoch, continues: i + 1 < count, kind: Some(kind) };
+            match self.apply(&entry) {
+                Ok(effects) => {
+                    out.effects.extend(effects);
+                    out.entries.push(entry);
+                }
+                Err(e) => {
+                    out.error = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(last) = out.entries.last_mut() {
+            last.continues = false;
+        }
+        out
+    }
+
     fn insert(
         &mut self,
         id: InodeId,
@@ -721,12 +756,9 @@ mod tests {
 
     /// Applies planned kinds as the master does, returning all effects.
     fn commit(ns: &mut Namespace, kinds: Vec<Kind>) -> Vec<Effect> {
-        let mut effects = Vec::new();
-        for kind in kinds {
-            let entry = JournalEntry { sequence: ns.next_sequence(), epoch: 1, kind: Some(kind) };
-            effects.extend(ns.apply(&entry).unwrap());
-        }
-        effects
+        let applied = ns.apply_operation(kinds, 1);
+        assert_eq!(applied.error, None);
+        applied.effects
     }
 
     #[test]
@@ -821,14 +853,31 @@ mod tests {
     }
 
     #[test]
+    fn operations_mark_all_but_their_last_entry_as_continuing() {
+        let mut ns = Namespace::new();
+        let kinds = ns.plan_create_directory(&p("/x/y/z"), true, false, &own(), 1).unwrap();
+        let applied = ns.apply_operation(kinds, 4);
+        let flags: Vec<(u64, bool)> = applied.entries.iter().map(|e| (e.sequence, e.continues)).collect();
+        assert_eq!(flags, vec![(0, true), (1, true), (2, false)]);
+        assert!(applied.entries.iter().all(|e| e.epoch == 4));
+        // A kind that cannot apply stops the operation; what applied is closed off.
+        let good = ns.plan_create_directory(&p("/w"), false, false, &own(), 1).unwrap().remove(0);
+        let bad = Kind::Delete(DeleteEntry { id: 999, time_ms: 1 });
+        let applied = ns.apply_operation(vec![good, bad], 4);
+        assert_eq!(applied.entries.len(), 1);
+        assert!(!applied.entries[0].continues);
+        assert!(matches!(applied.error, Some(ApplyError::Inconsistent { sequence: 4, .. })));
+    }
+
+    #[test]
     fn apply_rejects_gaps_and_stale_epochs_without_change() {
         let mut ns = Namespace::new();
         let kind = ns.plan_create_directory(&p("/x"), false, false, &own(), 1).unwrap().remove(0);
-        let gap = JournalEntry { sequence: 5, epoch: 1, kind: Some(kind.clone()) };
+        let gap = JournalEntry { sequence: 5, epoch: 1, continues: false, kind: Some(kind.clone()) };
         assert_eq!(ns.apply(&gap), Err(ApplyError::SequenceGap { expected: 0, got: 5 }));
-        ns.apply(&JournalEntry { sequence: 0, epoch: 3, kind: Some(kind.clone()) }).unwrap();
+        ns.apply(&JournalEntry { sequence: 0, epoch: 3, continues: false, kind: Some(kind.clone()) }).unwrap();
         let before = ns.clone();
-        let stale = JournalEntry { sequence: 1, epoch: 2, kind: Some(kind) };
+        let stale = JournalEntry { sequence: 1, epoch: 2, continues: false, kind: Some(kind) };
         assert!(matches!(ns.apply(&stale), Err(ApplyError::StaleEpoch { .. })));
         assert_eq!(ns, before);
     }

@@ -234,7 +234,7 @@ mod tests {
     use crate::proto::DeleteEntry;
 
     fn entry(seq: u64) -> JournalEntry {
-        JournalEntry { sequence: seq, epoch: 1, kind: Some(Kind::Delete(DeleteEntry { id: seq, time_ms: 5 })) }
+        JournalEntry { sequence: seq, epoch: 1, continues: false, kind: Some(Kind::Delete(DeleteEntry { id: seq, time_ms: 5 })) }
     }
 
     fn segment(n: u64) -> Vec<u8> {

@@ -202,7 +202,18 @@ impl Journal {
             }
             let bytes = self.ufs.read(&file).await.map_err(self.io(format!("read {file}")))?;
             let decoded = format::decode_segment(&bytes).map_err(|source| JournalError::Format { file: file.clone(), source })?;
-            replay_segment(&mut namespace, seg, &decoded, &file)?;
+            let unfinished = replay_segment(&mut namespace, seg, &decoded, &file)?;
+            if unfinished > 0 {
+                if seg.end.is_some() {
+                    return Err(JournalError::Corrupt {
+                        file,
+                        offset: decoded.valid_len,
+                        problem: format!("completed segment ends inside an operation ({unfinished} entries of it)"),
+                    });
+                }
+                warn!(%file, entries = unfinished, next_sequence = namespace.next_sequence(),
+                    "journal: dropping an operation whose last entry was never written (it was not acknowledged)");
+            }
             match (seg.end, &decoded.problem) {
                 (Some(end), problem) if namespace.next_sequence() < end => {
                     let (offset, why) = match problem {
@@ -340,17 +351,27 @@ async fn open_segment_on(ufs: &dyn UnderFs, folder: &str, first: u64) -> Result<
     Ok(w)
 }
 
-fn replay_segment(ns: &mut Namespace, seg: SegmentName, decoded: &DecodedSegment, file: &str) -> Result<(), JournalError> {
+/// Applies the segment's entries from the namespace's position on, one whole operation at a
+/// time. Returns how many trailing entries belong to an operation whose last entry is
+/// missing (they are not applied).
+fn replay_segment(ns: &mut Namespace, seg: SegmentName, decoded: &DecodedSegment, file: &str) -> Result<usize, JournalError> {
+    let mut operation: Vec<&JournalEntry> = Vec::new();
     for entry in &decoded.entries {
         if seg.end.is_some_and(|end| entry.sequence >= end) {
             break;
         }
-        if entry.sequence < ns.next_sequence() {
+        if entry.sequence < ns.next_sequence() + operation.len() as u64 {
             continue;
         }
-        ns.apply(entry).map_err(|source| JournalError::Apply { file: file.to_string(), source })?;
+        operation.push(entry);
+        if entry.continues {
+            continue;
+        }
+        for e in operation.drain(..) {
+            ns.apply(e).map_err(|source| JournalError::Apply { file: file.to_string(), source })?;
+        }
     }
-    Ok(())
+    Ok(operation.len())
 }
 
 /// How far the journal is durable, published by the writer task.

@@ -14,12 +14,7 @@ async fn mkdirs(ns: &mut Namespace, w: &JournalWriter, paths: &[&str]) {
     for p in paths {
         let own = InodeOwnership::default();
         let kinds = ns.plan_create_directory(&FsPath::parse(p).unwrap(), true, true, &own, 1).unwrap();
-        let mut entries = Vec::new();
-        for kind in kinds {
-            let e = JournalEntry { sequence: ns.next_sequence(), epoch: 1, kind: Some(kind) };
-            ns.apply(&e).unwrap();
-            entries.push(e);
-        }
+        let entries = ns.apply_operation(kinds, 1).entries;
         let end = w.submit(&entries).await.unwrap();
         w.wait_durable(end).await.unwrap();
     }
@@ -161,7 +156,7 @@ async fn out_of_order_submission_fails_the_writer_for_good() {
     j.format(false).await.unwrap();
     let rec = j.recover().await.unwrap();
     let w = j.start_writer(&rec).await.unwrap();
-    let bogus = JournalEntry { sequence: 5, epoch: 1, kind: None };
+    let bogus = JournalEntry { sequence: 5, epoch: 1, continues: false, kind: None };
     let end = w.submit(&[bogus]).await.unwrap();
     assert!(matches!(w.wait_durable(end).await, Err(JournalError::WriterFailed(_))));
     assert!(w.durability().failed.is_some());

@@ -22,7 +22,7 @@ use crate::core::registry::Registry;
 use crate::error::FsError;
 use crate::journal::{Journal, JournalError, JournalLimits, JournalWriter};
 use crate::proto::journal_entry::Kind;
-use crate::proto::{BlockInfo, FileInfo, JournalEntry};
+use crate::proto::{BlockInfo, FileInfo};
 use crate::runtime::Clock;
 
 /// Settings of a master, validated from [`Config`].
@@ -159,28 +159,19 @@ impl Master {
         let (end, response, checkpoint) = {
             let mut st = self.state.lock().await;
             let kinds = plan(&st, now)?;
-            let mut entries = Vec::with_capacity(kinds.len());
-            let mut failure = None;
-            for kind in kinds {
-                let entry = JournalEntry { sequence: st.ns.next_sequence(), epoch: self.epoch, kind: Some(kind) };
-                match st.ns.apply(&entry) {
-                    Ok(effects) => {
-                        for effect in effects {
-                            match effect {
-                                Effect::FilesRemoved(files) => st.registry.remove_files(&files),
-                            }
-                        }
-                        entries.push(entry);
-                    }
-                    Err(e) => {
-                        // A planned entry that does not apply is a bug; journal what was applied
-                        // so memory and journal stay equal, and fail the request.
-                        error!(sequence = entry.sequence, error = %e, "planned journal entry did not apply");
-                        failure = Some(FsError::Internal { reason: e.to_string() });
-                        break;
-                    }
+            let applied = st.ns.apply_operation(kinds, self.epoch);
+            for effect in applied.effects {
+                match effect {
+                    Effect::FilesRemoved(files) => st.registry.remove_files(&files),
                 }
             }
+            // A planned entry that does not apply is a bug; what did apply is journaled so
+            // memory and journal stay equal, and the request fails.
+            let failure = applied.error.map(|e| {
+                error!(error = %e, "planned journal entry did not apply");
+                FsError::Internal { reason: e.to_string() }
+            });
+            let entries = applied.entries;
             st.entries_since_checkpoint += entries.len() as u64;
             let response = match failure {
                 Some(e) => Err(e),
