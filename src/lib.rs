@@ -4,6 +4,7 @@
 //! [`journal`] and [`underfs`] the durable storage, [`master`], [`worker`] and [`client`] the
 //! async services that drive them.
 
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod coordinator;

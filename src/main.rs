@@ -51,6 +51,21 @@ enum Command {
     /// Write, read back and verify test files against the running cluster.
     #[command(name = "runTests")]
     RunTests,
+    /// Measure throughput against same-run baselines (starts its own master and worker).
+    Bench {
+        /// Concurrent requests in the metadata benchmarks.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Seconds each timed loop runs.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Journal entries in the replay benchmark.
+        #[arg(long, default_value_t = 200_000)]
+        replay_entries: u64,
+        /// Megabytes read in the block-read benchmark.
+        #[arg(long, default_value_t = 64)]
+        read_mb: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -173,6 +188,16 @@ async fn main() -> ExitCode {
         Command::RunTests => {
             init_logging("warn");
             run_tests(&cli.defines).await
+        }
+        Command::Bench { concurrency, seconds, replay_entries, read_mb } => {
+            init_logging("error");
+            let opts = tachyon::bench::BenchOptions {
+                concurrency: concurrency.clamp(1, 1024),
+                duration: std::time::Duration::from_secs_f64(seconds.clamp(0.1, 600.0)),
+                replay_entries: replay_entries.clamp(1000, 50_000_000),
+                read_bytes: read_mb.clamp(1, 4096) << 20,
+            };
+            tachyon::bench::run(opts, &mut std::io::stdout()).await
         }
     };
     match result {

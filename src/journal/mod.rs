@@ -120,7 +120,8 @@ impl Journal {
     pub async fn format(&self, force: bool) -> Result<(), JournalError> {
         let logs = self.ufs.list(LOGS).await.map_err(self.io("list logs"))?;
         let cps = self.ufs.list(CHECKPOINTS).await.map_err(self.io("list checkpoints"))?;
-        if !force && !(logs.is_empty() && cps.is_empty()) {
+        let empty = logs.is_empty() && cps.is_empty();
+        if !force && !empty {
             return Err(JournalError::NotEmpty { folder: self.folder(), files: logs.len() + cps.len() });
         }
         for (dir, names) in [(LOGS, logs), (CHECKPOINTS, cps)] {
@@ -349,6 +350,26 @@ async fn open_segment_on(ufs: &dyn UnderFs, folder: &str, first: u64) -> Result<
     w.write(&format::segment_header()).await.map_err(io("write header"))?;
     w.sync().await.map_err(io("sync"))?;
     Ok(w)
+}
+
+/// Replays arbitrary bytes as the journal's only (open) segment onto an empty namespace,
+/// the way recovery would. For the `journal_replay` fuzz target and its corpus test: it
+/// must return an error or a namespace whose invariants hold, never panic or hang.
+pub fn replay_untrusted_segment(bytes: &[u8]) -> Result<Namespace, String> {
+    let decoded = format::decode_segment(bytes).map_err(|e| e.to_string())?;
+    let mut ns = Namespace::new();
+    let seg = SegmentName { first: 0, end: None };
+    replay_segment(&mut ns, seg, &decoded, "fuzz").map_err(|e| e.to_string())?;
+    ns.check_invariants()?;
+    Ok(ns)
+}
+
+/// Decodes arbitrary bytes as a checkpoint and loads it, as recovery would.
+pub fn load_untrusted_checkpoint(bytes: &[u8]) -> Result<Namespace, String> {
+    let cp = format::decode_checkpoint(bytes).map_err(|e| e.to_string())?;
+    let ns = Namespace::from_checkpoint(&cp)?;
+    ns.check_invariants()?;
+    Ok(ns)
 }
 
 /// Applies the segment's entries from the namespace's position on, one whole operation at a

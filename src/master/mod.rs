@@ -259,7 +259,7 @@ pub fn file_info(st: &State, inode: &Inode, path: &FsPath) -> FileInfo {
             blocks.push(BlockInfo { block_id: id, length: len, locations });
         }
     }
-    let in_memory_percentage = if length == 0 { 100 } else { (in_memory_bytes * 100 / length) as u32 };
+    let in_memory_percentage = (in_memory_bytes * 100).checked_div(length).unwrap_or(100) as u32;
     let child_count = match &inode.kind {
         InodeKind::Directory { children } => children.len() as u64,
         InodeKind::File { .. } => 0,
