@@ -308,23 +308,19 @@ impl Journal {
 
     /// Every checkpoint and segment, decoded, for `tachyon readJournal`.
     pub async fn dump(&self) -> Result<Vec<(String, Result<DumpItem, JournalError>)>, JournalError> {
-        let mut out = Vec::new();
+        let mut files: Vec<(String, Decoder)> = Vec::new();
         for next in self.checkpoint_names().await? {
-            let file = format!("{CHECKPOINTS}/{}", format::checkpoint_file_name(next));
-            let item = match self.ufs.read(&file).await {
-                Ok(bytes) => format::decode_checkpoint(&bytes)
-                    .map(DumpItem::Checkpoint)
-                    .map_err(|source| JournalError::Format { file: file.clone(), source }),
-                Err(e) => Err(self.io(format!("read {file}"))(e)),
-            };
-            out.push((file, item));
+            let decode: Decoder = |b| format::decode_checkpoint(b).map(DumpItem::Checkpoint);
+            files.push((format!("{CHECKPOINTS}/{}", format::checkpoint_file_name(next)), decode));
         }
         for seg in self.segments().await? {
-            let file = format!("{LOGS}/{}", seg.file_name());
+            let decode: Decoder = |b| format::decode_segment(b).map(DumpItem::Segment);
+            files.push((format!("{LOGS}/{}", seg.file_name()), decode));
+        }
+        let mut out = Vec::with_capacity(files.len());
+        for (file, decode) in files {
             let item = match self.ufs.read(&file).await {
-                Ok(bytes) => format::decode_segment(&bytes)
-                    .map(DumpItem::Segment)
-                    .map_err(|source| JournalError::Format { file: file.clone(), source }),
+                Ok(bytes) => decode(&bytes).map_err(|source| JournalError::Format { file: file.clone(), source }),
                 Err(e) => Err(self.io(format!("read {file}"))(e)),
             };
             out.push((file, item));
@@ -332,6 +328,9 @@ impl Journal {
         Ok(out)
     }
 }
+
+/// Decodes one kind of journal file.
+type Decoder = fn(&[u8]) -> Result<DumpItem, FormatError>;
 
 /// One decoded journal file.
 #[derive(Debug)]

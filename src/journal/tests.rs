@@ -20,6 +20,15 @@ async fn mkdirs(ns: &mut Namespace, w: &JournalWriter, paths: &[&str]) {
     }
 }
 
+/// A formatted, empty journal with its writer open.
+async fn fresh(dir: &std::path::Path, limits: JournalLimits) -> (Journal, JournalWriter, Namespace) {
+    let j = journal(dir, limits);
+    j.format(false).await.unwrap();
+    let rec = j.recover().await.unwrap();
+    let w = j.start_writer(&rec).await.unwrap();
+    (j, w, rec.namespace)
+}
+
 fn log_files(dir: &std::path::Path) -> Vec<String> {
     let mut v: Vec<String> =
         std::fs::read_dir(dir.join("logs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
@@ -46,11 +55,7 @@ async fn unformatted_journal_is_refused_and_format_guards_data() {
 #[tokio::test]
 async fn recovery_after_crash_and_clean_close_gives_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
-    let j = journal(dir.path(), JournalLimits::default());
-    j.format(false).await.unwrap();
-    let rec = j.recover().await.unwrap();
-    let w = j.start_writer(&rec).await.unwrap();
-    let mut ns = rec.namespace;
+    let (j, w, mut ns) = fresh(dir.path(), JournalLimits::default()).await;
     mkdirs(&mut ns, &w, &["/a/b", "/c"]).await;
     // Crash: the open segment stays open.
     w.abort().await;
@@ -71,11 +76,7 @@ async fn recovery_after_crash_and_clean_close_gives_the_same_state() {
 #[tokio::test]
 async fn torn_tail_is_cut_at_the_last_valid_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let j = journal(dir.path(), JournalLimits::default());
-    j.format(false).await.unwrap();
-    let rec = j.recover().await.unwrap();
-    let w = j.start_writer(&rec).await.unwrap();
-    let mut ns = rec.namespace;
+    let (j, w, mut ns) = fresh(dir.path(), JournalLimits::default()).await;
     mkdirs(&mut ns, &w, &["/a"]).await;
     let before = ns.clone();
     mkdirs(&mut ns, &w, &["/b"]).await;
@@ -100,11 +101,7 @@ async fn torn_tail_is_cut_at_the_last_valid_entry() {
 #[tokio::test]
 async fn damage_in_a_completed_segment_stops_recovery_with_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
-    let j = journal(dir.path(), JournalLimits::default());
-    j.format(false).await.unwrap();
-    let rec = j.recover().await.unwrap();
-    let w = j.start_writer(&rec).await.unwrap();
-    let mut ns = rec.namespace;
+    let (j, w, mut ns) = fresh(dir.path(), JournalLimits::default()).await;
     mkdirs(&mut ns, &w, &["/a", "/b", "/c"]).await;
     w.close().await;
     let file = dir.path().join("logs").join(log_files(dir.path())[0].clone());
@@ -124,11 +121,7 @@ async fn damage_in_a_completed_segment_stops_recovery_with_file_and_offset() {
 async fn rotation_and_checkpoint_keep_recovery_exact_and_prune_logs() {
     let dir = tempfile::tempdir().unwrap();
     let limits = JournalLimits { segment_max_bytes: 200, ..JournalLimits::default() };
-    let j = journal(dir.path(), limits);
-    j.format(false).await.unwrap();
-    let rec = j.recover().await.unwrap();
-    let w = j.start_writer(&rec).await.unwrap();
-    let mut ns = rec.namespace;
+    let (j, w, mut ns) = fresh(dir.path(), limits).await;
     let paths: Vec<String> = (0..20).map(|i| format!("/dir{i}")).collect();
     let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
     mkdirs(&mut ns, &w, &refs).await;
@@ -152,10 +145,7 @@ async fn rotation_and_checkpoint_keep_recovery_exact_and_prune_logs() {
 #[tokio::test]
 async fn out_of_order_submission_fails_the_writer_for_good() {
     let dir = tempfile::tempdir().unwrap();
-    let j = journal(dir.path(), JournalLimits::default());
-    j.format(false).await.unwrap();
-    let rec = j.recover().await.unwrap();
-    let w = j.start_writer(&rec).await.unwrap();
+    let (_j, w, _ns) = fresh(dir.path(), JournalLimits::default()).await;
     let bogus = JournalEntry { sequence: 5, epoch: 1, continues: false, kind: None };
     let end = w.submit(&[bogus]).await.unwrap();
     assert!(matches!(w.wait_durable(end).await, Err(JournalError::WriterFailed(_))));

@@ -38,39 +38,34 @@ fn reply<T>(r: Result<T, FsError>) -> RpcResult<T> {
     r.map(Response::new).map_err(Status::from)
 }
 
+impl MasterRpc {
+    /// Runs a mutation planned on one path and answers with that path's new status.
+    async fn mutate_path(
+        &self,
+        raw_path: &str,
+        plan: impl FnOnce(&super::State, &FsPath, i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError>,
+    ) -> Result<FileInfo, FsError> {
+        let p = path(raw_path)?;
+        self.master.mutate(|st, now| plan(st, &p, now), |st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
+    }
+}
+
 #[tonic::async_trait]
 impl MasterService for MasterRpc {
     async fn create_file(&self, request: Request<CreateFileRequest>) -> RpcResult<FileInfo> {
         let req = request.into_inner();
-        let result = async {
-            let p = path(&req.path)?;
-            let own = ownership_or_default(req.ownership, 0o644);
-            self.master
-                .mutate(
-                    |st, now| st.ns.plan_create_file(&p, req.block_size_bytes, req.recursive, &own, now),
-                    |st| Ok(file_info(st, st.ns.lookup(&p)?, &p)),
-                )
-                .await
-        }
-        .await;
-        reply(result)
+        let own = ownership_or_default(req.ownership, 0o644);
+        reply(self.mutate_path(&req.path, |st, p, now| st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)).await)
     }
 
     async fn complete_file(&self, request: Request<CompleteFileRequest>) -> RpcResult<FileInfo> {
         let req = request.into_inner();
-        let result = async {
-            let p = path(&req.path)?;
-            self.master
-                .mutate(
-                    |st, now| {
-                        st.ns.plan_complete_file(&p, req.length, |b| st.registry.committed_length(b), now)
-                    },
-                    |st| Ok(file_info(st, st.ns.lookup(&p)?, &p)),
-                )
-                .await
-        }
-        .await;
-        reply(result)
+        reply(
+            self.mutate_path(&req.path, |st, p, now| {
+                st.ns.plan_complete_file(p, req.length, |b| st.registry.committed_length(b), now)
+            })
+            .await,
+        )
     }
 
     async fn get_status(&self, request: Request<PathRequest>) -> RpcResult<FileInfo> {
@@ -107,18 +102,11 @@ impl MasterService for MasterRpc {
 
     async fn create_directory(&self, request: Request<CreateDirectoryRequest>) -> RpcResult<FileInfo> {
         let req = request.into_inner();
-        let result = async {
-            let p = path(&req.path)?;
-            let own = ownership_or_default(req.ownership, 0o755);
-            self.master
-                .mutate(
-                    |st, now| st.ns.plan_create_directory(&p, req.recursive, req.allow_exists, &own, now),
-                    |st| Ok(file_info(st, st.ns.lookup(&p)?, &p)),
-                )
-                .await
-        }
-        .await;
-        reply(result)
+        let own = ownership_or_default(req.ownership, 0o755);
+        reply(
+            self.mutate_path(&req.path, |st, p, now| st.ns.plan_create_directory(p, req.recursive, req.allow_exists, &own, now))
+                .await,
+        )
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> RpcResult<Empty> {
