@@ -44,6 +44,64 @@ async fn files_survive_master_kill_9_byte_for_byte() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_concurrent_write_survives_kill_9() {
+    let mut c = Cluster::start();
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let fs = c.client();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..16u64 {
+        let (fs, stop) = (fs.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..1000u64 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let path = format!("/load/t{t}/f{i}");
+                match fs.write_file(&path, &content(100, t * 1000 + i), opts()).await {
+                    Ok(_) => acked.push((path, t * 1000 + i)),
+                    Err(_) => break,
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    c.kill_master();
+    c.start_master();
+    // Writes in flight at the kill retry into the new master; each is acked or fails whole.
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    assert!(acked.len() > 50, "the load ran ({} acknowledged writes)", acked.len());
+    c.wait_for_workers(1).await;
+    for (path, seed) in &acked {
+        assert_eq!(fs.read_file(path).await.unwrap(), content(100, *seed), "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_worker_refuses_with_out_of_space_and_loses_nothing() {
+    let mut c = Cluster::start();
+    c.start_worker_with(0, &["-Dtachyon.worker.memory.size=3MB"]);
+    c.wait_for_workers(1).await;
+    let fs = c.client();
+    let kept = content(2 << 20, 5);
+    fs.write_file("/full/kept", &kept, opts()).await.unwrap();
+    let err = fs.write_file("/full/toobig", &content(2 << 20, 6), opts()).await.unwrap_err();
+    assert!(matches!(err, FsError::OutOfSpace { .. }), "{err}");
+    assert!(err.to_string().contains("evict"), "{err}");
+    // The failed file is cleaned up, the stored one is intact, and space is not leaked.
+    assert!(!fs.exists("/full/toobig").await.unwrap());
+    assert_eq!(fs.read_file("/full/kept").await.unwrap(), kept);
+    fs.write_file("/full/fits", &content(1 << 20, 7), opts()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_restart_keeps_metadata_and_memory_data() {
     let mut c = Cluster::start();
     c.start_worker(0);

@@ -109,6 +109,11 @@ impl Cluster {
 
     /// Starts worker number `i` (a new one if `i == workers.len()`).
     pub fn start_worker(&mut self, i: usize) {
+        self.start_worker_with(i, &[]);
+    }
+
+    /// Starts worker `i` with extra `-D` options.
+    pub fn start_worker_with(&mut self, i: usize, extra: &[&str]) {
         if i == self.workers.len() {
             self.workers.push((free_port(), free_port(), None));
         }
@@ -119,8 +124,9 @@ impl Cluster {
                 &format!("-Dtachyon.worker.port={port}"),
                 &format!("-Dtachyon.worker.data.port={data_port}"),
                 "-Dtachyon.worker.hostname=127.0.0.1",
-                "worker",
             ])
+            .args(extra)
+            .arg("worker")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
