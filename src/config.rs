@@ -71,6 +71,12 @@ pub const USER_SHORT_CIRCUIT: &str = "tachyon.user.short.circuit.enabled";
 pub const USER_CHUNK_SIZE: &str = "tachyon.user.network.chunk.size.bytes";
 pub const ZOOKEEPER_ENABLED: &str = "tachyon.zookeeper.enabled";
 pub const ZOOKEEPER_ADDRESS: &str = "tachyon.zookeeper.address";
+pub const ZOOKEEPER_ROOT: &str = "tachyon.zookeeper.root";
+pub const ZOOKEEPER_ELECTION_PATH: &str = "tachyon.zookeeper.election.path";
+pub const ZOOKEEPER_LEADER_PATH: &str = "tachyon.zookeeper.leader.path";
+pub const ZOOKEEPER_SESSION_TIMEOUT: &str = "tachyon.zookeeper.session.timeout";
+pub const ZOOKEEPER_CONNECTION_TIMEOUT: &str = "tachyon.zookeeper.connection.timeout";
+pub const JOURNAL_TAILER_SLEEP: &str = "tachyon.master.journal.tailer.sleep.time";
 pub const UNDERFS_ADDRESS: &str = "tachyon.underfs.address";
 
 /// Every key tachyon knows, with its default and type.
@@ -102,6 +108,12 @@ pub const KEYS: &[KeyDef] = &[
     key(USER_CHUNK_SIZE, "1MB", ValueType::Bytes, "Size of the data chunks streamed to and from workers"),
     key(ZOOKEEPER_ENABLED, "false", ValueType::Bool, "Elect the leader master with ZooKeeper"),
     key(ZOOKEEPER_ADDRESS, "", ValueType::String, "ZooKeeper servers, host:port[,host:port...]"),
+    key(ZOOKEEPER_ROOT, "/tachyon", ValueType::String, "ZooKeeper node under which tachyon keeps its election, leader, epoch and masters nodes"),
+    key(ZOOKEEPER_ELECTION_PATH, "${tachyon.zookeeper.root}/election", ValueType::String, "ZooKeeper path of the leader election"),
+    key(ZOOKEEPER_LEADER_PATH, "${tachyon.zookeeper.root}/leader", ValueType::String, "ZooKeeper path where the serving leader is published"),
+    key(ZOOKEEPER_SESSION_TIMEOUT, "5s", ValueType::Duration, "ZooKeeper session timeout: a crashed leader is replaced after about this long"),
+    key(ZOOKEEPER_CONNECTION_TIMEOUT, "3s", ValueType::Duration, "ZooKeeper connection timeout"),
+    key(JOURNAL_TAILER_SLEEP, "200ms", ValueType::Duration, "How often a standby master reads new journal entries"),
     key(UNDERFS_ADDRESS, "${tachyon.home}/underFSStorage", ValueType::String, "Root of the under-storage for file data"),
 ];
 
