@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{content, Cluster};
+use common::{content, eventually, Cluster};
 use tachyon::client::CreateOptions;
 use tachyon::error::FsError;
 
@@ -98,6 +98,12 @@ async fn a_full_worker_refuses_with_out_of_space_and_loses_nothing() {
     // The failed file is cleaned up, the stored one is intact, and space is not leaked.
     assert!(!fs.exists("/full/toobig").await.unwrap());
     assert_eq!(fs.read_file("/full/kept").await.unwrap(), kept);
+    // Removing the failed file's first block rides on the next heartbeat.
+    let kept_len = kept.len() as u64;
+    assert!(
+        eventually(|| async { fs.workers().await.map(|ws| ws[0].used_bytes == kept_len).unwrap_or(false) }).await,
+        "the failed write's block was not freed"
+    );
     fs.write_file("/full/fits", &content(1 << 20, 7), opts()).await.unwrap();
 }
 
@@ -116,12 +122,7 @@ async fn worker_restart_keeps_metadata_and_memory_data() {
     assert_eq!(info.length, data.len() as u64);
     assert_eq!(info.blocks.len(), 3);
     // Block locations come back with the worker's re-registration.
-    for _ in 0..100 {
-        if fs.get_status("/w/file").await.unwrap().in_memory_percentage == 100 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(|| async { fs.get_status("/w/file").await.unwrap().in_memory_percentage == 100 }).await;
     assert_eq!(fs.read_file("/w/file").await.unwrap(), data);
 }
 
@@ -135,28 +136,14 @@ async fn deleted_files_free_worker_memory_and_lost_worker_is_reported() {
     let used = |ws: &[tachyon::proto::WorkerReport]| ws[0].used_bytes;
     assert_eq!(used(&fs.workers().await.unwrap()), 500_000);
     fs.delete("/d", true).await.unwrap();
-    let mut freed = false;
-    for _ in 0..100 {
-        if used(&fs.workers().await.unwrap()) == 0 {
-            freed = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let freed = eventually(|| async { used(&fs.workers().await.unwrap()) == 0 }).await;
     assert!(freed, "worker memory was not freed after delete");
 
     // A worker that stops heartbeating is declared lost; its unpersisted blocks are lost,
     // and reading them says so instead of returning empty data.
     fs.write_file("/e/y", &content(1000, 2), opts()).await.unwrap();
     c.kill_worker(0);
-    let mut lost = false;
-    for _ in 0..100 {
-        if fs.workers().await.unwrap().iter().all(|w| w.lost) {
-            lost = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let lost = eventually(|| async { fs.workers().await.unwrap().iter().all(|w| w.lost) }).await;
     assert!(lost, "killed worker was not declared lost");
     assert!(c.run_ok(&["fs", "report"]).contains("Lost workers: 1"));
     assert!(c.run_ok(&["fs", "stat", "/e/y"]).contains("LOST"));

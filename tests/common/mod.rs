@@ -194,6 +194,22 @@ impl Drop for Cluster {
     }
 }
 
+/// Polls `check` every 50 ms for up to 10 s; true once it held. For effects that the
+/// cluster applies asynchronously (block removal rides on heartbeats, for example).
+pub async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// Deterministic pseudo-random content.
 pub fn content(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
