@@ -10,7 +10,6 @@ use tokio::time::Instant;
 
 use crate::client::{ClientOptions, CreateOptions, FileSystem};
 use crate::coordinator::StaticCoordinator;
-use crate::core::namespace::Namespace;
 use crate::core::path::FsPath;
 use crate::journal::{format, Journal, JournalLimits};
 use crate::master::MasterOptions;
@@ -90,8 +89,8 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     // ── raw group-commit append rate of the journal folder's file system ──
     let raw = Journal::new(Arc::new(LocalUnderFs::new(root.join("raw-journal"))), JournalLimits::default());
     raw.format(false).await.map_err(|e| e.to_string())?;
-    let writer = raw.start_writer(&raw.recover().await.map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
-    let ns = Arc::new(tokio::sync::Mutex::new(Namespace::new()));
+    let (raw_ns, writer) = raw.take_over().await.map_err(|e| e.to_string())?;
+    let ns = Arc::new(tokio::sync::Mutex::new(raw_ns));
     let raw_rate = {
         let (writer, ns) = (writer.clone(), ns.clone());
         ops_per_second(opts.concurrency, opts.duration, move |i| {
@@ -103,7 +102,7 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
                     let Ok(kinds) = ns.plan_create_directory(&path, false, false, &InodeOwnership::default(), 0) else {
                         return false;
                     };
-                    let entries = ns.apply_operation(kinds, 1).entries;
+                    let entries = ns.apply_operation(kinds, 2).entries;
                     match writer.submit(&entries).await {
                         Ok(end) => end,
                         Err(_) => return false,
@@ -125,6 +124,7 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
         journal_limits: JournalLimits::default(),
         checkpoint_period_entries: u64::MAX,
         worker_timeout_ms: 60_000,
+        tailer_sleep_ms: 200,
     };
     Journal::new(Arc::new(LocalUnderFs::new(root.join("journal"))), JournalLimits::default())
         .format(false)
@@ -135,7 +135,7 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let master = tokio::spawn(crate::master::service::run_master(
+    let master = tokio::spawn(crate::master::node::run_master(
         master_opts,
         crate::runtime::system_clock(),
         coordinator.clone(),
@@ -216,14 +216,13 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     let replay_dir = root.join("replay-journal");
     let rj = Journal::new(Arc::new(LocalUnderFs::new(&replay_dir)), JournalLimits { segment_max_bytes: 64 << 20, ..JournalLimits::default() });
     rj.format(false).await.map_err(|e| e.to_string())?;
-    let w = rj.start_writer(&rj.recover().await.map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
-    let mut rns = Namespace::new();
+    let (mut rns, w) = rj.take_over().await.map_err(|e| e.to_string())?;
     let mut last_end = 0;
     for i in 0..opts.replay_entries {
         let dir = FsPath::root().join(&format!("r{}", i % 1000));
         let path = if i < 1000 { dir } else { dir.join(&format!("f{i}")) };
         let kinds = rns.plan_create_directory(&path, false, false, &InodeOwnership::default(), 0).map_err(|e| e.to_string())?;
-        let entries = rns.apply_operation(kinds, 1).entries;
+        let entries = rns.apply_operation(kinds, 2).entries;
         last_end = w.submit(&entries).await.map_err(|e| e.to_string())?;
     }
     w.wait_durable(last_end).await.map_err(|e| e.to_string())?;

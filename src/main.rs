@@ -213,7 +213,7 @@ async fn run_master(defines: &[String]) -> Result<(), String> {
     let cfg = load_config(Role::Master, defines)?;
     let options = tachyon::master::MasterOptions::from_config(&cfg);
     let coordinator = tachyon::coordinator::from_config(&cfg).map_err(|e| e.to_string())?;
-    tachyon::master::service::run_master(options, tachyon::runtime::system_clock(), coordinator, shutdown_signal())
+    tachyon::master::node::run_master(options, tachyon::runtime::system_clock(), coordinator, shutdown_signal())
         .await
         .map_err(|e| e.to_string())
 }

@@ -210,7 +210,7 @@ async fn graceful_stop_completes_the_journal_and_readjournal_shows_it() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(logs, vec!["0000000000000000-0000000000000002.log".to_string()]);
+    assert_eq!(logs, vec!["0000000000000000-0000000000000002-e0000000000000001.log".to_string()]);
     let dump = c.run_ok(&["readJournal"]);
     assert!(dump.contains("CreateDirectory") && dump.contains("name: \"b\""), "{dump}");
     // Format refuses to wipe a journal with entries.

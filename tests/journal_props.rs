@@ -114,9 +114,7 @@ fn run_case(ops: Vec<Op>, checkpoint_at: usize, tear: bool) -> Result<(), TestCa
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::new(Arc::new(LocalUnderFs::new(dir.path())), JournalLimits::default());
         journal.format(false).await.unwrap();
-        let rec = journal.recover().await.unwrap();
-        let writer = journal.start_writer(&rec).await.unwrap();
-        let mut ns = rec.namespace;
+        let (mut ns, writer) = journal.take_over().await.unwrap();
         let mut model = Model::new();
         let mut digest_at: BTreeMap<u64, u32> = BTreeMap::from([(0, ns.digest())]);
         for (i, op) in ops.iter().enumerate() {

@@ -8,11 +8,13 @@
 //! A checkpoint is `"TACHYONC" version:u32le length:u64le crc32c:u32le payload`
 //! (payload = protobuf Checkpoint).
 //!
-//! Names, all hex with 16 digits so that they sort by number:
-//! - `logs/<first>-open.log`: the segment being written, whose first entry is `first`;
-//! - `logs/<first>-<end>.log`: a completed segment holding exactly entries `first..end`
-//!   (bytes after entry `end - 1`, e.g. a torn write cut at completion, are ignored);
-//! - `checkpoints/<next>.ckpt`: the state after every entry below `next`.
+//! Names, numbers in hex with 16 digits so that they sort by number:
+//! - `logs/<first>-open-e<epoch>.log`: a segment being written by the leader of `epoch`,
+//!   whose first entry is `first`;
+//! - `logs/<first>-<end>-e<epoch>.log`: a completed segment holding exactly entries
+//!   `first..end` (bytes after entry `end - 1` are ignored);
+//! - `checkpoints/<next>.ckpt`: the state after every entry below `next`;
+//! - `epochs/<epoch>`: created by each leader before it reads the journal to take over.
 
 use prost::Message;
 
@@ -178,36 +180,64 @@ pub fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, FormatError> {
 }
 
 /// What a file name in `logs/` says about the segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentName {
     /// Sequence number of the first entry.
     pub first: u64,
     /// One past the last entry, for a completed segment; `None` while open.
     pub end: Option<u64>,
+    /// Epoch of the leader that wrote it.
+    pub epoch: u64,
+}
+
+impl Ord for SegmentName {
+    /// By first entry, then epoch; a completed segment before an open one.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let key = |s: &SegmentName| (s.first, s.epoch, s.end.unwrap_or(u64::MAX));
+        key(self).cmp(&key(other))
+    }
+}
+
+impl PartialOrd for SegmentName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl SegmentName {
     /// The file name for this segment.
     pub fn file_name(&self) -> String {
         match self.end {
-            Some(end) => format!("{:016x}-{:016x}.log", self.first, end),
-            None => format!("{:016x}-open.log", self.first),
+            Some(end) => format!("{:016x}-{:016x}-e{:016x}.log", self.first, end, self.epoch),
+            None => format!("{:016x}-open-e{:016x}.log", self.first, self.epoch),
         }
     }
 
     /// Parses a file name; `None` for anything that is not a segment name.
     pub fn parse(name: &str) -> Option<SegmentName> {
         let stem = name.strip_suffix(".log")?;
-        let (first, end) = stem.split_once('-')?;
-        let first = parse_hex16(first)?;
-        let end = if end == "open" { None } else { Some(parse_hex16(end)?) };
-        if let Some(e) = end {
-            if e < first {
-                return None;
-            }
+        let mut parts = stem.split('-');
+        let first = parse_hex16(parts.next()?)?;
+        let end = match parts.next()? {
+            "open" => None,
+            e => Some(parse_hex16(e)?),
+        };
+        let epoch = parse_hex16(parts.next()?.strip_prefix('e')?)?;
+        if parts.next().is_some() || end.is_some_and(|e| e < first) {
+            return None;
         }
-        Some(SegmentName { first, end })
+        Some(SegmentName { first, end, epoch })
     }
+}
+
+/// File name of a leader's epoch marker.
+pub fn epoch_file_name(epoch: u64) -> String {
+    format!("{epoch:016x}")
+}
+
+/// Parses an epoch marker name.
+pub fn parse_epoch_name(name: &str) -> Option<u64> {
+    parse_hex16(name)
 }
 
 /// File name of the checkpoint holding the state before entry `next`.
@@ -299,13 +329,18 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_sort() {
-        let open = SegmentName { first: 0x10, end: None };
-        let done = SegmentName { first: 0, end: Some(0x10) };
+        let open = SegmentName { first: 0x10, end: None, epoch: 3 };
+        let done = SegmentName { first: 0, end: Some(0x10), epoch: 2 };
         assert_eq!(SegmentName::parse(&open.file_name()), Some(open));
         assert_eq!(SegmentName::parse(&done.file_name()), Some(done));
-        assert_eq!(done.file_name(), "0000000000000000-0000000000000010.log");
-        assert_eq!(SegmentName::parse("0000000000000010-0000000000000001.log"), None);
+        assert_eq!(done.file_name(), "0000000000000000-0000000000000010-e0000000000000002.log");
+        assert_eq!(open.file_name(), "0000000000000010-open-e0000000000000003.log");
+        assert_eq!(SegmentName::parse("0000000000000010-0000000000000001-e0000000000000001.log"), None);
+        assert_eq!(SegmentName::parse("0000000000000010-open.log"), None);
         assert_eq!(SegmentName::parse("junk.log"), None);
+        let same_first_done = SegmentName { first: 0x10, end: Some(0x10), epoch: 3 };
+        assert!(same_first_done < open && done < open);
         assert_eq!(parse_checkpoint_name(&checkpoint_file_name(77)), Some(77));
+        assert_eq!(parse_epoch_name(&epoch_file_name(9)), Some(9));
     }
 }

@@ -3,22 +3,32 @@
 //!
 //! Layout of the folder (names in [`format`]):
 //! ```text
-//! FORMAT                       marker written by `tachyon format`
-//! checkpoints/<next>.ckpt      state before entry <next>
-//! logs/<first>-<end>.log       completed segment, entries first..end
-//! logs/<first>-open.log        the segment the leader appends to
+//! FORMAT                              marker written by `tachyon format`
+//! epochs/<epoch>                      created by each leader before it takes over
+//! checkpoints/<next>.ckpt             state before entry <next>
+//! logs/<first>-<end>-e<epoch>.log     completed segment, entries first..end
+//! logs/<first>-open-e<epoch>.log      a segment its leader appends to
 //! ```
-//! Recovery = newest readable checkpoint + every later entry of the logs. A torn tail of
-//! the open segment (a crash mid-write) is cut at the last valid entry by completing the
-//! segment at that point; damage anywhere else stops recovery with an error that names the
-//! file and offset.
+//! Recovery = newest readable checkpoint + every later entry of the logs. Several leaders
+//! (epochs) may have left segments behind. **Epoch rule:** entries of a segment at or past
+//! the first entry of any segment with a higher epoch are ignored, so whatever a deposed
+//! leader writes after its successor took over never enters the history. A torn tail (a crash
+//! mid-write) ends a segment at its last complete operation; damage anywhere else stops
+//! recovery with an error that names the file and offset.
+//!
+//! **Fencing:** a new leader creates `epochs/<its epoch>` *before* reading the journal to
+//! take over; a writer acknowledges a batch only after checking, after its sync, that no
+//! newer epoch exists; reads check the same. So anything a deposed leader acknowledged was
+//! durable before the marker existed and is read by its successor; anything later is
+//! never acknowledged, and the epoch rule keeps it out of the history. Only create-exclusive
+//! and listing are needed, which every under-storage offers.
 //!
 //! Writing is group commit: submissions queue in a bounded channel, one task writes all
-//! that is queued with one sync, then publishes the new durable position.
+//! that is queued with one sync, checks its epoch, then publishes the new durable position.
 //!
 //! Architecture Invariant: an operation is acknowledged only after [`JournalWriter::wait_durable`]
-//! saw its entries synced; if a sync fails the writer stops for good and the master stops
-//! serving (fail-stop), so in-memory state never runs ahead of the journal for long.
+//! saw its entries synced and the epoch check passed; if either fails the writer stops for good
+//! and the master stops serving (fail-stop), so memory never runs ahead of the journal for long.
 
 pub mod format;
 
@@ -36,6 +46,7 @@ use format::{DecodedSegment, FormatError, SegmentName};
 pub const FORMAT_MARKER: &str = "FORMAT";
 const LOGS: &str = "logs";
 const CHECKPOINTS: &str = "checkpoints";
+const EPOCHS: &str = "epochs";
 
 /// Errors of journal recovery and writing. None of them is retryable by a client: they
 /// need an operator (restore, format) or a master restart.
@@ -53,8 +64,12 @@ pub enum JournalError {
     Corrupt { file: String, offset: usize, problem: String },
     #[error("replaying journal file {file}: {source}")]
     Apply { file: String, source: ApplyError },
+    #[error("journal file {file}: entries {from}..{to} are missing")]
+    MissingEntries { file: String, from: u64, to: u64 },
     #[error("journal writer stopped: {0}")]
     WriterFailed(String),
+    #[error("fenced: a newer leader (epoch {newer}) has taken over from epoch {mine}")]
+    Fenced { mine: u64, newer: u64 },
 }
 
 /// Bounds of the journal writer.
@@ -80,12 +95,21 @@ fn max_torn_tail_bytes(limits: &JournalLimits) -> usize {
     limits.max_batch_bytes + format::MAX_ENTRY_BYTES + format::RECORD_HEADER_LEN
 }
 
-/// The state rebuilt from the journal, and where appending must continue.
+/// The state rebuilt from the journal.
 #[derive(Debug)]
 pub struct Recovered {
     pub namespace: Namespace,
-    /// The open segment found, and the sequence one past its last valid entry.
-    pub open_segment: Option<(SegmentName, u64)>,
+    /// The newest epoch seen (entries or markers); a new leader's epoch must exceed it.
+    pub last_epoch: u64,
+}
+
+/// How replay treats an incomplete tail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReplayMode {
+    /// Taking over or starting: a torn tail is logged as cut.
+    Recover,
+    /// A standby following a live leader: a partial last batch is normal, read it next time.
+    Tail,
 }
 
 /// Handle on a journal folder.
@@ -120,11 +144,12 @@ impl Journal {
     pub async fn format(&self, force: bool) -> Result<(), JournalError> {
         let logs = self.ufs.list(LOGS).await.map_err(self.io("list logs"))?;
         let cps = self.ufs.list(CHECKPOINTS).await.map_err(self.io("list checkpoints"))?;
+        let epochs = self.ufs.list(EPOCHS).await.map_err(self.io("list epochs"))?;
         let empty = logs.is_empty() && cps.is_empty();
         if !force && !empty {
             return Err(JournalError::NotEmpty { folder: self.folder(), files: logs.len() + cps.len() });
         }
-        for (dir, names) in [(LOGS, logs), (CHECKPOINTS, cps)] {
+        for (dir, names) in [(LOGS, logs), (CHECKPOINTS, cps), (EPOCHS, epochs)] {
             for n in names {
                 self.ufs.delete(&format!("{dir}/{n}")).await.map_err(self.io("delete"))?;
             }
@@ -158,12 +183,8 @@ impl Journal {
         Ok(v)
     }
 
-    /// Rebuilds the namespace from the newest readable checkpoint and the logs after it.
-    pub async fn recover(&self) -> Result<Recovered, JournalError> {
-        if !self.is_formatted().await? {
-            return Err(JournalError::NotFormatted { folder: self.folder() });
-        }
-        let mut namespace = Namespace::new();
+    /// The newest readable checkpoint, or an empty namespace if there is none.
+    async fn load_checkpoint(&self) -> Result<Namespace, JournalError> {
         for next in self.checkpoint_names().await?.into_iter().rev() {
             let file = format!("{CHECKPOINTS}/{}", format::checkpoint_file_name(next));
             let bytes = self.ufs.read(&file).await.map_err(self.io(format!("read {file}")))?;
@@ -173,62 +194,104 @@ impl Journal {
             match loaded {
                 Ok(ns) => {
                     info!(%file, next_sequence = ns.next_sequence(), inodes = ns.inode_count(), "loaded checkpoint");
-                    namespace = ns;
-                    break;
+                    return Ok(ns);
                 }
                 Err(e) => warn!(%file, error = %e, "skipping unreadable checkpoint; trying an older one"),
             }
         }
-        let segments = self.segments().await?;
-        let open_count = segments.iter().filter(|s| s.end.is_none()).count();
-        if open_count > 1 || segments.iter().rev().skip(1).any(|s| s.end.is_none()) {
-            return Err(JournalError::Corrupt {
-                file: format!("{}/{LOGS}", self.folder()),
-                offset: 0,
-                problem: "more than one open segment, or an open segment that is not the last".into(),
-            });
+        Ok(Namespace::new())
+    }
+
+    /// The newest epoch marker.
+    pub async fn latest_epoch(&self) -> Result<u64, JournalError> {
+        let names = self.ufs.list(EPOCHS).await.map_err(self.io("list epochs"))?;
+        Ok(names.iter().filter_map(|n| format::parse_epoch_name(n)).max().unwrap_or(0))
+    }
+
+    /// Fails with [`JournalError::Fenced`] if a leader newer than `epoch` has taken over.
+    pub async fn verify_epoch(&self, epoch: u64) -> Result<(), JournalError> {
+        let newest = self.latest_epoch().await?;
+        if newest > epoch {
+            return Err(JournalError::Fenced { mine: epoch, newer: newest });
         }
-        let mut open_segment = None;
-        for seg in segments {
-            if seg.end.is_some_and(|end| end <= namespace.next_sequence()) {
+        Ok(())
+    }
+
+    /// Marks `epoch` as the leader's; from now on no older leader acknowledges anything.
+    /// Must come before the final catch-up of a take-over.
+    pub async fn claim_epoch(&self, epoch: u64) -> Result<(), JournalError> {
+        let file = format!("{EPOCHS}/{}", format::epoch_file_name(epoch));
+        let w = self.ufs.create(&file).await.map_err(self.io(format!("claim {file}")))?;
+        w.close().await.map_err(self.io(format!("claim {file}")))?;
+        self.verify_epoch(epoch).await
+    }
+
+    /// Rebuilds the namespace from the newest readable checkpoint and the logs after it.
+    pub async fn recover(&self) -> Result<Recovered, JournalError> {
+        if !self.is_formatted().await? {
+            return Err(JournalError::NotFormatted { folder: self.folder() });
+        }
+        let mut namespace = self.load_checkpoint().await?;
+        self.replay_logs(&mut namespace, ReplayMode::Recover).await?;
+        let last_epoch = namespace.epoch().max(self.latest_epoch().await?);
+        info!(next_sequence = namespace.next_sequence(), inodes = namespace.inode_count(), last_epoch, "journal replayed");
+        Ok(Recovered { namespace, last_epoch })
+    }
+
+    /// Applies what was journaled since `ns` was last brought up to date (a standby's
+    /// tailing, and a new leader's final catch-up). Reloads from a checkpoint if the logs it
+    /// needs were pruned meanwhile. Returns how many entries were applied.
+    pub async fn catch_up(&self, ns: &mut Namespace, final_catch_up: bool) -> Result<u64, JournalError> {
+        let before = ns.next_sequence();
+        let mode = if final_catch_up { ReplayMode::Recover } else { ReplayMode::Tail };
+        match self.replay_logs(ns, mode).await {
+            Err(JournalError::MissingEntries { .. }) => {
+                let cp = self.load_checkpoint().await?;
+                if cp.next_sequence() <= ns.next_sequence() {
+                    return self.replay_logs(ns, mode).await.map(|_| ns.next_sequence() - before);
+                }
+                info!(from = ns.next_sequence(), to = cp.next_sequence(), "standby fell behind pruned logs: reloading a checkpoint");
+                *ns = cp;
+                self.replay_logs(ns, mode).await?;
+            }
+            other => other?,
+        }
+        Ok(ns.next_sequence().saturating_sub(before))
+    }
+
+    /// Replays every segment entry at or past the namespace's position, applying the epoch
+    /// rule and whole operations only.
+    async fn replay_logs(&self, ns: &mut Namespace, mode: ReplayMode) -> Result<(), JournalError> {
+        let segments = self.segments().await?;
+        for (i, seg) in segments.iter().enumerate() {
+            let limit = segment_limit(&segments, seg);
+            if limit <= ns.next_sequence() {
                 continue;
             }
             let file = format!("{LOGS}/{}", seg.file_name());
-            if seg.first > namespace.next_sequence() {
-                return Err(JournalError::Corrupt {
-                    file,
-                    offset: 0,
-                    problem: format!("entries {}..{} are missing", namespace.next_sequence(), seg.first),
-                });
+            if seg.first > ns.next_sequence() {
+                return Err(JournalError::MissingEntries { file, from: ns.next_sequence(), to: seg.first });
             }
-            let bytes = self.ufs.read(&file).await.map_err(self.io(format!("read {file}")))?;
+            let bytes = match self.ufs.read(&file).await {
+                Ok(b) => b,
+                // Completed or pruned under our feet; the next pass sees its new name.
+                Err(e) if mode == ReplayMode::Tail && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(self.io(format!("read {file}"))(e)),
+            };
             let decoded = format::decode_segment(&bytes).map_err(|source| JournalError::Format { file: file.clone(), source })?;
-            let unfinished = replay_segment(&mut namespace, seg, &decoded, &file)?;
-            if unfinished > 0 {
-                if seg.end.is_some() {
-                    return Err(JournalError::Corrupt {
-                        file,
-                        offset: decoded.valid_len,
-                        problem: format!("completed segment ends inside an operation ({unfinished} entries of it)"),
-                    });
-                }
-                warn!(%file, entries = unfinished, next_sequence = namespace.next_sequence(),
-                    "journal: dropping an operation whose last entry was never written (it was not acknowledged)");
+            let unfinished = replay_segment(ns, limit, &decoded, &file)?;
+            let reached = ns.next_sequence();
+            let completed_in_full = seg.end.is_some_and(|end| end == limit);
+            if completed_in_full && reached < limit {
+                let (offset, why) = match &decoded.problem {
+                    Some((p, off)) => (*off, p.to_string()),
+                    None if unfinished > 0 => (decoded.valid_len, "segment ends inside an operation".to_string()),
+                    None => (bytes.len(), "segment ends early".to_string()),
+                };
+                return Err(JournalError::Corrupt { file, offset, problem: format!("{why}; entries up to {limit} expected, got up to {reached}") });
             }
-            match (seg.end, &decoded.problem) {
-                (Some(end), problem) if namespace.next_sequence() < end => {
-                    let (offset, why) = match problem {
-                        Some((p, off)) => (*off, p.to_string()),
-                        None => (bytes.len(), "segment ends early".to_string()),
-                    };
-                    return Err(JournalError::Corrupt {
-                        file,
-                        offset,
-                        problem: format!("{why}; entries up to {end} expected, got up to {}", namespace.next_sequence()),
-                    });
-                }
-                (Some(_), _) => {}
-                (None, Some((problem, offset))) => {
+            if reached < limit {
+                if let Some((problem, offset)) = &decoded.problem {
                     let dropped = bytes.len() - offset;
                     if dropped > max_torn_tail_bytes(&self.limits) {
                         return Err(JournalError::Corrupt {
@@ -237,39 +300,43 @@ impl Journal {
                             problem: format!("{problem} with {dropped} bytes after it: damage in the middle, not a torn tail"),
                         });
                     }
-                    warn!(%file, offset, dropped_bytes = dropped, %problem,
-                        "journal: cutting torn tail of the open segment at the last valid entry");
-                    open_segment = Some((seg, namespace.next_sequence()));
+                    let later_data = segments[i + 1..].iter().any(|s| segment_limit(&segments, s) > reached);
+                    if mode == ReplayMode::Recover && !later_data {
+                        warn!(%file, offset, dropped_bytes = dropped, %problem,
+                            "journal: torn tail; the log continues after the last complete operation");
+                    }
                 }
-                (None, None) => open_segment = Some((seg, namespace.next_sequence())),
+                if unfinished > 0 && mode == ReplayMode::Recover {
+                    warn!(%file, entries = unfinished, next_sequence = reached,
+                        "journal: dropping an operation whose last entry was never written (it was not acknowledged)");
+                }
             }
         }
-        info!(next_sequence = namespace.next_sequence(), inodes = namespace.inode_count(), "journal replayed");
-        Ok(Recovered { namespace, open_segment })
+        Ok(())
     }
 
-    /// Completes the open segment found by recovery and starts appending at the namespace's
-    /// next sequence. Only the leader calls this.
-    pub async fn start_writer(&self, recovered: &Recovered) -> Result<JournalWriter, JournalError> {
-        let next = recovered.namespace.next_sequence();
-        if let Some((seg, end)) = recovered.open_segment {
-            let from = format!("{LOGS}/{}", seg.file_name());
-            if end > seg.first {
-                let done = SegmentName { first: seg.first, end: Some(end) };
-                let to = format!("{LOGS}/{}", done.file_name());
-                self.ufs.rename(&from, &to).await.map_err(self.io(format!("complete {from}")))?;
-            } else {
-                self.ufs.delete(&from).await.map_err(self.io(format!("delete empty {from}")))?;
-            }
-        }
-        let writer = self.open_segment(next).await?;
+    /// Takes the journal over as its only writer, as a master does after winning an
+    /// election: recover, claim the next epoch, catch up, start writing.
+    pub async fn take_over(&self) -> Result<(Namespace, JournalWriter), JournalError> {
+        let mut rec = self.recover().await?;
+        let epoch = rec.last_epoch + 1;
+        self.claim_epoch(epoch).await?;
+        self.catch_up(&mut rec.namespace, true).await?;
+        let writer = self.start_writer(&rec.namespace, epoch).await?;
+        Ok((rec.namespace, writer))
+    }
+
+    /// Starts appending at the namespace's next sequence as the leader of `epoch`, which
+    /// must have been claimed. Only the leader calls this.
+    pub async fn start_writer(&self, ns: &Namespace, epoch: u64) -> Result<JournalWriter, JournalError> {
+        let next = ns.next_sequence();
+        let writer = open_segment_on(&*self.ufs, &self.folder(), next, epoch).await?;
         let (tx, rx) = mpsc::channel(self.limits.queue_capacity);
         let (durable_tx, durable_rx) = watch::channel(Durability { next, failed: None });
         let task = WriterTask {
-            ufs: self.ufs.clone(),
-            folder: self.folder(),
-            limits: self.limits.clone(),
+            journal: self.clone(),
             writer,
+            epoch,
             segment_first: next,
             segment_bytes: format::SEGMENT_HEADER_LEN as u64,
             next,
@@ -277,10 +344,6 @@ impl Journal {
         };
         let handle = tokio::spawn(task.run(rx));
         Ok(JournalWriter { tx, durable: durable_rx, task: Arc::new(tokio::sync::Mutex::new(Some(handle))) })
-    }
-
-    async fn open_segment(&self, first: u64) -> Result<Box<dyn UfsWriter>, JournalError> {
-        open_segment_on(&*self.ufs, &self.folder(), first).await
     }
 
     /// Writes a checkpoint, then removes the logs and older checkpoints it makes redundant
@@ -296,8 +359,9 @@ impl Journal {
             let f = format!("{CHECKPOINTS}/{}", format::checkpoint_file_name(old));
             self.ufs.delete(&f).await.map_err(self.io(format!("delete {f}")))?;
         }
-        for seg in self.segments().await? {
-            if seg.end.is_some_and(|end| end <= keep_from) {
+        let segments = self.segments().await?;
+        for seg in &segments {
+            if segment_limit(&segments, seg) <= keep_from {
                 let f = format!("{LOGS}/{}", seg.file_name());
                 self.ufs.delete(&f).await.map_err(self.io(format!("delete {f}")))?;
             }
@@ -339,8 +403,15 @@ pub enum DumpItem {
     Segment(DecodedSegment),
 }
 
-async fn open_segment_on(ufs: &dyn UnderFs, folder: &str, first: u64) -> Result<Box<dyn UfsWriter>, JournalError> {
-    let file = format!("{LOGS}/{}", SegmentName { first, end: None }.file_name());
+/// The first sequence at which a segment's entries stop counting: its end, or the first
+/// entry of any segment of a newer epoch (the epoch rule), whichever comes first.
+fn segment_limit(all: &[SegmentName], seg: &SegmentName) -> u64 {
+    let cutoff = all.iter().filter(|o| o.epoch > seg.epoch).map(|o| o.first).min().unwrap_or(u64::MAX);
+    seg.end.unwrap_or(u64::MAX).min(cutoff)
+}
+
+async fn open_segment_on(ufs: &dyn UnderFs, folder: &str, first: u64, epoch: u64) -> Result<Box<dyn UfsWriter>, JournalError> {
+    let file = format!("{LOGS}/{}", SegmentName { first, end: None, epoch }.file_name());
     let io = |op: &str| {
         let op = format!("{op} {file}");
         move |source| JournalError::Io { folder: folder.to_string(), op, source }
@@ -357,8 +428,7 @@ async fn open_segment_on(ufs: &dyn UnderFs, folder: &str, first: u64) -> Result<
 pub fn replay_untrusted_segment(bytes: &[u8]) -> Result<Namespace, String> {
     let decoded = format::decode_segment(bytes).map_err(|e| e.to_string())?;
     let mut ns = Namespace::new();
-    let seg = SegmentName { first: 0, end: None };
-    replay_segment(&mut ns, seg, &decoded, "fuzz").map_err(|e| e.to_string())?;
+    replay_segment(&mut ns, u64::MAX, &decoded, "fuzz").map_err(|e| e.to_string())?;
     ns.check_invariants()?;
     Ok(ns)
 }
@@ -371,13 +441,13 @@ pub fn load_untrusted_checkpoint(bytes: &[u8]) -> Result<Namespace, String> {
     Ok(ns)
 }
 
-/// Applies the segment's entries from the namespace's position on, one whole operation at a
-/// time. Returns how many trailing entries belong to an operation whose last entry is
-/// missing (they are not applied).
-fn replay_segment(ns: &mut Namespace, seg: SegmentName, decoded: &DecodedSegment, file: &str) -> Result<usize, JournalError> {
+/// Applies the segment's entries from the namespace's position up to `limit`, one whole
+/// operation at a time. Returns how many trailing entries belong to an operation whose last
+/// entry is missing (they are not applied).
+fn replay_segment(ns: &mut Namespace, limit: u64, decoded: &DecodedSegment, file: &str) -> Result<usize, JournalError> {
     let mut operation: Vec<&JournalEntry> = Vec::new();
     for entry in &decoded.entries {
-        if seg.end.is_some_and(|end| entry.sequence >= end) {
+        if entry.sequence >= limit {
             break;
         }
         if entry.sequence < ns.next_sequence() + operation.len() as u64 {
@@ -487,10 +557,9 @@ impl JournalWriter {
 }
 
 struct WriterTask {
-    ufs: Arc<dyn UnderFs>,
-    folder: String,
-    limits: JournalLimits,
+    journal: Journal,
     writer: Box<dyn UfsWriter>,
+    epoch: u64,
     segment_first: u64,
     segment_bytes: u64,
     next: u64,
@@ -503,7 +572,7 @@ impl WriterTask {
         while let Some(Command::Append(first)) = rx.recv().await {
             let mut batch = vec![first];
             let mut bytes: usize = batch[0].bytes.len();
-            while bytes < self.limits.max_batch_bytes {
+            while bytes < self.journal.limits.max_batch_bytes {
                 match rx.try_recv() {
                     Ok(Command::Append(s)) => {
                         bytes += s.bytes.len();
@@ -517,7 +586,7 @@ impl WriterTask {
                 }
             }
             if let Err(reason) = self.write_batch(batch).await {
-                tracing::error!(folder = %self.folder, durable_next = self.next, %reason,
+                tracing::error!(folder = %self.journal.folder(), epoch = self.epoch, durable_next = self.next, %reason,
                     "journal write failed; no further entries will be written");
                 self.durable.send_modify(|d| d.failed = Some(reason));
                 return;
@@ -529,7 +598,7 @@ impl WriterTask {
         // Asked to close, or every sender is gone: complete the open segment. Later
         // submissions fail because the receiver is dropped with this task.
         if let Err(reason) = self.complete_segment(false).await {
-            warn!(folder = %self.folder, %reason, "could not complete the open journal segment on shutdown");
+            warn!(folder = %self.journal.folder(), %reason, "could not complete the open journal segment on shutdown");
         }
         self.durable.send_modify(|d| d.failed = Some("journal writer closed".into()));
     }
@@ -547,10 +616,12 @@ impl WriterTask {
         let end = batch.last().map(|s| s.end).unwrap_or(self.next);
         self.writer.write(&buf).await.map_err(|e| format!("write: {e}"))?;
         self.writer.sync().await.map_err(|e| format!("sync: {e}"))?;
+        // Durable, but acknowledged only if no newer leader has claimed the journal.
+        self.journal.verify_epoch(self.epoch).await.map_err(|e| e.to_string())?;
         self.next = end;
         self.segment_bytes += buf.len() as u64;
         self.durable.send_modify(|d| d.next = end);
-        if self.segment_bytes >= self.limits.segment_max_bytes {
+        if self.segment_bytes >= self.journal.limits.segment_max_bytes {
             self.complete_segment(true).await?;
         }
         Ok(())
@@ -558,26 +629,22 @@ impl WriterTask {
 
     /// Closes the open segment, renames it completed and, when `reopen`, starts the next one.
     async fn complete_segment(&mut self, reopen: bool) -> Result<(), String> {
-        let from = format!("{LOGS}/{}", SegmentName { first: self.segment_first, end: None }.file_name());
-        let done = SegmentName { first: self.segment_first, end: Some(self.next) };
-        let to = format!("{LOGS}/{}", done.file_name());
-        let next_writer = if reopen {
-            Some(open_segment_on(&*self.ufs, &self.folder, self.next).await.map_err(|e| e.to_string())?)
-        } else {
-            None
-        };
-        let old = std::mem::replace(&mut self.writer, match next_writer {
-            Some(w) => w,
-            None => Box::new(ClosedWriter),
-        });
+        let epoch = self.epoch;
+        let from = format!("{LOGS}/{}", SegmentName { first: self.segment_first, end: None, epoch }.file_name());
+        let to = format!("{LOGS}/{}", SegmentName { first: self.segment_first, end: Some(self.next), epoch }.file_name());
+        let old = std::mem::replace(&mut self.writer, Box::new(ClosedWriter));
         old.close().await.map_err(|e| format!("close {from}: {e}"))?;
+        let ufs = &self.journal.ufs;
         if self.next > self.segment_first {
-            self.ufs.rename(&from, &to).await.map_err(|e| format!("rename {from}: {e}"))?;
+            ufs.rename(&from, &to).await.map_err(|e| format!("rename {from}: {e}"))?;
         } else {
-            self.ufs.delete(&from).await.map_err(|e| format!("delete {from}: {e}"))?;
+            ufs.delete(&from).await.map_err(|e| format!("delete {from}: {e}"))?;
         }
         self.segment_first = self.next;
         self.segment_bytes = format::SEGMENT_HEADER_LEN as u64;
+        if reopen {
+            self.writer = open_segment_on(&**ufs, &self.journal.folder(), self.next, epoch).await.map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 }

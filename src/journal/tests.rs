@@ -9,14 +9,20 @@ fn journal(dir: &std::path::Path, limits: JournalLimits) -> Journal {
     Journal::new(Arc::new(LocalUnderFs::new(dir)), limits)
 }
 
-/// Plans `mkdir -p` of each path, applies and journals it like the master does.
+/// Plans `mkdir -p` of `path`, applies and journals it like the master does; returns what
+/// waiting for durability said.
+async fn try_mkdir(ns: &mut Namespace, w: &JournalWriter, path: &str) -> Result<(), JournalError> {
+    let own = InodeOwnership::default();
+    let kinds = ns.plan_create_directory(&FsPath::parse(path).unwrap(), true, true, &own, 1).unwrap();
+    let entries = ns.apply_operation(kinds, 1).entries;
+    let end = w.submit(&entries).await?;
+    w.wait_durable(end).await
+}
+
+/// [`try_mkdir`] of each path, which must succeed.
 async fn mkdirs(ns: &mut Namespace, w: &JournalWriter, paths: &[&str]) {
     for p in paths {
-        let own = InodeOwnership::default();
-        let kinds = ns.plan_create_directory(&FsPath::parse(p).unwrap(), true, true, &own, 1).unwrap();
-        let entries = ns.apply_operation(kinds, 1).entries;
-        let end = w.submit(&entries).await.unwrap();
-        w.wait_durable(end).await.unwrap();
+        try_mkdir(ns, w, p).await.unwrap();
     }
 }
 
@@ -24,9 +30,8 @@ async fn mkdirs(ns: &mut Namespace, w: &JournalWriter, paths: &[&str]) {
 async fn fresh(dir: &std::path::Path, limits: JournalLimits) -> (Journal, JournalWriter, Namespace) {
     let j = journal(dir, limits);
     j.format(false).await.unwrap();
-    let rec = j.recover().await.unwrap();
-    let w = j.start_writer(&rec).await.unwrap();
-    (j, w, rec.namespace)
+    let (ns, w) = j.take_over().await.unwrap();
+    (j, w, ns)
 }
 
 fn log_files(dir: &std::path::Path) -> Vec<String> {
@@ -42,9 +47,7 @@ async fn unformatted_journal_is_refused_and_format_guards_data() {
     let j = journal(dir.path(), JournalLimits::default());
     assert!(matches!(j.recover().await, Err(JournalError::NotFormatted { .. })));
     j.format(false).await.unwrap();
-    let rec = j.recover().await.unwrap();
-    let w = j.start_writer(&rec).await.unwrap();
-    let mut ns = rec.namespace;
+    let (mut ns, w) = j.take_over().await.unwrap();
     mkdirs(&mut ns, &w, &["/a"]).await;
     w.close().await;
     assert!(matches!(j.format(false).await, Err(JournalError::NotEmpty { .. })));
@@ -61,16 +64,19 @@ async fn recovery_after_crash_and_clean_close_gives_the_same_state() {
     w.abort().await;
     let rec = j.recover().await.unwrap();
     assert_eq!(rec.namespace, ns);
-    assert!(rec.open_segment.is_some());
-    // The next leader completes it and appends after it.
-    let w = j.start_writer(&rec).await.unwrap();
-    let mut ns2 = rec.namespace;
+    assert_eq!(rec.last_epoch, 1);
+    // The next leader leaves the crashed segment as it is and appends after it.
+    let (mut ns2, w) = j.take_over().await.unwrap();
+    assert_eq!(ns2, ns);
     mkdirs(&mut ns2, &w, &["/d"]).await;
     w.close().await;
-    assert_eq!(log_files(dir.path()), vec!["0000000000000000-0000000000000003.log", "0000000000000003-0000000000000004.log"]);
+    assert_eq!(
+        log_files(dir.path()),
+        vec!["0000000000000000-open-e0000000000000001.log", "0000000000000003-0000000000000004-e0000000000000002.log"]
+    );
     let rec = j.recover().await.unwrap();
     assert_eq!(rec.namespace, ns2);
-    assert!(rec.open_segment.is_none());
+    assert_eq!(rec.last_epoch, 2);
 }
 
 #[tokio::test]
@@ -87,9 +93,9 @@ async fn torn_tail_is_cut_at_the_last_valid_entry() {
     std::fs::OpenOptions::new().write(true).open(&open).unwrap().set_len(len - 3).unwrap();
     let rec = j.recover().await.unwrap();
     assert_eq!(rec.namespace, before);
-    // Continue writing after the cut; a second recovery sees the cut segment completed.
-    let w = j.start_writer(&rec).await.unwrap();
-    let mut ns = rec.namespace;
+    // The next leader writes after the cut; the torn bytes stay ignored for good.
+    let (mut ns, w) = j.take_over().await.unwrap();
+    assert_eq!(ns, before);
     mkdirs(&mut ns, &w, &["/c"]).await;
     w.close().await;
     let rec = j.recover().await.unwrap();
@@ -110,7 +116,7 @@ async fn damage_in_a_completed_segment_stops_recovery_with_file_and_offset() {
     std::fs::write(&file, bytes).unwrap();
     match j.recover().await {
         Err(JournalError::Corrupt { file, offset, .. }) => {
-            assert!(file.ends_with("0000000000000000-0000000000000003.log"));
+            assert!(file.ends_with("0000000000000000-0000000000000003-e0000000000000001.log"), "{file}");
             assert_eq!(offset, format::SEGMENT_HEADER_LEN);
         }
         other => panic!("expected corruption error, got {other:?}"),
@@ -150,4 +156,85 @@ async fn out_of_order_submission_fails_the_writer_for_good() {
     let end = w.submit(&[bogus]).await.unwrap();
     assert!(matches!(w.wait_durable(end).await, Err(JournalError::WriterFailed(_))));
     assert!(w.durability().failed.is_some());
+}
+
+#[tokio::test]
+async fn a_deposed_writer_is_fenced_and_its_late_entries_never_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, old, mut old_ns) = fresh(dir.path(), JournalLimits::default()).await;
+    mkdirs(&mut old_ns, &old, &["/acked-by-old"]).await;
+    // A new leader takes over while the old one still runs (a paused or partitioned leader).
+    let (mut new_ns, new) = j.take_over().await.unwrap();
+    assert_eq!(new_ns, old_ns, "everything the old leader acknowledged is taken over");
+    // The old leader's next write reaches the disk but is never acknowledged...
+    match try_mkdir(&mut old_ns, &old, "/zombie").await {
+        Err(JournalError::WriterFailed(reason)) => assert!(reason.contains("fenced"), "{reason}"),
+        other => panic!("a deposed writer must not acknowledge: {other:?}"),
+    }
+    // ...and after that it writes nothing at all.
+    assert!(matches!(try_mkdir(&mut old_ns, &old, "/zombie2").await, Err(JournalError::WriterFailed(_))));
+    mkdirs(&mut new_ns, &new, &["/acked-by-new"]).await;
+    new.abort().await;
+    let rec = j.recover().await.unwrap();
+    assert_eq!(rec.namespace, new_ns);
+    assert!(rec.namespace.lookup(&FsPath::parse("/zombie").unwrap()).is_err());
+    assert!(rec.namespace.lookup(&FsPath::parse("/acked-by-new").unwrap()).is_ok());
+    assert_eq!(rec.last_epoch, 2);
+}
+
+#[tokio::test]
+async fn entries_of_an_older_epoch_past_a_newer_segment_are_ignored_by_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, old, mut old_ns) = fresh(dir.path(), JournalLimits::default()).await;
+    mkdirs(&mut old_ns, &old, &["/a"]).await;
+    let (mut new_ns, new) = j.take_over().await.unwrap();
+    mkdirs(&mut new_ns, &new, &["/from-new"]).await;
+    // The deposed writer's bytes land after the takeover point in its own segment, as if
+    // its write raced the new leader's claim (its epoch check fails, but the bytes are there).
+    let _ = try_mkdir(&mut old_ns, &old, "/late-from-old").await;
+    old.abort().await;
+    new.close().await;
+    let rec = j.recover().await.unwrap();
+    assert_eq!(rec.namespace, new_ns);
+    // A standby following along sees the same.
+    let mut standby = journal(dir.path(), JournalLimits::default()).load_checkpoint().await.unwrap();
+    j.catch_up(&mut standby, false).await.unwrap();
+    assert_eq!(standby.digest(), new_ns.digest());
+}
+
+#[tokio::test]
+async fn a_standby_tailing_sees_each_batch_and_a_takeover_continues_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = JournalLimits { segment_max_bytes: 300, ..JournalLimits::default() };
+    let (j, w, mut ns) = fresh(dir.path(), limits.clone()).await;
+    let mut standby = j.recover().await.unwrap().namespace;
+    for i in 0..12 {
+        mkdirs(&mut ns, &w, &[&format!("/t{i}")]).await;
+        if i % 3 == 0 {
+            assert!(j.catch_up(&mut standby, false).await.unwrap() > 0);
+            assert_eq!(standby, ns, "caught up after batch {i}");
+        }
+        if i == 7 {
+            j.write_checkpoint(&ns.to_checkpoint()).await.unwrap();
+        }
+    }
+    w.abort().await;
+    // The standby is promoted: claim, final catch-up, write.
+    let standby_journal = journal(dir.path(), limits);
+    standby_journal.claim_epoch(2).await.unwrap();
+    standby_journal.catch_up(&mut standby, true).await.unwrap();
+    assert_eq!(standby, ns);
+    let w2 = standby_journal.start_writer(&standby, 2).await.unwrap();
+    mkdirs(&mut standby, &w2, &["/after-failover"]).await;
+    w2.close().await;
+    assert_eq!(j.recover().await.unwrap().namespace, standby);
+}
+
+#[tokio::test]
+async fn claiming_an_epoch_older_than_the_newest_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _w, _ns) = fresh(dir.path(), JournalLimits::default()).await;
+    j.claim_epoch(5).await.unwrap();
+    assert!(matches!(j.claim_epoch(3).await, Err(JournalError::Fenced { mine: 3, newer: 5 })));
+    assert_eq!(j.recover().await.unwrap().last_epoch, 5);
 }

@@ -6,6 +6,7 @@
 //! wait until they are durable; only then answer. Reads wait until everything they saw is
 //! durable too, so no client ever observes state a crash could take back.
 
+pub mod node;
 pub mod service;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,7 @@ use tokio::sync::Mutex;
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config};
-use crate::coordinator::Coordinator;
+use crate::coordinator::Leadership;
 use crate::core::namespace::{block_count, block_length, Effect, Inode, InodeKind, Namespace};
 use crate::core::path::FsPath;
 use crate::core::registry::Registry;
@@ -34,6 +35,8 @@ pub struct MasterOptions {
     pub journal_limits: JournalLimits,
     pub checkpoint_period_entries: u64,
     pub worker_timeout_ms: i64,
+    /// How often a standby reads new journal entries.
+    pub tailer_sleep_ms: u64,
 }
 
 impl MasterOptions {
@@ -48,19 +51,9 @@ impl MasterOptions {
             },
             checkpoint_period_entries: cfg.integer(config::JOURNAL_CHECKPOINT_PERIOD).max(1),
             worker_timeout_ms: cfg.duration_ms(config::MASTER_WORKER_TIMEOUT) as i64,
+            tailer_sleep_ms: cfg.duration_ms(config::JOURNAL_TAILER_SLEEP).max(10),
         }
     }
-}
-
-/// A master could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    #[error("cannot open journal folder: {0}")]
-    UnderFs(std::io::Error),
-    #[error("leader election: {0}")]
-    Election(FsError),
 }
 
 /// The state behind the master's lock.
@@ -70,15 +63,14 @@ pub struct State {
     entries_since_checkpoint: u64,
 }
 
-/// A running leader master.
+/// The leader's serving state: exists only while this master leads ([`node`] switches roles).
 pub struct Master {
     state: Mutex<State>,
     journal: Journal,
     writer: JournalWriter,
     clock: Arc<dyn Clock>,
     options: MasterOptions,
-    coordinator: Arc<dyn Coordinator>,
-    epoch: u64,
+    leadership: Leadership,
     start_time_ms: i64,
     checkpoint_running: Arc<AtomicBool>,
 }
@@ -88,35 +80,38 @@ fn unavailable(e: JournalError) -> FsError {
 }
 
 impl Master {
-    /// Replays the journal, becomes leader and opens the journal for writing.
-    pub async fn start(
-        options: MasterOptions,
+    /// A leader serving `ns`, which the journal holds up to its next sequence, appending
+    /// through `writer` under `leadership`'s epoch.
+    pub fn new(
+        ns: Namespace,
+        journal: Journal,
+        writer: JournalWriter,
+        leadership: Leadership,
         clock: Arc<dyn Clock>,
-        coordinator: Arc<dyn Coordinator>,
-    ) -> Result<Arc<Master>, StartError> {
-        let ufs = crate::underfs::open(&options.journal_folder).map_err(StartError::UnderFs)?;
-        let journal = Journal::new(ufs, options.journal_limits.clone());
-        let recovered = journal.recover().await?;
-        let leadership =
-            coordinator.campaign(&options.address, recovered.namespace.epoch()).await.map_err(StartError::Election)?;
-        let writer = journal.start_writer(&recovered).await?;
+        options: MasterOptions,
+    ) -> Arc<Master> {
         let start_time_ms = clock.now_ms();
-        // Worker ids differ between master incarnations, so a stale id is never reused.
+        // Worker ids differ between leader terms, so a stale id is never reused.
         let id_base = (start_time_ms.max(0) as u64) << 12;
         let registry = Registry::new(id_base, options.worker_timeout_ms);
-        info!(address = %options.address, epoch = leadership.epoch, next_sequence = recovered.namespace.next_sequence(),
-            "master is the leader and serving");
-        Ok(Arc::new(Master {
-            state: Mutex::new(State { ns: recovered.namespace, registry, entries_since_checkpoint: 0 }),
+        Arc::new(Master {
+            state: Mutex::new(State { ns, registry, entries_since_checkpoint: 0 }),
             journal,
             writer,
             clock,
             options,
-            coordinator,
-            epoch: leadership.epoch,
+            leadership,
             start_time_ms,
             checkpoint_running: Arc::new(AtomicBool::new(false)),
-        }))
+        })
+    }
+
+    /// Fails once leadership is lost, so nothing is answered after a newer leader may serve.
+    fn check_leading(&self) -> Result<(), FsError> {
+        if self.leadership.is_lost() {
+            return Err(FsError::NotLeader { leader: String::new() });
+        }
+        Ok(())
     }
 
     /// Current time from the injected clock.
@@ -126,7 +121,12 @@ impl Master {
 
     /// This master's leadership epoch.
     pub fn epoch(&self) -> u64 {
-        self.epoch
+        self.leadership.epoch
+    }
+
+    /// The leadership this master serves under.
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
     }
 
     /// This master's address.
@@ -137,11 +137,6 @@ impl Master {
     /// When this master started serving.
     pub fn start_time_ms(&self) -> i64 {
         self.start_time_ms
-    }
-
-    /// The coordinator this master was elected through.
-    pub fn coordinator(&self) -> &Arc<dyn Coordinator> {
-        &self.coordinator
     }
 
     /// The journal writer (to watch for failure).
@@ -155,11 +150,13 @@ impl Master {
         plan: impl FnOnce(&State, i64) -> Result<Vec<Kind>, FsError>,
         respond: impl FnOnce(&State) -> Result<R, FsError>,
     ) -> Result<R, FsError> {
+        self.check_leading()?;
         let now = self.clock.now_ms();
+        let epoch = self.epoch();
         let (end, response, checkpoint) = {
             let mut st = self.state.lock().await;
             let kinds = plan(&st, now)?;
-            let applied = st.ns.apply_operation(kinds, self.epoch);
+            let applied = st.ns.apply_operation(kinds, epoch);
             for effect in applied.effects {
                 match effect {
                     Effect::FilesRemoved(files) => st.registry.remove_files(&files),
@@ -187,6 +184,7 @@ impl Master {
             (end, response, checkpoint)
         };
         self.writer.wait_durable(end).await.map_err(unavailable)?;
+        self.check_leading()?;
         if let Some(cp) = checkpoint {
             self.spawn_checkpoint(cp);
         }
@@ -200,7 +198,13 @@ impl Master {
             (st.ns.next_sequence(), f(&st))
         };
         self.writer.wait_durable(seen).await.map_err(unavailable)?;
+        self.check_leading()?;
         result
+    }
+
+    /// Reads state without waiting for durability or checking leadership (status pages).
+    pub async fn read_unchecked<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&*self.state.lock().await)
     }
 
     /// Changes worker state (not journaled).

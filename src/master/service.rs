@@ -1,23 +1,24 @@
-//! The master's gRPC service (port 19998) and the loop that runs a master process.
+//! The master's gRPC service (port 19998). Requests that need the leader's state go through
+//! [`MasterNode::leader`], so a standby answers them with `NotLeader` and a hint.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tonic::{Request, Response, Status};
-use tracing::{error, info};
+use tracing::info;
 
-use super::{file_info, Master, MasterOptions, StartError};
+use super::file_info;
+use super::node::MasterNode;
 use crate::core::namespace::{file_of_block, InodeKind};
 use crate::core::path::FsPath;
 use crate::error::FsError;
-use crate::proto::master_service_server::{MasterService, MasterServiceServer};
+use crate::proto::master_service_server::MasterService;
 use crate::proto::*;
 
-/// The gRPC face of a [`Master`].
+/// The gRPC face of a master process, in either role.
 #[derive(Clone)]
 pub struct MasterRpc {
-    master: Arc<Master>,
+    node: Arc<MasterNode>,
 }
 
 fn path(raw: &str) -> Result<FsPath, FsError> {
@@ -39,6 +40,11 @@ fn reply<T>(r: Result<T, FsError>) -> RpcResult<T> {
 }
 
 impl MasterRpc {
+    /// Serves `node`'s requests.
+    pub fn new(node: Arc<MasterNode>) -> Self {
+        MasterRpc { node }
+    }
+
     /// Runs a mutation planned on one path and answers with that path's new status.
     async fn mutate_path(
         &self,
@@ -46,7 +52,7 @@ impl MasterRpc {
         plan: impl FnOnce(&super::State, &FsPath, i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError>,
     ) -> Result<FileInfo, FsError> {
         let p = path(raw_path)?;
-        self.master.mutate(|st, now| plan(st, &p, now), |st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
+        self.node.leader().await?.mutate(|st, now| plan(st, &p, now), |st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
     }
 }
 
@@ -71,7 +77,7 @@ impl MasterService for MasterRpc {
     async fn get_status(&self, request: Request<PathRequest>) -> RpcResult<FileInfo> {
         let result = async {
             let p = path(&request.get_ref().path)?;
-            self.master.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
+            self.node.leader().await?.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
         }
         .await;
         reply(result)
@@ -81,7 +87,9 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             let p = path(&req.path)?;
-            self.master
+            self.node
+                .leader()
+                .await?
                 .read(|st| {
                     let inode = st.ns.lookup(&p)?;
                     if !inode.is_directory() {
@@ -113,7 +121,7 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             let p = path(&req.path)?;
-            self.master.mutate(|st, now| st.ns.plan_delete(&p, req.recursive, now), |_| Ok(Empty {})).await
+            self.node.leader().await?.mutate(|st, now| st.ns.plan_delete(&p, req.recursive, now), |_| Ok(Empty {})).await
         }
         .await;
         reply(result)
@@ -123,7 +131,7 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             let (src, dst) = (path(&req.src)?, path(&req.dst)?);
-            self.master.mutate(|st, now| st.ns.plan_rename(&src, &dst, now), |_| Ok(Empty {})).await
+            self.node.leader().await?.mutate(|st, now| st.ns.plan_rename(&src, &dst, now), |_| Ok(Empty {})).await
         }
         .await;
         reply(result)
@@ -133,7 +141,9 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             let p = path(&req.path)?;
-            self.master
+            self.node
+                .leader()
+                .await?
                 .read(|st| {
                     let inode = st.ns.lookup(&p)?;
                     if inode.is_directory() && !req.recursive && !st.ns.children(inode).is_empty() {
@@ -159,7 +169,9 @@ impl MasterService for MasterRpc {
 
     async fn get_workers(&self, _request: Request<Empty>) -> RpcResult<WorkersResponse> {
         let workers = self
-            .master
+            .node
+            .leader()
+            .await?
             .with_registry(|st, _| {
                 st.registry
                     .workers()
@@ -179,37 +191,30 @@ impl MasterService for MasterRpc {
     }
 
     async fn get_master_info(&self, _request: Request<Empty>) -> RpcResult<MasterInfoResponse> {
-        let m = &self.master;
-        let leader = m.coordinator().leader_address().await.ok().flatten().unwrap_or_default();
-        let info = m
-            .with_registry(|st, _| {
-                let (mut cap, mut used, mut live, mut lost) = (0, 0, 0, 0);
+        let node = &self.node;
+        let leader = node.coordinator().leader_address().await.ok().flatten().unwrap_or_default();
+        let mut info = MasterInfoResponse {
+            leader_address: leader,
+            masters: vec![node.status().await],
+            start_time_ms: node.start_time_ms(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..MasterInfoResponse::default()
+        };
+        // Cluster figures come from the leader's registry; a standby has none.
+        if let Ok(m) = node.leader().await {
+            m.with_registry(|st, _| {
                 for w in st.registry.workers() {
                     if w.lost {
-                        lost += 1;
+                        info.lost_workers += 1;
                     } else {
-                        live += 1;
-                        cap += w.capacity_bytes;
-                        used += w.used_bytes;
+                        info.live_workers += 1;
+                        info.capacity_bytes += w.capacity_bytes;
+                        info.used_bytes += w.used_bytes;
                     }
-                }
-                MasterInfoResponse {
-                    leader_address: leader,
-                    masters: vec![MasterStatus {
-                        address: m.address().to_string(),
-                        role: "leader".into(),
-                        epoch: m.epoch(),
-                        applied_sequence: st.ns.next_sequence(),
-                    }],
-                    capacity_bytes: cap,
-                    used_bytes: used,
-                    live_workers: live,
-                    lost_workers: lost,
-                    start_time_ms: m.start_time_ms(),
-                    version: env!("CARGO_PKG_VERSION").into(),
                 }
             })
             .await;
+        }
         Ok(Response::new(info))
     }
 
@@ -220,7 +225,9 @@ impl MasterService for MasterRpc {
         };
         let blocks: Vec<(u64, u64)> = req.blocks.iter().map(|b| (b.block_id, b.length)).collect();
         let (id, orphans) = self
-            .master
+            .node
+            .leader()
+            .await?
             .with_registry(|st, now| {
                 let id = st.registry.register(address.clone(), req.capacity_bytes, req.used_bytes, &blocks, now);
                 // Blocks of files deleted while the worker was away are deleted now.
@@ -241,7 +248,9 @@ impl MasterService for MasterRpc {
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> RpcResult<HeartbeatResponse> {
         let req = request.into_inner();
         let cmd = self
-            .master
+            .node
+            .leader()
+            .await?
             .with_registry(|st, now| st.registry.heartbeat(req.worker_id, req.used_bytes, &req.removed_block_ids, now))
             .await;
         Ok(Response::new(HeartbeatResponse { register: cmd.register, delete_block_ids: cmd.delete_blocks }))
@@ -250,7 +259,9 @@ impl MasterService for MasterRpc {
     async fn commit_block(&self, request: Request<CommitBlockRequest>) -> RpcResult<Empty> {
         let req = request.into_inner();
         let result = self
-            .master
+            .node
+            .leader()
+            .await?
             .with_registry(|st, now| {
                 let file = file_of_block(req.block_id);
                 match st.ns.inode(file).map(|i| &i.kind) {
@@ -281,71 +292,4 @@ pub async fn resolve(address: &str) -> Result<SocketAddr, FsError> {
         .or(addrs.first())
         .copied()
         .ok_or_else(|| FsError::InvalidArgument { reason: format!("{address} resolves to no address") })
-}
-
-/// Runs a master process until `shutdown` completes or the journal fails.
-pub async fn run_master(
-    options: MasterOptions,
-    clock: Arc<dyn crate::runtime::Clock>,
-    coordinator: Arc<dyn crate::coordinator::Coordinator>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), RunError> {
-    let bind = resolve(&options.address).await.map_err(RunError::Bind)?;
-    let master = Master::start(options, clock, coordinator).await?;
-    let lost_check = {
-        let m = master.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                m.detect_lost_workers().await;
-            }
-        })
-    };
-    // Stop serving when asked to, or when the journal can no longer be written (fail-stop).
-    let mut durability = master.writer().subscribe();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Option<String>>();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = shutdown => { let _ = stop_tx.send(None); }
-            r = durability.wait_for(|d| d.failed.is_some()) => {
-                let reason = r.ok().and_then(|d| d.failed.clone()).unwrap_or_else(|| "journal writer gone".into());
-                let _ = stop_tx.send(Some(reason));
-            }
-        }
-    });
-    let (failure_tx, failure_rx) = tokio::sync::oneshot::channel();
-    let signal = async move {
-        let failure = stop_rx.await.ok().flatten();
-        let _ = failure_tx.send(failure);
-    };
-    info!(%bind, "master RPC listening");
-    let served = tonic::transport::Server::builder()
-        .add_service(MasterServiceServer::new(MasterRpc { master: master.clone() }))
-        .serve_with_shutdown(bind, signal)
-        .await;
-    lost_check.abort();
-    let failure = failure_rx.await.ok().flatten();
-    master.shutdown().await;
-    if let Err(e) = served {
-        return Err(RunError::Serve(e.to_string()));
-    }
-    if let Some(reason) = failure {
-        error!(%reason, "master stopped: its journal cannot be written; a restart replays the journal");
-        return Err(RunError::JournalFailed(reason));
-    }
-    info!("master stopped");
-    Ok(())
-}
-
-/// Why a master process stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("cannot bind the master address: {0}")]
-    Bind(FsError),
-    #[error(transparent)]
-    Start(#[from] StartError),
-    #[error("serving RPC failed: {0}")]
-    Serve(String),
-    #[error("journal write failed: {0}")]
-    JournalFailed(String),
 }

@@ -1,0 +1,343 @@
+//! A master process: one RPC server whose role switches between standby and leader.
+//!
+//! The life of a master ([`run_master`]) is a loop:
+//! 1. **Standby.** Recover the namespace from the journal (checkpoint + logs), register with
+//!    the coordinator, campaign, and while the campaign waits, apply new journal entries
+//!    every `tachyon.master.journal.tailer.sleep.time` (tailing). RPCs that need the leader
+//!    answer `NotLeader` with a hint of who leads.
+//! 2. **Promotion.** Once elected with epoch `e`: claim `e` in the journal (from then on no
+//!    older leader acknowledges anything), catch up on everything left (including the old
+//!    leader's unfinished segment), open a writer for epoch `e`, serve, and only then
+//!    announce the address for discovery.
+//! 3. **Leader.** Serve until asked to stop (complete the segment, resign at once so a
+//!    standby takes over), until leadership is lost (abort the writer without another
+//!    byte), or until the journal cannot be written (abort, resign). The last two go back
+//!    to 1 with a fresh recovery: memory that may have run ahead of the journal is dropped.
+//!
+//! Architecture Invariant: a master answers a client request from leader state only while it
+//! holds a leadership that is not lost and a writer whose epoch check passed.
+
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use super::service::{resolve, MasterRpc};
+use super::{Master, MasterOptions};
+use crate::coordinator::{Coordinator, Leadership};
+use crate::error::FsError;
+use crate::journal::{Journal, JournalError};
+use crate::proto::master_service_server::MasterServiceServer;
+use crate::proto::MasterStatus;
+use crate::runtime::Clock;
+
+/// Longest pause between attempts after a journal or coordinator failure.
+const MAX_RETRY_SLEEP: Duration = Duration::from_secs(5);
+
+/// What a master currently is.
+#[derive(Clone)]
+enum Role {
+    /// Following the journal; `applied` is the next sequence it would apply.
+    Standby { applied: u64, last_epoch: u64 },
+    Leader(Arc<Master>),
+}
+
+/// A master process's shared state: its role and what it needs to change roles.
+pub struct MasterNode {
+    options: MasterOptions,
+    clock: Arc<dyn Clock>,
+    coordinator: Arc<dyn Coordinator>,
+    journal: Journal,
+    role: StdMutex<Role>,
+    start_time_ms: i64,
+}
+
+impl MasterNode {
+    /// A standby master over the journal in `options.journal_folder`.
+    pub fn new(options: MasterOptions, clock: Arc<dyn Clock>, coordinator: Arc<dyn Coordinator>) -> Result<Self, RunError> {
+        let ufs = crate::underfs::open(&options.journal_folder).map_err(RunError::JournalFolder)?;
+        let journal = Journal::new(ufs, options.journal_limits.clone());
+        let start_time_ms = clock.now_ms();
+        Ok(MasterNode {
+            options,
+            clock,
+            coordinator,
+            journal,
+            role: StdMutex::new(Role::Standby { applied: 0, last_epoch: 0 }),
+            start_time_ms,
+        })
+    }
+
+    fn role(&self) -> Role {
+        self.role.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_role(&self, role: Role) {
+        *self.role.lock().unwrap_or_else(|p| p.into_inner()) = role;
+    }
+
+    /// The leader state, or `NotLeader` naming who leads (as far as the coordinator knows).
+    pub async fn leader(&self) -> Result<Arc<Master>, FsError> {
+        if let Role::Leader(m) = self.role() {
+            if !m.leadership().is_lost() {
+                return Ok(m);
+            }
+        }
+        let leader = self.coordinator.leader_address().await.ok().flatten().unwrap_or_default();
+        let leader = if leader == self.options.address { String::new() } else { leader };
+        Err(FsError::NotLeader { leader })
+    }
+
+    /// This master's address.
+    pub fn address(&self) -> &str {
+        &self.options.address
+    }
+
+    /// When this process started.
+    pub fn start_time_ms(&self) -> i64 {
+        self.start_time_ms
+    }
+
+    /// The coordinator this master campaigns through.
+    pub fn coordinator(&self) -> &Arc<dyn Coordinator> {
+        &self.coordinator
+    }
+
+    /// This master's role, epoch and applied journal position.
+    pub async fn status(&self) -> MasterStatus {
+        let address = self.options.address.clone();
+        match self.role() {
+            Role::Standby { applied, last_epoch } => {
+                MasterStatus { address, role: "standby".into(), epoch: last_epoch, applied_sequence: applied }
+            }
+            Role::Leader(m) => {
+                let applied = m.read_unchecked(|st| st.ns.next_sequence()).await;
+                MasterStatus { address, role: "leader".into(), epoch: m.epoch(), applied_sequence: applied }
+            }
+        }
+    }
+}
+
+/// Why a master process stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot bind the master address: {0}")]
+    Bind(FsError),
+    #[error("cannot open the journal folder: {0}")]
+    JournalFolder(std::io::Error),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("serving RPC failed: {0}")]
+    Serve(String),
+}
+
+/// Runs a master process until `shutdown` completes: serves RPC in either role and
+/// switches roles as elections go.
+pub async fn run_master(
+    options: MasterOptions,
+    clock: Arc<dyn Clock>,
+    coordinator: Arc<dyn Coordinator>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let bind = resolve(&options.address).await.map_err(RunError::Bind)?;
+    let node = Arc::new(MasterNode::new(options, clock, coordinator)?);
+    // A master on an unformatted journal is a set-up mistake: say so at once.
+    if !node.journal.is_formatted().await? {
+        return Err(JournalError::NotFormatted { folder: node.journal.folder() }.into());
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let server = {
+        let mut stop = stop_rx.clone();
+        let svc = MasterServiceServer::new(MasterRpc::new(node.clone()));
+        info!(%bind, "master RPC listening");
+        tonic::transport::Server::builder().add_service(svc).serve_with_shutdown(bind, async move {
+            wait_stopped(&mut stop).await;
+        })
+    };
+    let registration = tokio::spawn(register_until_done(node.clone()));
+    let result = tokio::select! {
+        served = server => served.map_err(|e| RunError::Serve(e.to_string())),
+        roles = switch_roles(node.clone(), stop_rx) => roles,
+    };
+    registration.abort();
+    match &result {
+        Ok(()) => info!("master stopped"),
+        Err(e) => error!(error = %e, "master stopped"),
+    }
+    result
+}
+
+/// Lists the master with the coordinator, retrying while the coordinator is unreachable.
+async fn register_until_done(node: Arc<MasterNode>) {
+    let mut sleep = Duration::from_millis(100);
+    while let Err(e) = node.coordinator.register_master(node.address()).await {
+        warn!(error = %e, "cannot register this master with the coordinator; retrying");
+        tokio::time::sleep(sleep).await;
+        sleep = (sleep * 2).min(MAX_RETRY_SLEEP);
+    }
+}
+
+/// How a leader term ended.
+enum TermEnd {
+    Stop,
+    Lost,
+    JournalFailed(String),
+}
+
+/// The standby → leader → standby loop; returns when `stop` turns true.
+async fn switch_roles(node: Arc<MasterNode>, mut stop: watch::Receiver<bool>) -> Result<(), RunError> {
+    let mut failures: u32 = 0;
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        if failures > 0 {
+            let sleep = (Duration::from_millis(100) * 2u32.saturating_pow(failures.min(6))).min(MAX_RETRY_SLEEP);
+            if stopped_during(sleep, &stop).await {
+                return Ok(());
+            }
+        }
+        let Some((mut ns, leadership)) = follow_until_elected(&node, &stop).await? else { return Ok(()) };
+        let epoch = leadership.epoch;
+        let promoted = async {
+            node.journal.claim_epoch(epoch).await?;
+            let applied = node.journal.catch_up(&mut ns, true).await?;
+            let writer = node.journal.start_writer(&ns, epoch).await?;
+            Ok::<_, JournalError>((applied, writer))
+        }
+        .await;
+        let (applied, writer) = match promoted {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(epoch, error = %e, "could not take the journal over; back to standby");
+                leadership.resign().await;
+                failures += 1;
+                continue;
+            }
+        };
+        let next_sequence = ns.next_sequence();
+        let master = Master::new(ns, node.journal.clone(), writer, leadership.clone(), node.clock.clone(), node.options.clone());
+        node.set_role(Role::Leader(master.clone()));
+        if let Err(e) = leadership.announce(node.address()).await {
+            warn!(epoch, error = %e, "could not announce leadership; stepping down");
+            node.set_role(Role::Standby { applied: next_sequence, last_epoch: epoch });
+            master.writer().clone().abort().await;
+            leadership.resign().await;
+            failures += 1;
+            continue;
+        }
+        info!(address = %node.address(), epoch, next_sequence, caught_up_entries = applied, "master is the leader and serving");
+        failures = 0;
+        let end = serve_term(&master, &mut stop).await;
+        node.set_role(Role::Standby { applied: master.read_unchecked(|st| st.ns.next_sequence()).await, last_epoch: epoch });
+        match end {
+            TermEnd::Stop => {
+                master.shutdown().await;
+                leadership.resign().await;
+                return Ok(());
+            }
+            TermEnd::Lost => {
+                master.writer().clone().abort().await;
+                warn!(epoch, "leadership lost: stopped writing the journal; rejoining as a standby");
+            }
+            TermEnd::JournalFailed(reason) => {
+                master.writer().clone().abort().await;
+                leadership.resign().await;
+                error!(epoch, %reason, "journal write failed: gave up leadership; rejoining as a standby");
+                failures += 1;
+            }
+        }
+    }
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn wait_stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Sleeps for `duration`; true if `stop` turned true meanwhile (the sleep ends early then).
+async fn stopped_during(duration: Duration, stop: &watch::Receiver<bool>) -> bool {
+    let mut rx = stop.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => *stop.borrow(),
+        _ = wait_stopped(&mut rx) => true,
+    }
+}
+
+/// Recovers the namespace, then tails the journal until elected. `None` when asked to stop.
+async fn follow_until_elected(
+    node: &MasterNode,
+    stop: &watch::Receiver<bool>,
+) -> Result<Option<(crate::core::namespace::Namespace, Leadership)>, RunError> {
+    let recovered = loop {
+        match node.journal.recover().await {
+            Ok(r) => break r,
+            Err(e @ JournalError::NotFormatted { .. }) => return Err(e.into()),
+            Err(e) => {
+                warn!(error = %e, "cannot recover the journal; retrying");
+                if stopped_during(MAX_RETRY_SLEEP, stop).await {
+                    return Ok(None);
+                }
+            }
+        }
+    };
+    let mut ns = recovered.namespace;
+    let mut last_epoch = recovered.last_epoch;
+    node.set_role(Role::Standby { applied: ns.next_sequence(), last_epoch });
+    info!(address = %node.address(), next_sequence = ns.next_sequence(), last_epoch, "standby: following the journal");
+    let tail_every = Duration::from_millis(node.options.tailer_sleep_ms);
+    let mut campaign = Box::pin(node.coordinator.campaign(node.address(), last_epoch));
+    let mut stopping = stop.clone();
+    loop {
+        tokio::select! {
+            elected = &mut campaign => match elected {
+                Ok(leadership) => return Ok(Some((ns, leadership))),
+                Err(e) => {
+                    warn!(error = %e, "campaign failed; retrying");
+                    if stopped_during(MAX_RETRY_SLEEP.min(tail_every * 10), stop).await {
+                        return Ok(None);
+                    }
+                    campaign = Box::pin(node.coordinator.campaign(node.address(), last_epoch));
+                }
+            },
+            _ = tokio::time::sleep(tail_every) => {
+                match node.journal.catch_up(&mut ns, false).await {
+                    Ok(_) => {
+                        last_epoch = last_epoch.max(ns.epoch());
+                        node.set_role(Role::Standby { applied: ns.next_sequence(), last_epoch });
+                    }
+                    Err(e) => warn!(error = %e, next_sequence = ns.next_sequence(), "standby could not read the journal; retrying"),
+                }
+            }
+            _ = wait_stopped(&mut stopping) => return Ok(None),
+        }
+    }
+}
+
+/// Serves as leader until stopped, deposed, or the journal fails.
+async fn serve_term(master: &Arc<Master>, stop: &mut watch::Receiver<bool>) -> TermEnd {
+    let lost_check = {
+        let m = master.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                m.detect_lost_workers().await;
+            }
+        })
+    };
+    let mut durability = master.writer().subscribe();
+    let end = tokio::select! {
+        _ = wait_stopped(stop) => TermEnd::Stop,
+        _ = master.leadership().lost() => TermEnd::Lost,
+        failed = durability.wait_for(|d| d.failed.is_some()) => {
+            TermEnd::JournalFailed(failed.ok().and_then(|d| d.failed.clone()).unwrap_or_else(|| "journal writer gone".into()))
+        }
+    };
+    lost_check.abort();
+    end
+}
