@@ -40,6 +40,11 @@ impl LeaderChannel {
         LeaderChannel { coordinator, cached: Mutex::new(None), request_timeout }
     }
 
+    /// The coordinator the leader is found through.
+    pub fn coordinator(&self) -> &Arc<dyn Coordinator> {
+        &self.coordinator
+    }
+
     /// The cached channel, or a new one to the leader the coordinator names.
     pub async fn get(&self) -> Result<(String, Channel), FsError> {
         let mut cached = self.cached.lock().await;
@@ -54,6 +59,21 @@ impl LeaderChannel {
         let channel = connect(&leader, self.request_timeout).await?;
         *cached = Some((leader.clone(), channel.clone()));
         Ok((leader, channel))
+    }
+
+    /// Asks the coordinator who leads now and forgets the cached channel if that changed.
+    /// Returns true when the leader moved (a failover happened since the last call).
+    pub async fn follow_leader(&self) -> Result<bool, FsError> {
+        let current = self.coordinator.leader_address().await?;
+        let mut cached = self.cached.lock().await;
+        let moved = match (cached.as_ref(), current) {
+            (Some((address, _)), Some(leader)) => *address != leader,
+            _ => false,
+        };
+        if moved {
+            *cached = None;
+        }
+        Ok(moved)
     }
 
     /// Forgets the channel so the next call looks up the leader again.

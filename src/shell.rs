@@ -322,9 +322,9 @@ pub async fn leader(fs: &FileSystem, out: &mut dyn Write) -> ShellResult {
 pub async fn master_info(fs: &FileSystem, out: &mut dyn Write) -> ShellResult {
     let info = fs.master_info().await?;
     writeln!(out, "Leader: {}", info.leader_address).ok();
-    writeln!(out, "{:<24} {:<8} {:>6} {:>16}", "Master", "Role", "Epoch", "Applied sequence").ok();
-    for m in info.masters {
-        writeln!(out, "{:<24} {:<8} {:>6} {:>16}", m.address, m.role, m.epoch, m.applied_sequence).ok();
+    writeln!(out, "{:<24} {:<11} {:>6} {:>16}", "Master", "Role", "Epoch", "Applied sequence").ok();
+    for m in fs.masters().await? {
+        writeln!(out, "{:<24} {:<11} {:>6} {:>16}", m.address, m.role, m.epoch, m.applied_sequence).ok();
     }
     Ok(())
 }

@@ -225,6 +225,28 @@ impl FileSystem {
         self.call("getMasterInfo", |mut c| async move { c.get_master_info(Empty {}).await }).await
     }
 
+    /// Every running master the coordinator lists, each as it describes itself (role, epoch,
+    /// applied journal sequence); a master that does not answer is listed as unreachable.
+    pub async fn masters(&self) -> Result<Vec<MasterStatus>, FsError> {
+        let addresses = self.inner.leader.coordinator().masters().await?;
+        let mut statuses = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let asked = async {
+                let channel = rpc::connect(&address, self.inner.options.request_timeout).await?;
+                MasterServiceClient::new(channel).get_master_info(Empty {}).await.map_err(status)
+            }
+            .await;
+            match asked {
+                Ok(info) => statuses.extend(info.into_inner().masters),
+                Err(e) => {
+                    tracing::debug!(%address, error = %e, "master did not answer");
+                    statuses.push(MasterStatus { address, role: "unreachable".into(), ..MasterStatus::default() });
+                }
+            }
+        }
+        Ok(statuses)
+    }
+
     /// Creates a file and returns a writer for its content.
     pub async fn create_file(&self, path: &str, opts: CreateOptions) -> Result<FileWriter, FsError> {
         let write_type = self.inner.options.write_type.as_str();
@@ -234,7 +256,21 @@ impl FileSystem {
             });
         }
         let block_size = opts.block_size.unwrap_or(self.inner.options.block_size);
-        let workers: Vec<WorkerReport> = self.workers().await?.into_iter().filter(|w| !w.lost).collect();
+        // Right after a failover workers are still re-registering: wait for one, within the
+        // retry bounds.
+        let workers: Vec<WorkerReport> = self
+            .inner
+            .options
+            .retry
+            .run(&self.inner.leader, "getWorkers", |channel| async move {
+                let all = MasterServiceClient::new(channel).get_workers(Empty {}).await.map_err(status)?.into_inner().workers;
+                let live: Vec<WorkerReport> = all.into_iter().filter(|w| !w.lost).collect();
+                if live.is_empty() {
+                    return Err(FsError::Unavailable { reason: "no live worker to write to".into() });
+                }
+                Ok(live)
+            })
+            .await?;
         let worker = pick_worker(&workers).ok_or_else(|| FsError::Unavailable { reason: "no live worker to write to".into() })?;
         let req = CreateFileRequest {
             path: path.to_string(),

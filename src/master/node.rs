@@ -35,6 +35,9 @@ use crate::runtime::Clock;
 /// Longest pause between attempts after a journal or coordinator failure.
 const MAX_RETRY_SLEEP: Duration = Duration::from_secs(5);
 
+/// How often a master renews its listing with the coordinator.
+const REGISTRATION_CHECK: Duration = Duration::from_secs(1);
+
 /// What a master currently is.
 #[derive(Clone)]
 enum Role {
@@ -159,7 +162,7 @@ pub async fn run_master(
             wait_stopped(&mut stop).await;
         })
     };
-    let registration = tokio::spawn(register_until_done(node.clone()));
+    let registration = tokio::spawn(keep_registered(node.clone()));
     let result = tokio::select! {
         served = server => served.map_err(|e| RunError::Serve(e.to_string())),
         roles = switch_roles(node.clone(), stop_rx) => roles,
@@ -172,13 +175,21 @@ pub async fn run_master(
     result
 }
 
-/// Lists the master with the coordinator, retrying while the coordinator is unreachable.
-async fn register_until_done(node: Arc<MasterNode>) {
-    let mut sleep = Duration::from_millis(100);
-    while let Err(e) = node.coordinator.register_master(node.address()).await {
-        warn!(error = %e, "cannot register this master with the coordinator; retrying");
-        tokio::time::sleep(sleep).await;
-        sleep = (sleep * 2).min(MAX_RETRY_SLEEP);
+/// Keeps the master listed with the coordinator for the life of the process: the listing
+/// dies with a coordinator session (a long pause, a ZooKeeper outage), so it is renewed
+/// every [`REGISTRATION_CHECK`].
+async fn keep_registered(node: Arc<MasterNode>) {
+    let mut failing = false;
+    loop {
+        match node.coordinator.register_master(node.address()).await {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                warn!(error = %e, "cannot register this master with the coordinator; retrying");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(REGISTRATION_CHECK).await;
     }
 }
 

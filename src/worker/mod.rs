@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{self, Config};
 use crate::coordinator::Coordinator;
@@ -61,6 +61,9 @@ impl WorkerOptions {
     }
 }
 
+/// Longest a worker waits for one answer from the master.
+const MAX_MASTER_RPC_TIME: Duration = Duration::from_secs(5);
+
 /// Worker ids are never 0; 0 means "not registered".
 const UNREGISTERED: u64 = 0;
 
@@ -82,7 +85,8 @@ impl Worker {
         let store = BlockStore::open(&options.mem_dir, options.memory_bytes)?;
         let (used, cap) = store.usage();
         info!(dir = %options.mem_dir.display(), used, capacity = cap, blocks = store.report().len(), "memory tier opened");
-        let master = LeaderChannel::new(coordinator, options.heartbeat_timeout);
+        // A paused master must not hold a heartbeat for long: the next one asks who leads.
+        let master = LeaderChannel::new(coordinator, options.heartbeat_timeout.min(MAX_MASTER_RPC_TIME));
         Ok(Arc::new(Worker { options, store, master, worker_id: AtomicU64::new(UNREGISTERED) }))
     }
 
@@ -131,6 +135,15 @@ impl Worker {
         let mut last_ok = tokio::time::Instant::now();
         let mut failing = false;
         loop {
+            // Watch the coordinator: a new leader gets the full block report at once.
+            match self.master.follow_leader().await {
+                Ok(true) if self.worker_id.load(Ordering::Acquire) != UNREGISTERED => {
+                    info!("the leader master changed: registering with the new one");
+                    self.worker_id.store(UNREGISTERED, Ordering::Release);
+                }
+                Ok(_) => {}
+                Err(e) => debug!(error = %e, "cannot ask the coordinator who leads"),
+            }
             match self.heartbeat().await {
                 Ok(()) => {
                     if failing {
@@ -168,7 +181,7 @@ impl Worker {
             let req = CommitBlockRequest { worker_id: id, block_id: block, length, used_bytes: self.store.usage().0 };
             match master_client(channel).commit_block(req).await.map_err(FsError::from) {
                 Ok(_) => return Ok(()),
-                Err(FsError::Unavailable { .. }) if attempt == 0 => {
+                Err(e) if e.is_retryable() && attempt == 0 => {
                     self.master.reset().await;
                     self.worker_id.store(UNREGISTERED, Ordering::Release);
                 }

@@ -2,12 +2,17 @@
 
 #![allow(dead_code)]
 
+pub mod zk;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use tachyon::client::{ClientOptions, FileSystem};
-use tachyon::coordinator::StaticCoordinator;
+use std::sync::Arc;
+
+use tachyon::coordinator::zookeeper::{ZkCoordinator, ZkOptions};
+use tachyon::coordinator::{Coordinator, StaticCoordinator};
 use tachyon::rpc::RetryPolicy;
 
 /// The binary under test.
@@ -20,11 +25,16 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// One master and any number of workers, each a child process.
+/// Masters and workers, each a child process: one master with a static address, or
+/// several elected through ZooKeeper.
 pub struct Cluster {
     pub home: tempfile::TempDir,
+    /// The first master's port (the only one without ZooKeeper).
     pub master_port: u16,
-    master: Option<Child>,
+    /// (rpc port, extra `-D` options, process) of each master.
+    masters: Vec<(u16, Vec<String>, Option<Child>)>,
+    /// ZooKeeper connect string when masters are elected.
+    zookeeper: Option<String>,
     /// (rpc port, data port, process) of each worker; ports stay fixed across restarts.
     workers: Vec<(u16, u16, Option<Child>)>,
 }
@@ -32,18 +42,37 @@ pub struct Cluster {
 impl Cluster {
     /// Formats a journal and starts a master (no workers yet).
     pub fn start() -> Cluster {
+        Self::start_with(None, 1)
+    }
+
+    /// Formats a journal and starts `masters` masters that elect a leader through the
+    /// ZooKeeper at `servers` (no workers yet).
+    pub fn start_ha(servers: &str, masters: usize) -> Cluster {
+        Self::start_with(Some(servers.to_string()), masters)
+    }
+
+    fn start_with(zookeeper: Option<String>, masters: usize) -> Cluster {
         let home = tempfile::tempdir().unwrap();
-        let mut c = Cluster { home, master_port: free_port(), master: None, workers: Vec::new() };
+        let ports: Vec<u16> = (0..masters).map(|_| free_port()).collect();
+        let mut c = Cluster {
+            home,
+            master_port: ports.first().copied().unwrap_or_else(free_port),
+            masters: ports.into_iter().map(|p| (p, Vec::new(), None)).collect(),
+            zookeeper,
+            workers: Vec::new(),
+        };
         let out = c.run(&["format"]);
         assert!(out.status.success(), "format failed: {}", String::from_utf8_lossy(&out.stderr));
-        c.start_master();
+        for i in 0..masters {
+            c.start_master_at(i);
+        }
         c
     }
 
     /// The `-D` options every process of this cluster gets.
     pub fn defines(&self) -> Vec<String> {
         let home = self.home.path().display();
-        vec![
+        let mut d = vec![
             format!("-Dtachyon.master.hostname=127.0.0.1"),
             format!("-Dtachyon.master.port={}", self.master_port),
             format!("-Dtachyon.master.journal.folder={home}/journal"),
@@ -51,8 +80,15 @@ impl Cluster {
             "-Dtachyon.worker.memory.size=256MB".into(),
             "-Dtachyon.worker.block.heartbeat.interval.ms=100".into(),
             "-Dtachyon.master.worker.timeout=1500ms".into(),
-            "-Dtachyon.user.rpc.retry.max.duration=20s".into(),
-        ]
+            "-Dtachyon.user.rpc.retry.max.duration=30s".into(),
+        ];
+        if let Some(servers) = &self.zookeeper {
+            d.push("-Dtachyon.zookeeper.enabled=true".into());
+            d.push(format!("-Dtachyon.zookeeper.address={servers}"));
+            d.push("-Dtachyon.zookeeper.session.timeout=2s".into());
+            d.push("-Dtachyon.master.journal.tailer.sleep.time=50ms".into());
+        }
+        d
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -86,25 +122,72 @@ impl Cluster {
         std::fs::OpenOptions::new().create(true).append(true).open(self.home.path().join(name)).unwrap()
     }
 
+    /// Starts the (first) master.
     pub fn start_master(&mut self) {
-        let log = self.log("master.log");
-        let child = self.command(&["master"]).stdout(Stdio::null()).stderr(log).spawn().unwrap();
-        self.master = Some(child);
+        self.start_master_at(0);
     }
 
-    /// SIGKILLs the master.
+    /// Adds and starts one more master that always gets the extra `-D` options.
+    pub fn add_master_with(&mut self, extra: &[&str]) {
+        self.masters.push((free_port(), extra.iter().map(|s| s.to_string()).collect(), None));
+        self.start_master_at(self.masters.len() - 1);
+    }
+
+    /// How many masters this cluster has (running or not).
+    pub fn master_count(&self) -> usize {
+        self.masters.len()
+    }
+
+    /// Starts master `i`.
+    pub fn start_master_at(&mut self, i: usize) {
+        let log = self.log(&format!("master{i}.log"));
+        let port = format!("-Dtachyon.master.port={}", self.masters[i].0);
+        let child =
+            self.command(&[&port]).args(&self.masters[i].1).arg("master").stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        self.masters[i].2 = Some(child);
+    }
+
+    /// The address master `i` serves on.
+    pub fn master_address(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.masters[i].0)
+    }
+
+    /// The index of the master serving at `address`.
+    pub fn master_index(&self, address: &str) -> Option<usize> {
+        (0..self.masters.len()).find(|i| self.master_address(*i) == address)
+    }
+
+    /// SIGKILLs the (first) master.
     pub fn kill_master(&mut self) {
-        if let Some(mut m) = self.master.take() {
+        self.kill_master_at(0);
+    }
+
+    /// SIGKILLs master `i`.
+    pub fn kill_master_at(&mut self, i: usize) {
+        if let Some(mut m) = self.masters[i].2.take() {
             m.kill().unwrap();
             m.wait().unwrap();
         }
     }
 
-    /// SIGTERMs the master and waits for it to exit; returns whether it exited cleanly.
+    /// Sends `signal` (e.g. "STOP", "CONT", "TERM") to master `i`.
+    pub fn signal_master(&self, i: usize, signal: &str) {
+        let pid = self.masters[i].2.as_ref().expect("master is running").id().to_string();
+        assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
+    }
+
+    /// SIGTERMs the (first) master and waits for it to exit; returns whether it exited cleanly.
     pub fn stop_master(&mut self) -> bool {
-        let Some(mut m) = self.master.take() else { return true };
-        Command::new("kill").args(["-TERM", &m.id().to_string()]).status().unwrap();
-        m.wait().unwrap().success()
+        self.stop_master_at(0)
+    }
+
+    /// SIGTERMs master `i` and waits for it to exit; returns whether it exited cleanly.
+    pub fn stop_master_at(&mut self, i: usize) -> bool {
+        if self.masters[i].2.is_none() {
+            return true;
+        }
+        self.signal_master(i, "TERM");
+        self.masters[i].2.take().map(|mut m| m.wait().unwrap().success()).unwrap_or(true)
     }
 
     /// Starts worker number `i` (a new one if `i == workers.len()`).
@@ -156,10 +239,29 @@ impl Cluster {
             write_type: "MUST_CACHE".into(),
             owner: "tester".into(),
             group: "testers".into(),
-            request_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(3),
         };
-        let coordinator = StaticCoordinator::new(format!("127.0.0.1:{}", self.master_port));
-        FileSystem::new(options, std::sync::Arc::new(coordinator))
+        FileSystem::new(options, self.coordinator())
+    }
+
+    /// How this cluster's clients find the leader.
+    pub fn coordinator(&self) -> Arc<dyn Coordinator> {
+        match &self.zookeeper {
+            Some(servers) => Arc::new(ZkCoordinator::new(ZkOptions {
+                servers: servers.clone(),
+                root: "/tachyon".into(),
+                election_path: "/tachyon/election".into(),
+                leader_path: "/tachyon/leader".into(),
+                session_timeout: Duration::from_secs(2),
+                connection_timeout: Duration::from_secs(2),
+            })),
+            None => Arc::new(StaticCoordinator::new(format!("127.0.0.1:{}", self.master_port))),
+        }
+    }
+
+    /// A client that talks to master `i` only, whoever leads.
+    pub fn client_of_master(&self, i: usize) -> FileSystem {
+        FileSystem::new(self.client().options().clone(), Arc::new(StaticCoordinator::new(self.master_address(i))))
     }
 
     /// Waits until `n` live workers are registered.
@@ -187,9 +289,16 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        self.kill_master();
+        for i in 0..self.masters.len() {
+            self.kill_master_at(i);
+        }
         for i in 0..self.workers.len() {
             self.kill_worker(i);
+        }
+        // A failing test keeps its logs for a look.
+        if std::thread::panicking() {
+            let kept = std::mem::replace(&mut self.home, tempfile::tempdir().unwrap()).keep();
+            eprintln!("cluster logs kept in {}", kept.display());
         }
     }
 }

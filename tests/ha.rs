@@ -1,0 +1,214 @@
+//! Fault-tolerant masters against real ZooKeeper: election, discovery, standby tailing,
+//! failover after kill -9, fast hand-over on graceful stop, and fencing of a paused leader.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::zk::ZooKeeper;
+use common::{content, eventually, Cluster};
+use tachyon::client::{CreateOptions, FileSystem};
+use tachyon::rpc::RetryPolicy;
+
+fn opts() -> CreateOptions {
+    CreateOptions { block_size: None, recursive: true }
+}
+
+/// Waits until some master serves as leader and every one of them answers; returns the
+/// leader's index.
+async fn serving_leader(c: &Cluster) -> usize {
+    let coordinator = c.coordinator();
+    for _ in 0..300 {
+        if let Ok(Some(address)) = coordinator.leader_address().await {
+            // The named leader answers as leader (not a deposed master whose node lingers).
+            if let Some(i) = c.master_index(&address) {
+                let info = impatient_client_of(c, i).master_info().await;
+                if info.is_ok_and(|info| info.masters.iter().any(|m| m.role == "leader")) {
+                    return i;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no leader serves; logs in {}", c.path().display())
+}
+
+/// A client of master `i` alone that gives up after about a second.
+fn impatient_client_of(c: &Cluster, i: usize) -> FileSystem {
+    let mut options = c.client_of_master(i).options().clone();
+    options.retry = RetryPolicy {
+        base_sleep: Duration::from_millis(50),
+        max_sleep: Duration::from_millis(200),
+        max_duration: Duration::from_secs(1),
+    };
+    FileSystem::new(options, Arc::new(tachyon::coordinator::StaticCoordinator::new(c.master_address(i))))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_elects_one_leader_at_a_time_with_increasing_epochs() {
+    let zk = ZooKeeper::standalone();
+    let c = Cluster::start_ha(&zk.servers(), 0);
+    let (a, b) = (c.coordinator(), c.coordinator());
+    let first = a.campaign("127.0.0.1:1", 0).await.unwrap();
+    assert_eq!(first.epoch, 1);
+    first.announce("127.0.0.1:1").await.unwrap();
+    assert_eq!(b.leader_address().await.unwrap().as_deref(), Some("127.0.0.1:1"));
+    // A second candidate waits while the first leads...
+    let second = tokio::spawn(async move { b.campaign("127.0.0.1:2", 0).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "two leaders at once");
+    // ...and is elected with a newer epoch as soon as the first resigns.
+    first.resign().await;
+    let second = tokio::time::timeout(Duration::from_secs(5), second).await.unwrap().unwrap().unwrap();
+    assert_eq!(second.epoch, 2);
+    assert!(eventually(|| async { first.is_lost() }).await, "a resigned leader knows it lost");
+    second.announce("127.0.0.1:2").await.unwrap();
+    assert_eq!(a.leader_address().await.unwrap().as_deref(), Some("127.0.0.1:2"));
+    second.resign().await;
+    // The epoch also exceeds whatever the journal has seen.
+    let third = a.campaign("127.0.0.1:3", 10).await.unwrap();
+    assert_eq!(third.epoch, 11);
+    a.register_master("127.0.0.1:3").await.unwrap();
+    a.register_master("127.0.0.1:1").await.unwrap();
+    assert_eq!(a.masters().await.unwrap(), vec!["127.0.0.1:1".to_string(), "127.0.0.1:3".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_file_survives_ten_leader_kills() {
+    let zk = ZooKeeper::standalone();
+    let mut c = Cluster::start_ha(&zk.servers(), 3);
+    c.start_worker(0);
+    c.start_worker(1);
+    let fs = c.client();
+    let mut leader = serving_leader(&c).await;
+    c.wait_for_workers(2).await;
+
+    // The shell names the leader and every master's role.
+    assert_eq!(c.run_ok(&["fs", "leader"]).trim(), c.master_address(leader));
+    let info = c.run_ok(&["fs", "masterInfo"]);
+    assert_eq!(info.matches("standby").count(), 2, "{info}");
+    assert_eq!(info.matches(" leader ").count(), 1, "{info}");
+
+    let mut written: Vec<(String, Vec<u8>)> = Vec::new();
+    for round in 0..10u64 {
+        let first_of_round = written.len();
+        for k in 0..3u64 {
+            let len = [0usize, 10_000, (1 << 20) + 512][k as usize];
+            let path = format!("/ha/r{round}/f{k}");
+            let data = content(len, round * 10 + k);
+            fs.write_file(&path, &data, opts()).await.unwrap();
+            written.push((path, data));
+        }
+        fs.rename(&format!("/ha/r{round}/f0"), &format!("/ha/r{round}/renamed")).await.unwrap();
+        written[first_of_round].0 = format!("/ha/r{round}/renamed");
+
+        c.kill_master_at(leader);
+        // Written while no master leads: the client retries through the failover.
+        let path = format!("/ha/r{round}/during-failover");
+        let data = content(5000, 1000 + round);
+        fs.write_file(&path, &data, opts()).await.unwrap();
+        written.push((path, data));
+        let next = serving_leader(&c).await;
+        assert_ne!(next, leader, "round {round}: a standby took over");
+        c.start_master_at(leader);
+        leader = next;
+        // Files of the previous rounds read back right after the failover.
+        let (path, data) = &written[written.len() / 2];
+        assert_eq!(&fs.read_file(path).await.unwrap(), data, "round {round}: {path}");
+    }
+    let listed: Vec<String> = fs.list_status("/ha", true).await.unwrap().into_iter().filter(|f| !f.is_directory).map(|f| f.path).collect();
+    assert_eq!(listed.len(), written.len(), "{listed:?}");
+    for (path, data) in &written {
+        assert_eq!(&fs.read_file(path).await.unwrap(), data, "{path}");
+    }
+    // Standbys caught up: every master reports the same applied sequence.
+    let same = eventually(|| async {
+        let ms = fs.masters().await.unwrap();
+        ms.len() == 3 && ms.iter().all(|m| m.role != "unreachable" && m.applied_sequence == ms[0].applied_sequence)
+    })
+    .await;
+    assert!(same, "standbys did not catch up: {:?}", fs.masters().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_hands_leadership_over_before_the_session_could_expire() {
+    let zk = ZooKeeper::standalone();
+    let mut c = Cluster::start_ha(&zk.servers(), 0);
+    // Sessions that would take 30 s to expire: only resigning explains a fast hand-over.
+    for i in 0..2 {
+        c.add_master_with(&["-Dtachyon.zookeeper.session.timeout=30s"]);
+        assert_eq!(c.master_count(), i + 1);
+    }
+    c.start_worker(0);
+    let fs = c.client();
+    let leader = serving_leader(&c).await;
+    fs.write_file("/g/before", b"kept", opts()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    assert!(c.stop_master_at(leader), "the leader exits cleanly on SIGTERM");
+    fs.write_file("/g/after", b"new leader", opts()).await.unwrap();
+    let handover = started.elapsed();
+    println!("graceful hand-over took {handover:?}");
+    assert!(handover < Duration::from_secs(15), "hand-over waited for session expiry ({handover:?})");
+    assert_ne!(serving_leader(&c).await, leader);
+    assert_eq!(fs.read_file("/g/before").await.unwrap(), b"kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_fenced_and_rejoins_as_a_standby() {
+    let zk = ZooKeeper::standalone();
+    let mut c = Cluster::start_ha(&zk.servers(), 2);
+    c.start_worker(0);
+    let fs = c.client();
+    let old = serving_leader(&c).await;
+    fs.write_file("/z/acked", b"before the pause", opts()).await.unwrap();
+    let zombie = impatient_client_of(&c, old);
+
+    // Paused past its session timeout: the other master takes over.
+    c.signal_master(old, "STOP");
+    fs.write_file("/z/by-new-leader", b"after", opts()).await.unwrap();
+    let new = serving_leader(&c).await;
+    assert_ne!(new, old);
+
+    // Resumed, the old leader must not acknowledge anything.
+    c.signal_master(old, "CONT");
+    let r = zombie.create_directory("/z/zombie-write", true, false).await;
+    assert!(r.is_err(), "a deposed leader acknowledged a write: {r:?}");
+    assert!(!fs.exists("/z/zombie-write").await.unwrap());
+    // It rejoins as a standby and follows the new leader's journal.
+    fs.write_file("/z/later", b"later", opts()).await.unwrap();
+    let rejoined = eventually(|| async {
+        let ms = fs.masters().await.unwrap_or_default();
+        let old_status = ms.iter().find(|m| m.address == c.master_address(old));
+        let new_status = ms.iter().find(|m| m.address == c.master_address(new));
+        match (old_status, new_status) {
+            (Some(o), Some(n)) => o.role == "standby" && n.role == "leader" && o.applied_sequence == n.applied_sequence,
+            _ => false,
+        }
+    })
+    .await;
+    assert!(rejoined, "old leader did not rejoin as a caught-up standby: {:?}", fs.masters().await);
+    assert!(matches!(zombie.create_directory("/z/x", true, false).await, Err(tachyon::error::FsError::NotLeader { .. })));
+    for (path, data) in [("/z/acked", &b"before the pause"[..]), ("/z/by-new-leader", b"after"), ("/z/later", b"later")] {
+        assert_eq!(fs.read_file(path).await.unwrap(), data, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_zookeeper_ensemble_survives_a_server_loss_and_a_master_failover() {
+    let mut zk = ZooKeeper::ensemble();
+    let mut c = Cluster::start_ha(&zk.servers(), 2);
+    c.start_worker(0);
+    let fs = c.client();
+    let leader = serving_leader(&c).await;
+    fs.write_file("/e/one", &content(70_000, 1), opts()).await.unwrap();
+    zk.kill(0);
+    fs.write_file("/e/two", &content(70_000, 2), opts()).await.unwrap();
+    c.kill_master_at(leader);
+    fs.write_file("/e/three", &content(70_000, 3), opts()).await.unwrap();
+    assert_ne!(serving_leader(&c).await, leader);
+    for (i, name) in ["one", "two", "three"].iter().enumerate() {
+        assert_eq!(fs.read_file(&format!("/e/{name}")).await.unwrap(), content(70_000, i as u64 + 1));
+    }
+    zk.restart(0);
+}
