@@ -10,6 +10,15 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# Real ZooKeeper for the fault-tolerance tests (they start their own servers on loopback).
+if [ ! -e /usr/share/java/zookeeper.jar ] || ! command -v java >/dev/null 2>&1; then
+  echo "== installing ZooKeeper (Debian package zookeeper)"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq zookeeper >/dev/null
+fi
+
 echo "== clippy (deny warnings; determinism bans from clippy.toml)"
 cargo clippy --all-targets --quiet -- -D warnings
 

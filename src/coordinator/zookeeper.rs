@@ -130,7 +130,12 @@ struct ZkSession {
     /// Dropping the last clone of the client closes the session.
     client: Mutex<Option<zk::Client>>,
     leader_path: String,
+    /// Turns true once the session has ended.
+    ended: watch::Receiver<bool>,
 }
+
+/// How long resigning waits for ZooKeeper to confirm the session is closed.
+const RESIGN_WAIT: Duration = Duration::from_secs(2);
 
 #[async_trait]
 impl LeaderSession for ZkSession {
@@ -146,8 +151,14 @@ impl LeaderSession for ZkSession {
 
     async fn resign(&self) {
         // Dropping the client closes the session: its ephemeral nodes go at once, and the
-        // next candidate's watch fires within milliseconds.
+        // next candidate's watch fires within milliseconds. The close request is sent in the
+        // background, so wait for it: a process that exits first leaves the session (and
+        // its leadership) to expire on its own.
         self.client.lock().await.take();
+        let mut ended = self.ended.clone();
+        if tokio::time::timeout(RESIGN_WAIT, ended.wait_for(|e| *e)).await.is_err() {
+            warn!("ZooKeeper did not confirm the end of the leader's session; it will expire on its own");
+        }
     }
 }
 
@@ -219,7 +230,7 @@ impl Coordinator for ZkCoordinator {
             }
         });
         info!(address, epoch, "elected leader");
-        let session = ZkSession { client: Mutex::new(Some(client)), leader_path: o.leader_path.clone() };
+        let session = ZkSession { client: Mutex::new(Some(client)), leader_path: o.leader_path.clone(), ended: lost_rx.clone() };
         Ok(Leadership::new(epoch, lost_rx, Arc::new(session)))
     }
 

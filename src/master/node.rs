@@ -163,9 +163,18 @@ pub async fn run_master(
         })
     };
     let registration = tokio::spawn(keep_registered(node.clone()));
+    // The role loop finishes its own shutdown (complete the segment, resign) after the
+    // server stops accepting requests; it is only cut short if serving fails.
+    let mut roles = tokio::spawn(switch_roles(node.clone(), stop_rx));
     let result = tokio::select! {
-        served = server => served.map_err(|e| RunError::Serve(e.to_string())),
-        roles = switch_roles(node.clone(), stop_rx) => roles,
+        served = server => match served {
+            Ok(()) => join_roles(&mut roles).await,
+            Err(e) => {
+                roles.abort();
+                Err(RunError::Serve(e.to_string()))
+            }
+        },
+        ended = &mut roles => ended.unwrap_or_else(|e| Err(RunError::Serve(format!("role loop: {e}")))),
     };
     registration.abort();
     match &result {
@@ -173,6 +182,11 @@ pub async fn run_master(
         Err(e) => error!(error = %e, "master stopped"),
     }
     result
+}
+
+/// Waits for the role loop to finish its shutdown.
+async fn join_roles(roles: &mut tokio::task::JoinHandle<Result<(), RunError>>) -> Result<(), RunError> {
+    roles.await.unwrap_or_else(|e| Err(RunError::Serve(format!("role loop: {e}"))))
 }
 
 /// Keeps the master listed with the coordinator for the life of the process: the listing
