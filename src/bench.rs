@@ -180,7 +180,7 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
         ops_per_second(opts.concurrency, opts.duration, move |i| {
             let mut client = MasterServiceClient::new(channel.clone());
             async move {
-                let req = CreateFileRequest { path: format!("/bench/f{i}"), block_size_bytes: 1 << 20, recursive: true, ownership: None };
+                let req = CreateFileRequest { path: format!("/bench/f{i}"), block_size_bytes: 1 << 20, recursive: true, ..CreateFileRequest::default() };
                 client.create_file(req).await.is_ok()
             }
         })

@@ -212,3 +212,45 @@ async fn a_three_node_zookeeper_ensemble_survives_a_server_loss_and_a_master_fai
     }
     zk.restart(0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_request_is_applied_once_even_across_a_failover() {
+    use tachyon::proto::master_service_client::MasterServiceClient;
+    use tachyon::proto::{CreateFileRequest, RenameRequest};
+    let zk = ZooKeeper::standalone();
+    let mut c = Cluster::start_ha(&zk.servers(), 2);
+    let leader = serving_leader(&c).await;
+    let addresses: Vec<String> = (0..2).map(|i| c.master_address(i)).collect();
+    let raw = |i: usize| {
+        let address = addresses[i].clone();
+        async move { MasterServiceClient::new(tachyon::rpc::connect(&address, Duration::from_secs(3)).await.unwrap()) }
+    };
+    let create = CreateFileRequest {
+        path: "/idem/f".into(),
+        block_size_bytes: 1 << 20,
+        recursive: true,
+        request_id: "test-client-1".into(),
+        ..CreateFileRequest::default()
+    };
+    let first = raw(leader).await.create_file(create.clone()).await.unwrap().into_inner();
+    // The answer was "lost": the same request again is answered, not refused or re-applied.
+    let again = raw(leader).await.create_file(create.clone()).await.unwrap().into_inner();
+    assert_eq!(again.id, first.id);
+    let rename = RenameRequest { src: "/idem/f".into(), dst: "/idem/g".into(), request_id: "test-client-2".into() };
+    raw(leader).await.rename(rename.clone()).await.unwrap();
+    let create_h = CreateFileRequest { path: "/idem/h".into(), request_id: "test-client-4".into(), ..create };
+    let h = raw(leader).await.create_file(create_h.clone()).await.unwrap().into_inner();
+
+    c.kill_master_at(leader);
+    let next = serving_leader(&c).await;
+    // The new leader learned the request ids from the journal.
+    let after = raw(next).await.create_file(create_h).await.expect("create retried after failover").into_inner();
+    assert_eq!(after.id, h.id);
+    raw(next).await.rename(rename.clone()).await.expect("rename retried after failover");
+    // A new request for the same change is a different matter.
+    let fresh = RenameRequest { request_id: "test-client-3".into(), ..rename };
+    let err = tachyon::error::FsError::from(raw(next).await.rename(fresh).await.unwrap_err());
+    assert!(matches!(err, tachyon::error::FsError::NotFound { .. }), "{err}");
+    let listed: Vec<String> = c.client().list_status("/idem", false).await.unwrap().into_iter().map(|f| f.path).collect();
+    assert_eq!(listed, vec!["/idem/g".to_string(), "/idem/h".to_string()]);
+}

@@ -4,6 +4,7 @@
 //! goes straight to workers: written as block streams, read from a local worker's memory
 //! tier by mmap (short-circuit) or streamed from a remote one.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,6 +94,10 @@ pub struct CreateOptions {
 struct Inner {
     options: ClientOptions,
     leader: LeaderChannel,
+    /// Random per client; with `next_request` it names each mutation so that retries of it
+    /// are recognised by the master (also across a failover).
+    client_id: u64,
+    next_request: AtomicU64,
 }
 
 /// A connection to a tachyon cluster. Cheap to clone.
@@ -109,7 +114,14 @@ impl FileSystem {
     /// A client that finds the leader through `coordinator`.
     pub fn new(options: ClientOptions, coordinator: Arc<dyn Coordinator>) -> Self {
         let leader = LeaderChannel::new(coordinator, options.request_timeout);
-        FileSystem { inner: Arc::new(Inner { options, leader }) }
+        // Randomly keyed hashing gives 64 random bits without another dependency.
+        let client_id = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+        FileSystem { inner: Arc::new(Inner { options, leader, client_id, next_request: AtomicU64::new(0) }) }
+    }
+
+    /// A new request id: the same for every retry of one call, unique across clients.
+    fn next_request_id(&self) -> String {
+        format!("{:016x}-{}", self.inner.client_id, self.inner.next_request.fetch_add(1, Ordering::Relaxed))
     }
 
     /// A client configured from `cfg`.
@@ -174,7 +186,13 @@ impl FileSystem {
 
     /// Creates a directory.
     pub async fn create_directory(&self, path: &str, recursive: bool, allow_exists: bool) -> Result<FileInfo, FsError> {
-        let req = CreateDirectoryRequest { path: path.to_string(), recursive, allow_exists, ownership: Some(self.ownership()) };
+        let req = CreateDirectoryRequest {
+            path: path.to_string(),
+            recursive,
+            allow_exists,
+            ownership: Some(self.ownership()),
+            request_id: self.next_request_id(),
+        };
         self.call("createDirectory", |mut c| {
             let req = req.clone();
             async move { c.create_directory(req).await }
@@ -184,7 +202,7 @@ impl FileSystem {
 
     /// Deletes a file or directory.
     pub async fn delete(&self, path: &str, recursive: bool) -> Result<(), FsError> {
-        let req = DeleteRequest { path: path.to_string(), recursive };
+        let req = DeleteRequest { path: path.to_string(), recursive, request_id: self.next_request_id() };
         self.call("delete", |mut c| {
             let req = req.clone();
             async move { c.delete(req).await }
@@ -195,7 +213,7 @@ impl FileSystem {
 
     /// Renames `src` to `dst` (which must not exist).
     pub async fn rename(&self, src: &str, dst: &str) -> Result<(), FsError> {
-        let req = RenameRequest { src: src.to_string(), dst: dst.to_string() };
+        let req = RenameRequest { src: src.to_string(), dst: dst.to_string(), request_id: self.next_request_id() };
         self.call("rename", |mut c| {
             let req = req.clone();
             async move { c.rename(req).await }
@@ -277,6 +295,7 @@ impl FileSystem {
             block_size_bytes: block_size,
             recursive: opts.recursive,
             ownership: Some(self.ownership()),
+            request_id: self.next_request_id(),
         };
         let info = self
             .call("createFile", |mut c| {
@@ -448,7 +467,7 @@ impl FileWriter {
     /// Finishes the last block and completes the file; the file is readable after this.
     pub async fn close(mut self) -> Result<FileInfo, FsError> {
         self.finish_block().await?;
-        let req = CompleteFileRequest { path: self.info.path.clone(), length: self.total };
+        let req = CompleteFileRequest { path: self.info.path.clone(), length: self.total, request_id: self.fs.next_request_id() };
         self.fs
             .call("completeFile", |mut c| {
                 let req = req.clone();

@@ -11,6 +11,7 @@
 //! Architecture Invariant: applying the same entries to the same checkpoint gives the
 //! same state, bit for bit ([`Namespace::digest`]); every map is ordered.
 
+use std::collections::{BTreeSet, VecDeque};
 use std::collections::BTreeMap;
 
 use prost::Message;
@@ -125,6 +126,34 @@ pub enum ApplyError {
     Inconsistent { sequence: u64, reason: String },
 }
 
+/// How many applied client request ids the namespace remembers (a retry older than this
+/// many operations is not recognised).
+pub const MAX_RECENT_REQUESTS: usize = 1 << 16;
+/// Longest request id a client may send.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// The ids of the most recent applied client requests, in order; journaled with the
+/// operations, so a new leader recognises retries of requests its predecessor applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct RecentRequests {
+    order: VecDeque<String>,
+    ids: BTreeSet<String>,
+}
+
+impl RecentRequests {
+    fn insert(&mut self, id: &str) {
+        if id.is_empty() || !self.ids.insert(id.to_string()) {
+            return;
+        }
+        self.order.push_back(id.to_string());
+        if self.order.len() > MAX_RECENT_REQUESTS {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+}
+
 /// The namespace: inodes plus the journal position they reflect.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Namespace {
@@ -132,6 +161,7 @@ pub struct Namespace {
     next_inode_id: InodeId,
     next_sequence: u64,
     epoch: u64,
+    recent_requests: RecentRequests,
 }
 
 impl Default for Namespace {
@@ -152,7 +182,13 @@ impl Namespace {
             modification_time_ms: 0,
             kind: InodeKind::Directory { children: BTreeMap::new() },
         };
-        Namespace { inodes: BTreeMap::from([(ROOT_ID, root)]), next_inode_id: ROOT_ID + 1, next_sequence: 0, epoch: 0 }
+        Namespace {
+            inodes: BTreeMap::from([(ROOT_ID, root)]),
+            next_inode_id: ROOT_ID + 1,
+            next_sequence: 0,
+            epoch: 0,
+            recent_requests: RecentRequests::default(),
+        }
     }
 
     /// Sequence number the next applied entry must carry.
@@ -163,6 +199,11 @@ impl Namespace {
     /// Highest epoch among applied entries.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// True if an operation carrying this client request id was applied (recently).
+    pub fn request_applied(&self, request_id: &str) -> bool {
+        !request_id.is_empty() && self.recent_requests.ids.contains(request_id)
     }
 
     /// Number of inodes, the root included.
@@ -465,6 +506,7 @@ impl Namespace {
         };
         self.next_sequence += 1;
         self.epoch = entry.epoch;
+        self.recent_requests.insert(&entry.request_id);
         Ok(effects)
     }
 
@@ -473,10 +515,23 @@ impl Namespace {
     /// all or nothing. If an entry does not apply (a planning bug), the entries applied so
     /// far are returned, the last of them closing the operation, with the error.
     pub fn apply_operation(&mut self, kinds: Vec<Kind>, epoch: u64) -> AppliedOperation {
+        self.apply_request(kinds, epoch, "")
+    }
+
+    /// [`Namespace::apply_operation`] for a client request: its id rides on the last entry,
+    /// and [`Namespace::request_applied`] is true for it afterwards.
+    pub fn apply_request(&mut self, kinds: Vec<Kind>, epoch: u64, request_id: &str) -> AppliedOperation {
         let count = kinds.len();
         let mut out = AppliedOperation { entries: Vec::with_capacity(count), effects: Vec::new(), error: None };
         for (i, kind) in kinds.into_iter().enumerate() {
-            let entry = JournalEntry { sequence: self.next_sequence, epoch, continues: i + 1 < count, kind: Some(kind) };
+            let last = i + 1 == count;
+            let entry = JournalEntry {
+                sequence: self.next_sequence,
+                epoch,
+                continues: !last,
+                request_id: if last { request_id.to_string() } else { String::new() },
+                kind: Some(kind),
+            };
             match self.apply(&entry) {
                 Ok(effects) => {
                     out.effects.extend(effects);
@@ -631,7 +686,13 @@ impl Namespace {
                 }
             })
             .collect();
-        Checkpoint { next_sequence: self.next_sequence, epoch: self.epoch, next_inode_id: self.next_inode_id, inodes }
+        Checkpoint {
+            next_sequence: self.next_sequence,
+            epoch: self.epoch,
+            next_inode_id: self.next_inode_id,
+            inodes,
+            recent_request_ids: self.recent_requests.order.iter().cloned().collect(),
+        }
     }
 
     /// Rebuilds the state from a checkpoint, checking that it forms a proper tree.
@@ -671,6 +732,9 @@ impl Namespace {
         ns.next_inode_id = cp.next_inode_id;
         ns.next_sequence = cp.next_sequence;
         ns.epoch = cp.epoch;
+        for id in &cp.recent_request_ids {
+            ns.recent_requests.insert(id);
+        }
         Ok(ns)
     }
 
@@ -873,11 +937,11 @@ mod tests {
     fn apply_rejects_gaps_and_stale_epochs_without_change() {
         let mut ns = Namespace::new();
         let kind = ns.plan_create_directory(&p("/x"), false, false, &own(), 1).unwrap().remove(0);
-        let gap = JournalEntry { sequence: 5, epoch: 1, continues: false, kind: Some(kind.clone()) };
+        let gap = JournalEntry { sequence: 5, epoch: 1, continues: false, request_id: String::new(), kind: Some(kind.clone()) };
         assert_eq!(ns.apply(&gap), Err(ApplyError::SequenceGap { expected: 0, got: 5 }));
-        ns.apply(&JournalEntry { sequence: 0, epoch: 3, continues: false, kind: Some(kind.clone()) }).unwrap();
+        ns.apply(&JournalEntry { sequence: 0, epoch: 3, continues: false, request_id: String::new(), kind: Some(kind.clone()) }).unwrap();
         let before = ns.clone();
-        let stale = JournalEntry { sequence: 1, epoch: 2, continues: false, kind: Some(kind) };
+        let stale = JournalEntry { sequence: 1, epoch: 2, continues: false, request_id: String::new(), kind: Some(kind) };
         assert!(matches!(ns.apply(&stale), Err(ApplyError::StaleEpoch { .. })));
         assert_eq!(ns, before);
     }
@@ -897,5 +961,37 @@ mod tests {
         let back = Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap();
         assert_eq!(back, ns);
         assert_eq!(back.digest(), ns.digest());
+    }
+
+    #[test]
+    fn applied_request_ids_ride_on_the_last_entry_survive_checkpoints_and_are_bounded() {
+        let mut ns = Namespace::new();
+        let kinds = ns.plan_create_directory(&p("/a/b"), true, false, &own(), 1).unwrap();
+        let applied = ns.apply_request(kinds, 1, "client-1");
+        assert_eq!(applied.error, None);
+        let ids: Vec<&str> = applied.entries.iter().map(|e| e.request_id.as_str()).collect();
+        assert_eq!(ids, vec!["", "client-1"], "only the last entry carries the id");
+        assert!(ns.request_applied("client-1"));
+        assert!(!ns.request_applied("client-2"));
+        assert!(!ns.request_applied(""), "an empty id is never a retry");
+
+        // A standby replaying the same entries knows the request too.
+        let mut replayed = Namespace::new();
+        for e in &applied.entries {
+            replayed.apply(e).unwrap();
+        }
+        assert!(replayed.request_applied("client-1"));
+        let restored = Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap();
+        assert!(restored.request_applied("client-1"));
+        assert_eq!(restored, ns);
+
+        // Only the most recent ids are kept.
+        for i in 0..MAX_RECENT_REQUESTS {
+            let kinds = ns.plan_create_directory(&p(&format!("/n{i}")), false, false, &own(), 2).unwrap();
+            ns.apply_request(kinds, 1, &format!("r{i}"));
+        }
+        assert!(!ns.request_applied("client-1"), "the oldest id was forgotten");
+        assert!(ns.request_applied("r0") && ns.request_applied(&format!("r{}", MAX_RECENT_REQUESTS - 1)));
+        assert_eq!(Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap(), ns);
     }
 }

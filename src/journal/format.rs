@@ -264,7 +264,7 @@ mod tests {
     use crate::proto::DeleteEntry;
 
     fn entry(seq: u64) -> JournalEntry {
-        JournalEntry { sequence: seq, epoch: 1, continues: false, kind: Some(Kind::Delete(DeleteEntry { id: seq, time_ms: 5 })) }
+        JournalEntry { sequence: seq, epoch: 1, continues: false, request_id: String::new(), kind: Some(Kind::Delete(DeleteEntry { id: seq, time_ms: 5 })) }
     }
 
     fn segment(n: u64) -> Vec<u8> {
@@ -320,7 +320,7 @@ mod tests {
 
     #[test]
     fn checkpoint_round_trip_and_corruption() {
-        let cp = Checkpoint { next_sequence: 9, epoch: 2, next_inode_id: 4, inodes: vec![] };
+        let cp = Checkpoint { next_sequence: 9, epoch: 2, next_inode_id: 4, inodes: vec![], recent_request_ids: vec!["c-1".into()] };
         let mut bytes = encode_checkpoint(&cp);
         assert_eq!(decode_checkpoint(&bytes).unwrap(), cp);
         bytes.push(0);

@@ -152,7 +152,7 @@ async fn rotation_and_checkpoint_keep_recovery_exact_and_prune_logs() {
 async fn out_of_order_submission_fails_the_writer_for_good() {
     let dir = tempfile::tempdir().unwrap();
     let (_j, w, _ns) = fresh(dir.path(), JournalLimits::default()).await;
-    let bogus = JournalEntry { sequence: 5, epoch: 1, continues: false, kind: None };
+    let bogus = JournalEntry { sequence: 5, epoch: 1, continues: false, request_id: String::new(), kind: None };
     let end = w.submit(&[bogus]).await.unwrap();
     assert!(matches!(w.wait_durable(end).await, Err(JournalError::WriterFailed(_))));
     assert!(w.durability().failed.is_some());

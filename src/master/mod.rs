@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, Config};
 use crate::coordinator::Leadership;
-use crate::core::namespace::{block_count, block_length, Effect, Inode, InodeKind, Namespace};
+use crate::core::namespace::{block_count, block_length, Effect, Inode, InodeKind, Namespace, MAX_REQUEST_ID_BYTES};
 use crate::core::path::FsPath;
 use crate::core::registry::Registry;
 use crate::error::FsError;
@@ -145,18 +145,28 @@ impl Master {
     }
 
     /// Plans, applies and journals a change; answers with `respond` once it is durable.
+    /// `request_id` (may be empty) names the client request: a retry of one already applied,
+    /// here or by an earlier leader, is answered without applying it again.
     pub async fn mutate<R>(
         &self,
+        request_id: &str,
         plan: impl FnOnce(&State, i64) -> Result<Vec<Kind>, FsError>,
         respond: impl FnOnce(&State) -> Result<R, FsError>,
     ) -> Result<R, FsError> {
         self.check_leading()?;
+        if request_id.len() > MAX_REQUEST_ID_BYTES {
+            return Err(FsError::InvalidArgument { reason: format!("request id longer than {MAX_REQUEST_ID_BYTES} bytes") });
+        }
         let now = self.clock.now_ms();
         let epoch = self.epoch();
         let (end, response, checkpoint) = {
             let mut st = self.state.lock().await;
+            if st.ns.request_applied(request_id) {
+                info!(request_id, "retry of an applied request: answering without applying it again");
+                return self.answer_when_durable(st.ns.next_sequence(), respond(&st)).await;
+            }
             let kinds = plan(&st, now)?;
-            let applied = st.ns.apply_operation(kinds, epoch);
+            let applied = st.ns.apply_request(kinds, epoch, request_id);
             for effect in applied.effects {
                 match effect {
                     Effect::FilesRemoved(files) => st.registry.remove_files(&files),
@@ -197,9 +207,14 @@ impl Master {
             let st = self.state.lock().await;
             (st.ns.next_sequence(), f(&st))
         };
+        self.answer_when_durable(seen, result).await
+    }
+
+    /// Returns `answer` once every entry below `seen` is durable and this master still leads.
+    async fn answer_when_durable<R>(&self, seen: u64, answer: Result<R, FsError>) -> Result<R, FsError> {
         self.writer.wait_durable(seen).await.map_err(unavailable)?;
         self.check_leading()?;
-        result
+        answer
     }
 
     /// Reads state without waiting for durability or checking leadership (status pages).

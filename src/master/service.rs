@@ -48,11 +48,12 @@ impl MasterRpc {
     /// Runs a mutation planned on one path and answers with that path's new status.
     async fn mutate_path(
         &self,
+        request_id: &str,
         raw_path: &str,
         plan: impl FnOnce(&super::State, &FsPath, i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError>,
     ) -> Result<FileInfo, FsError> {
         let p = path(raw_path)?;
-        self.node.leader().await?.mutate(|st, now| plan(st, &p, now), |st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
+        self.node.leader().await?.mutate(request_id, |st, now| plan(st, &p, now), |st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
     }
 }
 
@@ -61,13 +62,13 @@ impl MasterService for MasterRpc {
     async fn create_file(&self, request: Request<CreateFileRequest>) -> RpcResult<FileInfo> {
         let req = request.into_inner();
         let own = ownership_or_default(req.ownership, 0o644);
-        reply(self.mutate_path(&req.path, |st, p, now| st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)).await)
+        reply(self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)).await)
     }
 
     async fn complete_file(&self, request: Request<CompleteFileRequest>) -> RpcResult<FileInfo> {
         let req = request.into_inner();
         reply(
-            self.mutate_path(&req.path, |st, p, now| {
+            self.mutate_path(&req.request_id, &req.path, |st, p, now| {
                 st.ns.plan_complete_file(p, req.length, |b| st.registry.committed_length(b), now)
             })
             .await,
@@ -112,7 +113,7 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let own = ownership_or_default(req.ownership, 0o755);
         reply(
-            self.mutate_path(&req.path, |st, p, now| st.ns.plan_create_directory(p, req.recursive, req.allow_exists, &own, now))
+            self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_directory(p, req.recursive, req.allow_exists, &own, now))
                 .await,
         )
     }
@@ -121,7 +122,7 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             let p = path(&req.path)?;
-            self.node.leader().await?.mutate(|st, now| st.ns.plan_delete(&p, req.recursive, now), |_| Ok(Empty {})).await
+            self.node.leader().await?.mutate(&req.request_id, |st, now| st.ns.plan_delete(&p, req.recursive, now), |_| Ok(Empty {})).await
         }
         .await;
         reply(result)
@@ -131,7 +132,7 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             let (src, dst) = (path(&req.src)?, path(&req.dst)?);
-            self.node.leader().await?.mutate(|st, now| st.ns.plan_rename(&src, &dst, now), |_| Ok(Empty {})).await
+            self.node.leader().await?.mutate(&req.request_id, |st, now| st.ns.plan_rename(&src, &dst, now), |_| Ok(Empty {})).await
         }
         .await;
         reply(result)
