@@ -74,8 +74,25 @@ async fn zookeeper_elects_one_leader_at_a_time_with_increasing_epochs() {
     assert_eq!(a.masters().await.unwrap(), vec!["127.0.0.1:1".to_string(), "127.0.0.1:3".to_string()]);
 }
 
+/// What writer `k` puts into its `n`-th file: derived from the path alone, so any file found
+/// in the namespace can be checked, acknowledged or not.
+fn intended(path: &str) -> Vec<u8> {
+    let mut parts = path.trim_start_matches("/load/w").split("/f");
+    let k: u64 = parts.next().and_then(|p| p.parse().ok()).expect("writer index");
+    let n: u64 = parts.next().and_then(|p| p.parse().ok()).expect("file index");
+    let len = if n % 10 == 9 { 1_200_000 } else { (n as usize * 997) % 20_000 };
+    content(len, k * 1_000_000 + n)
+}
+
+/// The number of masters that report themselves leader, once every running one answers.
+async fn leaders(fs: &FileSystem, running: usize) -> Option<usize> {
+    let ms = fs.masters().await.ok()?;
+    let answering = ms.iter().filter(|m| m.role != "unreachable").count();
+    (answering == running).then(|| ms.iter().filter(|m| m.role == "leader").count())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_acknowledged_file_survives_ten_leader_kills() {
+async fn continuous_writers_lose_nothing_through_ten_leader_kills_and_pauses() {
     let zk = ZooKeeper::standalone();
     let mut c = Cluster::start_ha(&zk.servers(), 3);
     c.start_worker(0);
@@ -89,38 +106,68 @@ async fn every_acknowledged_file_survives_ten_leader_kills() {
     let info = c.run_ok(&["fs", "masterInfo"]);
     assert_eq!(info.matches("standby").count(), 2, "{info}");
     assert_eq!(info.matches(" leader ").count(), 1, "{info}");
+    assert!(info.contains("127.0.0.2:") && info.contains("127.0.0.3:"), "{info}");
 
-    let mut written: Vec<(String, Vec<u8>)> = Vec::new();
-    for round in 0..10u64 {
-        let first_of_round = written.len();
-        for k in 0..3u64 {
-            let len = [0usize, 10_000, (1 << 20) + 512][k as usize];
-            let path = format!("/ha/r{round}/f{k}");
-            let data = content(len, round * 10 + k);
-            fs.write_file(&path, &data, opts()).await.unwrap();
-            written.push((path, data));
+    // Two clients write continuously; only acknowledged files are recorded.
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..2u64)
+        .map(|k| {
+            let (fs, acked, stop) = (c.client(), acked.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let path = format!("/load/w{k}/f{n}");
+                    if fs.write_file(&path, &intended(&path), opts()).await.is_ok() {
+                        acked.lock().unwrap().push(path);
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+
+    let mut verified = 0;
+    for round in 0..10 {
+        let paused = round % 3 == 2;
+        if paused {
+            // A zombie: paused past its session timeout, resumed after a successor serves.
+            c.signal_master(leader, "STOP");
+            let next = serving_leader(&c).await;
+            assert_ne!(next, leader, "round {round}: a standby took over from the paused leader");
+            c.signal_master(leader, "CONT");
+            leader = next;
+        } else {
+            c.kill_master_at(leader);
+            let next = serving_leader(&c).await;
+            assert_ne!(next, leader, "round {round}: a standby took over");
+            c.start_master_at(leader);
+            leader = next;
         }
-        fs.rename(&format!("/ha/r{round}/f0"), &format!("/ha/r{round}/renamed")).await.unwrap();
-        written[first_of_round].0 = format!("/ha/r{round}/renamed");
-
-        c.kill_master_at(leader);
-        // Written while no master leads: the client retries through the failover.
-        let path = format!("/ha/r{round}/during-failover");
-        let data = content(5000, 1000 + round);
-        fs.write_file(&path, &data, opts()).await.unwrap();
-        written.push((path, data));
-        let next = serving_leader(&c).await;
-        assert_ne!(next, leader, "round {round}: a standby took over");
-        c.start_master_at(leader);
-        leader = next;
-        // Files of the previous rounds read back right after the failover.
-        let (path, data) = &written[written.len() / 2];
-        assert_eq!(&fs.read_file(path).await.unwrap(), data, "round {round}: {path}");
+        let one = eventually(|| async { leaders(&fs, 3).await == Some(1) }).await;
+        assert!(one, "round {round}: not exactly one leader: {:?}", fs.masters().await);
+        // Everything acknowledged since the last round reads back exactly.
+        let now_acked: Vec<String> = acked.lock().unwrap()[verified..].to_vec();
+        assert!(!now_acked.is_empty() || round == 0, "round {round}: the writers made no progress");
+        for path in &now_acked {
+            assert_eq!(fs.read_file(path).await.unwrap(), intended(path), "round {round}: {path}");
+        }
+        verified += now_acked.len();
     }
-    let listed: Vec<String> = fs.list_status("/ha", true).await.unwrap().into_iter().filter(|f| !f.is_directory).map(|f| f.path).collect();
-    assert_eq!(listed.len(), written.len(), "{listed:?}");
-    for (path, data) in &written {
-        assert_eq!(&fs.read_file(path).await.unwrap(), data, "{path}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 20, "the writers made progress ({} files)", acked.len());
+    let listed = fs.list_status("/load", true).await.unwrap();
+    for path in &acked {
+        assert!(listed.iter().any(|f| &f.path == path && f.complete), "acknowledged {path} is missing or incomplete");
+        assert_eq!(&fs.read_file(path).await.unwrap(), &intended(path), "{path}");
+    }
+    // Nothing unacknowledged shows up half-written: a complete file has its exact bytes.
+    for f in listed.iter().filter(|f| !f.is_directory && f.complete) {
+        assert_eq!(fs.read_file(&f.path).await.unwrap(), intended(&f.path), "{}", f.path);
     }
     // Standbys caught up: every master reports the same applied sequence.
     let same = eventually(|| async {

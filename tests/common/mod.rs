@@ -31,7 +31,8 @@ pub struct Cluster {
     pub home: tempfile::TempDir,
     /// The first master's port (the only one without ZooKeeper).
     pub master_port: u16,
-    /// (rpc port, extra `-D` options, process) of each master.
+    /// (rpc port, extra `-D` options, process) of each master. Master `i` serves on
+    /// 127.0.0.`i+1`: with ZooKeeper every master uses the same port on its own address.
     masters: Vec<(u16, Vec<String>, Option<Child>)>,
     /// ZooKeeper connect string when masters are elected.
     zookeeper: Option<String>,
@@ -53,10 +54,11 @@ impl Cluster {
 
     fn start_with(zookeeper: Option<String>, masters: usize) -> Cluster {
         let home = tempfile::tempdir().unwrap();
-        let ports: Vec<u16> = (0..masters).map(|_| free_port()).collect();
+        let port = free_port();
+        let ports: Vec<u16> = vec![port; masters];
         let mut c = Cluster {
             home,
-            master_port: ports.first().copied().unwrap_or_else(free_port),
+            master_port: port,
             masters: ports.into_iter().map(|p| (p, Vec::new(), None)).collect(),
             zookeeper,
             workers: Vec::new(),
@@ -129,7 +131,7 @@ impl Cluster {
 
     /// Adds and starts one more master that always gets the extra `-D` options.
     pub fn add_master_with(&mut self, extra: &[&str]) {
-        self.masters.push((free_port(), extra.iter().map(|s| s.to_string()).collect(), None));
+        self.masters.push((self.master_port, extra.iter().map(|s| s.to_string()).collect(), None));
         self.start_master_at(self.masters.len() - 1);
     }
 
@@ -142,14 +144,21 @@ impl Cluster {
     pub fn start_master_at(&mut self, i: usize) {
         let log = self.log(&format!("master{i}.log"));
         let port = format!("-Dtachyon.master.port={}", self.masters[i].0);
-        let child =
-            self.command(&[&port]).args(&self.masters[i].1).arg("master").stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let host = format!("-Dtachyon.master.hostname={}", master_host(i));
+        let child = self
+            .command(&[&port, &host])
+            .args(&self.masters[i].1)
+            .arg("master")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
         self.masters[i].2 = Some(child);
     }
 
     /// The address master `i` serves on.
     pub fn master_address(&self, i: usize) -> String {
-        format!("127.0.0.1:{}", self.masters[i].0)
+        format!("{}:{}", master_host(i), self.masters[i].0)
     }
 
     /// The index of the master serving at `address`.
@@ -301,6 +310,11 @@ impl Drop for Cluster {
             eprintln!("cluster logs kept in {}", kept.display());
         }
     }
+}
+
+/// The loopback address master `i` serves on.
+pub fn master_host(i: usize) -> String {
+    format!("127.0.0.{}", i + 1)
 }
 
 /// Polls `check` every 50 ms for up to 10 s; true once it held. For effects that the
