@@ -183,6 +183,11 @@ impl Journal {
         Ok(v)
     }
 
+    /// True if a checkpoint of the state before entry `next` exists.
+    pub async fn has_checkpoint(&self, next: u64) -> Result<bool, JournalError> {
+        Ok(self.checkpoint_names().await?.contains(&next))
+    }
+
     /// The newest readable checkpoint, or an empty namespace if there is none.
     async fn load_checkpoint(&self) -> Result<Namespace, JournalError> {
         for next in self.checkpoint_names().await?.into_iter().rev() {

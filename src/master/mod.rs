@@ -184,7 +184,9 @@ impl Master {
                 Some(e) => Err(e),
                 None => respond(&st),
             };
-            let checkpoint = (st.entries_since_checkpoint >= self.options.checkpoint_period_entries
+            // Standbys checkpoint every period; the leader only as a fallback (no standby
+            // running), at twice the period, since its snapshot is taken under the lock.
+            let checkpoint = (st.entries_since_checkpoint >= self.options.checkpoint_period_entries.saturating_mul(2)
                 && !self.checkpoint_running.load(Ordering::Acquire))
             .then(|| {
                 st.entries_since_checkpoint = 0;

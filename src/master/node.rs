@@ -318,6 +318,7 @@ async fn follow_until_elected(
     let tail_every = Duration::from_millis(node.options.tailer_sleep_ms);
     let mut campaign = Box::pin(node.coordinator.campaign(node.address(), last_epoch));
     let mut stopping = stop.clone();
+    let mut checkpointed_at = ns.next_sequence();
     loop {
         tokio::select! {
             elected = &mut campaign => match elected {
@@ -335,12 +336,31 @@ async fn follow_until_elected(
                     Ok(_) => {
                         last_epoch = last_epoch.max(ns.epoch());
                         node.set_role(Role::Standby { applied: ns.next_sequence(), last_epoch });
+                        if ns.next_sequence() - checkpointed_at >= node.options.checkpoint_period_entries {
+                            checkpointed_at = ns.next_sequence();
+                            checkpoint_as_standby(&node.journal, &ns).await;
+                        }
                     }
                     Err(e) => warn!(error = %e, next_sequence = ns.next_sequence(), "standby could not read the journal; retrying"),
                 }
             }
             _ = wait_stopped(&mut stopping) => return Ok(None),
         }
+    }
+}
+
+/// Writes a checkpoint of a caught-up standby's namespace, so the leader never stops for
+/// one and the next take-over replays little. Another standby may have written the same
+/// one: same sequence, same bytes (replay is deterministic), so it is skipped.
+async fn checkpoint_as_standby(journal: &Journal, ns: &crate::core::namespace::Namespace) {
+    let next = ns.next_sequence();
+    match journal.has_checkpoint(next).await {
+        Ok(true) => {}
+        Ok(false) => match journal.write_checkpoint(&ns.to_checkpoint()).await {
+            Ok(()) => info!(next_sequence = next, "standby wrote a checkpoint"),
+            Err(e) => warn!(next_sequence = next, error = %e, "standby checkpoint failed; will try again after more entries"),
+        },
+        Err(e) => warn!(error = %e, "cannot list checkpoints"),
     }
 }
 
