@@ -385,3 +385,24 @@ async fn standbys_write_checkpoints_and_a_take_over_starts_from_one() {
     let loaded = eventually(|| async { std::fs::read_to_string(&log).unwrap_or_default().matches("loaded checkpoint").count() >= 1 }).await;
     assert!(loaded, "restart did not start from a checkpoint; see {}", log.display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_zookeeper_stops_acknowledging_and_service_resumes_after() {
+    let mut zk = ZooKeeper::standalone();
+    let mut c = Cluster::start_ha(&zk.servers(), 2);
+    c.start_worker(0);
+    let fs = c.client();
+    let leader = serving_leader(&c).await;
+    c.wait_for_workers(1).await;
+    fs.write_file("/cut/before", b"acked", opts()).await.unwrap();
+    let direct = impatient_client_of(&c, leader);
+    zk.kill(0);
+    // Within the session timeout the leader notices and stops answering as leader.
+    let stopped = eventually(|| async { direct.create_directory("/cut/while-down", true, true).await.is_err() }).await;
+    assert!(stopped, "a leader without ZooKeeper kept acknowledging writes");
+    zk.restart(0);
+    serving_leader(&c).await;
+    fs.write_file("/cut/after", b"resumed", opts()).await.unwrap();
+    assert_eq!(fs.read_file("/cut/before").await.unwrap(), b"acked");
+    assert_eq!(fs.read_file("/cut/after").await.unwrap(), b"resumed");
+}

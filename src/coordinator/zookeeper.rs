@@ -225,6 +225,14 @@ impl Coordinator for ZkCoordinator {
                         let _ = lost_tx.send(true);
                         return;
                     }
+                    // Suspended: the client notices a silent connection well before the
+                    // server could expire the session and elect a successor, so giving up
+                    // here means a cut-off leader stops answering before another can start.
+                    zk::SessionState::Disconnected => {
+                        warn!(epoch, "leader lost its ZooKeeper connection: giving leadership up");
+                        let _ = lost_tx.send(true);
+                        return;
+                    }
                     other => info!(state = ?other, epoch, "leader's ZooKeeper session state"),
                 }
             }

@@ -268,6 +268,8 @@ async fn switch_roles(node: Arc<MasterNode>, mut stop: watch::Receiver<bool>) ->
             }
             TermEnd::Lost => {
                 master.writer().clone().abort().await;
+                // End the session too, so a suspended one cannot keep our election node.
+                leadership.resign().await;
                 warn!(epoch, "leadership lost: stopped writing the journal; rejoining as a standby");
             }
             TermEnd::JournalFailed(reason) => {
