@@ -55,3 +55,49 @@ fn readme_quick_start_through_the_scripts() {
     ok(script(h, "tachyon-stop.sh", &[], &opts), "final stop");
     assert!(std::fs::read_dir(h.join("run")).unwrap().next().is_none(), "pid files removed");
 }
+
+/// The fault-tolerance guide through the scripts: ZooKeeper settings in `TACHYON_JAVA_OPTS`,
+/// three masters from `conf/masters` (loopback addresses, one port), a worker from
+/// `conf/workers`; kill -9 the leader and every file is still there.
+#[test]
+fn fault_tolerant_cluster_through_the_scripts_survives_a_leader_kill() {
+    let zk = common::zk::ZooKeeper::standalone();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    std::fs::create_dir_all(h.join("conf")).unwrap();
+    std::fs::write(h.join("conf/masters"), "# three masters on one machine\n127.0.0.1\n127.0.0.2\n127.0.0.3\n").unwrap();
+    std::fs::write(h.join("conf/workers"), "127.0.0.1\n").unwrap();
+    let opts = format!(
+        "-Dtachyon.zookeeper.enabled=true -Dtachyon.zookeeper.address={} -Dtachyon.zookeeper.session.timeout=2s \
+         -Dtachyon.master.journal.folder={}/shared-journal -Dtachyon.master.port={} -Dtachyon.worker.port={} \
+         -Dtachyon.worker.data.port={} -Dtachyon.user.rpc.retry.max.duration=30s",
+        zk.servers(),
+        h.display(),
+        common::free_port(),
+        common::free_port(),
+        common::free_port()
+    );
+    ok(script(h, "tachyon", &["format"], &opts), "format");
+    let started = ok(script(h, "tachyon-start.sh", &["all"], &opts), "start all");
+    assert_eq!(started.matches("Started master").count(), 3, "{started}");
+    assert_eq!(started.matches("Started worker").count(), 1, "{started}");
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let original = std::fs::read(&readme).unwrap();
+    // The client finds the leader through ZooKeeper and retries until the worker registered.
+    ok(script(h, "tachyon", &["fs", "copyFromLocal", readme.to_str().unwrap(), "/ft/README.md"], &opts), "copyFromLocal");
+    let leader = ok(script(h, "tachyon", &["fs", "leader"], &opts), "leader").trim().to_string();
+    let leader_host = leader.split(':').next().unwrap().to_string();
+    let info = ok(script(h, "tachyon", &["fs", "masterInfo"], &opts), "masterInfo");
+    assert!(info.contains(&format!("Leader: {leader}")), "{info}");
+
+    let pidfile = h.join("run").join(format!("master-{leader_host}.pid"));
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    assert!(Command::new("kill").args(["-KILL", pid.trim()]).status().unwrap().success());
+    assert_eq!(script(h, "tachyon", &["fs", "cat", "/ft/README.md"], &opts).stdout, original, "file after failover");
+    let new_leader = ok(script(h, "tachyon", &["fs", "leader"], &opts), "leader").trim().to_string();
+    assert_ne!(new_leader, leader);
+    assert!(ok(script(h, "tachyon", &["runTests"], &opts), "runTests").contains("4 passed, 0 failed"));
+    let stopped = ok(script(h, "tachyon-stop.sh", &["all"], &opts), "stop");
+    assert_eq!(stopped.matches("Stopped master").count(), 2, "{stopped}");
+    assert!(!stopped.contains("killing"), "graceful stop: {stopped}");
+}
