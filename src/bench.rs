@@ -139,6 +139,7 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
         master_opts,
         crate::runtime::system_clock(),
         coordinator.clone(),
+        Arc::new(LocalUnderFs::new(root.join("journal"))),
         stop(stop_rx.clone()),
     ));
     let worker_opts = WorkerOptions {

@@ -213,7 +213,9 @@ async fn run_master(defines: &[String]) -> Result<(), String> {
     let cfg = load_config(Role::Master, defines)?;
     let options = tachyon::master::MasterOptions::from_config(&cfg);
     let coordinator = tachyon::coordinator::from_config(&cfg).map_err(|e| e.to_string())?;
-    tachyon::master::node::run_master(options, tachyon::runtime::system_clock(), coordinator, shutdown_signal())
+    let journal_ufs = tachyon::underfs::open(&options.journal_folder)
+        .map_err(|e| format!("cannot open the journal folder {}: {e}", options.journal_folder))?;
+    tachyon::master::node::run_master(options, tachyon::runtime::system_clock(), coordinator, journal_ufs, shutdown_signal())
         .await
         .map_err(|e| e.to_string())
 }

@@ -46,32 +46,10 @@ fn impatient_client_of(c: &Cluster, i: usize) -> FileSystem {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zookeeper_elects_one_leader_at_a_time_with_increasing_epochs() {
+async fn zookeeper_coordinator_passes_the_conformance_suite() {
     let zk = ZooKeeper::standalone();
     let c = Cluster::start_ha(&zk.servers(), 0);
-    let (a, b) = (c.coordinator(), c.coordinator());
-    let first = a.campaign("127.0.0.1:1", 0).await.unwrap();
-    assert_eq!(first.epoch, 1);
-    first.announce("127.0.0.1:1").await.unwrap();
-    assert_eq!(b.leader_address().await.unwrap().as_deref(), Some("127.0.0.1:1"));
-    // A second candidate waits while the first leads...
-    let second = tokio::spawn(async move { b.campaign("127.0.0.1:2", 0).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!second.is_finished(), "two leaders at once");
-    // ...and is elected with a newer epoch as soon as the first resigns.
-    first.resign().await;
-    let second = tokio::time::timeout(Duration::from_secs(5), second).await.unwrap().unwrap().unwrap();
-    assert_eq!(second.epoch, 2);
-    assert!(eventually(|| async { first.is_lost() }).await, "a resigned leader knows it lost");
-    second.announce("127.0.0.1:2").await.unwrap();
-    assert_eq!(a.leader_address().await.unwrap().as_deref(), Some("127.0.0.1:2"));
-    second.resign().await;
-    // The epoch also exceeds whatever the journal has seen.
-    let third = a.campaign("127.0.0.1:3", 10).await.unwrap();
-    assert_eq!(third.epoch, 11);
-    a.register_master("127.0.0.1:3").await.unwrap();
-    a.register_master("127.0.0.1:1").await.unwrap();
-    assert_eq!(a.masters().await.unwrap(), vec!["127.0.0.1:1".to_string(), "127.0.0.1:3".to_string()]);
+    tachyon::coordinator::conformance::run_all(&|| c.coordinator()).await;
 }
 
 /// What writer `k` puts into its `n`-th file: derived from the path alone, so any file found

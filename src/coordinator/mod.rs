@@ -5,6 +5,7 @@
 //! [`zookeeper::ZkCoordinator`] (real ZooKeeper; not compiled under madsim, where a
 //! simulated ZooKeeper takes its place).
 
+pub mod conformance;
 #[cfg(not(madsim))]
 pub mod zookeeper;
 

@@ -31,6 +31,7 @@ use crate::journal::{Journal, JournalError};
 use crate::proto::master_service_server::MasterServiceServer;
 use crate::proto::MasterStatus;
 use crate::runtime::Clock;
+use crate::underfs::UnderFs;
 
 /// Longest pause between attempts after a journal or coordinator failure.
 const MAX_RETRY_SLEEP: Duration = Duration::from_secs(5);
@@ -57,19 +58,18 @@ pub struct MasterNode {
 }
 
 impl MasterNode {
-    /// A standby master over the journal in `options.journal_folder`.
-    pub fn new(options: MasterOptions, clock: Arc<dyn Clock>, coordinator: Arc<dyn Coordinator>) -> Result<Self, RunError> {
-        let ufs = crate::underfs::open(&options.journal_folder).map_err(RunError::JournalFolder)?;
-        let journal = Journal::new(ufs, options.journal_limits.clone());
+    /// A standby master over the journal stored on `journal_ufs` (rooted at the folder).
+    pub fn new(options: MasterOptions, clock: Arc<dyn Clock>, coordinator: Arc<dyn Coordinator>, journal_ufs: Arc<dyn UnderFs>) -> Self {
+        let journal = Journal::new(journal_ufs, options.journal_limits.clone());
         let start_time_ms = clock.now_ms();
-        Ok(MasterNode {
+        MasterNode {
             options,
             clock,
             coordinator,
             journal,
             role: StdMutex::new(Role::Standby { applied: 0, last_epoch: 0 }),
             start_time_ms,
-        })
+        }
     }
 
     fn role(&self) -> Role {
@@ -127,8 +127,6 @@ impl MasterNode {
 pub enum RunError {
     #[error("cannot bind the master address: {0}")]
     Bind(FsError),
-    #[error("cannot open the journal folder: {0}")]
-    JournalFolder(std::io::Error),
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error("serving RPC failed: {0}")]
@@ -136,15 +134,17 @@ pub enum RunError {
 }
 
 /// Runs a master process until `shutdown` completes: serves RPC in either role and
-/// switches roles as elections go.
+/// switches roles as elections go. The journal lives on `journal_ufs` (the folder named by
+/// `options.journal_folder`, opened by the caller: real under-storage or a simulated one).
 pub async fn run_master(
     options: MasterOptions,
     clock: Arc<dyn Clock>,
     coordinator: Arc<dyn Coordinator>,
+    journal_ufs: Arc<dyn UnderFs>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let bind = resolve(&options.address).await.map_err(RunError::Bind)?;
-    let node = Arc::new(MasterNode::new(options, clock, coordinator)?);
+    let node = Arc::new(MasterNode::new(options, clock, coordinator, journal_ufs));
     // A master on an unformatted journal is a set-up mistake: say so at once.
     if !node.journal.is_formatted().await? {
         return Err(JournalError::NotFormatted { folder: node.journal.folder() }.into());
