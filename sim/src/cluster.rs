@@ -1,0 +1,199 @@
+//! A simulated cluster on madsim nodes, built from a topology: ZooKeeper on 10.0.0.1,
+//! masters on 10.0.1.x, workers on 10.0.2.x, clients on 10.0.3.x, the test driver on
+//! 10.0.9.1. Each master and worker runs the production `run_master`/`run_worker` code on
+//! simulated network and time; helpers kill, restart, pause and resume nodes.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use madsim::runtime::{Handle, NodeHandle};
+use tachyon::client::{ClientOptions, FileSystem};
+use tachyon::coordinator::Coordinator;
+use tachyon::journal::{Journal, JournalLimits};
+use tachyon::master::MasterOptions;
+use tachyon::proto::WorkerNetAddress;
+use tachyon::rpc::RetryPolicy;
+use tachyon::worker::WorkerOptions;
+
+use crate::coordinator::SimCoordinator;
+use crate::store::SimStore;
+use crate::zk::{self, ZK_PORT};
+
+/// Master RPC port in the simulation (as in production).
+pub const MASTER_PORT: u16 = 19998;
+
+/// The shape and timing of a simulated cluster.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    pub masters: usize,
+    pub workers: usize,
+    pub session_timeout: Duration,
+    pub checkpoint_period_entries: u64,
+}
+
+fn ip(a: u8, b: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, a, b))
+}
+
+/// The simulated ZooKeeper's address.
+pub fn zk_addr() -> SocketAddr {
+    SocketAddr::new(ip(0, 1), ZK_PORT)
+}
+
+/// The address master `i` serves on.
+pub fn master_address(i: usize) -> String {
+    format!("10.0.1.{}:{MASTER_PORT}", i + 1)
+}
+
+/// A running simulated cluster.
+pub struct SimCluster {
+    pub topology: Topology,
+    pub store: SimStore,
+    handle: Handle,
+    pub zookeeper: NodeHandle,
+    pub masters: Vec<NodeHandle>,
+    pub workers: Vec<NodeHandle>,
+}
+
+impl SimCluster {
+    /// Starts ZooKeeper, formats the journal, starts every master and worker.
+    pub async fn start(topology: Topology, seed: u64) -> SimCluster {
+        let handle = Handle::current();
+        let zookeeper = handle.create_node().name("zookeeper").ip(ip(0, 1)).init(|| zk::serve(zk_addr())).build();
+        let store = SimStore::new();
+        Journal::new(Arc::new(store.clone()), JournalLimits::default()).format(false).await.expect("format the simulated journal");
+        let masters = (0..topology.masters)
+            .map(|i| {
+                let (store, t) = (store.clone(), topology.clone());
+                handle
+                    .create_node()
+                    .name(format!("master-{i}"))
+                    .ip(ip(1, i as u8 + 1))
+                    .init(move || {
+                        let (store, t) = (store.clone(), t.clone());
+                        async move {
+                            let options = MasterOptions {
+                                address: master_address(i),
+                                journal_folder: "sim://journal".into(),
+                                journal_limits: JournalLimits { segment_max_bytes: 64 << 10, ..JournalLimits::default() },
+                                checkpoint_period_entries: t.checkpoint_period_entries,
+                                worker_timeout_ms: 3000,
+                                tailer_sleep_ms: 50,
+                            };
+                            let coordinator = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout));
+                            let result = tachyon::master::node::run_master(
+                                options,
+                                tachyon::runtime::system_clock(),
+                                coordinator,
+                                Arc::new(store),
+                                std::future::pending(),
+                            )
+                            .await;
+                            tracing::error!(master = i, ?result, "simulated master exited");
+                        }
+                    })
+                    .build()
+            })
+            .collect();
+        let workers = (0..topology.workers)
+            .map(|i| {
+                let t = topology.clone();
+                let mem_dir = std::env::temp_dir().join(format!("tachyon-sim-{}-{seed}-worker{i}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&mem_dir);
+                handle
+                    .create_node()
+                    .name(format!("worker-{i}"))
+                    .ip(ip(2, i as u8 + 1))
+                    .init(move || {
+                        let (t, mem_dir) = (t.clone(), mem_dir.clone());
+                        async move {
+                            let options = WorkerOptions {
+                                address: WorkerNetAddress { host: format!("10.0.2.{}", i + 1), rpc_port: 29998, data_port: 29999, web_port: 30000 },
+                                memory_bytes: 64 << 20,
+                                mem_dir,
+                                heartbeat_interval: Duration::from_millis(100),
+                                heartbeat_timeout: Duration::from_secs(2),
+                                chunk_bytes: 64 << 10,
+                            };
+                            let coordinator = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout));
+                            let result = tachyon::worker::run_worker(options, coordinator, std::future::pending()).await;
+                            tracing::error!(worker = i, ?result, "simulated worker exited");
+                        }
+                    })
+                    .build()
+            })
+            .collect();
+        SimCluster { topology, store, handle, zookeeper, masters, workers }
+    }
+
+    /// A coordinator for the caller's node.
+    pub fn coordinator(&self) -> Arc<dyn Coordinator> {
+        Arc::new(SimCoordinator::new(zk_addr(), self.topology.session_timeout))
+    }
+
+    /// A client for the caller's node (no short-circuit reads: clients are on their own nodes).
+    pub fn client(&self) -> FileSystem {
+        let options = ClientOptions {
+            retry: RetryPolicy {
+                base_sleep: Duration::from_millis(20),
+                max_sleep: Duration::from_millis(500),
+                max_duration: Duration::from_secs(30),
+            },
+            block_size: 256 << 10,
+            short_circuit: false,
+            chunk_bytes: 64 << 10,
+            write_type: "MUST_CACHE".into(),
+            owner: "sim".into(),
+            group: "sim".into(),
+            request_timeout: Duration::from_secs(2),
+        };
+        FileSystem::new(options, self.coordinator())
+    }
+
+    /// The index of the master that currently serves as leader, if any.
+    pub async fn leader(&self) -> Option<usize> {
+        let address = self.coordinator().leader_address().await.ok()??;
+        let i = (0..self.masters.len()).find(|i| master_address(*i) == address)?;
+        let mut quick = self.client().options().clone();
+        quick.retry.max_duration = Duration::from_millis(200);
+        let fs = FileSystem::new(quick, Arc::new(tachyon::coordinator::StaticCoordinator::new(address)));
+        let answer = fs.master_info().await.ok()?;
+        answer.masters.iter().any(|m| m.role == "leader").then_some(i)
+    }
+
+    /// Waits (virtual time) until some master serves as leader.
+    pub async fn wait_for_leader(&self, limit: Duration) -> Option<usize> {
+        let deadline = madsim::time::Instant::now() + limit;
+        while madsim::time::Instant::now() < deadline {
+            if let Some(i) = self.leader().await {
+                return Some(i);
+            }
+            madsim::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Kills a node (a crash: no shutdown code runs).
+    pub fn kill(&self, node: &NodeHandle) {
+        self.handle.kill(node.id());
+    }
+
+    /// Restarts a node from its init task: a crash (if it still runs), then a fresh start
+    /// once its sockets are gone.
+    pub async fn restart(&self, node: &NodeHandle) {
+        self.handle.kill(node.id());
+        madsim::time::sleep(Duration::from_millis(100)).await;
+        self.handle.restart(node.id());
+    }
+
+    /// Pauses a node (a stop-the-world pause: nothing of it runs).
+    pub fn pause(&self, node: &NodeHandle) {
+        self.handle.pause(node.id());
+    }
+
+    /// Resumes a paused node.
+    pub fn resume(&self, node: &NodeHandle) {
+        self.handle.resume(node.id());
+    }
+}

@@ -1,0 +1,318 @@
+//! Fault scenarios (`fault-scenarios/*.toml`), the workload that runs during them, and the
+//! invariant checkers that judge the outcome. Checkers are separate from the workload and
+//! named after the property they check.
+//!
+//! Format of a scenario file:
+//! ```toml
+//! name = "leader crash and restart"
+//! masters = 3            # master nodes
+//! workers = 2            # worker nodes
+//! duration_ms = 15000    # virtual time the workload runs
+//! seeds = 8              # seeds the default run tries (1..=seeds)
+//! session_timeout_ms = 2000
+//! [[step]]               # faults, in order of at_ms (virtual ms from the start)
+//! at_ms = 4000
+//! action = "kill_leader" # kill_leader | restart_all | pause_leader | kill_worker |
+//!                        # store_write_errors (for_ms) | kill_each_new_leader (count)
+//! for_ms = 0             # how long a pause or error window lasts
+//! count = 0              # for kill_each_new_leader
+//! ```
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use madsim::time::Instant;
+use serde::Deserialize;
+use tachyon::client::{CreateOptions, FileSystem};
+use tachyon::journal::{Journal, JournalLimits};
+
+use crate::cluster::{SimCluster, Topology};
+
+/// One scenario file.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Scenario {
+    pub name: String,
+    pub masters: usize,
+    pub workers: usize,
+    pub duration_ms: u64,
+    pub seeds: u64,
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
+    #[serde(default)]
+    pub step: Vec<Step>,
+}
+
+fn default_session_timeout_ms() -> u64 {
+    2000
+}
+
+/// A fault at a point in virtual time.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Step {
+    pub at_ms: u64,
+    pub action: Action,
+    #[serde(default)]
+    pub for_ms: u64,
+    #[serde(default)]
+    pub count: u32,
+}
+
+/// What a step does.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    KillLeader,
+    RestartAll,
+    PauseLeader,
+    KillWorker,
+    StoreWriteErrors,
+    KillEachNewLeader,
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let s: Scenario = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if s.masters == 0 || s.masters > 5 || s.workers == 0 || s.workers > 5 {
+            return Err(format!("{}: 1..=5 masters and workers", path.display()));
+        }
+        if s.step.windows(2).any(|w| w[0].at_ms > w[1].at_ms) {
+            return Err(format!("{}: steps must be in order of at_ms", path.display()));
+        }
+        Ok(s)
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Acknowledged writes.
+    pub acked: usize,
+    /// Virtual ms from each leader fault to the next acknowledged write.
+    pub failover_ms: Vec<u64>,
+    /// A digest of everything observable: equal seeds give equal hashes.
+    pub trace_hash: u32,
+}
+
+/// The bytes the workload writes to `/w/f<n>`, derived from the name alone so that any file
+/// found later can be checked.
+pub fn intended(n: u64) -> Vec<u8> {
+    let len = (n as usize * 7919) % 3000 + if n % 7 == 0 { 300_000 } else { 0 };
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn file_number(path: &str) -> Option<u64> {
+    path.strip_prefix("/w/f")?.parse().ok()
+}
+
+/// Acknowledged writes with their virtual time.
+type Acks = Arc<Mutex<Vec<(u64, Instant)>>>;
+
+/// Runs a scenario on the current simulation and checks every invariant.
+pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
+    let topology = Topology {
+        masters: s.masters,
+        workers: s.workers,
+        session_timeout: Duration::from_millis(s.session_timeout_ms),
+        checkpoint_period_entries: 40,
+    };
+    let cluster = SimCluster::start(topology, seed).await;
+    let start = Instant::now();
+    if cluster.wait_for_leader(Duration::from_secs(20)).await.is_none() {
+        return Err("no leader was elected".into());
+    }
+    // The workload: one client writing files continuously, recording acknowledgements.
+    let acked: Acks = Arc::new(Mutex::new(Vec::new()));
+    let fs = cluster.client();
+    let workload = {
+        let (fs, acked) = (fs.clone(), acked.clone());
+        let end = start + Duration::from_millis(s.duration_ms);
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < end {
+                let path = format!("/w/f{n}");
+                let opts = CreateOptions { block_size: None, recursive: true };
+                if fs.write_file(&path, &intended(n), opts).await.is_ok() {
+                    lock(&acked).push((n, Instant::now()));
+                }
+                n += 1;
+            }
+        })
+    };
+    let mut fault_times = Vec::new();
+    for step in &s.step {
+        madsim::time::sleep_until(start + Duration::from_millis(step.at_ms)).await;
+        apply_step(&cluster, step, &mut fault_times).await?;
+    }
+    workload.await.map_err(|e| format!("workload task: {e}"))?;
+    let Some(_leader) = cluster.wait_for_leader(Duration::from_secs(30)).await else {
+        return Err("no leader serves after the faults".into());
+    };
+    let acked: Vec<(u64, Instant)> = lock(&acked).clone();
+    if acked.is_empty() {
+        return Err("the workload acknowledged nothing".into());
+    }
+    let worker_killed = s.step.iter().any(|st| st.action == Action::KillWorker);
+    no_acknowledged_write_lost(&fs, &acked, worker_killed).await?;
+    if worker_killed {
+        dead_worker_is_declared_lost(&fs).await?;
+    }
+    no_torn_or_phantom_file(&fs).await?;
+    exactly_one_leader(&cluster).await?;
+    standbys_converge(&fs, s.masters).await?;
+    let next_sequence = journal_replays_cleanly(&cluster, &acked).await?;
+    let failover_ms = fault_times
+        .iter()
+        .filter_map(|t| acked.iter().find(|(_, at)| at > t).map(|(_, at)| at.duration_since(*t).as_millis() as u64))
+        .collect();
+    let mut trace = Vec::new();
+    for (n, at) in &acked {
+        trace.extend_from_slice(&n.to_le_bytes());
+        trace.extend_from_slice(&(at.duration_since(start).as_micros() as u64).to_le_bytes());
+    }
+    trace.extend_from_slice(&next_sequence.to_le_bytes());
+    Ok(Outcome { acked: acked.len(), failover_ms, trace_hash: crc32c::crc32c(&trace) })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn apply_step(cluster: &SimCluster, step: &Step, fault_times: &mut Vec<Instant>) -> Result<(), String> {
+    tracing::info!(?step, "scenario step");
+    match step.action {
+        Action::KillLeader | Action::PauseLeader | Action::KillEachNewLeader => {
+            let rounds = if step.action == Action::KillEachNewLeader { step.count.max(1) } else { 1 };
+            for _ in 0..rounds {
+                let leader = cluster.wait_for_leader(Duration::from_secs(30)).await.ok_or("no leader to fault")?;
+                fault_times.push(Instant::now());
+                let node = &cluster.masters[leader];
+                if step.action == Action::PauseLeader {
+                    cluster.pause(node);
+                    madsim::time::sleep(Duration::from_millis(step.for_ms)).await;
+                    cluster.resume(node);
+                } else {
+                    cluster.kill(node);
+                    if step.action == Action::KillEachNewLeader {
+                        // Kill the next leader as soon as it serves, then bring this one back.
+                        cluster.wait_for_leader(Duration::from_secs(30)).await.ok_or("no new leader")?;
+                        cluster.restart(node).await;
+                    }
+                }
+            }
+        }
+        Action::RestartAll => {
+            for node in cluster.masters.iter().chain(&cluster.workers) {
+                cluster.restart(node).await;
+            }
+        }
+        Action::KillWorker => cluster.kill(&cluster.workers[0]),
+        Action::StoreWriteErrors => {
+            fault_times.push(Instant::now());
+            cluster.store.set_fail_writes(true);
+            madsim::time::sleep(Duration::from_millis(step.for_ms)).await;
+            cluster.store.set_fail_writes(false);
+        }
+    }
+    Ok(())
+}
+
+/// Every acknowledged write reads back with its exact bytes. Where a worker died, data
+/// that lived only on it (in memory, never persisted) may be gone, but then reading says
+/// `BlockLost`, never returns other bytes.
+pub async fn no_acknowledged_write_lost(fs: &FileSystem, acked: &[(u64, Instant)], worker_died: bool) -> Result<(), String> {
+    for (n, _) in acked {
+        let path = format!("/w/f{n}");
+        match fs.read_file(&path).await {
+            Ok(data) if data == intended(*n) => {}
+            Err(tachyon::error::FsError::BlockLost { .. }) if worker_died => {}
+            Ok(data) => return Err(format!("{path}: acknowledged with {} bytes, reads {} different bytes", intended(*n).len(), data.len())),
+            Err(e) => return Err(format!("{path}: acknowledged but lost: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// A complete file has exactly the bytes its writer sent: no torn or invented data.
+/// (A file whose blocks sat only on a killed worker may be lost; it must say so.)
+pub async fn no_torn_or_phantom_file(fs: &FileSystem) -> Result<(), String> {
+    let listed = fs.list_status("/w", false).await.map_err(|e| format!("list /w: {e}"))?;
+    for f in listed.iter().filter(|f| f.complete) {
+        let n = file_number(&f.path).ok_or_else(|| format!("phantom file {}", f.path))?;
+        match fs.read_file(&f.path).await {
+            Ok(data) if data == intended(n) => {}
+            Ok(_) => return Err(format!("{}: complete but with the wrong bytes", f.path)),
+            Err(tachyon::error::FsError::BlockLost { .. }) => {}
+            Err(e) => return Err(format!("{}: {e}", f.path)),
+        }
+    }
+    Ok(())
+}
+
+/// A worker that stopped heartbeating is reported lost (and the live one is not).
+pub async fn dead_worker_is_declared_lost(fs: &FileSystem) -> Result<(), String> {
+    for _ in 0..100 {
+        let workers = fs.workers().await.map_err(|e| e.to_string())?;
+        if workers.iter().any(|w| w.lost) && workers.iter().any(|w| !w.lost) {
+            return Ok(());
+        }
+        madsim::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("the dead worker was not declared lost: {:?}", fs.workers().await))
+}
+
+/// Exactly one master serves as leader once the faults are over.
+pub async fn exactly_one_leader(cluster: &SimCluster) -> Result<(), String> {
+    let mut leaders = 0;
+    for i in 0..cluster.masters.len() {
+        let mut quick = cluster.client().options().clone();
+        quick.retry.max_duration = Duration::from_millis(500);
+        let fs = FileSystem::new(quick, Arc::new(tachyon::coordinator::StaticCoordinator::new(crate::cluster::master_address(i))));
+        if let Ok(info) = fs.master_info().await {
+            leaders += info.masters.iter().filter(|m| m.role == "leader").count();
+        }
+    }
+    if leaders != 1 {
+        return Err(format!("{leaders} masters claim to lead"));
+    }
+    Ok(())
+}
+
+/// Every standby catches up to the leader's applied sequence.
+pub async fn standbys_converge(fs: &FileSystem, masters: usize) -> Result<(), String> {
+    let mut last = Vec::new();
+    for _ in 0..100 {
+        last = fs.masters().await.map_err(|e| e.to_string())?;
+        let live: Vec<_> = last.iter().filter(|m| m.role != "unreachable").collect();
+        if live.len() == masters && live.iter().all(|m| m.applied_sequence == live[0].applied_sequence) {
+            return Ok(());
+        }
+        madsim::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("standbys did not converge: {last:?}"))
+}
+
+/// The shared journal replays from scratch (sequences contiguous, epochs never going back)
+/// and holds every acknowledged file. Returns the journal's next sequence.
+pub async fn journal_replays_cleanly(cluster: &SimCluster, acked: &[(u64, Instant)]) -> Result<u64, String> {
+    let journal = Journal::new(Arc::new(cluster.store.clone()), JournalLimits::default());
+    let recovered = journal.recover().await.map_err(|e| format!("journal replay: {e}"))?;
+    recovered.namespace.check_invariants()?;
+    for (n, _) in acked {
+        let path = tachyon::core::path::FsPath::parse(&format!("/w/f{n}")).map_err(|e| e.to_string())?;
+        if recovered.namespace.lookup(&path).is_err() {
+            return Err(format!("/w/f{n} was acknowledged but is not in the journal"));
+        }
+    }
+    Ok(recovered.namespace.next_sequence())
+}

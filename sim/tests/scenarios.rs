@@ -1,0 +1,147 @@
+//! Runs every scenario of `fault-scenarios/` under madsim for its seeds and checks the
+//! invariants; proves the same seed gives the same trace; runs the coordinator conformance
+//! suite against the simulated ZooKeeper.
+//!
+//! Environment: `SIM_SCENARIO=<file stem>` runs one scenario, `MADSIM_TEST_SEED=<n>` (or
+//! `SIM_SEED`) one seed, `SIM_SEEDS=<n>` overrides how many seeds each scenario runs.
+//! A failure prints the command that replays it.
+
+#![cfg(madsim)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tachyon_sim::cluster::zk_addr;
+use tachyon_sim::coordinator::SimCoordinator;
+use tachyon_sim::scenario::{self, Outcome, Scenario};
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
+fn scenarios() -> Vec<(PathBuf, Scenario)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fault-scenarios");
+    let only = std::env::var("SIM_SCENARIO").ok();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .filter(|p| only.as_deref().is_none_or(|o| p.file_stem().is_some_and(|s| s == o)))
+        .collect();
+    files.sort();
+    files.into_iter().map(|p| (p.clone(), Scenario::load(&p).unwrap_or_else(|e| panic!("{e}")))).collect()
+}
+
+/// Logs to stderr when `RUST_LOG` is set.
+fn init_logging() {
+    if std::env::var("RUST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).try_init();
+    }
+}
+
+/// Runs one seed of a scenario on a fresh simulated world, on a fresh thread (std's hash
+/// keys are per thread: madsim seeds them only on a thread that has not used them yet).
+fn run_seed(s: &Scenario, seed: u64) -> Result<Outcome, String> {
+    init_logging();
+    let s = s.clone();
+    std::thread::spawn(move || run_seed_here(&s, seed)).join().unwrap_or_else(|_| Err(format!("seed {seed} panicked")))
+}
+
+fn run_seed_here(s: &Scenario, seed: u64) -> Result<Outcome, String> {
+    let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    rt.set_time_limit(Duration::from_secs(900));
+    let s = s.clone();
+    rt.block_on(async move {
+        let driver = madsim::runtime::Handle::current().create_node().name("driver").ip("10.0.9.1".parse().unwrap()).build();
+        driver.spawn(async move { scenario::run(&s, seed).await }).await.map_err(|e| format!("driver: {e}"))?
+    })
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[test]
+fn every_fault_scenario_keeps_its_invariants_for_every_seed() {
+    let one_seed = env_u64("MADSIM_TEST_SEED").or_else(|| env_u64("SIM_SEED"));
+    let mut failures = Vec::new();
+    let (mut runs, mut acked) = (0u64, 0usize);
+    let mut failovers = Vec::new();
+    let wall = std::time::Instant::now();
+    for (path, s) in scenarios() {
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let seeds: Vec<u64> = match one_seed {
+            Some(seed) => vec![seed],
+            None => (1..=env_u64("SIM_SEEDS").unwrap_or(s.seeds)).collect(),
+        };
+        for seed in seeds {
+            runs += 1;
+            match run_seed(&s, seed) {
+                Ok(o) => {
+                    println!("{stem} seed {seed}: ok, {} acked, failover ms {:?}, trace {:08x}", o.acked, o.failover_ms, o.trace_hash);
+                    acked += o.acked;
+                    failovers.extend(o.failover_ms);
+                }
+                Err(e) => {
+                    println!("{stem} seed {seed}: FAILED: {e}");
+                    println!("  replay: SIM_SCENARIO={stem} MADSIM_TEST_SEED={seed} cargo sim");
+                    failures.push(format!("{stem} seed {seed}: {e}"));
+                }
+            }
+        }
+    }
+    failovers.sort_unstable();
+    println!(
+        "simulation: {runs} seeds run, {} failed, {acked} acknowledged writes, failover p50 {} ms p99 {} ms, {:.1} s wall",
+        failures.len(),
+        percentile(&failovers, 0.5),
+        percentile(&failovers, 0.99),
+        wall.elapsed().as_secs_f64()
+    );
+    assert!(failures.is_empty(), "failed seeds:\n{}", failures.join("\n"));
+}
+
+/// Replays one seed in two fresh processes, as `MADSIM_TEST_SEED=<n>` does, and compares
+/// their trace hashes. (Two runs inside one process are not compared: madsim's runtime
+/// keeps process-wide counters that shift its own hash maps between runs.)
+#[test]
+fn the_same_seed_gives_the_same_trace() {
+    let (path, _) = scenarios().into_iter().next().expect("at least one scenario");
+    let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+    let exe = std::env::current_exe().expect("test binary");
+    let trace = || {
+        let out = std::process::Command::new(&exe)
+            .args(["every_fault_scenario_keeps_its_invariants_for_every_seed", "--exact", "--nocapture"])
+            .env("SIM_SCENARIO", &stem)
+            .env("MADSIM_TEST_SEED", "42")
+            .env_remove("SIM_SEED")
+            .output()
+            .expect("run the test binary");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "seed 42 of {stem} failed:\n{stdout}");
+        stdout.lines().find_map(|l| l.split(", trace ").nth(1).map(str::to_string)).expect("a trace line")
+    };
+    let (first, second) = (trace(), trace());
+    println!("{stem} seed 42: trace {first} and {second}");
+    assert_eq!(first, second, "same seed, different trace");
+}
+
+#[test]
+fn simulated_zookeeper_passes_the_coordinator_conformance_suite() {
+    let rt = madsim::runtime::Runtime::with_seed_and_config(1, madsim::Config::default());
+    rt.block_on(async {
+        let handle = madsim::runtime::Handle::current();
+        handle.create_node().name("zookeeper").ip(zk_addr().ip()).init(|| tachyon_sim::zk::serve(zk_addr())).build();
+        let driver = handle.create_node().name("driver").ip("10.0.9.1".parse().unwrap()).build();
+        driver
+            .spawn(async {
+                tachyon::coordinator::conformance::run_all(&|| Arc::new(SimCoordinator::new(zk_addr(), Duration::from_secs(2)))).await;
+            })
+            .await
+            .unwrap();
+    });
+}
