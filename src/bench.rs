@@ -125,6 +125,7 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
         checkpoint_period_entries: u64::MAX,
         worker_timeout_ms: 60_000,
         tailer_sleep_ms: 200,
+        fencing: true,
     };
     Journal::new(Arc::new(LocalUnderFs::new(root.join("journal"))), JournalLimits::default())
         .format(false)

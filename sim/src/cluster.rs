@@ -30,6 +30,8 @@ pub struct Topology {
     pub workers: usize,
     pub session_timeout: Duration,
     pub checkpoint_period_entries: u64,
+    /// Journal fencing on the masters (off only to prove the checkers catch split brain).
+    pub fencing: bool,
 }
 
 fn ip(a: u8, b: u8) -> IpAddr {
@@ -80,6 +82,7 @@ impl SimCluster {
                                 checkpoint_period_entries: t.checkpoint_period_entries,
                                 worker_timeout_ms: 3000,
                                 tailer_sleep_ms: 50,
+                                fencing: t.fencing,
                             };
                             let coordinator = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout));
                             let result = tachyon::master::node::run_master(
@@ -149,6 +152,11 @@ impl SimCluster {
             request_timeout: Duration::from_secs(2),
         };
         FileSystem::new(options, self.coordinator())
+    }
+
+    /// A client that only ever talks to master `i`, whoever leads.
+    pub fn client_of_master(&self, i: usize) -> FileSystem {
+        FileSystem::new(self.client().options().clone(), Arc::new(tachyon::coordinator::StaticCoordinator::new(master_address(i))))
     }
 
     /// The index of the master that currently serves as leader, if any.

@@ -14,8 +14,11 @@
 //! at_ms = 4000
 //! action = "kill_leader" # kill_leader | restart_all | pause_leader | kill_worker |
 //!                        # store_write_errors (for_ms) | kill_each_new_leader (count)
+//!                        # store_drops_syncs (for_ms; only to prove the checkers bite)
 //! for_ms = 0             # how long a pause or error window lasts
 //! count = 0              # for kill_each_new_leader
+//! pinned_client = false  # a second client that only talks to the first leader
+//! max_failover_ms = 10000 # bound from a leader fault to the next acknowledged write
 //! ```
 
 use std::path::Path;
@@ -41,6 +44,23 @@ pub struct Scenario {
     pub session_timeout_ms: u64,
     #[serde(default)]
     pub step: Vec<Step>,
+    /// Longest allowed time from a leader fault to the next acknowledged write.
+    #[serde(default = "default_max_failover_ms")]
+    pub max_failover_ms: u64,
+    /// A second client pinned to the first leader (it keeps talking to a deposed one).
+    #[serde(default)]
+    pub pinned_client: bool,
+    /// Journal fencing on the masters; `false` only in the test proving the checkers bite.
+    #[serde(default = "fencing_on")]
+    pub fencing: bool,
+}
+
+fn default_max_failover_ms() -> u64 {
+    10_000
+}
+
+fn fencing_on() -> bool {
+    true
 }
 
 fn default_session_timeout_ms() -> u64 {
@@ -68,6 +88,8 @@ pub enum Action {
     KillWorker,
     StoreWriteErrors,
     KillEachNewLeader,
+    /// The store acknowledges syncs without keeping the bytes (for the checker test).
+    StoreDropsSyncs,
 }
 
 impl Scenario {
@@ -94,6 +116,8 @@ pub struct Outcome {
     pub failover_ms: Vec<u64>,
     /// A digest of everything observable: equal seeds give equal hashes.
     pub trace_hash: u32,
+    /// Virtual time the run took, checks included.
+    pub virtual_ms: u64,
 }
 
 /// The bytes the workload writes to `/w/f<n>`, derived from the name alone so that any file
@@ -125,36 +149,31 @@ pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
         workers: s.workers,
         session_timeout: Duration::from_millis(s.session_timeout_ms),
         checkpoint_period_entries: 40,
+        fencing: s.fencing,
     };
     let cluster = SimCluster::start(topology, seed).await;
     let start = Instant::now();
-    if cluster.wait_for_leader(Duration::from_secs(20)).await.is_none() {
+    let Some(first_leader) = cluster.wait_for_leader(Duration::from_secs(20)).await else {
         return Err("no leader was elected".into());
-    }
-    // The workload: one client writing files continuously, recording acknowledgements.
+    };
+    // The workload: a client writing files continuously (and optionally a second one that
+    // only ever talks to the first leader), recording acknowledgements.
     let acked: Acks = Arc::new(Mutex::new(Vec::new()));
     let fs = cluster.client();
-    let workload = {
-        let (fs, acked) = (fs.clone(), acked.clone());
-        let end = start + Duration::from_millis(s.duration_ms);
-        tokio::spawn(async move {
-            let mut n = 0u64;
-            while Instant::now() < end {
-                let path = format!("/w/f{n}");
-                let opts = CreateOptions { block_size: None, recursive: true };
-                if fs.write_file(&path, &intended(n), opts).await.is_ok() {
-                    lock(&acked).push((n, Instant::now()));
-                }
-                n += 1;
-            }
-        })
-    };
+    let end = start + Duration::from_millis(s.duration_ms);
+    let mut workloads = vec![tokio::spawn(write_continuously(fs.clone(), 0, end, acked.clone()))];
+    if s.pinned_client {
+        let pinned = cluster.client_of_master(first_leader);
+        workloads.push(tokio::spawn(write_continuously(pinned, PINNED_FIRST_FILE, end, acked.clone())));
+    }
     let mut fault_times = Vec::new();
     for step in &s.step {
         madsim::time::sleep_until(start + Duration::from_millis(step.at_ms)).await;
         apply_step(&cluster, step, &mut fault_times).await?;
     }
-    workload.await.map_err(|e| format!("workload task: {e}"))?;
+    for w in workloads {
+        w.await.map_err(|e| format!("workload task: {e}"))?;
+    }
     let Some(_leader) = cluster.wait_for_leader(Duration::from_secs(30)).await else {
         return Err("no leader serves after the faults".into());
     };
@@ -171,17 +190,30 @@ pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
     exactly_one_leader(&cluster).await?;
     standbys_converge(&fs, s.masters).await?;
     let next_sequence = journal_replays_cleanly(&cluster, &acked).await?;
-    let failover_ms = fault_times
-        .iter()
-        .filter_map(|t| acked.iter().find(|(_, at)| at > t).map(|(_, at)| at.duration_since(*t).as_millis() as u64))
-        .collect();
+    let failover_ms = failover_completes_within_bound(&fault_times, &acked, s.max_failover_ms)?;
     let mut trace = Vec::new();
     for (n, at) in &acked {
         trace.extend_from_slice(&n.to_le_bytes());
         trace.extend_from_slice(&(at.duration_since(start).as_micros() as u64).to_le_bytes());
     }
     trace.extend_from_slice(&next_sequence.to_le_bytes());
-    Ok(Outcome { acked: acked.len(), failover_ms, trace_hash: crc32c::crc32c(&trace) })
+    let virtual_ms = start.elapsed().as_millis() as u64;
+    Ok(Outcome { acked: acked.len(), failover_ms, trace_hash: crc32c::crc32c(&trace), virtual_ms })
+}
+
+/// File numbers of the pinned client start here.
+const PINNED_FIRST_FILE: u64 = 1_000_000;
+
+/// Writes `/w/f<n>`, `n` counting up from `first`, until `end`; records what was acknowledged.
+async fn write_continuously(fs: FileSystem, first: u64, end: Instant, acked: Acks) {
+    let mut n = first;
+    while Instant::now() < end {
+        let opts = CreateOptions { block_size: None, recursive: true };
+        if fs.write_file(&format!("/w/f{n}"), &intended(n), opts).await.is_ok() {
+            lock(&acked).push((n, Instant::now()));
+        }
+        n += 1;
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -223,6 +255,11 @@ async fn apply_step(cluster: &SimCluster, step: &Step, fault_times: &mut Vec<Ins
             madsim::time::sleep(Duration::from_millis(step.for_ms)).await;
             cluster.store.set_fail_writes(false);
         }
+        Action::StoreDropsSyncs => {
+            cluster.store.set_drop_syncs(true);
+            madsim::time::sleep(Duration::from_millis(step.for_ms)).await;
+            cluster.store.set_drop_syncs(false);
+        }
     }
     Ok(())
 }
@@ -257,6 +294,21 @@ pub async fn no_torn_or_phantom_file(fs: &FileSystem) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// After each leader fault, an acknowledged write follows within `bound_ms` (ZooKeeper and
+/// a quorum of the cluster are reachable in every scenario). Returns the times.
+pub fn failover_completes_within_bound(faults: &[Instant], acked: &[(u64, Instant)], bound_ms: u64) -> Result<Vec<u64>, String> {
+    let mut times = Vec::new();
+    for t in faults {
+        let Some((_, at)) = acked.iter().find(|(_, at)| at > t) else { continue };
+        let ms = at.duration_since(*t).as_millis() as u64;
+        if ms > bound_ms {
+            return Err(format!("failover took {ms} ms, more than the scenario's bound of {bound_ms} ms"));
+        }
+        times.push(ms);
+    }
+    Ok(times)
 }
 
 /// A worker that stopped heartbeating is reported lost (and the live one is not).

@@ -19,6 +19,7 @@ use tachyon::underfs::{UfsWriter, UnderFs};
 pub struct SimStore {
     files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
     fail_writes: Arc<AtomicBool>,
+    drop_syncs: Arc<AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -40,6 +41,12 @@ impl SimStore {
     /// Makes every write and sync fail (a broken or full journal disk) until turned off.
     pub fn set_fail_writes(&self, fail: bool) {
         self.fail_writes.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes `sync` report success while throwing the bytes away (a disk that lies about
+    /// flushing), to prove the checkers catch lost acknowledgements.
+    pub fn set_drop_syncs(&self, drop: bool) {
+        self.drop_syncs.store(drop, Ordering::SeqCst);
     }
 
     fn check_writable(&self) -> io::Result<()> {
@@ -67,6 +74,10 @@ impl UfsWriter for SimWriter {
     async fn sync(&mut self) -> io::Result<()> {
         latency().await;
         self.store.check_writable()?;
+        if self.store.drop_syncs.load(Ordering::SeqCst) {
+            self.unsynced.clear();
+            return Ok(());
+        }
         let mut files = lock(&self.store.files);
         let file = files.get_mut(&self.path).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file deleted while open"))?;
         file.append(&mut self.unsynced);

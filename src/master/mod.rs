@@ -37,6 +37,9 @@ pub struct MasterOptions {
     pub worker_timeout_ms: i64,
     /// How often a standby reads new journal entries.
     pub tailer_sleep_ms: u64,
+    /// The journal writer's epoch check (always on; the simulator turns it off only to
+    /// prove its checkers catch what fencing prevents).
+    pub fencing: bool,
 }
 
 impl MasterOptions {
@@ -52,6 +55,7 @@ impl MasterOptions {
             checkpoint_period_entries: cfg.integer(config::JOURNAL_CHECKPOINT_PERIOD).max(1),
             worker_timeout_ms: cfg.duration_ms(config::MASTER_WORKER_TIMEOUT) as i64,
             tailer_sleep_ms: cfg.duration_ms(config::JOURNAL_TAILER_SLEEP).max(10),
+            fencing: true,
         }
     }
 }
@@ -107,8 +111,9 @@ impl Master {
     }
 
     /// Fails once leadership is lost, so nothing is answered after a newer leader may serve.
+    /// (With fencing off, a simulator-only switch, a master trusts its election forever.)
     fn check_leading(&self) -> Result<(), FsError> {
-        if self.leadership.is_lost() {
+        if self.options.fencing && self.leadership.is_lost() {
             return Err(FsError::NotLeader { leader: String::new() });
         }
         Ok(())
@@ -122,6 +127,11 @@ impl Master {
     /// This master's leadership epoch.
     pub fn epoch(&self) -> u64 {
         self.leadership.epoch
+    }
+
+    /// Whether this master fences itself (always, outside the simulator's checker tests).
+    pub fn fencing(&self) -> bool {
+        self.options.fencing
     }
 
     /// The leadership this master serves under.

@@ -60,7 +60,7 @@ pub struct MasterNode {
 impl MasterNode {
     /// A standby master over the journal stored on `journal_ufs` (rooted at the folder).
     pub fn new(options: MasterOptions, clock: Arc<dyn Clock>, coordinator: Arc<dyn Coordinator>, journal_ufs: Arc<dyn UnderFs>) -> Self {
-        let journal = Journal::new(journal_ufs, options.journal_limits.clone());
+        let journal = Journal::new(journal_ufs, options.journal_limits.clone()).with_fencing(options.fencing);
         let start_time_ms = clock.now_ms();
         MasterNode {
             options,
@@ -378,9 +378,10 @@ async fn serve_term(master: &Arc<Master>, stop: &mut watch::Receiver<bool>) -> T
         })
     };
     let mut durability = master.writer().subscribe();
+    let fencing = master.fencing();
     let end = tokio::select! {
         _ = wait_stopped(stop) => TermEnd::Stop,
-        _ = master.leadership().lost() => TermEnd::Lost,
+        _ = master.leadership().lost(), if fencing => TermEnd::Lost,
         failed = durability.wait_for(|d| d.failed.is_some()) => {
             TermEnd::JournalFailed(failed.ok().and_then(|d| d.failed.clone()).unwrap_or_else(|| "journal writer gone".into()))
         }
