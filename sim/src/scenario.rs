@@ -14,6 +14,7 @@
 //! at_ms = 4000
 //! action = "kill_leader" # kill_leader | restart_all | pause_leader | kill_worker |
 //!                        # store_write_errors (for_ms) | kill_each_new_leader (count)
+//!                        # partition_leader_from_zookeeper (for_ms) | restart_zookeeper
 //!                        # store_drops_syncs (for_ms; only to prove the checkers bite)
 //! for_ms = 0             # how long a pause or error window lasts
 //! count = 0              # for kill_each_new_leader
@@ -90,6 +91,11 @@ pub enum Action {
     KillEachNewLeader,
     /// The store acknowledges syncs without keeping the bytes (for the checker test).
     StoreDropsSyncs,
+    /// Cut the leader off from ZooKeeper (both directions) for `for_ms`; clients and workers
+    /// still reach it: the split-brain setting.
+    PartitionLeaderFromZookeeper,
+    /// Restart the ZooKeeper node; it comes back empty (every session and node gone).
+    RestartZookeeper,
 }
 
 impl Scenario {
@@ -249,6 +255,21 @@ async fn apply_step(cluster: &SimCluster, step: &Step, fault_times: &mut Vec<Ins
             }
         }
         Action::KillWorker => cluster.kill(&cluster.workers[0]),
+        Action::PartitionLeaderFromZookeeper => {
+            let leader = cluster.wait_for_leader(Duration::from_secs(30)).await.ok_or("no leader to cut off")?;
+            fault_times.push(Instant::now());
+            let (m, z) = (cluster.masters[leader].id(), cluster.zookeeper.id());
+            let net = madsim::net::NetSim::current();
+            net.clog_link(m, z);
+            net.clog_link(z, m);
+            madsim::time::sleep(Duration::from_millis(step.for_ms)).await;
+            net.unclog_link(m, z);
+            net.unclog_link(z, m);
+        }
+        Action::RestartZookeeper => {
+            fault_times.push(Instant::now());
+            cluster.restart(&cluster.zookeeper).await;
+        }
         Action::StoreWriteErrors => {
             fault_times.push(Instant::now());
             cluster.store.set_fail_writes(true);

@@ -366,12 +366,16 @@ impl Journal {
         let next = cp.next_sequence;
         let file = format!("{CHECKPOINTS}/{}", format::checkpoint_file_name(next));
         let bytes = format::encode_checkpoint(cp);
-        self.ufs.write_atomic(&file, &bytes).await.map_err(self.io(format!("write {file}")))?;
+        if !self.publish_checkpoint(&file, &bytes).await? {
+            return Ok(());
+        }
         let cps = self.checkpoint_names().await?;
         let keep_from = cps.iter().rev().nth(1).copied().unwrap_or(next);
         for old in cps.into_iter().filter(|c| *c < keep_from) {
             let f = format!("{CHECKPOINTS}/{}", format::checkpoint_file_name(old));
             self.ufs.delete(&f).await.map_err(self.io(format!("delete {f}")))?;
+            // A writer that crashed mid-way may have left its temporary file.
+            self.ufs.delete(&format!("{f}.tmp")).await.map_err(self.io(format!("delete {f}.tmp")))?;
         }
         let segments = self.segments().await?;
         for seg in &segments {
@@ -382,6 +386,39 @@ impl Journal {
         }
         info!(%file, bytes = bytes.len(), "checkpoint written");
         Ok(())
+    }
+
+    /// Puts a checkpoint file in place without ever removing an existing one: written to
+    /// `<file>.tmp` (create-exclusive), then renamed (no-clobber). Several standbys may
+    /// checkpoint the same sequence; their bytes are identical, so whoever is first wins and
+    /// the others skip. Returns false if this writer skipped.
+    async fn publish_checkpoint(&self, file: &str, bytes: &[u8]) -> Result<bool, JournalError> {
+        let tmp = format!("{file}.tmp");
+        let mut w = match self.ufs.create(&tmp).await {
+            Ok(w) => w,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                info!(%file, "another master is writing this checkpoint; skipping");
+                return Ok(false);
+            }
+            Err(e) => return Err(self.io(format!("create {tmp}"))(e)),
+        };
+        let written = async {
+            w.write(bytes).await?;
+            w.close().await
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = self.ufs.delete(&tmp).await;
+            return Err(self.io(format!("write {tmp}"))(e));
+        }
+        match self.ufs.rename(&tmp, file).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                self.ufs.delete(&tmp).await.map_err(self.io(format!("delete {tmp}")))?;
+                Ok(false)
+            }
+            Err(e) => Err(self.io(format!("rename {tmp}"))(e)),
+        }
     }
 
     /// Every checkpoint and segment, decoded, for `tachyon readJournal`.

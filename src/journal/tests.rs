@@ -238,3 +238,27 @@ async fn claiming_an_epoch_older_than_the_newest_is_refused() {
     assert!(matches!(j.claim_epoch(3).await, Err(JournalError::Fenced { mine: 3, newer: 5 })));
     assert_eq!(j.recover().await.unwrap().last_epoch, 5);
 }
+
+#[tokio::test]
+async fn a_checkpoint_is_never_removed_to_be_rewritten_and_a_crashed_writer_blocks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, w, mut ns) = fresh(dir.path(), JournalLimits::default()).await;
+    mkdirs(&mut ns, &w, &["/a", "/b"]).await;
+    let cp = ns.to_checkpoint();
+    j.write_checkpoint(&cp).await.unwrap();
+    let file = dir.path().join("checkpoints").join(format::checkpoint_file_name(cp.next_sequence));
+    let written = std::fs::metadata(&file).unwrap().modified().unwrap();
+    // A second standby checkpointing the same sequence leaves the first file alone.
+    j.write_checkpoint(&cp).await.unwrap();
+    assert_eq!(std::fs::metadata(&file).unwrap().modified().unwrap(), written);
+    // A writer that crashed after creating its temporary file does not block the next one.
+    mkdirs(&mut ns, &w, &["/c"]).await;
+    let next = ns.to_checkpoint();
+    let tmp = dir.path().join("checkpoints").join(format!("{}.tmp", format::checkpoint_file_name(next.next_sequence)));
+    std::fs::write(&tmp, b"half a checkpoint").unwrap();
+    j.write_checkpoint(&next).await.unwrap();
+    mkdirs(&mut ns, &w, &["/d"]).await;
+    j.write_checkpoint(&ns.to_checkpoint()).await.unwrap();
+    w.abort().await;
+    assert_eq!(j.recover().await.unwrap().namespace, ns);
+}

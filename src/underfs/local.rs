@@ -87,10 +87,12 @@ impl UnderFs for LocalUnderFs {
 
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         let (from, to) = (self.full(from), self.full(to));
-        if tokio::fs::try_exists(&to).await? {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", to.display())));
-        }
-        tokio::fs::rename(&from, &to).await?;
+        // A hard link fails if the target exists: an atomic no-clobber rename.
+        tokio::fs::hard_link(&from, &to).await.map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", to.display())),
+            _ => e,
+        })?;
+        tokio::fs::remove_file(&from).await?;
         if let Some(parent) = to.parent() {
             sync_dir(parent).await?;
         }
