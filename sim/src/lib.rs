@@ -11,6 +11,7 @@
 
 pub mod cluster;
 pub mod coordinator;
+pub mod history;
 pub mod scenario;
 pub mod store;
 pub mod zk;

@@ -22,16 +22,19 @@
 //! max_failover_ms = 10000 # bound from a leader fault to the next acknowledged write
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use madsim::time::Instant;
 use serde::Deserialize;
 use tachyon::client::{CreateOptions, FileSystem};
+use tachyon::proto::FileInfo;
 use tachyon::journal::{Journal, JournalLimits};
 
 use crate::cluster::{SimCluster, Topology};
+use crate::history::{History, Place};
 
 /// One scenario file.
 #[derive(Clone, Debug, Deserialize)]
@@ -126,7 +129,7 @@ pub struct Outcome {
     pub virtual_ms: u64,
 }
 
-/// The bytes the workload writes to `/w/f<n>`, derived from the name alone so that any file
+/// The bytes the workload writes to file `n`, derived from the name alone so that any file
 /// found later can be checked.
 pub fn intended(n: u64) -> Vec<u8> {
     let len = (n as usize * 7919) % 3000 + if n % 7 == 0 { 300_000 } else { 0 };
@@ -140,13 +143,6 @@ pub fn intended(n: u64) -> Vec<u8> {
         })
         .collect()
 }
-
-fn file_number(path: &str) -> Option<u64> {
-    path.strip_prefix("/w/f")?.parse().ok()
-}
-
-/// Acknowledged writes with their virtual time.
-type Acks = Arc<Mutex<Vec<(u64, Instant)>>>;
 
 /// Runs a scenario on the current simulation and checks every invariant.
 pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
@@ -162,40 +158,42 @@ pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
     let Some(first_leader) = cluster.wait_for_leader(Duration::from_secs(20)).await else {
         return Err("no leader was elected".into());
     };
-    // The workload: a client writing files continuously (and optionally a second one that
-    // only ever talks to the first leader), recording acknowledgements.
-    let acked: Acks = Arc::new(Mutex::new(Vec::new()));
+    // The workload: a client writing, renaming and deleting files continuously (and
+    // optionally a second one that only ever talks to the first leader).
     let fs = cluster.client();
     let end = start + Duration::from_millis(s.duration_ms);
-    let mut workloads = vec![tokio::spawn(write_continuously(fs.clone(), 0, end, acked.clone()))];
+    let mut workloads = vec![tokio::spawn(work_continuously(fs.clone(), 0, end))];
     if s.pinned_client {
         let pinned = cluster.client_of_master(first_leader);
-        workloads.push(tokio::spawn(write_continuously(pinned, PINNED_FIRST_FILE, end, acked.clone())));
+        workloads.push(tokio::spawn(work_continuously(pinned, PINNED_FIRST_FILE, end)));
     }
     let mut fault_times = Vec::new();
     for step in &s.step {
         madsim::time::sleep_until(start + Duration::from_millis(step.at_ms)).await;
         apply_step(&cluster, step, &mut fault_times).await?;
     }
+    let mut history = History::default();
     for w in workloads {
-        w.await.map_err(|e| format!("workload task: {e}"))?;
+        history.merge(w.await.map_err(|e| format!("workload task: {e}"))?);
     }
     let Some(_leader) = cluster.wait_for_leader(Duration::from_secs(30)).await else {
         return Err("no leader serves after the faults".into());
     };
-    let acked: Vec<(u64, Instant)> = lock(&acked).clone();
+    let acked = history.acked_writes();
     if acked.is_empty() {
         return Err("the workload acknowledged nothing".into());
     }
     let worker_killed = s.step.iter().any(|st| st.action == Action::KillWorker);
-    no_acknowledged_write_lost(&fs, &acked, worker_killed).await?;
+    let listed = fs.list_status("/w", false).await.map_err(|e| format!("list /w: {e}"))?;
+    metadata_history_is_linearizable(&history, &listed)?;
+    no_acknowledged_write_lost(&fs, &history, worker_killed).await?;
     if worker_killed {
         dead_worker_is_declared_lost(&fs).await?;
     }
-    no_torn_or_phantom_file(&fs).await?;
+    no_torn_or_phantom_file(&fs, &listed).await?;
     exactly_one_leader(&cluster).await?;
     standbys_converge(&fs, s.masters).await?;
-    let next_sequence = journal_replays_cleanly(&cluster, &acked).await?;
+    let next_sequence = journal_replays_cleanly(&cluster, &history).await?;
     let failover_ms = failover_completes_within_bound(&fault_times, &acked, s.max_failover_ms)?;
     let mut trace = Vec::new();
     for (n, at) in &acked {
@@ -210,20 +208,33 @@ pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
 /// File numbers of the pinned client start here.
 const PINNED_FIRST_FILE: u64 = 1_000_000;
 
-/// Writes `/w/f<n>`, `n` counting up from `first`, until `end`; records what was acknowledged.
-async fn write_continuously(fs: FileSystem, first: u64, end: Instant, acked: Acks) {
+/// Writes `/w/f<n>`, `n` counting up from `first`, until `end`; renames about one in five
+/// acknowledged files to `/w/r<n>` and deletes one in ten (choices from the seeded RNG).
+/// Returns what it did and saw.
+async fn work_continuously(fs: FileSystem, first: u64, end: Instant) -> History {
+    let mut history = History::default();
     let mut n = first;
     while Instant::now() < end {
         let opts = CreateOptions { block_size: None, recursive: true };
-        if fs.write_file(&format!("/w/f{n}"), &intended(n), opts).await.is_ok() {
-            lock(&acked).push((n, Instant::now()));
+        let original = format!("/w/f{n}");
+        let acked = fs.write_file(&original, &intended(n), opts).await.is_ok();
+        history.write(n, acked, Instant::now());
+        if acked {
+            match madsim::rand::random::<u32>() % 10 {
+                0 | 1 => {
+                    let ok = fs.rename(&original, &format!("/w/r{n}")).await.is_ok();
+                    history.move_to(n, Place::Renamed, ok);
+                }
+                2 => {
+                    let ok = fs.delete(&original, false).await.is_ok();
+                    history.move_to(n, Place::Gone, ok);
+                }
+                _ => {}
+            }
         }
         n += 1;
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    history
 }
 
 async fn apply_step(cluster: &SimCluster, step: &Step, fault_times: &mut Vec<Instant>) -> Result<(), String> {
@@ -285,12 +296,35 @@ async fn apply_step(cluster: &SimCluster, step: &Step, fault_times: &mut Vec<Ins
     Ok(())
 }
 
-/// Every acknowledged write reads back with its exact bytes. Where a worker died, data
-/// that lived only on it (in memory, never persisted) may be gone, but then reading says
-/// `BlockLost`, never returns other bytes.
-pub async fn no_acknowledged_write_lost(fs: &FileSystem, acked: &[(u64, Instant)], worker_died: bool) -> Result<(), String> {
-    for (n, _) in acked {
-        let path = format!("/w/f{n}");
+/// Every file ends in a place its history allows, and no file is in two places. Each file
+/// has one client operating on it in sequence, so this is linearizability of the whole
+/// metadata history (see [`crate::history`]).
+pub fn metadata_history_is_linearizable(history: &History, listed: &[FileInfo]) -> Result<(), String> {
+    let mut observed: BTreeMap<u64, Place> = BTreeMap::new();
+    for f in listed.iter().filter(|f| !f.is_directory) {
+        let (n, place) = Place::parse(&f.path).ok_or_else(|| format!("phantom file {}", f.path))?;
+        if let Some(other) = observed.insert(n, place) {
+            return Err(format!("file {n} is in two places: {other:?} and {place:?}"));
+        }
+    }
+    for (n, f) in &history.files {
+        let place = observed.remove(n).unwrap_or(Place::Gone);
+        if !f.allowed.contains(&place) {
+            return Err(format!("file {n} ended {place:?}, but its history allows only {:?}", f.allowed));
+        }
+    }
+    if let Some((n, place)) = observed.into_iter().next() {
+        return Err(format!("phantom file {n} ({place:?}): no client ever wrote it"));
+    }
+    Ok(())
+}
+
+/// Every acknowledged write whose file's place is certain reads back with its exact bytes.
+/// Where a worker died, data that lived only on it (in memory, never persisted) may be gone,
+/// but then reading says `BlockLost`, never returns other bytes.
+pub async fn no_acknowledged_write_lost(fs: &FileSystem, history: &History, worker_died: bool) -> Result<(), String> {
+    for (n, f) in &history.files {
+        let (Some(_), Some(path)) = (f.write_acked_at, f.certain().and_then(|p| p.path(*n))) else { continue };
         match fs.read_file(&path).await {
             Ok(data) if data == intended(*n) => {}
             Err(tachyon::error::FsError::BlockLost { .. }) if worker_died => {}
@@ -303,10 +337,9 @@ pub async fn no_acknowledged_write_lost(fs: &FileSystem, acked: &[(u64, Instant)
 
 /// A complete file has exactly the bytes its writer sent: no torn or invented data.
 /// (A file whose blocks sat only on a killed worker may be lost; it must say so.)
-pub async fn no_torn_or_phantom_file(fs: &FileSystem) -> Result<(), String> {
-    let listed = fs.list_status("/w", false).await.map_err(|e| format!("list /w: {e}"))?;
+pub async fn no_torn_or_phantom_file(fs: &FileSystem, listed: &[FileInfo]) -> Result<(), String> {
     for f in listed.iter().filter(|f| f.complete) {
-        let n = file_number(&f.path).ok_or_else(|| format!("phantom file {}", f.path))?;
+        let (n, _) = Place::parse(&f.path).ok_or_else(|| format!("phantom file {}", f.path))?;
         match fs.read_file(&f.path).await {
             Ok(data) if data == intended(n) => {}
             Ok(_) => return Err(format!("{}: complete but with the wrong bytes", f.path)),
@@ -376,15 +409,19 @@ pub async fn standbys_converge(fs: &FileSystem, masters: usize) -> Result<(), St
 }
 
 /// The shared journal replays from scratch (sequences contiguous, epochs never going back)
-/// and holds every acknowledged file. Returns the journal's next sequence.
-pub async fn journal_replays_cleanly(cluster: &SimCluster, acked: &[(u64, Instant)]) -> Result<u64, String> {
+/// and agrees with every file whose place is certain. Returns the journal's next sequence.
+pub async fn journal_replays_cleanly(cluster: &SimCluster, history: &History) -> Result<u64, String> {
     let journal = Journal::new(Arc::new(cluster.store.clone()), JournalLimits::default());
     let recovered = journal.recover().await.map_err(|e| format!("journal replay: {e}"))?;
     recovered.namespace.check_invariants()?;
-    for (n, _) in acked {
-        let path = tachyon::core::path::FsPath::parse(&format!("/w/f{n}")).map_err(|e| e.to_string())?;
-        if recovered.namespace.lookup(&path).is_err() {
-            return Err(format!("/w/f{n} was acknowledged but is not in the journal"));
+    let exists = |p: &str| tachyon::core::path::FsPath::parse(p).is_ok_and(|p| recovered.namespace.lookup(&p).is_ok());
+    for (n, f) in &history.files {
+        let Some(place) = f.certain() else { continue };
+        for other in [Place::Original, Place::Renamed] {
+            let path = other.path(*n).expect("a path");
+            if exists(&path) != (other == place) {
+                return Err(format!("the journal disagrees about {path}: the history says file {n} is {place:?}"));
+            }
         }
     }
     Ok(recovered.namespace.next_sequence())
