@@ -1,5 +1,5 @@
-//! A simulated cluster on madsim nodes, built from a topology: ZooKeeper on 10.0.0.1,
-//! masters on 10.0.1.x, workers on 10.0.2.x, clients on 10.0.3.x, the test driver on
+//! A simulated cluster on madsim nodes, built from a topology: ZooKeeper on 10.0.0.1, the
+//! journal store on 10.0.0.2, masters on 10.0.1.x, workers on 10.0.2.x, clients on 10.0.3.x, the test driver on
 //! 10.0.9.1. Each master and worker runs the production `run_master`/`run_worker` code on
 //! simulated network and time; helpers kill, restart, pause and resume nodes.
 
@@ -17,7 +17,7 @@ use tachyon::rpc::RetryPolicy;
 use tachyon::worker::WorkerOptions;
 
 use crate::coordinator::SimCoordinator;
-use crate::store::SimStore;
+use crate::store::{serve_store, RemoteStore, SimStore, STORE_PORT};
 use crate::zk::{self, ZK_PORT};
 
 /// Master RPC port in the simulation (as in production).
@@ -43,6 +43,11 @@ pub fn zk_addr() -> SocketAddr {
     SocketAddr::new(ip(0, 1), ZK_PORT)
 }
 
+/// The simulated journal store node's address.
+pub fn store_addr() -> SocketAddr {
+    SocketAddr::new(ip(0, 2), STORE_PORT)
+}
+
 /// The address master `i` serves on.
 pub fn master_address(i: usize) -> String {
     format!("10.0.1.{}:{MASTER_PORT}", i + 1)
@@ -51,11 +56,15 @@ pub fn master_address(i: usize) -> String {
 /// A running simulated cluster.
 pub struct SimCluster {
     pub topology: Topology,
+    /// The store node's disk (checkers read it directly).
     pub store: SimStore,
     handle: Handle,
     pub zookeeper: NodeHandle,
+    pub store_node: NodeHandle,
     pub masters: Vec<NodeHandle>,
     pub workers: Vec<NodeHandle>,
+    /// Nodes killed and not restarted since.
+    down: std::sync::Mutex<std::collections::BTreeSet<madsim::task::NodeId>>,
 }
 
 impl SimCluster {
@@ -65,15 +74,18 @@ impl SimCluster {
         let zookeeper = handle.create_node().name("zookeeper").ip(ip(0, 1)).init(|| zk::serve(zk_addr())).build();
         let store = SimStore::new();
         Journal::new(Arc::new(store.clone()), JournalLimits::default()).format(false).await.expect("format the simulated journal");
+        let disk = store.clone();
+        let store_node =
+            handle.create_node().name("store").ip(store_addr().ip()).init(move || serve_store(store_addr(), disk.clone())).build();
         let masters = (0..topology.masters)
             .map(|i| {
-                let (store, t) = (store.clone(), topology.clone());
+                let t = topology.clone();
                 handle
                     .create_node()
                     .name(format!("master-{i}"))
                     .ip(ip(1, i as u8 + 1))
                     .init(move || {
-                        let (store, t) = (store.clone(), t.clone());
+                        let t = t.clone();
                         async move {
                             let options = MasterOptions {
                                 address: master_address(i),
@@ -89,7 +101,7 @@ impl SimCluster {
                                 options,
                                 tachyon::runtime::system_clock(),
                                 coordinator,
-                                Arc::new(store),
+                                Arc::new(RemoteStore::new(store_addr())),
                                 std::future::pending(),
                             )
                             .await;
@@ -127,7 +139,7 @@ impl SimCluster {
                     .build()
             })
             .collect();
-        SimCluster { topology, store, handle, zookeeper, masters, workers }
+        SimCluster { topology, store, handle, zookeeper, store_node, masters, workers, down: Default::default() }
     }
 
     /// A coordinator for the caller's node.
@@ -185,6 +197,13 @@ impl SimCluster {
     /// Kills a node (a crash: no shutdown code runs).
     pub fn kill(&self, node: &NodeHandle) {
         self.handle.kill(node.id());
+        self.down.lock().unwrap_or_else(|p| p.into_inner()).insert(node.id());
+    }
+
+    /// How many masters are running (not killed, or restarted since).
+    pub fn running_masters(&self) -> usize {
+        let down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        self.masters.iter().filter(|m| !down.contains(&m.id())).count()
     }
 
     /// Restarts a node from its init task: a crash (if it still runs), then a fresh start
@@ -193,6 +212,7 @@ impl SimCluster {
         self.handle.kill(node.id());
         madsim::time::sleep(Duration::from_millis(100)).await;
         self.handle.restart(node.id());
+        self.down.lock().unwrap_or_else(|p| p.into_inner()).remove(&node.id());
     }
 
     /// Pauses a node (a stop-the-world pause: nothing of it runs).

@@ -15,6 +15,7 @@
 //! action = "kill_leader" # kill_leader | restart_all | pause_leader | kill_worker |
 //!                        # store_write_errors (for_ms) | kill_each_new_leader (count)
 //!                        # partition_leader_from_zookeeper (for_ms) | restart_zookeeper
+//!                        # restart_store (for_ms) | lag_standby (for_ms) | random_faults (for_ms)
 //!                        # store_drops_syncs (for_ms; only to prove the checkers bite)
 //! for_ms = 0             # how long a pause or error window lasts
 //! count = 0              # for kill_each_new_leader
@@ -99,6 +100,15 @@ pub enum Action {
     PartitionLeaderFromZookeeper,
     /// Restart the ZooKeeper node; it comes back empty (every session and node gone).
     RestartZookeeper,
+    /// The journal store node goes down for `for_ms` (its disk survives).
+    RestartStore,
+    /// A standby cannot reach the journal store for `for_ms` and falls behind (the run goes
+    /// on meanwhile: combine with a later kill_leader).
+    LagStandby,
+    /// For `for_ms`, every 300-1000 ms a random fault from the seeded RNG: kill or restart a
+    /// master, pause one for up to 4 s, clog a master's link to ZooKeeper for up to 3 s.
+    /// Everything is healed at the end.
+    RandomFaults,
 }
 
 impl Scenario {
@@ -177,7 +187,9 @@ pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
         history.merge(w.await.map_err(|e| format!("workload task: {e}"))?);
     }
     let Some(_leader) = cluster.wait_for_leader(Duration::from_secs(30)).await else {
-        return Err("no leader serves after the faults".into());
+        let named = cluster.coordinator().leader_address().await;
+        let masters = cluster.client().masters().await;
+        return Err(format!("no leader serves after the faults (ZooKeeper names {named:?}; masters say {masters:?})"));
     };
     let acked = history.acked_writes();
     if acked.is_empty() {
@@ -192,7 +204,7 @@ pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
     }
     no_torn_or_phantom_file(&fs, &listed).await?;
     exactly_one_leader(&cluster).await?;
-    standbys_converge(&fs, s.masters).await?;
+    standbys_converge(&fs, cluster.running_masters()).await?;
     let next_sequence = journal_replays_cleanly(&cluster, &history).await?;
     let failover_ms = failover_completes_within_bound(&fault_times, &acked, s.max_failover_ms)?;
     let mut trace = Vec::new();
@@ -281,6 +293,28 @@ async fn apply_step(cluster: &SimCluster, step: &Step, fault_times: &mut Vec<Ins
             fault_times.push(Instant::now());
             cluster.restart(&cluster.zookeeper).await;
         }
+        Action::RestartStore => {
+            fault_times.push(Instant::now());
+            cluster.kill(&cluster.store_node);
+            madsim::time::sleep(Duration::from_millis(step.for_ms)).await;
+            cluster.restart(&cluster.store_node).await;
+        }
+        Action::LagStandby => {
+            let leader = cluster.wait_for_leader(Duration::from_secs(30)).await.ok_or("no leader")?;
+            let standby = (leader + 1) % cluster.masters.len();
+            let (m, st) = (cluster.masters[standby].id(), cluster.store_node.id());
+            let net = madsim::net::NetSim::current();
+            net.clog_link(m, st);
+            net.clog_link(st, m);
+            let heal_after = Duration::from_millis(step.for_ms);
+            tokio::spawn(async move {
+                madsim::time::sleep(heal_after).await;
+                let net = madsim::net::NetSim::current();
+                net.unclog_link(m, st);
+                net.unclog_link(st, m);
+            });
+        }
+        Action::RandomFaults => random_faults(cluster, Duration::from_millis(step.for_ms), fault_times).await,
         Action::StoreWriteErrors => {
             fault_times.push(Instant::now());
             cluster.store.set_fail_writes(true);
@@ -294,6 +328,53 @@ async fn apply_step(cluster: &SimCluster, step: &Step, fault_times: &mut Vec<Ins
         }
     }
     Ok(())
+}
+
+/// Buggify-style chaos among the masters for `length`, then heals everything.
+async fn random_faults(cluster: &SimCluster, length: Duration, fault_times: &mut Vec<Instant>) {
+    let end = Instant::now() + length;
+    let masters = cluster.masters.len() as u64;
+    let net = madsim::net::NetSim::current();
+    let mut killed = vec![false; cluster.masters.len()];
+    while Instant::now() < end {
+        madsim::time::sleep(Duration::from_millis(300 + madsim::rand::random::<u64>() % 700)).await;
+        let i = (madsim::rand::random::<u64>() % masters) as usize;
+        let node = &cluster.masters[i];
+        fault_times.push(Instant::now());
+        let fault = madsim::rand::random::<u32>() % 4;
+        tracing::info!(master = i, fault, killed = killed[i], "random fault");
+        match fault {
+            0 if !killed[i] && killed.iter().filter(|k| !**k).count() > 1 => {
+                cluster.kill(node);
+                killed[i] = true;
+            }
+            1 if killed[i] => {
+                cluster.restart(node).await;
+                killed[i] = false;
+            }
+            2 if !killed[i] => {
+                cluster.pause(node);
+                madsim::time::sleep(Duration::from_millis(madsim::rand::random::<u64>() % 4000)).await;
+                cluster.resume(node);
+            }
+            3 if !killed[i] => {
+                let (m, z) = (node.id(), cluster.zookeeper.id());
+                net.clog_link(m, z);
+                net.clog_link(z, m);
+                madsim::time::sleep(Duration::from_millis(madsim::rand::random::<u64>() % 3000)).await;
+                net.unclog_link(m, z);
+                net.unclog_link(z, m);
+            }
+            _ => {
+                fault_times.pop();
+            }
+        }
+    }
+    for (i, k) in killed.iter().enumerate() {
+        if *k {
+            cluster.restart(&cluster.masters[i]).await;
+        }
+    }
 }
 
 /// Every file ends in a place its history allows, and no file is in two places. Each file
@@ -394,7 +475,7 @@ pub async fn exactly_one_leader(cluster: &SimCluster) -> Result<(), String> {
     Ok(())
 }
 
-/// Every standby catches up to the leader's applied sequence.
+/// Every running standby catches up to the leader's applied sequence.
 pub async fn standbys_converge(fs: &FileSystem, masters: usize) -> Result<(), String> {
     let mut last = Vec::new();
     for _ in 0..100 {

@@ -1,9 +1,13 @@
-//! A simulated shared journal store: an in-memory [`UnderFs`] every master of a simulated
-//! cluster reaches, with latency on the virtual clock and injectable write errors.
+//! A simulated shared journal store. [`SimStore`] is the disk: in-memory files with latency
+//! on the virtual clock and injectable faults (write errors, flushes that lie). It is served
+//! from its own node ([`serve_store`]) and masters reach it over the simulated network
+//! ([`RemoteStore`]), so partitions, a lagging standby (a clogged link) and a store restart
+//! apply; checkers read the disk directly.
 //!
 //! Durability is modelled: bytes a writer has written but not synced live only in the
 //! writer (the writing node's memory), so a node killed before `sync` loses them, exactly the
-//! window group commit must never acknowledge.
+//! window group commit must never acknowledge; a sync travels in two calls, so a kill between
+//! them leaves a torn tail.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -140,6 +144,186 @@ impl UnderFs for SimStore {
         latency().await;
         lock(&self.files).remove(path);
         Ok(())
+    }
+
+    async fn mkdirs(&self, _path: &str) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The port the simulated store node listens on.
+pub const STORE_PORT: u16 = 9000;
+/// How long a store call may take before the caller sees an IO error.
+const STORE_CALL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A request to the store node.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub enum StoreRequest {
+    Create { path: String },
+    Append { path: String, data: Vec<u8> },
+    Read { path: String },
+    List { dir: String },
+    Rename { from: String, to: String },
+    Delete { path: String },
+}
+
+/// The store node's answer.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub enum StoreResponse {
+    Done,
+    Data(Vec<u8>),
+    Names(Vec<String>),
+    NotFound(String),
+    AlreadyExists(String),
+    Failed(String),
+}
+
+impl madsim::net::rpc::Request for StoreRequest {
+    type Response = StoreResponse;
+    const ID: u64 = 0x5107_e000;
+}
+
+fn to_response(r: io::Result<StoreResponse>) -> StoreResponse {
+    match r {
+        Ok(x) => x,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => StoreResponse::NotFound(e.to_string()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => StoreResponse::AlreadyExists(e.to_string()),
+        Err(e) => StoreResponse::Failed(e.to_string()),
+    }
+}
+
+impl SimStore {
+    /// Applies one request to the disk.
+    async fn handle(&self, req: StoreRequest) -> StoreResponse {
+        let r = match req {
+            StoreRequest::Create { path } => self.create(&path).await.map(|_| StoreResponse::Done),
+            StoreRequest::Append { path, data } => self.append(&path, data).await.map(|_| StoreResponse::Done),
+            StoreRequest::Read { path } => self.read(&path).await.map(StoreResponse::Data),
+            StoreRequest::List { dir } => self.list(&dir).await.map(StoreResponse::Names),
+            StoreRequest::Rename { from, to } => self.rename(&from, &to).await.map(|_| StoreResponse::Done),
+            StoreRequest::Delete { path } => self.delete(&path).await.map(|_| StoreResponse::Done),
+        };
+        to_response(r)
+    }
+
+    /// Appends synced bytes to a file (what a remote writer's `sync` sends).
+    async fn append(&self, path: &str, mut data: Vec<u8>) -> io::Result<()> {
+        latency().await;
+        self.check_writable()?;
+        if self.drop_syncs.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut files = lock(&self.files);
+        let file = files.get_mut(path).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file deleted while open"))?;
+        file.append(&mut data);
+        Ok(())
+    }
+}
+
+/// Serves `disk` from the store node at `addr`. The disk outlives the node: a restarted store
+/// node serves the same bytes (a storage server restart, not a disk loss).
+pub async fn serve_store(addr: std::net::SocketAddr, disk: SimStore) {
+    let ep = Arc::new(madsim::net::Endpoint::bind(addr).await.expect("bind the simulated store"));
+    ep.add_rpc_handler(move |req: StoreRequest| {
+        let disk = disk.clone();
+        async move { disk.handle(req).await }
+    });
+    std::future::pending::<()>().await;
+}
+
+/// The journal store as masters see it: every operation is a call over the simulated
+/// network to the store node, so partitions, clogged links and a store restart apply.
+pub struct RemoteStore {
+    server: std::net::SocketAddr,
+}
+
+impl RemoteStore {
+    /// A client of the store node at `server`.
+    pub fn new(server: std::net::SocketAddr) -> Self {
+        RemoteStore { server }
+    }
+
+    async fn call(server: std::net::SocketAddr, req: StoreRequest) -> io::Result<StoreResponse> {
+        let ep = madsim::net::Endpoint::bind("0.0.0.0:0").await?;
+        match ep.call_timeout(server, req, STORE_CALL_TIMEOUT).await {
+            Ok(StoreResponse::NotFound(m)) => Err(io::Error::new(io::ErrorKind::NotFound, m)),
+            Ok(StoreResponse::AlreadyExists(m)) => Err(io::Error::new(io::ErrorKind::AlreadyExists, m)),
+            Ok(StoreResponse::Failed(m)) => Err(io::Error::other(m)),
+            Ok(r) => Ok(r),
+            Err(e) => Err(io::Error::new(io::ErrorKind::TimedOut, format!("simulated store unreachable: {e}"))),
+        }
+    }
+}
+
+fn unexpected(r: StoreResponse) -> io::Error {
+    io::Error::other(format!("unexpected store answer {r:?}"))
+}
+
+/// Buffers written bytes; `sync` ships them in two calls, so a writer killed between them
+/// leaves a torn record behind, as a crash mid-flush would.
+struct RemoteWriter {
+    server: std::net::SocketAddr,
+    path: String,
+    unsynced: Vec<u8>,
+}
+
+#[async_trait]
+impl UfsWriter for RemoteWriter {
+    async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.unsynced.extend_from_slice(data);
+        Ok(())
+    }
+
+    async fn sync(&mut self) -> io::Result<()> {
+        if self.unsynced.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::take(&mut self.unsynced);
+        let half = data.len() / 2;
+        for part in [&data[..half], &data[half..]] {
+            if !part.is_empty() {
+                RemoteStore::call(self.server, StoreRequest::Append { path: self.path.clone(), data: part.to_vec() }).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(mut self: Box<Self>) -> io::Result<()> {
+        self.sync().await
+    }
+}
+
+#[async_trait]
+impl UnderFs for RemoteStore {
+    fn describe(&self) -> String {
+        format!("sim://{}/journal", self.server)
+    }
+
+    async fn create(&self, path: &str) -> io::Result<Box<dyn UfsWriter>> {
+        Self::call(self.server, StoreRequest::Create { path: path.into() }).await?;
+        Ok(Box::new(RemoteWriter { server: self.server, path: path.into(), unsynced: Vec::new() }))
+    }
+
+    async fn read(&self, path: &str) -> io::Result<Vec<u8>> {
+        match Self::call(self.server, StoreRequest::Read { path: path.into() }).await? {
+            StoreResponse::Data(d) => Ok(d),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        match Self::call(self.server, StoreRequest::List { dir: dir.into() }).await? {
+            StoreResponse::Names(n) => Ok(n),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        Self::call(self.server, StoreRequest::Rename { from: from.into(), to: to.into() }).await.map(|_| ())
+    }
+
+    async fn delete(&self, path: &str) -> io::Result<()> {
+        Self::call(self.server, StoreRequest::Delete { path: path.into() }).await.map(|_| ())
     }
 
     async fn mkdirs(&self, _path: &str) -> io::Result<()> {

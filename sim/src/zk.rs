@@ -33,8 +33,10 @@ pub enum ZkRequest {
     Get { session: u64, path: String },
     Set { session: u64, path: String, data: Vec<u8>, version: u32 },
     Children { session: u64, path: String },
-    /// Answers once `path` does not exist (or the session ends).
-    WaitGone { session: u64, path: String },
+    /// Answers `Done` once `path` does not exist, `StillThere` after `max_wait_ms` (the
+    /// client asks again: a long poll that survives lost messages), or fails if the session
+    /// ends.
+    WaitGone { session: u64, path: String, max_wait_ms: u64 },
 }
 
 /// The server's answer.
@@ -45,6 +47,7 @@ pub enum ZkResponse {
     Created(String),
     Data(Vec<u8>, u32),
     Children(Vec<String>),
+    StillThere,
     Failed(ZkError),
 }
 
@@ -219,8 +222,9 @@ pub async fn serve(addr: SocketAddr) {
     ep.add_rpc_handler(move |req: ZkRequest| {
         let server = handler.clone();
         async move {
-            if let ZkRequest::WaitGone { session, path } = req {
+            if let ZkRequest::WaitGone { session, path, max_wait_ms } = req {
                 let mut deletions = lock(&server).deletions.subscribe();
+                let deadline = Instant::now() + Duration::from_millis(max_wait_ms);
                 loop {
                     {
                         let mut s = lock(&server);
@@ -231,8 +235,10 @@ pub async fn serve(addr: SocketAddr) {
                             return ZkResponse::Done;
                         }
                     }
-                    if deletions.changed().await.is_err() {
-                        return ZkResponse::Failed(ZkError::ConnectionLoss);
+                    match madsim::time::timeout(deadline.saturating_duration_since(Instant::now()), deletions.changed()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return ZkResponse::Failed(ZkError::ConnectionLoss),
+                        Err(_) => return ZkResponse::StillThere,
                     }
                 }
             }
@@ -345,18 +351,24 @@ impl ZkClient {
         }
     }
 
-    /// Waits until `path` is gone; errors if the session ends first.
+    /// Waits until `path` is gone; errors if the session ends first. Polls in rounds of a
+    /// third of the session timeout, so a lost request or answer only delays it.
     pub async fn wait_gone(&self, path: &str) -> Result<(), ZkError> {
+        let round = self.timeout / 3;
         loop {
-            let req = ZkRequest::WaitGone { session: self.session, path: path.into() };
-            match self.ep.call(self.server, req).await {
+            let req = ZkRequest::WaitGone { session: self.session, path: path.into(), max_wait_ms: round.as_millis() as u64 };
+            match self.ep.call_timeout(self.server, req, round * 2).await {
                 Ok(ZkResponse::Done) => return Ok(()),
-                Ok(ZkResponse::Failed(ZkError::SessionExpired)) => return Err(ZkError::SessionExpired),
+                Ok(ZkResponse::Failed(ZkError::SessionExpired)) => {
+                    self.state_tx.send_replace(SessionState::Expired);
+                    return Err(ZkError::SessionExpired);
+                }
+                Ok(ZkResponse::StillThere) => {}
                 _ => {
                     if matches!(self.state(), SessionState::Expired | SessionState::Closed) {
                         return Err(ZkError::SessionExpired);
                     }
-                    madsim::time::sleep(self.timeout / 3).await;
+                    madsim::time::sleep(round).await;
                 }
             }
         }
