@@ -10,13 +10,17 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# Real ZooKeeper for the fault-tolerance tests (they start their own servers on loopback).
-if [ ! -e /usr/share/java/zookeeper.jar ] || ! command -v java >/dev/null 2>&1; then
-  echo "== installing ZooKeeper (Debian package zookeeper)"
+# Real ZooKeeper for the fault-tolerance tests (they start their own servers on loopback)
+# and headless Chromium for the web UI test, from Debian's packages.
+missing=()
+{ [ -e /usr/share/java/zookeeper.jar ] && command -v java >/dev/null 2>&1; } || missing+=(zookeeper)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]} (Debian packages)"
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq zookeeper >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 echo "== clippy (deny warnings; determinism bans from clippy.toml)"

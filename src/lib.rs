@@ -16,6 +16,8 @@ pub mod rpc;
 pub mod runtime;
 pub mod shell;
 pub mod underfs;
+#[cfg(not(madsim))]
+pub mod web;
 pub mod worker;
 
 /// Generated protobuf messages and gRPC services (`proto/tachyon.proto`).

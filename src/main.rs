@@ -215,9 +215,19 @@ async fn run_master(defines: &[String]) -> Result<(), String> {
     let coordinator = tachyon::coordinator::from_config(&cfg).map_err(|e| e.to_string())?;
     let journal_ufs = tachyon::underfs::open(&options.journal_folder)
         .map_err(|e| format!("cannot open the journal folder {}: {e}", options.journal_folder))?;
-    tachyon::master::node::run_master(options, tachyon::runtime::system_clock(), coordinator, journal_ufs, shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    let web_bind = format!("{}:{}", cfg.string(tachyon::config::MASTER_HOSTNAME), cfg.port(tachyon::config::MASTER_WEB_PORT));
+    let node = std::sync::Arc::new(tachyon::master::node::MasterNode::new(
+        options,
+        tachyon::runtime::system_clock(),
+        coordinator,
+        journal_ufs,
+    ));
+    // The web UI reads the cluster like any client: through the coordinator.
+    let fs = tachyon::client::FileSystem::from_config(&cfg).map_err(|e| e.to_string())?;
+    let ui = std::sync::Arc::new(tachyon::web::MasterUi::new(node.clone(), std::sync::Arc::new(cfg), fs));
+    let bind = tachyon::master::service::resolve(&web_bind).await.map_err(|e| e.to_string())?;
+    tokio::spawn(tachyon::web::serve(bind, tachyon::web::master_router(ui), "master"));
+    tachyon::master::node::run_node(node, shutdown_signal()).await.map_err(|e| e.to_string())
 }
 
 async fn run_worker(defines: &[String]) -> Result<(), String> {

@@ -70,9 +70,12 @@ fn fault_tolerant_cluster_through_the_scripts_survives_a_leader_kill() {
     let opts = format!(
         "-Dtachyon.zookeeper.enabled=true -Dtachyon.zookeeper.address={} -Dtachyon.zookeeper.session.timeout=2s \
          -Dtachyon.master.journal.folder={}/shared-journal -Dtachyon.master.port={} -Dtachyon.worker.port={} \
-         -Dtachyon.worker.data.port={} -Dtachyon.user.rpc.retry.max.duration=30s",
+         -Dtachyon.worker.data.port={} -Dtachyon.master.web.port={} -Dtachyon.worker.web.port={} \
+         -Dtachyon.user.rpc.retry.max.duration=30s",
         zk.servers(),
         h.display(),
+        common::free_port(),
+        common::free_port(),
         common::free_port(),
         common::free_port(),
         common::free_port()

@@ -17,6 +17,7 @@
 //! Architecture Invariant: a master answers a client request from leader state only while it
 //! holds a leadership that is not lost and a writer whose epoch check passed.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -55,6 +56,8 @@ pub struct MasterNode {
     journal: Journal,
     role: StdMutex<Role>,
     start_time_ms: i64,
+    /// Client operations answered, by (operation, "ok"/"error").
+    operations: StdMutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl MasterNode {
@@ -69,6 +72,7 @@ impl MasterNode {
             journal,
             role: StdMutex::new(Role::Standby { applied: 0, last_epoch: 0 }),
             start_time_ms,
+            operations: StdMutex::new(BTreeMap::new()),
         }
     }
 
@@ -100,6 +104,30 @@ impl MasterNode {
     /// When this process started.
     pub fn start_time_ms(&self) -> i64 {
         self.start_time_ms
+    }
+
+    /// Counts an answered client operation.
+    pub fn record_operation(&self, op: &'static str, ok: bool) {
+        let mut ops = self.operations.lock().unwrap_or_else(|p| p.into_inner());
+        *ops.entry((op, if ok { "ok" } else { "error" })).or_insert(0) += 1;
+    }
+
+    /// Answered client operations by (operation, result), in order.
+    pub fn operation_counts(&self) -> Vec<((&'static str, &'static str), u64)> {
+        self.operations.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// The settings this master runs with.
+    pub fn options(&self) -> &MasterOptions {
+        &self.options
+    }
+
+    /// The registry and namespace figures of the leader state, if this master leads.
+    pub async fn leader_state<R>(&self, f: impl FnOnce(&super::State) -> R) -> Option<R> {
+        match self.role() {
+            Role::Leader(m) if !m.leadership().is_lost() => Some(m.read_unchecked(f).await),
+            _ => None,
+        }
     }
 
     /// The coordinator this master campaigns through.
@@ -143,8 +171,14 @@ pub async fn run_master(
     journal_ufs: Arc<dyn UnderFs>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let bind = resolve(&options.address).await.map_err(RunError::Bind)?;
     let node = Arc::new(MasterNode::new(options, clock, coordinator, journal_ufs));
+    run_node(node, shutdown).await
+}
+
+/// Runs an already built master process (so a caller can also hand the node to, say, the
+/// web UI) until `shutdown` completes.
+pub async fn run_node(node: Arc<MasterNode>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
+    let bind = resolve(&node.options.address).await.map_err(RunError::Bind)?;
     // A master on an unformatted journal is a set-up mistake: say so at once.
     if !node.journal.is_formatted().await? {
         return Err(JournalError::NotFormatted { folder: node.journal.folder() }.into());

@@ -35,8 +35,12 @@ fn ownership_or_default(o: Option<InodeOwnership>, default_mode: u32) -> InodeOw
 
 type RpcResult<T> = Result<Response<T>, Status>;
 
-fn reply<T>(r: Result<T, FsError>) -> RpcResult<T> {
-    r.map(Response::new).map_err(Status::from)
+impl MasterRpc {
+    /// Counts the operation by result and turns it into a gRPC answer.
+    fn reply<T>(&self, op: &'static str, r: Result<T, FsError>) -> RpcResult<T> {
+        self.node.record_operation(op, r.is_ok());
+        r.map(Response::new).map_err(Status::from)
+    }
 }
 
 impl MasterRpc {
@@ -62,12 +66,12 @@ impl MasterService for MasterRpc {
     async fn create_file(&self, request: Request<CreateFileRequest>) -> RpcResult<FileInfo> {
         let req = request.into_inner();
         let own = ownership_or_default(req.ownership, 0o644);
-        reply(self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)).await)
+        self.reply("createFile", self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)).await)
     }
 
     async fn complete_file(&self, request: Request<CompleteFileRequest>) -> RpcResult<FileInfo> {
         let req = request.into_inner();
-        reply(
+        self.reply("completeFile", 
             self.mutate_path(&req.request_id, &req.path, |st, p, now| {
                 st.ns.plan_complete_file(p, req.length, |b| st.registry.committed_length(b), now)
             })
@@ -81,7 +85,7 @@ impl MasterService for MasterRpc {
             self.node.leader().await?.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
         }
         .await;
-        reply(result)
+        self.reply("getStatus", result)
     }
 
     async fn list_status(&self, request: Request<ListStatusRequest>) -> RpcResult<ListStatusResponse> {
@@ -106,13 +110,13 @@ impl MasterService for MasterRpc {
                 .await
         }
         .await;
-        reply(result)
+        self.reply("listStatus", result)
     }
 
     async fn create_directory(&self, request: Request<CreateDirectoryRequest>) -> RpcResult<FileInfo> {
         let req = request.into_inner();
         let own = ownership_or_default(req.ownership, 0o755);
-        reply(
+        self.reply("createDirectory", 
             self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_directory(p, req.recursive, req.allow_exists, &own, now))
                 .await,
         )
@@ -125,7 +129,7 @@ impl MasterService for MasterRpc {
             self.node.leader().await?.mutate(&req.request_id, |st, now| st.ns.plan_delete(&p, req.recursive, now), |_| Ok(Empty {})).await
         }
         .await;
-        reply(result)
+        self.reply("delete", result)
     }
 
     async fn rename(&self, request: Request<RenameRequest>) -> RpcResult<Empty> {
@@ -135,7 +139,7 @@ impl MasterService for MasterRpc {
             self.node.leader().await?.mutate(&req.request_id, |st, now| st.ns.plan_rename(&src, &dst, now), |_| Ok(Empty {})).await
         }
         .await;
-        reply(result)
+        self.reply("rename", result)
     }
 
     async fn free(&self, request: Request<FreeRequest>) -> RpcResult<FreeResponse> {
@@ -165,7 +169,7 @@ impl MasterService for MasterRpc {
                 .await
         }
         .await;
-        reply(result)
+        self.reply("free", result)
     }
 
     async fn get_workers(&self, _request: Request<Empty>) -> RpcResult<WorkersResponse> {
@@ -277,7 +281,7 @@ impl MasterService for MasterRpc {
                     .map_err(|e| FsError::Unavailable { reason: e.to_string() })
             })
             .await;
-        reply(result.map(|()| Empty {}))
+        self.reply("commitBlock", result.map(|()| Empty {}))
     }
 }
 

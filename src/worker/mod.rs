@@ -61,6 +61,16 @@ impl WorkerOptions {
     }
 }
 
+/// What a worker's web page shows.
+pub struct WorkerSummary {
+    pub address: String,
+    pub worker_id: u64,
+    pub used_bytes: u64,
+    pub capacity_bytes: u64,
+    /// (block id, length), in block order.
+    pub blocks: Vec<(u64, u64)>,
+}
+
 /// Longest a worker waits for one answer from the master.
 const MAX_MASTER_RPC_TIME: Duration = Duration::from_secs(5);
 
@@ -88,6 +98,20 @@ impl Worker {
         // A paused master must not hold a heartbeat for long: the next one asks who leads.
         let master = LeaderChannel::new(coordinator, options.heartbeat_timeout.min(MAX_MASTER_RPC_TIME));
         Ok(Arc::new(Worker { options, store, master, worker_id: AtomicU64::new(UNREGISTERED) }))
+    }
+
+    /// Its address, id, usage and blocks, for the web UI.
+    pub fn summary(&self) -> WorkerSummary {
+        let (used_bytes, capacity_bytes) = self.store.usage();
+        let mut blocks = self.store.report();
+        blocks.sort_unstable();
+        WorkerSummary {
+            address: format!("{}:{}", self.options.address.host, self.options.address.rpc_port),
+            worker_id: self.worker_id.load(Ordering::Acquire),
+            used_bytes,
+            capacity_bytes,
+            blocks,
+        }
     }
 
     /// Registers with the leader, reporting every block held.
@@ -271,8 +295,16 @@ pub async fn run_worker(
     let host = options.address.host.clone();
     let rpc_addr = crate::master::service::resolve(&format!("{host}:{}", options.address.rpc_port)).await?;
     let data_addr = crate::master::service::resolve(&format!("{host}:{}", options.address.data_port)).await?;
+    let web_port = options.address.web_port;
     let worker = Worker::new(options, coordinator)?;
     let heartbeats = tokio::spawn(worker.clone().heartbeat_loop());
+    #[cfg(not(madsim))]
+    let web = (web_port != 0).then(|| {
+        let bind = std::net::SocketAddr::new(rpc_addr.ip(), web_port as u16);
+        tokio::spawn(crate::web::serve(bind, crate::web::worker_router(worker.clone()), "worker"))
+    });
+    #[cfg(madsim)]
+    let _ = web_port;
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let stop_rpc = {
         let mut rx = stop_tx.subscribe();
@@ -299,6 +331,10 @@ pub async fn run_worker(
         .serve_with_shutdown(data_addr, stop_data);
     let (r1, r2) = tokio::join!(rpc, data);
     heartbeats.abort();
+    #[cfg(not(madsim))]
+    if let Some(web) = web {
+        web.abort();
+    }
     r1.and(r2).map_err(|e| FsError::Unavailable { reason: format!("worker server failed: {e}") })?;
     info!("worker stopped");
     Ok(())

@@ -36,8 +36,10 @@ pub struct Cluster {
     masters: Vec<(u16, Vec<String>, Option<Child>)>,
     /// ZooKeeper connect string when masters are elected.
     zookeeper: Option<String>,
-    /// (rpc port, data port, process) of each worker; ports stay fixed across restarts.
-    workers: Vec<(u16, u16, Option<Child>)>,
+    /// The masters' web UI port (each master on its own loopback address).
+    pub web_port: u16,
+    /// (rpc port, data port, web port, process) of each worker; ports stay fixed across restarts.
+    workers: Vec<(u16, u16, u16, Option<Child>)>,
 }
 
 impl Cluster {
@@ -61,6 +63,7 @@ impl Cluster {
             master_port: port,
             masters: ports.into_iter().map(|p| (p, Vec::new(), None)).collect(),
             zookeeper,
+            web_port: free_port(),
             workers: Vec::new(),
         };
         let out = c.run(&["format"]);
@@ -77,6 +80,7 @@ impl Cluster {
         let mut d = vec![
             format!("-Dtachyon.master.hostname=127.0.0.1"),
             format!("-Dtachyon.master.port={}", self.master_port),
+            format!("-Dtachyon.master.web.port={}", self.web_port),
             format!("-Dtachyon.master.journal.folder={home}/journal"),
             format!("-Dtachyon.worker.tieredstore.level0.dirs.path={home}/ram"),
             "-Dtachyon.worker.memory.size=256MB".into(),
@@ -161,6 +165,16 @@ impl Cluster {
         format!("{}:{}", master_host(i), self.masters[i].0)
     }
 
+    /// Master `i`'s web UI, `http://host:port`.
+    pub fn master_web(&self, i: usize) -> String {
+        format!("http://{}:{}", master_host(i), self.web_port)
+    }
+
+    /// Worker `i`'s web UI, `http://127.0.0.1:port`.
+    pub fn worker_web(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.workers[i].2)
+    }
+
     /// The index of the master serving at `address`.
     pub fn master_index(&self, address: &str) -> Option<usize> {
         (0..self.masters.len()).find(|i| self.master_address(*i) == address)
@@ -207,14 +221,15 @@ impl Cluster {
     /// Starts worker `i` with extra `-D` options.
     pub fn start_worker_with(&mut self, i: usize, extra: &[&str]) {
         if i == self.workers.len() {
-            self.workers.push((free_port(), free_port(), None));
+            self.workers.push((free_port(), free_port(), free_port(), None));
         }
-        let (port, data_port) = (self.workers[i].0, self.workers[i].1);
+        let (port, data_port, web_port) = (self.workers[i].0, self.workers[i].1, self.workers[i].2);
         let log = self.log(&format!("worker{i}.log"));
         let child = self
             .command(&[
                 &format!("-Dtachyon.worker.port={port}"),
                 &format!("-Dtachyon.worker.data.port={data_port}"),
+                &format!("-Dtachyon.worker.web.port={web_port}"),
                 "-Dtachyon.worker.hostname=127.0.0.1",
             ])
             .args(extra)
@@ -223,12 +238,12 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .unwrap();
-        self.workers[i].2 = Some(child);
+        self.workers[i].3 = Some(child);
     }
 
     /// SIGKILLs worker `i`.
     pub fn kill_worker(&mut self, i: usize) {
-        if let Some(mut w) = self.workers[i].2.take() {
+        if let Some(mut w) = self.workers[i].3.take() {
             w.kill().unwrap();
             w.wait().unwrap();
         }
