@@ -104,3 +104,42 @@ fn fault_tolerant_cluster_through_the_scripts_survives_a_leader_kill() {
     assert_eq!(stopped.matches("Stopped master").count(), 2, "{stopped}");
     assert!(!stopped.contains("killing"), "graceful stop: {stopped}");
 }
+
+/// Seed 003's walkthrough with `bin/tachyon-cluster`: create (ZooKeeper, three masters, two
+/// workers, runTests), kill the leader, see the new one in ZooKeeper and every file, destroy.
+#[test]
+fn seed_003_walkthrough_with_tachyon_cluster() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("cluster");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let worker_port = loop {
+        let p = common::free_port();
+        if p < 60000 {
+            break p;
+        }
+    };
+    let (zk_port, master_port, web_port) = (common::free_port(), common::free_port(), common::free_port());
+    let run = |args: &[&str]| {
+        let out = Command::new(root.join("bin/tachyon-cluster"))
+            .args(args)
+            .env("TACHYON_BIN", common::tachyon_bin())
+            .env("TACHYON_CLUSTER_DIR", &state)
+            .env("TACHYON_CLUSTER_ZK_PORT", zk_port.to_string())
+            .env("TACHYON_CLUSTER_MASTER_PORT", master_port.to_string())
+            .env("TACHYON_CLUSTER_MASTER_WEB_PORT", web_port.to_string())
+            .env("TACHYON_CLUSTER_WORKER_PORT", worker_port.to_string())
+            .env_remove("TACHYON_CONF_DIR")
+            .output()
+            .unwrap();
+        ok(out, &format!("tachyon-cluster {args:?}"))
+    };
+    let created = run(&["create", "--masters", "3", "--workers", "2"]);
+    assert!(created.contains("4 passed, 0 failed"), "{created}");
+    assert!(created.contains("web UI: http://127.0.0."), "{created}");
+    let killed = run(&["kill-leader"]);
+    assert!(killed.contains("New leader: 127.0.0."), "{killed}");
+    assert!(killed.contains("zkCli.sh get /tachyon/leader/"), "{killed}");
+    assert!(killed.contains("/docs/README.md"), "{killed}");
+    assert!(run(&["destroy"]).contains("Destroyed."));
+    assert!(!state.exists());
+}
