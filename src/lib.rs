@@ -12,6 +12,7 @@ pub mod core;
 pub mod error;
 pub mod journal;
 pub mod master;
+pub mod metrics;
 pub mod rpc;
 pub mod runtime;
 pub mod shell;

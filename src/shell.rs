@@ -154,9 +154,21 @@ pub async fn copy_from_local(fs: &FileSystem, src: &Path, dst: &str, out: &mut d
     Ok(())
 }
 
+/// A byte progress bar on stderr for a long copy; draws nothing when stderr is not a
+/// terminal (piped, in tests, in scripts).
+fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    let style = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style.progress_chars("=> "));
+    bar.set_message(what.to_string());
+    bar
+}
+
 async fn copy_file_from_local(fs: &FileSystem, src: &Path, target: &str) -> ShellResult {
     use std::io::Read;
     let mut file = std::fs::File::open(src).map_err(|e| ShellError::local(src, e))?;
+    let bar = progress(file.metadata().map(|m| m.len()).unwrap_or(0), target);
     let mut writer = fs.create_file(target, CreateOptions { recursive: true, ..Default::default() }).await?;
     let mut buf = vec![0u8; fs.options().chunk_bytes.max(1 << 20)];
     loop {
@@ -171,11 +183,14 @@ async fn copy_file_from_local(fs: &FileSystem, src: &Path, target: &str) -> Shel
             break;
         }
         if let Err(e) = writer.write(&buf[..n]).await {
+            bar.abandon();
             writer.cancel().await;
             return Err(e.into());
         }
+        bar.inc(n as u64);
     }
     writer.close().await?;
+    bar.finish_and_clear();
     Ok(())
 }
 
@@ -193,9 +208,12 @@ pub async fn copy_to_local(fs: &FileSystem, src: &str, dst: &Path, out: &mut dyn
     let mut reader = fs.open_file(src).await?;
     let tmp = target.with_extension("tachyon-partial");
     let mut file = std::fs::File::create(&tmp).map_err(|e| ShellError::local(&tmp, e))?;
+    let bar = progress(info.length, src);
     while let Some(block) = reader.next_block().await? {
         file.write_all(&block).map_err(|e| ShellError::local(&tmp, e))?;
+        bar.inc(block.len() as u64);
     }
+    bar.finish_and_clear();
     file.sync_all().map_err(|e| ShellError::local(&tmp, e))?;
     std::fs::rename(&tmp, &target).map_err(|e| ShellError::local(&target, e))?;
     writeln!(out, "Copied {src} to file://{}", target.display()).ok();
@@ -349,7 +367,9 @@ pub async fn run_tests(fs: &FileSystem, out: &mut dyn Write, run_id: i64) -> Res
     let block = 1u64 << 20;
     let cases: [(&str, usize); 4] = [("Empty", 0), ("OneByte", 1), ("OneBlock", 4096), ("MultiBlock", (2 * block + 12_345) as usize)];
     let (mut passed, mut failed) = (0u32, 0u32);
+    let bar = indicatif::ProgressBar::with_draw_target(Some(cases.len() as u64), indicatif::ProgressDrawTarget::stderr());
     for (i, (name, len)) in cases.iter().enumerate() {
+        bar.set_message(format!("runTest {name}"));
         let path = format!("{dir}/{name}");
         let data = test_bytes(*len, i as u64 + 1);
         let result: Result<(), ShellError> = async {
@@ -361,7 +381,7 @@ pub async fn run_tests(fs: &FileSystem, out: &mut dyn Write, run_id: i64) -> Res
             Ok(())
         }
         .await;
-        match result {
+        bar.suspend(|| match result {
             Ok(()) => {
                 passed += 1;
                 writeln!(out, "runTest {name} MUST_CACHE ({len} bytes) ... Passed the test!").ok();
@@ -370,8 +390,10 @@ pub async fn run_tests(fs: &FileSystem, out: &mut dyn Write, run_id: i64) -> Res
                 failed += 1;
                 writeln!(out, "runTest {name} MUST_CACHE ({len} bytes) ... FAILED: {e}").ok();
             }
-        }
+        });
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     if let Err(e) = fs.delete("/tachyon_runTests", true).await {
         writeln!(out, "warning: could not clean up {dir}: {e}").ok();
     }

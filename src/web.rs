@@ -171,28 +171,44 @@ impl MasterUi {
         json!({ "configuration": entries })
     }
 
-    /// Prometheus text exposition of this master.
+    /// Prometheus text exposition of this master: the process's registry plus gauges read
+    /// from its state at scrape time.
     async fn metrics_text(&self) -> String {
         let me = self.node.status().await;
-        let mut out = String::new();
+        let mut out = crate::metrics::gather_text();
         let leader = u8::from(me.role == "leader");
         let _ = writeln!(out, "# HELP tachyon_master_is_leader 1 if this master serves as leader.\n# TYPE tachyon_master_is_leader gauge\ntachyon_master_is_leader {leader}");
         let _ = writeln!(out, "# HELP tachyon_master_epoch Leadership epoch this master knows.\n# TYPE tachyon_master_epoch gauge\ntachyon_master_epoch {}", me.epoch);
         let _ = writeln!(out, "# HELP tachyon_master_applied_sequence Next journal sequence this master would apply.\n# TYPE tachyon_master_applied_sequence gauge\ntachyon_master_applied_sequence {}", me.applied_sequence);
-        let _ = writeln!(out, "# HELP tachyon_master_operations_total Client operations by type and result.\n# TYPE tachyon_master_operations_total counter");
-        for ((op, result), n) in self.node.operation_counts() {
-            let _ = writeln!(out, "tachyon_master_operations_total{{op=\"{op}\",result=\"{result}\"}} {n}");
+        if me.role != "leader" {
+            if let Ok(masters) = self.fs.masters().await {
+                if let Some(l) = masters.iter().find(|m| m.role == "leader") {
+                    let lag = l.applied_sequence.saturating_sub(me.applied_sequence);
+                    let _ = writeln!(out, "# HELP tachyon_master_standby_lag_entries Journal entries this standby is behind the leader.\n# TYPE tachyon_master_standby_lag_entries gauge\ntachyon_master_standby_lag_entries {lag}");
+                }
+            }
         }
-        if let Some((live, lost, inodes)) = self
+        let now = crate::runtime::system_clock().now_ms();
+        let leader_view = self
             .node
             .leader_state(|st| {
                 let lost = st.registry.workers().filter(|w| w.lost).count();
-                (st.registry.workers().count() - lost, lost, st.ns.inode_count())
+                let ages: Vec<(String, i64)> = st
+                    .registry
+                    .workers()
+                    .filter(|w| !w.lost)
+                    .map(|w| (format!("{}:{}", w.address.host, w.address.rpc_port), now - w.last_heartbeat_ms))
+                    .collect();
+                (st.registry.workers().count() - lost, lost, st.ns.inode_count(), ages)
             })
-            .await
-        {
+            .await;
+        if let Some((live, lost, inodes, ages)) = leader_view {
             let _ = writeln!(out, "# HELP tachyon_workers Registered workers by state.\n# TYPE tachyon_workers gauge\ntachyon_workers{{state=\"live\"}} {live}\ntachyon_workers{{state=\"lost\"}} {lost}");
             let _ = writeln!(out, "# HELP tachyon_inodes Files and directories.\n# TYPE tachyon_inodes gauge\ntachyon_inodes {inodes}");
+            let _ = writeln!(out, "# HELP tachyon_worker_heartbeat_age_seconds Time since each live worker's last heartbeat.\n# TYPE tachyon_worker_heartbeat_age_seconds gauge");
+            for (worker, age_ms) in ages {
+                let _ = writeln!(out, "tachyon_worker_heartbeat_age_seconds{{worker=\"{worker}\"}} {}", age_ms as f64 / 1000.0);
+            }
         }
         out
     }
@@ -433,14 +449,17 @@ pub fn worker_router(worker: Arc<Worker>) -> Router {
             "/metrics",
             get(|State(w): W| async move {
                 let s = w.summary();
-                metrics_response(format!(
-                    "# HELP tachyon_worker_bytes Memory tier bytes.\n# TYPE tachyon_worker_bytes gauge\n\
-                     tachyon_worker_bytes{{tier=\"MEM\",kind=\"used\"}} {}\ntachyon_worker_bytes{{tier=\"MEM\",kind=\"capacity\"}} {}\n\
+                let mut text = crate::metrics::gather_text();
+                let _ = write!(
+                    text,
+                    "# HELP tachyon_worker_tier_bytes Memory tier bytes.\n# TYPE tachyon_worker_tier_bytes gauge\n\
+                     tachyon_worker_tier_bytes{{tier=\"MEM\",kind=\"used\"}} {}\ntachyon_worker_tier_bytes{{tier=\"MEM\",kind=\"capacity\"}} {}\n\
                      # HELP tachyon_worker_blocks Blocks held.\n# TYPE tachyon_worker_blocks gauge\ntachyon_worker_blocks {}\n",
                     s.used_bytes,
                     s.capacity_bytes,
                     s.blocks.len()
-                ))
+                );
+                metrics_response(text)
             }),
         )
         .route("/healthz", get(|| async { "ok" }))

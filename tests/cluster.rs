@@ -173,7 +173,10 @@ async fn shell_commands_print_what_users_expect_and_fail_with_exit_codes() {
     assert!(c.run_ok(&["fs", "leader"]).contains(&format!("127.0.0.1:{}", c.master_port)));
     assert!(c.run_ok(&["fs", "masterInfo"]).contains("leader"));
     let out_file = c.path().join("back.txt");
-    c.run_ok(&["fs", "copyToLocal", "/moved.txt", out_file.to_str().unwrap()]);
+    let copied = c.run(&["fs", "copyToLocal", "/moved.txt", out_file.to_str().unwrap()]);
+    assert!(copied.status.success());
+    // Progress bars draw only on a terminal: piped, stderr stays quiet.
+    assert!(copied.stderr.is_empty(), "{}", String::from_utf8_lossy(&copied.stderr));
     assert_eq!(std::fs::read(&out_file).unwrap(), b"hello from the shell\n");
     let tests = c.run_ok(&["runTests"]);
     assert!(tests.contains("4 passed, 0 failed"), "{tests}");

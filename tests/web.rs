@@ -138,8 +138,19 @@ async fn the_web_ui_shows_the_leader_and_every_file_before_and_after_a_failover(
     fs.write_file("/ui/second", b"2", CreateOptions { block_size: None, recursive: true }).await.unwrap();
     let after = http_get(&lw, "/metrics").1;
     assert_eq!(metric(&after, series), metric(&before, series) + 1.0, "{after}");
+    let rpc_count = "tachyon_master_rpc_duration_seconds_count{op=\"createFile\"}";
+    assert!(metric(&after, rpc_count) > metric(&before, rpc_count), "{after}");
+    assert!(metric(&after, "tachyon_journal_flush_duration_seconds_count") > metric(&before, "tachyon_journal_flush_duration_seconds_count"));
+    assert!(metric(&after, "tachyon_journal_batch_operations_count") >= 1.0);
     assert_eq!(metric(&after, "tachyon_master_is_leader"), 1.0);
-    assert!(metric(&http_get(&c.worker_web(0), "/metrics").1, "tachyon_worker_blocks") >= 2.0);
+    assert_eq!(metric(&after, "tachyon_master_leader_terms_total"), 1.0);
+    assert!(after.contains("tachyon_worker_heartbeat_age_seconds{worker="), "{after}");
+    let standby_metrics = http_get(&sw, "/metrics").1;
+    assert_eq!(metric(&standby_metrics, "tachyon_master_is_leader"), 0.0);
+    assert!(standby_metrics.contains("tachyon_master_standby_lag_entries"), "{standby_metrics}");
+    let worker_metrics = http_get(&c.worker_web(0), "/metrics").1;
+    assert!(metric(&worker_metrics, "tachyon_worker_blocks") >= 2.0);
+    assert!(metric(&worker_metrics, "tachyon_worker_bytes_total{direction=\"written\",tier=\"MEM\"}") >= (text.len() + 1) as f64, "{worker_metrics}");
 
     // In a real browser: the leader's overview, the directory, the file with its preview.
     let overview = render(&format!("{lw}/"), "1-leader-overview");

@@ -665,8 +665,11 @@ impl WriterTask {
             buf.extend_from_slice(&s.bytes);
         }
         let end = batch.last().map(|s| s.end).unwrap_or(self.next);
+        let started = tokio::time::Instant::now();
         self.writer.write(&buf).await.map_err(|e| format!("write: {e}"))?;
         self.writer.sync().await.map_err(|e| format!("sync: {e}"))?;
+        crate::metrics::JOURNAL_FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
+        crate::metrics::JOURNAL_BATCH_OPERATIONS.observe(batch.len() as f64);
         // Durable, but acknowledged only if no newer leader has claimed the journal.
         if self.journal.fencing {
             self.journal.verify_epoch(self.epoch).await.map_err(|e| e.to_string())?;

@@ -17,7 +17,6 @@
 //! Architecture Invariant: a master answers a client request from leader state only while it
 //! holds a leadership that is not lost and a writer whose epoch check passed.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -56,8 +55,6 @@ pub struct MasterNode {
     journal: Journal,
     role: StdMutex<Role>,
     start_time_ms: i64,
-    /// Client operations answered, by (operation, "ok"/"error").
-    operations: StdMutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl MasterNode {
@@ -72,7 +69,6 @@ impl MasterNode {
             journal,
             role: StdMutex::new(Role::Standby { applied: 0, last_epoch: 0 }),
             start_time_ms,
-            operations: StdMutex::new(BTreeMap::new()),
         }
     }
 
@@ -104,17 +100,6 @@ impl MasterNode {
     /// When this process started.
     pub fn start_time_ms(&self) -> i64 {
         self.start_time_ms
-    }
-
-    /// Counts an answered client operation.
-    pub fn record_operation(&self, op: &'static str, ok: bool) {
-        let mut ops = self.operations.lock().unwrap_or_else(|p| p.into_inner());
-        *ops.entry((op, if ok { "ok" } else { "error" })).or_insert(0) += 1;
-    }
-
-    /// Answered client operations by (operation, result), in order.
-    pub fn operation_counts(&self) -> Vec<((&'static str, &'static str), u64)> {
-        self.operations.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (*k, *v)).collect()
     }
 
     /// The settings this master runs with.
@@ -291,6 +276,7 @@ async fn switch_roles(node: Arc<MasterNode>, mut stop: watch::Receiver<bool>) ->
             continue;
         }
         info!(address = %node.address(), epoch, next_sequence, caught_up_entries = applied, "master is the leader and serving");
+        crate::metrics::LEADER_TERMS.inc();
         failures = 0;
         let end = serve_term(&master, &mut stop).await;
         node.set_role(Role::Standby { applied: master.read_unchecked(|st| st.ns.next_sequence()).await, last_epoch: epoch });

@@ -36,9 +36,10 @@ fn ownership_or_default(o: Option<InodeOwnership>, default_mode: u32) -> InodeOw
 type RpcResult<T> = Result<Response<T>, Status>;
 
 impl MasterRpc {
-    /// Counts the operation by result and turns it into a gRPC answer.
-    fn reply<T>(&self, op: &'static str, r: Result<T, FsError>) -> RpcResult<T> {
-        self.node.record_operation(op, r.is_ok());
+    /// Counts and times the operation and turns its result into a gRPC answer.
+    fn reply<T>(&self, op: &'static str, started: tokio::time::Instant, r: Result<T, FsError>) -> RpcResult<T> {
+        crate::metrics::MASTER_OPERATIONS.with_label_values(&[op, if r.is_ok() { "ok" } else { "error" }]).inc();
+        crate::metrics::MASTER_RPC_SECONDS.with_label_values(&[op]).observe(started.elapsed().as_secs_f64());
         r.map(Response::new).map_err(Status::from)
     }
 }
@@ -64,14 +65,16 @@ impl MasterRpc {
 #[tonic::async_trait]
 impl MasterService for MasterRpc {
     async fn create_file(&self, request: Request<CreateFileRequest>) -> RpcResult<FileInfo> {
+        let started = tokio::time::Instant::now();
         let req = request.into_inner();
         let own = ownership_or_default(req.ownership, 0o644);
-        self.reply("createFile", self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)).await)
+        self.reply("createFile", started, self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)).await)
     }
 
     async fn complete_file(&self, request: Request<CompleteFileRequest>) -> RpcResult<FileInfo> {
+        let started = tokio::time::Instant::now();
         let req = request.into_inner();
-        self.reply("completeFile", 
+        self.reply("completeFile", started, 
             self.mutate_path(&req.request_id, &req.path, |st, p, now| {
                 st.ns.plan_complete_file(p, req.length, |b| st.registry.committed_length(b), now)
             })
@@ -80,15 +83,17 @@ impl MasterService for MasterRpc {
     }
 
     async fn get_status(&self, request: Request<PathRequest>) -> RpcResult<FileInfo> {
+        let started = tokio::time::Instant::now();
         let result = async {
             let p = path(&request.get_ref().path)?;
             self.node.leader().await?.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
         }
         .await;
-        self.reply("getStatus", result)
+        self.reply("getStatus", started, result)
     }
 
     async fn list_status(&self, request: Request<ListStatusRequest>) -> RpcResult<ListStatusResponse> {
+        let started = tokio::time::Instant::now();
         let req = request.into_inner();
         let result = async {
             let p = path(&req.path)?;
@@ -110,39 +115,43 @@ impl MasterService for MasterRpc {
                 .await
         }
         .await;
-        self.reply("listStatus", result)
+        self.reply("listStatus", started, result)
     }
 
     async fn create_directory(&self, request: Request<CreateDirectoryRequest>) -> RpcResult<FileInfo> {
+        let started = tokio::time::Instant::now();
         let req = request.into_inner();
         let own = ownership_or_default(req.ownership, 0o755);
-        self.reply("createDirectory", 
+        self.reply("createDirectory", started, 
             self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_directory(p, req.recursive, req.allow_exists, &own, now))
                 .await,
         )
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> RpcResult<Empty> {
+        let started = tokio::time::Instant::now();
         let req = request.into_inner();
         let result = async {
             let p = path(&req.path)?;
             self.node.leader().await?.mutate(&req.request_id, |st, now| st.ns.plan_delete(&p, req.recursive, now), |_| Ok(Empty {})).await
         }
         .await;
-        self.reply("delete", result)
+        self.reply("delete", started, result)
     }
 
     async fn rename(&self, request: Request<RenameRequest>) -> RpcResult<Empty> {
+        let started = tokio::time::Instant::now();
         let req = request.into_inner();
         let result = async {
             let (src, dst) = (path(&req.src)?, path(&req.dst)?);
             self.node.leader().await?.mutate(&req.request_id, |st, now| st.ns.plan_rename(&src, &dst, now), |_| Ok(Empty {})).await
         }
         .await;
-        self.reply("rename", result)
+        self.reply("rename", started, result)
     }
 
     async fn free(&self, request: Request<FreeRequest>) -> RpcResult<FreeResponse> {
+        let started = tokio::time::Instant::now();
         let req = request.into_inner();
         let result = async {
             let p = path(&req.path)?;
@@ -169,7 +178,7 @@ impl MasterService for MasterRpc {
                 .await
         }
         .await;
-        self.reply("free", result)
+        self.reply("free", started, result)
     }
 
     async fn get_workers(&self, _request: Request<Empty>) -> RpcResult<WorkersResponse> {
@@ -262,6 +271,7 @@ impl MasterService for MasterRpc {
     }
 
     async fn commit_block(&self, request: Request<CommitBlockRequest>) -> RpcResult<Empty> {
+        let started = tokio::time::Instant::now();
         let req = request.into_inner();
         let result = self
             .node
@@ -281,7 +291,7 @@ impl MasterService for MasterRpc {
                     .map_err(|e| FsError::Unavailable { reason: e.to_string() })
             })
             .await;
-        self.reply("commitBlock", result.map(|()| Empty {}))
+        self.reply("commitBlock", started, result.map(|()| Empty {}))
     }
 }
 

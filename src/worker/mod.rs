@@ -248,6 +248,7 @@ impl BlockDataService for BlockDataRpc {
             return Err(FsError::InvalidArgument { reason: format!("offset {} past block end {total}", req.offset) }.into());
         }
         let end = if req.length == 0 { total } else { total.min(req.offset.saturating_add(req.length)) };
+        crate::metrics::WORKER_BYTES.with_label_values(&["MEM", "read"]).inc_by(end.saturating_sub(req.offset));
         let chunk = self.0.options.chunk_bytes as u64;
         let map = Arc::new(map);
         let stream = futures::stream::unfold(req.offset, move |pos| {
@@ -277,6 +278,7 @@ impl BlockDataService for BlockDataRpc {
         }
         let block = temp.block();
         let length = temp.commit().map_err(Status::from)?;
+        crate::metrics::WORKER_BYTES.with_label_values(&["MEM", "written"]).inc_by(length);
         if let Err(e) = self.0.commit_to_master(block, length).await {
             warn!(block, error = %e, "master refused the block; discarding it");
             self.0.store.remove(block);
