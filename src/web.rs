@@ -68,7 +68,8 @@ pub struct MasterUi {
     web_port: u16,
 }
 
-const MASTER_NAV: [(&str, &str); 4] = [("/", "Overview"), ("/browse", "Browse File System"), ("/workers", "Workers"), ("/config", "Configuration")];
+const MASTER_NAV: [(&str, &str); 5] =
+    [("/", "Overview"), ("/browse", "Browse File System"), ("/workers", "Workers"), ("/config", "Configuration"), ("/metrics", "Metrics")];
 
 impl MasterUi {
     /// The UI of `node`.
@@ -415,7 +416,7 @@ pub fn master_router(ui: Arc<MasterUi>) -> Router {
 /// A worker's overview page, block list, metrics and health.
 pub fn worker_router(worker: Arc<Worker>) -> Router {
     type W = State<Arc<Worker>>;
-    let nav: [(&str, &str); 2] = [("/", "Overview"), ("/api/blocks", "Blocks (JSON)")];
+    let nav: [(&str, &str); 3] = [("/", "Overview"), ("/api/blocks", "Blocks (JSON)"), ("/metrics", "Metrics")];
     Router::new()
         .route(
             "/",

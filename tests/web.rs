@@ -128,6 +128,13 @@ async fn the_web_ui_shows_the_leader_and_every_file_before_and_after_a_failover(
     assert_eq!(json_get(&lw, "/api/workers")["workers"].as_array().unwrap().len(), 1);
     assert!(json_get(&lw, "/api/config")["configuration"].as_array().unwrap().iter().any(|e| e["key"] == "tachyon.zookeeper.enabled"));
     assert_eq!(json_get(&sw, "/api/overview")["role"], "standby");
+    // The shell agrees with the UI.
+    let info = c.run_ok(&["fs", "masterInfo"]);
+    for m in o["masters"].as_array().unwrap() {
+        let line = info.lines().find(|l| l.starts_with(m["address"].as_str().unwrap())).unwrap_or_else(|| panic!("{info}"));
+        assert!(line.contains(m["role"].as_str().unwrap()), "{line} vs {m}");
+    }
+    assert!(c.run_ok(&["fs", "report"]).contains("Live workers: 1"));
     assert_eq!(http_get(&sw, "/readyz").0, 503);
     assert_eq!(http_get(&lw, "/healthz"), (200, "ok".into()));
     assert_eq!(json_get(&c.worker_web(0), "/api/blocks")["blocks"].as_array().unwrap().len(), 1);
