@@ -149,13 +149,13 @@ async fn continuous_writers_lose_nothing_through_ten_leader_kills_and_pauses() {
     for f in listed.iter().filter(|f| !f.is_directory && f.complete) {
         assert_eq!(fs.read_file(&f.path).await.unwrap(), intended(&f.path), "{}", f.path);
     }
-    // Standbys caught up: every master reports the same applied sequence.
+    // Standbys caught up: every master is at the same journal position with the same state.
     let same = eventually(|| async {
-        let ms = fs.masters().await.unwrap();
-        ms.len() == 3 && ms.iter().all(|m| m.role != "unreachable" && m.applied_sequence == ms[0].applied_sequence)
+        let ds = fs.state_digests().await.unwrap();
+        ds.len() == 3 && ds.iter().all(|d| d.applied_sequence == ds[0].applied_sequence && d.digest == ds[0].digest)
     })
     .await;
-    assert!(same, "standbys did not catch up: {:?}", fs.masters().await);
+    assert!(same, "standbys did not catch up to the leader's state: {:?}", fs.state_digests().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

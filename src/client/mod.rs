@@ -265,6 +265,23 @@ impl FileSystem {
         Ok(statuses)
     }
 
+    /// Every running master's namespace digest and position (a full pass over each
+    /// master's namespace: for consistency checks). Masters that do not answer are left out.
+    pub async fn state_digests(&self) -> Result<Vec<StateDigest>, FsError> {
+        let mut digests = Vec::new();
+        for address in self.inner.leader.coordinator().masters().await? {
+            let asked = async {
+                let channel = rpc::connect(&address, self.inner.options.request_timeout).await?;
+                MasterServiceClient::new(channel).get_state_digest(Empty {}).await.map_err(status)
+            }
+            .await;
+            if let Ok(d) = asked {
+                digests.push(d.into_inner());
+            }
+        }
+        Ok(digests)
+    }
+
     /// Creates a file and returns a writer for its content.
     pub async fn create_file(&self, path: &str, opts: CreateOptions) -> Result<FileWriter, FsError> {
         let write_type = self.inner.options.write_type.as_str();

@@ -29,7 +29,8 @@ use crate::coordinator::{Coordinator, Leadership};
 use crate::error::FsError;
 use crate::journal::{Journal, JournalError};
 use crate::proto::master_service_server::MasterServiceServer;
-use crate::proto::MasterStatus;
+use crate::core::namespace::Namespace;
+use crate::proto::{MasterStatus, StateDigest};
 use crate::runtime::Clock;
 use crate::underfs::UnderFs;
 
@@ -55,6 +56,8 @@ pub struct MasterNode {
     journal: Journal,
     role: StdMutex<Role>,
     start_time_ms: i64,
+    /// A standby's namespace, kept here while it follows the journal (taken at promotion).
+    standby_ns: tokio::sync::Mutex<Option<Namespace>>,
 }
 
 impl MasterNode {
@@ -69,6 +72,7 @@ impl MasterNode {
             journal,
             role: StdMutex::new(Role::Standby { applied: 0, last_epoch: 0 }),
             start_time_ms,
+            standby_ns: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -118,6 +122,18 @@ impl MasterNode {
     /// The coordinator this master campaigns through.
     pub fn coordinator(&self) -> &Arc<dyn Coordinator> {
         &self.coordinator
+    }
+
+    /// This master's namespace digest and position (a pass over the whole namespace).
+    pub async fn state_digest(&self) -> StateDigest {
+        let address = self.options.address.clone();
+        if let Role::Leader(m) = self.role() {
+            let (applied_sequence, digest) = m.read_unchecked(|st| (st.ns.next_sequence(), st.ns.digest())).await;
+            return StateDigest { address, role: "leader".into(), applied_sequence, digest };
+        }
+        let guard = self.standby_ns.lock().await;
+        let (applied_sequence, digest) = guard.as_ref().map(|ns| (ns.next_sequence(), ns.digest())).unwrap_or_default();
+        StateDigest { address, role: "standby".into(), applied_sequence, digest }
     }
 
     /// This master's role, epoch and applied journal position.
@@ -320,7 +336,7 @@ async fn stopped_during(duration: Duration, stop: &watch::Receiver<bool>) -> boo
 async fn follow_until_elected(
     node: &MasterNode,
     stop: &watch::Receiver<bool>,
-) -> Result<Option<(crate::core::namespace::Namespace, Leadership)>, RunError> {
+) -> Result<Option<(Namespace, Leadership)>, RunError> {
     let recovered = loop {
         match node.journal.recover().await {
             Ok(r) => break r,
@@ -333,18 +349,22 @@ async fn follow_until_elected(
             }
         }
     };
-    let mut ns = recovered.namespace;
     let mut last_epoch = recovered.last_epoch;
-    node.set_role(Role::Standby { applied: ns.next_sequence(), last_epoch });
-    info!(address = %node.address(), next_sequence = ns.next_sequence(), last_epoch, "standby: following the journal");
+    let first = recovered.namespace.next_sequence();
+    *node.standby_ns.lock().await = Some(recovered.namespace);
+    node.set_role(Role::Standby { applied: first, last_epoch });
+    info!(address = %node.address(), next_sequence = first, last_epoch, "standby: following the journal");
     let tail_every = Duration::from_millis(node.options.tailer_sleep_ms);
     let mut campaign = Box::pin(node.coordinator.campaign(node.address(), last_epoch));
     let mut stopping = stop.clone();
-    let mut checkpointed_at = ns.next_sequence();
+    let mut checkpointed_at = first;
     loop {
         tokio::select! {
             elected = &mut campaign => match elected {
-                Ok(leadership) => return Ok(Some((ns, leadership))),
+                Ok(leadership) => {
+                    let ns = node.standby_ns.lock().await.take().unwrap_or_default();
+                    return Ok(Some((ns, leadership)));
+                }
                 Err(e) => {
                     warn!(error = %e, "campaign failed; retrying");
                     if stopped_during(MAX_RETRY_SLEEP.min(tail_every * 10), stop).await {
@@ -354,13 +374,15 @@ async fn follow_until_elected(
                 }
             },
             _ = tokio::time::sleep(tail_every) => {
-                match node.journal.catch_up(&mut ns, false).await {
+                let mut guard = node.standby_ns.lock().await;
+                let Some(ns) = guard.as_mut() else { continue };
+                match node.journal.catch_up(ns, false).await {
                     Ok(_) => {
                         last_epoch = last_epoch.max(ns.epoch());
                         node.set_role(Role::Standby { applied: ns.next_sequence(), last_epoch });
                         if ns.next_sequence() - checkpointed_at >= node.options.checkpoint_period_entries {
                             checkpointed_at = ns.next_sequence();
-                            checkpoint_as_standby(&node.journal, &ns).await;
+                            checkpoint_as_standby(&node.journal, ns).await;
                         }
                     }
                     Err(e) => warn!(error = %e, next_sequence = ns.next_sequence(), "standby could not read the journal; retrying"),
@@ -374,7 +396,7 @@ async fn follow_until_elected(
 /// Writes a checkpoint of a caught-up standby's namespace, so the leader never stops for
 /// one and the next take-over replays little. Another standby may have written the same
 /// one: same sequence, same bytes (replay is deterministic), so it is skipped.
-async fn checkpoint_as_standby(journal: &Journal, ns: &crate::core::namespace::Namespace) {
+async fn checkpoint_as_standby(journal: &Journal, ns: &Namespace) {
     let next = ns.next_sequence();
     match journal.has_checkpoint(next).await {
         Ok(true) => {}

@@ -232,6 +232,10 @@ impl MasterService for MasterRpc {
         Ok(Response::new(info))
     }
 
+    async fn get_state_digest(&self, _request: Request<Empty>) -> RpcResult<StateDigest> {
+        Ok(Response::new(self.node.state_digest().await))
+    }
+
     async fn register_worker(&self, request: Request<RegisterWorkerRequest>) -> RpcResult<RegisterWorkerResponse> {
         let req = request.into_inner();
         let Some(address) = req.address else {
