@@ -28,7 +28,8 @@
 //!
 //! Architecture Invariant: an operation is acknowledged only after [`JournalWriter::wait_durable`]
 //! saw its entries synced and the epoch check passed; if either fails the writer stops for good
-//! and the master stops serving (fail-stop), so memory never runs ahead of the journal for long.
+//! and the master gives up leadership and rebuilds its state from the journal, so memory never
+//! runs ahead of the journal for long.
 
 pub mod format;
 
