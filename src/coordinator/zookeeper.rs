@@ -165,23 +165,7 @@ impl LeaderSession for ZkSession {
 #[async_trait]
 impl Coordinator for ZkCoordinator {
     async fn leader_address(&self) -> Result<Option<String>, FsError> {
-        let client = self.shared_client().await?;
-        let path = &self.options.leader_path;
-        let children = match client.list_children(path).await {
-            Ok(c) => c,
-            Err(zk::Error::NoNode) => return Ok(None),
-            Err(e) => {
-                self.reset_shared().await;
-                return Err(zk_err(&format!("list {path}"), e));
-            }
-        };
-        let newest = children.iter().filter_map(|c| c.parse::<u64>().ok().map(|e| (e, c))).max();
-        let Some((_, name)) = newest else { return Ok(None) };
-        match client.get_data(&format!("{path}/{name}")).await {
-            Ok((data, _)) => Ok(Some(String::from_utf8_lossy(&data).into_owned())),
-            Err(zk::Error::NoNode) => Ok(None),
-            Err(e) => Err(zk_err("read leader", e)),
-        }
+        self.bounded("find the leader", self.leader_address_once()).await
     }
 
     async fn campaign(&self, address: &str, last_epoch: u64) -> Result<Leadership, FsError> {
@@ -243,6 +227,52 @@ impl Coordinator for ZkCoordinator {
     }
 
     async fn register_master(&self, address: &str) -> Result<(), FsError> {
+        self.bounded("register this master", self.register_master_once(address)).await
+    }
+
+    async fn masters(&self) -> Result<Vec<String>, FsError> {
+        self.bounded("list masters", self.masters_once()).await
+    }
+}
+
+impl ZkCoordinator {
+    /// Runs one ZooKeeper operation of the shared session with a deadline (connection plus
+    /// session timeout): a request that hangs on a broken session becomes `Unavailable`, and
+    /// the next call starts a fresh session.
+    async fn bounded<T>(&self, what: &str, op: impl std::future::Future<Output = Result<T, FsError>>) -> Result<T, FsError> {
+        let deadline = self.options.connection_timeout + self.options.session_timeout;
+        match tokio::time::timeout(deadline, op).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.reset_shared().await;
+                Err(FsError::Unavailable { reason: format!("ZooKeeper did not answer within {deadline:?} ({what})") })
+            }
+        }
+    }
+
+    /// One try at finding the leader.
+    async fn leader_address_once(&self) -> Result<Option<String>, FsError> {
+        let client = self.shared_client().await?;
+        let path = &self.options.leader_path;
+        let children = match client.list_children(path).await {
+            Ok(c) => c,
+            Err(zk::Error::NoNode) => return Ok(None),
+            Err(e) => {
+                self.reset_shared().await;
+                return Err(zk_err(&format!("list {path}"), e));
+            }
+        };
+        let newest = children.iter().filter_map(|c| c.parse::<u64>().ok().map(|e| (e, c))).max();
+        let Some((_, name)) = newest else { return Ok(None) };
+        match client.get_data(&format!("{path}/{name}")).await {
+            Ok((data, _)) => Ok(Some(String::from_utf8_lossy(&data).into_owned())),
+            Err(zk::Error::NoNode) => Ok(None),
+            Err(e) => Err(zk_err("read leader", e)),
+        }
+    }
+
+
+    async fn register_master_once(&self, address: &str) -> Result<(), FsError> {
         let client = self.shared_client().await?;
         let dir = self.options.masters_path();
         ensure_path(&client, &dir).await?;
@@ -253,7 +283,7 @@ impl Coordinator for ZkCoordinator {
         }
     }
 
-    async fn masters(&self) -> Result<Vec<String>, FsError> {
+    async fn masters_once(&self) -> Result<Vec<String>, FsError> {
         let client = self.shared_client().await?;
         match client.list_children(&self.options.masters_path()).await {
             Ok(mut v) => {
