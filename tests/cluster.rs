@@ -232,3 +232,22 @@ fn bad_configuration_stops_start_with_key_and_source() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tachyon.master.port") && err.contains("command line"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_without_standbys_checkpoints_itself() {
+    let mut c2 = Cluster::start();
+    c2.kill_master();
+    c2.start_master_with(0, &["-Dtachyon.master.journal.checkpoint.period.entries=10"]);
+    let fs = c2.client();
+    for i in 0..60 {
+        fs.create_directory(&format!("/cp/d{i}"), true, false).await.unwrap();
+    }
+    let checkpoints = c2.journal().join("checkpoints");
+    let written = eventually(|| async { std::fs::read_dir(&checkpoints).map(|d| d.count() > 0).unwrap_or(false) }).await;
+    assert!(written, "no checkpoint written by a lone leader");
+    c2.kill_master();
+    c2.start_master();
+    assert_eq!(fs.list_status("/cp", false).await.unwrap().len(), 60);
+    let log = std::fs::read_to_string(c2.path().join("master0.log")).unwrap();
+    assert!(log.contains("loaded checkpoint"), "restart did not start from the checkpoint");
+}

@@ -193,6 +193,11 @@ impl Journal {
         Ok(v)
     }
 
+    /// The position of the newest checkpoint, if any.
+    pub async fn newest_checkpoint(&self) -> Result<Option<u64>, JournalError> {
+        Ok(self.checkpoint_names().await?.last().copied())
+    }
+
     /// True if a checkpoint of the state before entry `next` exists.
     pub async fn has_checkpoint(&self, next: u64) -> Result<bool, JournalError> {
         Ok(self.checkpoint_names().await?.contains(&next))

@@ -77,6 +77,8 @@ pub struct Master {
     leadership: Leadership,
     start_time_ms: i64,
     checkpoint_running: Arc<AtomicBool>,
+    /// Set when no standby has checkpointed lately: the next mutation snapshots.
+    checkpoint_wanted: Arc<AtomicBool>,
 }
 
 fn unavailable(e: JournalError) -> FsError {
@@ -107,6 +109,7 @@ impl Master {
             leadership,
             start_time_ms,
             checkpoint_running: Arc::new(AtomicBool::new(false)),
+            checkpoint_wanted: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -194,23 +197,44 @@ impl Master {
                 Some(e) => Err(e),
                 None => respond(&st),
             };
-            // Standbys checkpoint every period; the leader only as a fallback (no standby
-            // running), at twice the period, since its snapshot is taken under the lock.
-            let checkpoint = (st.entries_since_checkpoint >= self.options.checkpoint_period_entries.saturating_mul(2)
-                && !self.checkpoint_running.load(Ordering::Acquire))
-            .then(|| {
+            // Standbys checkpoint every period. The leader snapshots (under this lock) only
+            // as a fallback: after twice the period it looks for a recent checkpoint, and
+            // only if none exists does the next mutation take one.
+            let checkpoint = self.checkpoint_wanted.swap(false, Ordering::AcqRel).then(|| st.ns.to_checkpoint());
+            let look_for_checkpoint = st.entries_since_checkpoint >= self.options.checkpoint_period_entries.saturating_mul(2)
+                && !self.checkpoint_running.load(Ordering::Acquire);
+            if look_for_checkpoint || checkpoint.is_some() {
                 st.entries_since_checkpoint = 0;
-                st.ns.to_checkpoint()
-            });
+            }
             let end = self.writer.submit(&entries).await.map_err(unavailable)?;
-            (end, response, checkpoint)
+            (end, response, checkpoint.map(Ok).or_else(|| look_for_checkpoint.then_some(Err(end))))
         };
         self.writer.wait_durable(end).await.map_err(unavailable)?;
         self.check_leading()?;
-        if let Some(cp) = checkpoint {
-            self.spawn_checkpoint(cp);
+        match checkpoint {
+            Some(Ok(cp)) => self.spawn_checkpoint(cp),
+            Some(Err(position)) => self.spawn_checkpoint_check(position),
+            None => {}
         }
         response
+    }
+
+    /// Asks for a leader checkpoint at the next mutation unless one (a standby's) covers all
+    /// but the last period before `position`.
+    fn spawn_checkpoint_check(&self, position: u64) {
+        let journal = self.journal.clone();
+        let wanted = self.checkpoint_wanted.clone();
+        let period = self.options.checkpoint_period_entries;
+        tokio::spawn(async move {
+            match journal.newest_checkpoint().await {
+                Ok(Some(newest)) if newest.saturating_add(period) >= position => {}
+                Ok(_) => {
+                    info!(position, "no standby checkpointed lately: the leader will write one");
+                    wanted.store(true, Ordering::Release);
+                }
+                Err(e) => warn!(error = %e, "cannot list checkpoints"),
+            }
+        });
     }
 
     /// Reads state; answers once everything the read saw is durable.

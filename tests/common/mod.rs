@@ -139,6 +139,12 @@ impl Cluster {
         self.start_master_at(self.masters.len() - 1);
     }
 
+    /// Starts master `i` with extra `-D` options it keeps across later restarts.
+    pub fn start_master_with(&mut self, i: usize, extra: &[&str]) {
+        self.masters[i].1 = extra.iter().map(|s| s.to_string()).collect();
+        self.start_master_at(i);
+    }
+
     /// How many masters this cluster has (running or not).
     pub fn master_count(&self) -> usize {
         self.masters.len()
