@@ -11,10 +11,11 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # Real ZooKeeper for the fault-tolerance tests (they start their own servers on loopback)
-# and headless Chromium for the web UI test, from Debian's packages.
+# and headless Chromium with its WebDriver for the web UI test, from Debian's packages.
 missing=()
 { [ -e /usr/share/java/zookeeper.jar ] && command -v java >/dev/null 2>&1; } || missing+=(zookeeper)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian packages)"
   sudo=""

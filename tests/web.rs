@@ -1,7 +1,8 @@
 //! The web UI the seeds check failover with: the leader's pages, a file in "Browse File
 //! System" with its size and preview, the standby page pointing at the leader, the same file
-//! in the new leader's UI after `kill -9`, JSON and Prometheus endpoints, and the pages as
-//! headless Chromium renders them (screenshots saved under the target dir).
+//! in the new leader's UI after `kill -9`, JSON and Prometheus endpoints, and the pages in
+//! headless Chromium driven over WebDriver, clicking through links (screenshots saved under
+//! the target dir).
 
 mod common;
 
@@ -15,17 +16,178 @@ use common::zk::ZooKeeper;
 use common::{eventually, Cluster};
 use tachyon::client::CreateOptions;
 
-/// A plain HTTP GET; returns (status, body).
-fn http_get(base: &str, path: &str) -> (u16, String) {
+/// A plain HTTP request (GET, or another method with a JSON body); returns (status, body).
+fn http(method: &str, base: &str, path: &str, body: Option<&str>) -> (u16, String) {
     let host = base.trim_start_matches("http://");
     let mut s = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // Read the head, then exactly the body it announces (some servers keep the connection
+    // open despite `Connection: close`).
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before the response head");
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, body.to_string())
+    let length: Option<usize> =
+        head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok());
+    let chunked = head.contains("transfer-encoding: chunked");
+    loop {
+        let body = &raw[head_end..];
+        let done = match length {
+            Some(len) => body.len() >= len,
+            None if chunked => body.ends_with(b"0\r\n\r\n"),
+            None => false,
+        };
+        if done {
+            break;
+        }
+        let n = s.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let body = String::from_utf8_lossy(&raw[head_end..]).into_owned();
+    let body = if chunked { unchunk(&body) } else { body };
+    (status, body)
+}
+
+/// Decodes a chunked HTTP body.
+fn unchunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn http_get(base: &str, path: &str) -> (u16, String) {
+    http("GET", base, path, None)
+}
+
+/// Standard base64 (as WebDriver screenshots come).
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let clean: Vec<u8> = text.bytes().filter(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/').collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let v: Vec<u32> = chunk.iter().map(|c| value(*c) as u32).collect();
+        let n = v.iter().enumerate().fold(0u32, |acc, (i, x)| acc | x << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+/// A headless Chromium driven over WebDriver (Debian's chromium-driver).
+struct Browser {
+    driver: String,
+    session: String,
+    child: std::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver and a browser session (test support: waits on real time).
+    #[allow(clippy::disallowed_methods)]
+    fn start() -> Browser {
+        assert!(Path::new("/usr/bin/chromedriver").exists(), "chromedriver is needed: install Debian's chromium-driver (bin/test-all.sh does)");
+        let port = common::free_port();
+        let child = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let driver = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": chromium(),
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--window-size=1280,900", format!("--user-data-dir={}", profile.path().display())]
+        }}}});
+        let (status, body) = http("POST", &driver, "/session", Some(&caps.to_string()));
+        assert_eq!(status, 200, "new WebDriver session: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let session = v["value"]["sessionId"].as_str().expect("session id").to_string();
+        Browser { driver, session, child, _profile: profile }
+    }
+
+    fn command(&self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let path = format!("/session/{}{path}", self.session);
+        let body = if method == "GET" { None } else { Some(body.to_string()) };
+        let (status, text) = http(method, &self.driver, &path, body.as_deref());
+        assert_eq!(status, 200, "WebDriver {method} {path}: {text}");
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["value"].clone()
+    }
+
+    fn open(&self, url: &str) {
+        self.command("POST", "/url", serde_json::json!({ "url": url }));
+    }
+
+    /// Clicks the link with exactly this text, as a user would.
+    fn click_link(&self, text: &str) {
+        self.click("link text", text);
+    }
+
+    /// Clicks the link whose text contains `text`.
+    fn click_link_containing(&self, text: &str) {
+        self.click("partial link text", text);
+    }
+
+    fn click(&self, using: &str, text: &str) {
+        let element = self.command("POST", "/element", serde_json::json!({"using": using, "value": text}));
+        let id = element.as_object().and_then(|o| o.values().next()).and_then(|v| v.as_str()).expect("element id").to_string();
+        self.command("POST", &format!("/element/{id}/click"), serde_json::json!({}));
+    }
+
+    fn page(&self) -> String {
+        self.command("GET", "/source", serde_json::json!({})).as_str().unwrap_or_default().to_string()
+    }
+
+    fn screenshot(&self, name: &str) {
+        let png = base64_decode(self.command("GET", "/screenshot", serde_json::json!({})).as_str().unwrap_or_default());
+        assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
+        std::fs::write(screenshots_dir().join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = http("DELETE", &self.driver, &format!("/session/{}", self.session), None);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn json_get(base: &str, path: &str) -> serde_json::Value {
@@ -65,29 +227,6 @@ fn screenshots_dir() -> PathBuf {
     let dir = target.join("web-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Renders `url` in headless Chromium; returns the DOM and saves a screenshot as `name.png`.
-fn render(url: &str, name: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,900",
-    ];
-    let user_data = format!("--user-data-dir={}", profile.path().display());
-    let dom = Command::new(chromium()).args(flags).arg(&user_data).args(["--dump-dom", url]).output().unwrap();
-    assert!(dom.status.success(), "chromium --dump-dom {url}: {}", String::from_utf8_lossy(&dom.stderr));
-    let shot = screenshots_dir().join(format!("{name}.png"));
-    let out = Command::new(chromium()).args(flags).arg(&user_data).arg(format!("--screenshot={}", shot.display())).arg(url).output().unwrap();
-    assert!(out.status.success() && shot.exists(), "chromium --screenshot {url}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&dom.stdout).into_owned()
 }
 
 /// The master whose `/readyz` says it leads.
@@ -159,18 +298,31 @@ async fn the_web_ui_shows_the_leader_and_every_file_before_and_after_a_failover(
     assert!(metric(&worker_metrics, "tachyon_worker_blocks") >= 2.0);
     assert!(metric(&worker_metrics, "tachyon_worker_bytes_total{direction=\"written\",tier=\"MEM\"}") >= (text.len() + 1) as f64, "{worker_metrics}");
 
-    // In a real browser: the leader's overview, the directory, the file with its preview.
-    let overview = render(&format!("{lw}/"), "1-leader-overview");
-    assert!(overview.contains("the <b>leader</b>"), "{overview}");
-    let dir = render(&format!("{lw}/browse?path=/ui"), "2-leader-browse");
+    // In a real browser, clicking as a user would: the leader's overview, Browse File
+    // System, the directory, the file with its size and preview.
+    let browser = Browser::start();
+    browser.open(&format!("{lw}/"));
+    assert!(browser.page().contains("the <b>leader</b>"), "{}", browser.page());
+    browser.screenshot("1-leader-overview");
+    browser.click_link("Browse File System");
+    browser.click_link("ui/");
+    let dir = browser.page();
     assert!(dir.contains("hello.txt") && dir.contains("second"), "{dir}");
-    let file = render(&format!("{lw}/browse?path=/ui/hello.txt"), "3-leader-file");
+    browser.screenshot("2-leader-browse");
+    browser.click_link("hello.txt");
+    let file = browser.page();
     assert!(file.contains(&format!("({} bytes)", text.len())) && file.contains("hello from the web test"), "{file}");
-    // The standby says so and points at the leader, for the overview and for browsing.
-    let standby_page = render(&format!("{sw}/"), "4-standby-overview");
+    browser.screenshot("3-leader-file");
+    // The standby says so and points at the leader; its browse page links to the leader's.
+    browser.open(&format!("{sw}/"));
+    let standby_page = browser.page();
     assert!(standby_page.contains("a <b>standby</b>") && standby_page.contains(&format!("href=\"{lw}/\"")), "{standby_page}");
-    let standby_browse = render(&format!("{sw}/browse?path=/ui"), "5-standby-browse");
-    assert!(standby_browse.contains(&format!("{lw}/browse?path=/ui")), "{standby_browse}");
+    browser.screenshot("4-standby-overview");
+    browser.click_link("Browse File System");
+    assert!(browser.page().contains(&format!("{lw}/browse?path=/")), "{}", browser.page());
+    browser.screenshot("5-standby-browse");
+    browser.click_link_containing(&c.master_address(leader));
+    assert!(browser.page().contains(">ui/<"), "the standby's link leads to the leader's listing: {}", browser.page());
 
     // Kill the leader: the other master's UI shows the same file.
     c.kill_master_at(leader);
@@ -178,7 +330,13 @@ async fn the_web_ui_shows_the_leader_and_every_file_before_and_after_a_failover(
     assert!(became, "the standby did not take over");
     let after_failover = eventually(|| async { json_get(&sw, "/api/browse?path=/ui/hello.txt")["preview"].is_string() }).await;
     assert!(after_failover, "the file's preview is not served by the new leader");
-    let file = render(&format!("{sw}/browse?path=/ui/hello.txt"), "6-new-leader-file");
+    browser.open(&format!("{sw}/"));
+    assert!(browser.page().contains("the <b>leader</b>"), "{}", browser.page());
+    browser.click_link("Browse File System");
+    browser.click_link("ui/");
+    browser.click_link("hello.txt");
+    let file = browser.page();
     assert!(file.contains(&format!("({} bytes)", text.len())) && file.contains("hello from the web test"), "{file}");
+    browser.screenshot("6-new-leader-file");
     println!("screenshots in {}", screenshots_dir().display());
 }
