@@ -347,8 +347,9 @@ pub async fn master_info(fs: &FileSystem, out: &mut dyn Write) -> ShellResult {
     Ok(())
 }
 
-/// Deterministic test content: byte `i` of a file of length `len` with seed `seed`.
-fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
+/// Deterministic test content: `len` pseudo-random bytes from `seed` (runTests, the
+/// integration tests and the simulator's workload all use it).
+pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {

@@ -16,9 +16,8 @@ use serde_json::{json, Value};
 
 use crate::client::FileSystem;
 use crate::config::Config;
-use crate::core::namespace::InodeKind;
 use crate::core::path::FsPath;
-use crate::master::file_info;
+use crate::master::{file_info, list_infos};
 use crate::master::node::MasterNode;
 use crate::proto::{FileInfo, MasterStatus};
 use crate::worker::Worker;
@@ -123,15 +122,7 @@ impl MasterUi {
             .leader_state(|st| -> Result<(FileInfo, Vec<FileInfo>), String> {
                 let inode = st.ns.lookup(&p).map_err(|e| e.to_string())?;
                 let info = file_info(st, inode, &p);
-                let children = match inode.kind {
-                    InodeKind::Directory { .. } => st
-                        .ns
-                        .children(inode)
-                        .into_iter()
-                        .filter_map(|c| st.ns.path_of(c.id).map(|cp| file_info(st, c, &cp)))
-                        .collect(),
-                    InodeKind::File { .. } => Vec::new(),
-                };
+                let children = if inode.is_directory() { list_infos(st, inode, false) } else { Vec::new() };
                 Ok((info, children))
             })
             .await

@@ -143,15 +143,7 @@ pub struct Outcome {
 /// found later can be checked.
 pub fn intended(n: u64) -> Vec<u8> {
     let len = (n as usize * 7919) % 3000 + if n % 7 == 0 { 300_000 } else { 0 };
-    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    tachyon::shell::test_bytes(len, n)
 }
 
 /// Runs a scenario on the current simulation and checks every invariant.

@@ -76,16 +76,7 @@ impl UfsWriter for SimWriter {
     }
 
     async fn sync(&mut self) -> io::Result<()> {
-        latency().await;
-        self.store.check_writable()?;
-        if self.store.drop_syncs.load(Ordering::SeqCst) {
-            self.unsynced.clear();
-            return Ok(());
-        }
-        let mut files = lock(&self.store.files);
-        let file = files.get_mut(&self.path).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file deleted while open"))?;
-        file.append(&mut self.unsynced);
-        Ok(())
+        self.store.append(&self.path, std::mem::take(&mut self.unsynced)).await
     }
 
     async fn close(mut self: Box<Self>) -> io::Result<()> {

@@ -246,16 +246,11 @@ impl FileSystem {
     /// Every running master the coordinator lists, each as it describes itself (role, epoch,
     /// applied journal sequence); a master that does not answer is listed as unreachable.
     pub async fn masters(&self) -> Result<Vec<MasterStatus>, FsError> {
-        let addresses = self.inner.leader.coordinator().masters().await?;
-        let mut statuses = Vec::with_capacity(addresses.len());
-        for address in addresses {
-            let asked = async {
-                let channel = rpc::connect(&address, self.inner.options.request_timeout).await?;
-                MasterServiceClient::new(channel).get_master_info(Empty {}).await.map_err(status)
-            }
-            .await;
-            match asked {
-                Ok(info) => statuses.extend(info.into_inner().masters),
+        let answers = self.ask_each_master(|mut c| async move { c.get_master_info(Empty {}).await }).await?;
+        let mut statuses = Vec::with_capacity(answers.len());
+        for (address, answer) in answers {
+            match answer {
+                Ok(info) => statuses.extend(info.masters),
                 Err(e) => {
                     tracing::debug!(%address, error = %e, "master did not answer");
                     statuses.push(MasterStatus { address, role: "unreachable".into(), ..MasterStatus::default() });
@@ -265,21 +260,29 @@ impl FileSystem {
         Ok(statuses)
     }
 
+    /// Sends one request to every master the coordinator lists (not only the leader);
+    /// returns each address with its answer.
+    async fn ask_each_master<T, F, Fut>(&self, ask: F) -> Result<Vec<(String, Result<T, FsError>)>, FsError>
+    where
+        F: Fn(MasterServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut answers = Vec::new();
+        for address in self.inner.leader.coordinator().masters().await? {
+            let answer = match rpc::connect(&address, self.inner.options.request_timeout).await {
+                Ok(channel) => ask(MasterServiceClient::new(channel)).await.map(tonic::Response::into_inner).map_err(status),
+                Err(e) => Err(e),
+            };
+            answers.push((address, answer));
+        }
+        Ok(answers)
+    }
+
     /// Every running master's namespace digest and position (a full pass over each
     /// master's namespace: for consistency checks). Masters that do not answer are left out.
     pub async fn state_digests(&self) -> Result<Vec<StateDigest>, FsError> {
-        let mut digests = Vec::new();
-        for address in self.inner.leader.coordinator().masters().await? {
-            let asked = async {
-                let channel = rpc::connect(&address, self.inner.options.request_timeout).await?;
-                MasterServiceClient::new(channel).get_state_digest(Empty {}).await.map_err(status)
-            }
-            .await;
-            if let Ok(d) = asked {
-                digests.push(d.into_inner());
-            }
-        }
-        Ok(digests)
+        let answers = self.ask_each_master(|mut c| async move { c.get_state_digest(Empty {}).await }).await?;
+        Ok(answers.into_iter().filter_map(|(_, answer)| answer.ok()).collect())
     }
 
     /// Creates a file and returns a writer for its content.

@@ -296,6 +296,13 @@ impl Master {
     }
 }
 
+/// The client-facing descriptions of a directory's children (all descendants with
+/// `recursive`), in name order.
+pub fn list_infos(st: &State, dir: &Inode, recursive: bool) -> Vec<FileInfo> {
+    let listed = if recursive { st.ns.descendants(dir) } else { st.ns.children(dir) };
+    listed.into_iter().filter_map(|i| st.ns.path_of(i.id).map(|ip| file_info(st, i, &ip))).collect()
+}
+
 /// Builds the client-facing description of an inode.
 pub fn file_info(st: &State, inode: &Inode, path: &FsPath) -> FileInfo {
     let (is_directory, length, block_size, complete) = match inode.kind {

@@ -106,11 +106,6 @@ impl MasterNode {
         self.start_time_ms
     }
 
-    /// The settings this master runs with.
-    pub fn options(&self) -> &MasterOptions {
-        &self.options
-    }
-
     /// The registry and namespace figures of the leader state, if this master leads.
     pub async fn leader_state<R>(&self, f: impl FnOnce(&super::State) -> R) -> Option<R> {
         match self.role() {

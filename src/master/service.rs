@@ -105,12 +105,7 @@ impl MasterService for MasterRpc {
                     if !inode.is_directory() {
                         return Ok(ListStatusResponse { files: vec![file_info(st, inode, &p)] });
                     }
-                    let listed = if req.recursive { st.ns.descendants(inode) } else { st.ns.children(inode) };
-                    let files = listed
-                        .into_iter()
-                        .filter_map(|i| st.ns.path_of(i.id).map(|ip| file_info(st, i, &ip)))
-                        .collect();
-                    Ok(ListStatusResponse { files })
+                    Ok(ListStatusResponse { files: super::list_infos(st, inode, req.recursive) })
                 })
                 .await
         }

@@ -356,13 +356,5 @@ where
 
 /// Deterministic pseudo-random content.
 pub fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    tachyon::shell::test_bytes(len, seed)
 }
