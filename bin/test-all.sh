@@ -10,7 +10,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# Real ZooKeeper for the fault-tolerance tests (they start their own servers on loopback)
+# Real ZooKeeper for the fault-tolerance tests (its java also runs HDFS) (they start their own servers on loopback)
 # and headless Chromium with its WebDriver for the web UI test, from Debian's packages.
 missing=()
 { [ -e /usr/share/java/zookeeper.jar ] && command -v java >/dev/null 2>&1; } || missing+=(zookeeper)
@@ -24,14 +24,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# moto (S3) and HDFS for the under-storage tests, into a cache outside the clone.
+bin/install-test-services.sh
+
 echo "== clippy (deny warnings; determinism bans from clippy.toml)"
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --all-targets --quiet --features s3,hdfs -- -D warnings
 
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --all-targets --no-fail-fast --features sim 2>&1 | tee "$log" || status=$?
+cargo test --all-targets --no-fail-fast --features sim,s3,hdfs 2>&1 | tee "$log" || status=$?
 # One closing line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"

@@ -40,6 +40,11 @@ const fn key(name: &'static str, default: &'static str, value_type: ValueType, d
     KeyDef { name, default, value_type, description, secret: false }
 }
 
+/// A credential: an empty default, and its value is masked wherever keys are listed.
+const fn secret_key(name: &'static str, description: &'static str) -> KeyDef {
+    KeyDef { name, default: "", value_type: ValueType::String, description, secret: true }
+}
+
 /// Write types of the client; see issue "Under-storage" for the through types.
 pub const WRITE_TYPES: &[&str] = &["MUST_CACHE", "CACHE_THROUGH", "THROUGH", "ASYNC_THROUGH"];
 /// Read types of the client.
@@ -78,6 +83,11 @@ pub const ZOOKEEPER_SESSION_TIMEOUT: &str = "tachyon.zookeeper.session.timeout";
 pub const ZOOKEEPER_CONNECTION_TIMEOUT: &str = "tachyon.zookeeper.connection.timeout";
 pub const JOURNAL_TAILER_SLEEP: &str = "tachyon.master.journal.tailer.sleep.time";
 pub const UNDERFS_ADDRESS: &str = "tachyon.underfs.address";
+pub const UNDERFS_S3_ENDPOINT: &str = "tachyon.underfs.s3.endpoint";
+pub const UNDERFS_S3_REGION: &str = "tachyon.underfs.s3.region";
+pub const UNDERFS_S3_PATH_STYLE: &str = "tachyon.underfs.s3.disable.dns.buckets";
+pub const S3_ACCESS_KEY: &str = "s3a.accessKeyId";
+pub const S3_SECRET_KEY: &str = "s3a.secretKey";
 
 /// Every key tachyon knows, with its default and type.
 pub const KEYS: &[KeyDef] = &[
@@ -115,6 +125,11 @@ pub const KEYS: &[KeyDef] = &[
     key(ZOOKEEPER_CONNECTION_TIMEOUT, "3s", ValueType::Duration, "ZooKeeper connection timeout"),
     key(JOURNAL_TAILER_SLEEP, "200ms", ValueType::Duration, "How often a standby master reads new journal entries"),
     key(UNDERFS_ADDRESS, "${tachyon.home}/underFSStorage", ValueType::String, "Root of the under-storage for file data"),
+    key(UNDERFS_S3_ENDPOINT, "", ValueType::String, "S3 endpoint (http://host:port of an S3-compatible server); empty for AWS"),
+    key(UNDERFS_S3_REGION, "us-east-1", ValueType::String, "S3 region"),
+    key(UNDERFS_S3_PATH_STYLE, "false", ValueType::Bool, "Path-style S3 requests (endpoint/bucket/key) instead of bucket.endpoint/key"),
+    key(S3_ACCESS_KEY, "", ValueType::String, "S3 access key id (aliases aws.accessKeyId, fs.s3n.awsAccessKeyId, fs.s3a.access.key)"),
+    secret_key(S3_SECRET_KEY, "S3 secret key, never shown (aliases aws.secretKey, fs.s3n.awsSecretAccessKey, fs.s3a.secret.key)"),
 ];
 
 /// Environment variables of `tachyon-env.sh` that set a key directly.
@@ -209,8 +224,22 @@ pub struct Config {
     warnings: Vec<String>,
 }
 
-/// Maps `alluxio.x` to `tachyon.x`; other keys unchanged.
+/// Other names of keys, as Tachyon, Alluxio and Hadoop spelled them.
+const KEY_ALIASES: &[(&str, &str)] = &[
+    ("aws.accessKeyId", S3_ACCESS_KEY),
+    ("fs.s3n.awsAccessKeyId", S3_ACCESS_KEY),
+    ("fs.s3a.access.key", S3_ACCESS_KEY),
+    ("aws.secretKey", S3_SECRET_KEY),
+    ("fs.s3n.awsSecretAccessKey", S3_SECRET_KEY),
+    ("fs.s3a.secret.key", S3_SECRET_KEY),
+];
+
+/// Maps `alluxio.x` to `tachyon.x` and the aliases of [`KEY_ALIASES`] to their key; other
+/// keys unchanged.
 pub fn canonical_key(key: &str) -> String {
+    if let Some((_, canonical)) = KEY_ALIASES.iter().find(|(alias, _)| *alias == key) {
+        return canonical.to_string();
+    }
     match key.strip_prefix("alluxio.") {
         Some(rest) => format!("tachyon.{rest}"),
         None => key.to_string(),

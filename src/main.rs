@@ -213,8 +213,7 @@ async fn run_master(defines: &[String]) -> Result<(), String> {
     let cfg = load_config(Role::Master, defines)?;
     let options = tachyon::master::MasterOptions::from_config(&cfg);
     let coordinator = tachyon::coordinator::from_config(&cfg).map_err(|e| e.to_string())?;
-    let journal_ufs = tachyon::underfs::open(&options.journal_folder)
-        .map_err(|e| format!("cannot open the journal folder {}: {e}", options.journal_folder))?;
+    let journal_ufs = open_journal_folder(&cfg)?;
     let web_bind = format!("{}:{}", cfg.string(tachyon::config::MASTER_HOSTNAME), cfg.port(tachyon::config::MASTER_WEB_PORT));
     let node = std::sync::Arc::new(tachyon::master::node::MasterNode::new(
         options,
@@ -237,10 +236,14 @@ async fn run_worker(defines: &[String]) -> Result<(), String> {
     tachyon::worker::run_worker(options, coordinator, shutdown_signal()).await.map_err(|e| e.to_string())
 }
 
-fn journal_of(cfg: &Config) -> Result<Journal, String> {
+/// The under-storage of `tachyon.master.journal.folder`.
+fn open_journal_folder(cfg: &Config) -> Result<std::sync::Arc<dyn tachyon::underfs::UnderFs>, String> {
     let folder = cfg.string(tachyon::config::JOURNAL_FOLDER);
-    let ufs = tachyon::underfs::open(&folder).map_err(|e| e.to_string())?;
-    Ok(Journal::new(ufs, JournalLimits::default()))
+    tachyon::underfs::open(&folder, &tachyon::underfs::UfsOptions::from_config(cfg)).map_err(|e| format!("cannot open the journal folder {folder}: {e}"))
+}
+
+fn journal_of(cfg: &Config) -> Result<Journal, String> {
+    Ok(Journal::new(open_journal_folder(cfg)?, JournalLimits::default()))
 }
 
 async fn format(force: bool, defines: &[String]) -> Result<(), String> {

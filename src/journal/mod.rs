@@ -31,6 +31,9 @@
 //! and the master gives up leadership and rebuilds its state from the journal, so memory never
 //! runs ahead of the journal for long.
 
+/// The journal's contract on a backend, public so integration tests run it on S3 and HDFS.
+#[doc(hidden)]
+pub mod conformance;
 pub mod format;
 
 use std::sync::Arc;
@@ -107,8 +110,12 @@ pub struct Recovered {
 /// How replay treats an incomplete tail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ReplayMode {
-    /// Taking over or starting: a torn tail is logged as cut.
+    /// Starting: a torn tail is logged as cut.
     Recover,
+    /// A new leader's final catch-up: as `Recover`, and every open segment is sealed
+    /// ([`UnderFs::seal`]) before it is read, so its writer is fenced off and all it
+    /// synced is visible (HDFS shows an open file's last block to no reader).
+    TakeOver,
     /// A standby following a live leader: a partial last batch is normal, read it next time.
     Tail,
 }
@@ -263,7 +270,7 @@ impl Journal {
     /// needs were pruned meanwhile. Returns how many entries were applied.
     pub async fn catch_up(&self, ns: &mut Namespace, final_catch_up: bool) -> Result<u64, JournalError> {
         let before = ns.next_sequence();
-        let mode = if final_catch_up { ReplayMode::Recover } else { ReplayMode::Tail };
+        let mode = if final_catch_up { ReplayMode::TakeOver } else { ReplayMode::Tail };
         match self.replay_logs(ns, mode).await {
             Err(JournalError::MissingEntries { .. }) => {
                 let cp = self.load_checkpoint().await?;
@@ -291,6 +298,9 @@ impl Journal {
             let file = format!("{LOGS}/{}", seg.file_name());
             if seg.first > ns.next_sequence() {
                 return Err(JournalError::MissingEntries { file, from: ns.next_sequence(), to: seg.first });
+            }
+            if mode == ReplayMode::TakeOver && seg.end.is_none() {
+                self.ufs.seal(&file).await.map_err(self.io(format!("seal {file}")))?;
             }
             let bytes = match self.ufs.read(&file).await {
                 Ok(b) => b,
@@ -321,12 +331,12 @@ impl Journal {
                         });
                     }
                     let later_data = segments[i + 1..].iter().any(|s| segment_limit(&segments, s) > reached);
-                    if mode == ReplayMode::Recover && !later_data {
+                    if mode != ReplayMode::Tail && !later_data {
                         warn!(%file, offset, dropped_bytes = dropped, %problem,
                             "journal: torn tail; the log continues after the last complete operation");
                     }
                 }
-                if unfinished > 0 && mode == ReplayMode::Recover {
+                if unfinished > 0 && mode != ReplayMode::Tail {
                     warn!(%file, entries = unfinished, next_sequence = reached,
                         "journal: dropping an operation whose last entry was never written (it was not acknowledged)");
                 }

@@ -1,29 +1,12 @@
 //! Journal recovery and writer tests on a local folder.
 
 use super::*;
+use super::conformance::{mkdirs, try_mkdir};
 use crate::core::path::FsPath;
-use crate::proto::InodeOwnership;
 use crate::underfs::local::LocalUnderFs;
 
 fn journal(dir: &std::path::Path, limits: JournalLimits) -> Journal {
     Journal::new(Arc::new(LocalUnderFs::new(dir)), limits)
-}
-
-/// Plans `mkdir -p` of `path`, applies and journals it like the master does; returns what
-/// waiting for durability said.
-async fn try_mkdir(ns: &mut Namespace, w: &JournalWriter, path: &str) -> Result<(), JournalError> {
-    let own = InodeOwnership::default();
-    let kinds = ns.plan_create_directory(&FsPath::parse(path).unwrap(), true, true, &own, 1).unwrap();
-    let entries = ns.apply_operation(kinds, 1).entries;
-    let end = w.submit(&entries).await?;
-    w.wait_durable(end).await
-}
-
-/// [`try_mkdir`] of each path, which must succeed.
-async fn mkdirs(ns: &mut Namespace, w: &JournalWriter, paths: &[&str]) {
-    for p in paths {
-        try_mkdir(ns, w, p).await.unwrap();
-    }
 }
 
 /// A formatted, empty journal with its writer open.
@@ -39,6 +22,13 @@ fn log_files(dir: &std::path::Path) -> Vec<String> {
         std::fs::read_dir(dir.join("logs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     v.sort();
     v
+}
+
+#[tokio::test]
+async fn local_journal_passes_the_journal_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    conformance::run(&|| Arc::new(LocalUnderFs::new(&root))).await;
 }
 
 #[tokio::test]

@@ -32,4 +32,18 @@ pub async fn run(ufs: &dyn UnderFs) {
 
     ufs.mkdirs("e/f").await.unwrap();
     assert_eq!(ufs.list("e").await.unwrap(), vec!["f".to_string()]);
+
+    // A sealed file shows everything its still-open writer synced (a new journal leader
+    // reads its predecessor's open segment this way); sealing twice or a missing file is fine.
+    let mut open = ufs.create("s/open").await.unwrap();
+    open.write(b"synced").await.unwrap();
+    open.sync().await.unwrap();
+    open.write(b" never synced").await.unwrap();
+    ufs.seal("s/open").await.unwrap();
+    ufs.seal("s/open").await.unwrap();
+    let sealed = ufs.read("s/open").await.unwrap();
+    assert!(sealed.starts_with(b"synced"), "sealed file lost synced bytes: {sealed:?}");
+    drop(open);
+    ufs.seal("s/missing").await.unwrap();
+    assert_eq!(ufs.list("").await.unwrap(), vec!["d".to_string(), "e".to_string(), "s".to_string()]);
 }

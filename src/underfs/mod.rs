@@ -2,9 +2,15 @@
 //!
 //! Backends implement [`UnderFs`]; everything above uses the trait only, so the
 //! simulator can swap in an in-memory store. Paths are relative to the backend's root
-//! (e.g. the journal folder) and use `/` separators.
+//! (e.g. the journal folder) and use `/` separators. Backends: [`local`] (also NFS and
+//! GlusterFS mounts), `s3` (cargo feature `s3`) and `hdfs` (cargo feature `hdfs`); the
+//! latter two are never compiled into the simulator.
 
+#[cfg(all(feature = "hdfs", not(madsim)))]
+pub mod hdfs;
 pub mod local;
+#[cfg(all(feature = "s3", not(madsim)))]
+pub mod s3;
 
 use async_trait::async_trait;
 use std::io;
@@ -39,6 +45,15 @@ pub trait UnderFs: Send + Sync + 'static {
     /// Creates a directory and its parents.
     async fn mkdirs(&self, path: &str) -> io::Result<()>;
 
+    /// Ends any other writer's hold on a file, so that everything it synced is readable
+    /// and it can write no more where the backend can enforce that (HDFS lease recovery).
+    /// A new journal leader seals its predecessor's open segment before reading it. A
+    /// missing or already closed file is not an error. Backends whose readers always see
+    /// synced bytes need nothing here.
+    async fn seal(&self, _path: &str) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Writes a whole file so that readers see either nothing or all of it.
     async fn write_atomic(&self, path: &str, data: &[u8]) -> io::Result<()> {
         let tmp = format!("{path}.tmp");
@@ -51,8 +66,47 @@ pub trait UnderFs: Send + Sync + 'static {
     }
 }
 
-/// Opens the under-storage named by a URI or local path (`/x`, `file:///x`).
-pub fn open(uri: &str) -> io::Result<Arc<dyn UnderFs>> {
+/// What opening an under-storage may need besides its address: S3 endpoint and
+/// credentials (from configuration; see [`UfsOptions::from_config`]).
+#[derive(Clone, Debug, Default)]
+pub struct UfsOptions {
+    /// S3 endpoint, region, addressing style and credentials.
+    #[cfg(all(feature = "s3", not(madsim)))]
+    pub s3: s3::S3Options,
+}
+
+impl UfsOptions {
+    /// Options from the configuration keys `tachyon.underfs.s3.*`, `s3a.accessKeyId` and
+    /// `s3a.secretKey`, falling back to `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`.
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        #[cfg(all(feature = "s3", not(madsim)))]
+        {
+            use crate::config as c;
+            let non_empty = |v: String| (!v.trim().is_empty()).then(|| v.trim().to_string());
+            let env = |name: &str| std::env::var(name).ok().and_then(non_empty);
+            UfsOptions {
+                s3: s3::S3Options {
+                    endpoint: non_empty(cfg.string(c::UNDERFS_S3_ENDPOINT)),
+                    region: cfg.string(c::UNDERFS_S3_REGION),
+                    path_style: cfg.bool(c::UNDERFS_S3_PATH_STYLE),
+                    access_key: non_empty(cfg.string(c::S3_ACCESS_KEY)).or_else(|| env("AWS_ACCESS_KEY_ID")),
+                    secret_key: non_empty(cfg.string(c::S3_SECRET_KEY)).or_else(|| env("AWS_SECRET_ACCESS_KEY")),
+                },
+            }
+        }
+        #[cfg(not(all(feature = "s3", not(madsim))))]
+        {
+            let _ = cfg;
+            UfsOptions::default()
+        }
+    }
+}
+
+/// Opens the under-storage named by a URI or local path (`/x`, `file:///x`, `s3://bucket/x`,
+/// `hdfs://host:port/x`). A scheme this build lacks is an `Unsupported` error that says
+/// which cargo feature adds it.
+pub fn open(uri: &str, options: &UfsOptions) -> io::Result<Arc<dyn UnderFs>> {
+    let _ = options;
     if let Some(path) = uri.strip_prefix("file://") {
         return Ok(Arc::new(local::LocalUnderFs::new(path)));
     }
@@ -60,11 +114,26 @@ pub fn open(uri: &str) -> io::Result<Arc<dyn UnderFs>> {
         return Ok(Arc::new(local::LocalUnderFs::new(uri)));
     }
     let scheme = uri.split("://").next().unwrap_or(uri);
+    match scheme {
+        #[cfg(all(feature = "s3", not(madsim)))]
+        "s3" | "s3a" => return Ok(Arc::new(s3::S3UnderFs::new(uri, &options.s3)?)),
+        #[cfg(all(feature = "hdfs", not(madsim)))]
+        "hdfs" => return Ok(Arc::new(hdfs::HdfsUnderFs::new(uri)?)),
+        _ => {}
+    }
+    let hint = match scheme {
+        "s3" | "s3a" => " (build with `--features s3`; bin/tachyon does)",
+        "hdfs" => " (build with `--features hdfs`; bin/tachyon does)",
+        _ => "",
+    };
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
-        format!("under-storage scheme {scheme:?} of {uri:?} is not supported by this build (supported: local paths, file://)"),
+        format!("under-storage scheme {scheme:?} of {uri:?} is not supported by this build{hint}; supported: local paths, file://{}{}",
+            if cfg!(all(feature = "s3", not(madsim))) { ", s3://" } else { "" },
+            if cfg!(all(feature = "hdfs", not(madsim))) { ", hdfs://" } else { "" }),
     ))
 }
 
-#[cfg(test)]
+/// The contract suite, public so integration tests can run it against real servers.
+#[doc(hidden)]
 pub mod conformance;

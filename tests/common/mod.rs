@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod underfs;
 pub mod zk;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the under-storage servers the integration tests start on loopback, into a cache
+# folder outside the clone (kept between runs; everything here also works from empty):
+#   - moto's S3-compatible server (PyPI moto[server]==5.2.5) in a venv;
+#   - Hadoop 2.7.3's NameNode and DataNode jars, from the PyPI sdist of pyspark 2.4.8
+#     (no Hadoop package exists in the registries we reach). Needs java (Debian's
+#     zookeeper package brings it).
+# The tests find them through TACHYON_TEST_CACHE (default ~/.cache/tachyon).
+set -euo pipefail
+cache=${TACHYON_TEST_CACHE:-$HOME/.cache/tachyon}
+mkdir -p "$cache"
+
+if [ ! -x "$cache/moto-venv/bin/moto_server" ]; then
+  echo "== installing moto[server]==5.2.5 (S3-compatible test server) into $cache/moto-venv"
+  rm -rf "$cache/moto-venv"
+  python3 -m venv "$cache/moto-venv"
+  "$cache/moto-venv/bin/pip" install -q 'moto[server]==5.2.5'
+fi
+
+jars="$cache/hadoop/pyspark-2.4.8/deps/jars"
+if [ ! -e "$jars/hadoop-hdfs-2.7.3.jar" ]; then
+  echo "== fetching Hadoop 2.7.3 jars (pyspark==2.4.8 sdist from PyPI, ~220 MB) into $cache/hadoop"
+  rm -rf "$cache/hadoop-venv" "$cache/hadoop-dl" "$cache/hadoop"
+  python3 -m venv "$cache/hadoop-venv"
+  "$cache/hadoop-venv/bin/pip" install -q wheel setuptools
+  "$cache/hadoop-venv/bin/pip" download -q pyspark==2.4.8 --no-deps --no-build-isolation -d "$cache/hadoop-dl"
+  mkdir -p "$cache/hadoop"
+  tar xzf "$cache/hadoop-dl/pyspark-2.4.8.tar.gz" -C "$cache/hadoop" --wildcards '*/deps/jars/*'
+  rm -rf "$cache/hadoop-dl" "$cache/hadoop-venv"
+fi
+[ -e "$jars/hadoop-hdfs-2.7.3.jar" ] || { echo "Hadoop jars missing in $jars" >&2; exit 1; }
