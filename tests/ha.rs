@@ -9,40 +9,9 @@ use std::time::Duration;
 use common::zk::ZooKeeper;
 use common::{content, eventually, Cluster};
 use tachyon::client::{CreateOptions, FileSystem};
-use tachyon::rpc::RetryPolicy;
 
 fn opts() -> CreateOptions {
     CreateOptions { block_size: None, recursive: true }
-}
-
-/// Waits until some master serves as leader and every one of them answers; returns the
-/// leader's index.
-async fn serving_leader(c: &Cluster) -> usize {
-    let coordinator = c.coordinator();
-    for _ in 0..300 {
-        if let Ok(Some(address)) = coordinator.leader_address().await {
-            // The named leader answers as leader (not a deposed master whose node lingers).
-            if let Some(i) = c.master_index(&address) {
-                let info = impatient_client_of(c, i).master_info().await;
-                if info.is_ok_and(|info| info.masters.iter().any(|m| m.role == "leader")) {
-                    return i;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no leader serves; logs in {}", c.path().display())
-}
-
-/// A client of master `i` alone that gives up after about a second.
-fn impatient_client_of(c: &Cluster, i: usize) -> FileSystem {
-    let mut options = c.client_of_master(i).options().clone();
-    options.retry = RetryPolicy {
-        base_sleep: Duration::from_millis(50),
-        max_sleep: Duration::from_millis(200),
-        max_duration: Duration::from_secs(1),
-    };
-    FileSystem::new(options, Arc::new(tachyon::coordinator::StaticCoordinator::new(c.master_address(i))))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +45,7 @@ async fn continuous_writers_lose_nothing_through_ten_leader_kills_and_pauses() {
     c.start_worker(0);
     c.start_worker(1);
     let fs = c.client();
-    let mut leader = serving_leader(&c).await;
+    let mut leader = c.serving_leader().await;
     c.wait_for_workers(2).await;
 
     // The shell names the leader and every master's role.
@@ -114,13 +83,13 @@ async fn continuous_writers_lose_nothing_through_ten_leader_kills_and_pauses() {
         if paused {
             // A zombie: paused past its session timeout, resumed after a successor serves.
             c.signal_master(leader, "STOP");
-            let next = serving_leader(&c).await;
+            let next = c.serving_leader().await;
             assert_ne!(next, leader, "round {round}: a standby took over from the paused leader");
             c.signal_master(leader, "CONT");
             leader = next;
         } else {
             c.kill_master_at(leader);
-            let next = serving_leader(&c).await;
+            let next = c.serving_leader().await;
             assert_ne!(next, leader, "round {round}: a standby took over");
             c.start_master_at(leader);
             leader = next;
@@ -177,7 +146,7 @@ async fn graceful_stop_hands_leadership_over_before_the_session_could_expire() {
     }
     c.start_worker(0);
     let fs = c.client();
-    let leader = serving_leader(&c).await;
+    let leader = c.serving_leader().await;
     fs.write_file("/g/before", b"kept", opts()).await.unwrap();
     let started = tokio::time::Instant::now();
     assert!(c.stop_master_at(leader), "the leader exits cleanly on SIGTERM");
@@ -185,7 +154,7 @@ async fn graceful_stop_hands_leadership_over_before_the_session_could_expire() {
     let handover = started.elapsed();
     println!("graceful hand-over took {handover:?}");
     assert!(handover < Duration::from_secs(15), "hand-over waited for session expiry ({handover:?})");
-    assert_ne!(serving_leader(&c).await, leader);
+    assert_ne!(c.serving_leader().await, leader);
     assert_eq!(fs.read_file("/g/before").await.unwrap(), b"kept");
 }
 
@@ -195,14 +164,14 @@ async fn a_paused_leader_is_fenced_and_rejoins_as_a_standby() {
     let mut c = Cluster::start_ha(&zk.servers(), 2);
     c.start_worker(0);
     let fs = c.client();
-    let old = serving_leader(&c).await;
+    let old = c.serving_leader().await;
     fs.write_file("/z/acked", b"before the pause", opts()).await.unwrap();
-    let zombie = impatient_client_of(&c, old);
+    let zombie = c.impatient_client_of(old);
 
     // Paused past its session timeout: the other master takes over.
     c.signal_master(old, "STOP");
     fs.write_file("/z/by-new-leader", b"after", opts()).await.unwrap();
-    let new = serving_leader(&c).await;
+    let new = c.serving_leader().await;
     assert_ne!(new, old);
 
     // Resumed, the old leader must not acknowledge anything.
@@ -235,13 +204,13 @@ async fn a_three_node_zookeeper_ensemble_survives_a_server_loss_and_a_master_fai
     let mut c = Cluster::start_ha(&zk.servers(), 2);
     c.start_worker(0);
     let fs = c.client();
-    let leader = serving_leader(&c).await;
+    let leader = c.serving_leader().await;
     fs.write_file("/e/one", &content(70_000, 1), opts()).await.unwrap();
     zk.kill(0);
     fs.write_file("/e/two", &content(70_000, 2), opts()).await.unwrap();
     c.kill_master_at(leader);
     fs.write_file("/e/three", &content(70_000, 3), opts()).await.unwrap();
-    assert_ne!(serving_leader(&c).await, leader);
+    assert_ne!(c.serving_leader().await, leader);
     for (i, name) in ["one", "two", "three"].iter().enumerate() {
         assert_eq!(fs.read_file(&format!("/e/{name}")).await.unwrap(), content(70_000, i as u64 + 1));
     }
@@ -254,7 +223,7 @@ async fn a_retried_request_is_applied_once_even_across_a_failover() {
     use tachyon::proto::{CreateFileRequest, RenameRequest};
     let zk = ZooKeeper::standalone();
     let mut c = Cluster::start_ha(&zk.servers(), 2);
-    let leader = serving_leader(&c).await;
+    let leader = c.serving_leader().await;
     let addresses: Vec<String> = (0..2).map(|i| c.master_address(i)).collect();
     let raw = |i: usize| {
         let address = addresses[i].clone();
@@ -277,7 +246,7 @@ async fn a_retried_request_is_applied_once_even_across_a_failover() {
     let h = raw(leader).await.create_file(create_h.clone()).await.unwrap().into_inner();
 
     c.kill_master_at(leader);
-    let next = serving_leader(&c).await;
+    let next = c.serving_leader().await;
     // The new leader learned the request ids from the journal.
     let after = raw(next).await.create_file(create_h).await.expect("create retried after failover").into_inner();
     assert_eq!(after.id, h.id);
@@ -302,7 +271,7 @@ async fn failover_benchmark() {
     let mut c = Cluster::start_ha(&zk.servers(), 2);
     c.start_worker(0);
     let fs = c.client();
-    let mut leader = serving_leader(&c).await;
+    let mut leader = c.serving_leader().await;
     c.wait_for_workers(1).await;
     let mut report = Vec::new();
     for graceful in [false, true] {
@@ -317,7 +286,7 @@ async fn failover_benchmark() {
             }
             fs.write_file(&format!("/bench/{graceful}/{trial}/after"), b"y", opts()).await.unwrap();
             times.push(started.elapsed());
-            let next = serving_leader(&c).await;
+            let next = c.serving_leader().await;
             assert_ne!(next, leader);
             c.start_master_at(leader);
             leader = next;
@@ -348,7 +317,7 @@ async fn standbys_write_checkpoints_and_a_take_over_starts_from_one() {
         c.add_master_with(&["-Dtachyon.master.journal.checkpoint.period.entries=20", "-Dtachyon.master.journal.log.size.bytes.max=1KB"]);
     }
     let fs = c.client();
-    let leader = serving_leader(&c).await;
+    let leader = c.serving_leader().await;
     let standby = 1 - leader;
     for i in 0..60 {
         fs.create_directory(&format!("/cp/d{i}"), true, false).await.unwrap();
@@ -363,7 +332,7 @@ async fn standbys_write_checkpoints_and_a_take_over_starts_from_one() {
     assert!(!first_log.starts_with("0000000000000000-"), "logs were not pruned: {first_log}");
 
     c.kill_master_at(leader);
-    assert_eq!(serving_leader(&c).await, standby);
+    assert_eq!(c.serving_leader().await, standby);
     fs.create_directory("/cp/after", true, false).await.unwrap();
     let names: Vec<String> = fs.list_status("/cp", false).await.unwrap().into_iter().map(|f| f.name).collect();
     assert_eq!(names.len(), 61, "{names:?}");
@@ -380,16 +349,16 @@ async fn a_leader_cut_off_from_zookeeper_stops_acknowledging_and_service_resumes
     let mut c = Cluster::start_ha(&zk.servers(), 2);
     c.start_worker(0);
     let fs = c.client();
-    let leader = serving_leader(&c).await;
+    let leader = c.serving_leader().await;
     c.wait_for_workers(1).await;
     fs.write_file("/cut/before", b"acked", opts()).await.unwrap();
-    let direct = impatient_client_of(&c, leader);
+    let direct = c.impatient_client_of(leader);
     zk.kill(0);
     // Within the session timeout the leader notices and stops answering as leader.
     let stopped = eventually(|| async { direct.create_directory("/cut/while-down", true, true).await.is_err() }).await;
     assert!(stopped, "a leader without ZooKeeper kept acknowledging writes");
     zk.restart(0);
-    serving_leader(&c).await;
+    c.serving_leader().await;
     fs.write_file("/cut/after", b"resumed", opts()).await.unwrap();
     assert_eq!(fs.read_file("/cut/before").await.unwrap(), b"acked");
     assert_eq!(fs.read_file("/cut/after").await.unwrap(), b"resumed");

@@ -10,6 +10,9 @@ mod common;
 use std::sync::Arc;
 
 use common::underfs::{HdfsServer, S3Server, S3_SECRET_KEY};
+use common::zk::ZooKeeper;
+use common::{content, eventually, Cluster};
+use tachyon::client::CreateOptions;
 use tachyon::underfs::hdfs::HdfsUnderFs;
 use tachyon::underfs::s3::S3UnderFs;
 use tachyon::underfs::{UfsOptions, UnderFs};
@@ -85,4 +88,64 @@ async fn hdfs_seal_recovers_the_lease_and_fences_the_old_writer() {
     .await;
     assert!(late.is_err(), "a writer whose lease was recovered must not sync again");
     assert_eq!(successor.read("segment").await.unwrap(), b"acknowledged");
+}
+
+/// Two masters elected through a real ZooKeeper share a journal on `journal` (every process
+/// also gets `extra`): three rounds of writes and kill -9 of the leader. Every acknowledged
+/// file reads back after each failover, a restarted master catches up to the same state,
+/// and the journal folder really is on that under-storage.
+async fn masters_fail_over_with_the_journal_on(journal: String, mut extra: Vec<String>) -> Cluster {
+    let zk = ZooKeeper::standalone();
+    extra.push(format!("-Dtachyon.master.journal.folder={journal}"));
+    // Small segments: standbys tail completed segments (all HDFS readers can see), and a
+    // take-over must also read the open one.
+    extra.push("-Dtachyon.master.journal.log.size.bytes.max=4KB".into());
+    let mut c = Cluster::start_ha_with(&zk.servers(), 2, extra);
+    c.start_worker(0);
+    let fs = c.client();
+    let mut leader = c.serving_leader().await;
+    c.wait_for_workers(1).await;
+    let mut acked = Vec::new();
+    for round in 0..3 {
+        for i in 0..8 {
+            let path = format!("/ha/r{round}/f{i}");
+            fs.write_file(&path, &content(i * 1000 + 1, round as u64 * 100 + i as u64), CreateOptions { block_size: None, recursive: true })
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: writing {path}: {e}"));
+            acked.push((path, content(i * 1000 + 1, round as u64 * 100 + i as u64)));
+        }
+        c.kill_master_at(leader);
+        let next = c.serving_leader().await;
+        assert_ne!(next, leader, "round {round}: the standby took over");
+        c.start_master_at(leader);
+        leader = next;
+        for (path, data) in &acked {
+            assert_eq!(&fs.read_file(path).await.unwrap_or_else(|e| panic!("round {round}: {path}: {e}")), data, "round {round}: {path}");
+        }
+    }
+    let same = eventually(|| async {
+        let ds = fs.state_digests().await.unwrap_or_default();
+        ds.len() == 2 && ds.iter().all(|d| d.applied_sequence == ds[0].applied_sequence && d.digest == ds[0].digest)
+    })
+    .await;
+    assert!(same, "the restarted master did not catch up: {:?}", fs.state_digests().await);
+    let dump = c.run_ok(&["readJournal"]);
+    assert!(dump.contains("logs/"), "readJournal reads the journal on {journal}: {dump}");
+    assert!(!std::path::Path::new(&c.journal()).join("FORMAT").exists(), "the local default folder was not used");
+    drop(zk);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masters_fail_over_with_the_journal_on_hdfs() {
+    let server = HdfsServer::start();
+    masters_fail_over_with_the_journal_on(format!("{}/tachyon/journal", server.url()), Vec::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masters_fail_over_with_the_journal_on_s3() {
+    let server = S3Server::start();
+    let c = masters_fail_over_with_the_journal_on("s3://tachyon/ha/journal".into(), server.defines()).await;
+    let conf = c.run_ok(&["getConf"]);
+    assert!(!conf.contains(S3_SECRET_KEY), "getConf shows the secret key: {conf}");
 }

@@ -39,6 +39,8 @@ pub struct Cluster {
     zookeeper: Option<String>,
     /// The masters' web UI port (each master on its own loopback address).
     pub web_port: u16,
+    /// `-D` options every process gets after the defaults (journal folder, credentials).
+    extra_defines: Vec<String>,
     /// (rpc port, data port, web port, process) of each worker; ports stay fixed across restarts.
     workers: Vec<(u16, u16, u16, Option<Child>)>,
 }
@@ -46,16 +48,22 @@ pub struct Cluster {
 impl Cluster {
     /// Formats a journal and starts a master (no workers yet).
     pub fn start() -> Cluster {
-        Self::start_with(None, 1)
+        Self::start_with(None, 1, Vec::new())
     }
 
     /// Formats a journal and starts `masters` masters that elect a leader through the
     /// ZooKeeper at `servers` (no workers yet).
     pub fn start_ha(servers: &str, masters: usize) -> Cluster {
-        Self::start_with(Some(servers.to_string()), masters)
+        Self::start_with(Some(servers.to_string()), masters, Vec::new())
     }
 
-    fn start_with(zookeeper: Option<String>, masters: usize) -> Cluster {
+    /// As [`Cluster::start_ha`], every process also getting `extra_defines` (e.g. a journal
+    /// folder on HDFS or S3 and its credentials).
+    pub fn start_ha_with(servers: &str, masters: usize, extra_defines: Vec<String>) -> Cluster {
+        Self::start_with(Some(servers.to_string()), masters, extra_defines)
+    }
+
+    fn start_with(zookeeper: Option<String>, masters: usize, extra_defines: Vec<String>) -> Cluster {
         let home = tempfile::tempdir().unwrap();
         let port = free_port();
         let ports: Vec<u16> = vec![port; masters];
@@ -65,6 +73,7 @@ impl Cluster {
             masters: ports.into_iter().map(|p| (p, Vec::new(), None)).collect(),
             zookeeper,
             web_port: free_port(),
+            extra_defines,
             workers: Vec::new(),
         };
         let out = c.run(&["format"]);
@@ -95,7 +104,38 @@ impl Cluster {
             d.push("-Dtachyon.zookeeper.session.timeout=2s".into());
             d.push("-Dtachyon.master.journal.tailer.sleep.time=50ms".into());
         }
+        d.extend(self.extra_defines.iter().cloned());
         d
+    }
+
+    /// Waits until some master serves as leader and every one of them answers; returns the
+    /// leader's index.
+    pub async fn serving_leader(&self) -> usize {
+        let coordinator = self.coordinator();
+        for _ in 0..300 {
+            if let Ok(Some(address)) = coordinator.leader_address().await {
+                // The named leader answers as leader (not a deposed master whose node lingers).
+                if let Some(i) = self.master_index(&address) {
+                    let info = self.impatient_client_of(i).master_info().await;
+                    if info.is_ok_and(|info| info.masters.iter().any(|m| m.role == "leader")) {
+                        return i;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no leader serves; logs in {}", self.path().display())
+    }
+
+    /// A client of master `i` alone that gives up after about a second.
+    pub fn impatient_client_of(&self, i: usize) -> FileSystem {
+        let mut options = self.client_of_master(i).options().clone();
+        options.retry = RetryPolicy {
+            base_sleep: Duration::from_millis(50),
+            max_sleep: Duration::from_millis(200),
+            max_duration: Duration::from_secs(1),
+        };
+        FileSystem::new(options, Arc::new(StaticCoordinator::new(self.master_address(i))))
     }
 
     fn command(&self, args: &[&str]) -> Command {
