@@ -81,7 +81,13 @@ enum FsCommand {
     Mkdir { paths: Vec<String> },
     /// Copy a local file or folder into tachyon.
     #[command(name = "copyFromLocal")]
-    CopyFromLocal { src: PathBuf, dst: String },
+    CopyFromLocal {
+        /// MUST_CACHE, CACHE_THROUGH, THROUGH or ASYNC_THROUGH (default: tachyon.user.file.writetype.default)
+        #[arg(long = "writeType")]
+        write_type: Option<String>,
+        src: PathBuf,
+        dst: String,
+    },
     /// Copy a tachyon file or directory to the local file system.
     #[command(name = "copyToLocal")]
     CopyToLocal { src: String, dst: PathBuf },
@@ -107,6 +113,10 @@ enum FsCommand {
         recursive: bool,
         path: String,
     },
+    /// Copy files to the under-storage now (and record them persisted).
+    Persist { paths: Vec<String> },
+    /// Bring a file's blocks into memory, reading from the under-storage what no worker holds.
+    Load { path: String },
     /// Cluster capacity and workers.
     Report,
     /// The leader master's address.
@@ -215,14 +225,12 @@ async fn run_master(defines: &[String]) -> Result<(), String> {
     let coordinator = tachyon::coordinator::from_config(&cfg).map_err(|e| e.to_string())?;
     let journal_ufs = open_journal_folder(&cfg)?;
     let web_bind = format!("{}:{}", cfg.string(tachyon::config::MASTER_HOSTNAME), cfg.port(tachyon::config::MASTER_WEB_PORT));
-    let node = std::sync::Arc::new(tachyon::master::node::MasterNode::new(
-        options,
-        tachyon::runtime::system_clock(),
-        coordinator,
-        journal_ufs,
-    ));
-    // The web UI reads the cluster like any client: through the coordinator.
+    // The web UI and background persistence read the cluster like any client: through the
+    // coordinator; the client also holds the under-storage for file data.
     let fs = tachyon::client::FileSystem::from_config(&cfg).map_err(|e| e.to_string())?;
+    let node = std::sync::Arc::new(
+        tachyon::master::node::MasterNode::new(options, tachyon::runtime::system_clock(), coordinator, journal_ufs).with_under_storage(fs.clone()),
+    );
     let ui = std::sync::Arc::new(tachyon::web::MasterUi::new(node.clone(), std::sync::Arc::new(cfg), fs));
     let bind = tachyon::master::service::resolve(&web_bind).await.map_err(|e| e.to_string())?;
     tokio::spawn(tachyon::web::serve(bind, tachyon::web::master_router(ui), "master"));
@@ -326,7 +334,10 @@ async fn run_fs(command: FsCommand, defines: &[String]) -> Result<(), String> {
     let result: Result<(), ShellError> = match command {
         FsCommand::Ls { recursive, path } => shell::ls(&fs, &path, recursive, out).await,
         FsCommand::Mkdir { paths } => shell::mkdir(&fs, &paths, out).await,
-        FsCommand::CopyFromLocal { src, dst } => shell::copy_from_local(&fs, &src, &dst, out).await,
+        FsCommand::CopyFromLocal { write_type, src, dst } => match write_type.as_deref().map(tachyon::client::WriteType::parse).transpose() {
+            Ok(write_type) => shell::copy_from_local(&fs, &src, &dst, write_type, out).await,
+            Err(e) => Err(e.into()),
+        },
         FsCommand::CopyToLocal { src, dst } => shell::copy_to_local(&fs, &src, &dst, out).await,
         FsCommand::Cat { path } => shell::cat(&fs, &path, out).await,
         FsCommand::Rm { recursive, path } => shell::rm(&fs, &path, recursive, out).await,
@@ -335,6 +346,8 @@ async fn run_fs(command: FsCommand, defines: &[String]) -> Result<(), String> {
         FsCommand::Du { path } => shell::du(&fs, &path, out).await,
         FsCommand::Touch { path } => shell::touch(&fs, &path, out).await,
         FsCommand::Free { recursive, path } => shell::free(&fs, &path, recursive, out).await,
+        FsCommand::Persist { paths } => shell::persist(&fs, &paths, out).await,
+        FsCommand::Load { path } => shell::load(&fs, &path, out).await,
         FsCommand::Report => shell::report(&fs, out).await,
         FsCommand::Leader => shell::leader(&fs, out).await,
         FsCommand::MasterInfo => shell::master_info(&fs, out).await,

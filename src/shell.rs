@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::client::{CreateOptions, FileSystem};
+use crate::client::{CreateOptions, FileSystem, WriteType};
 use crate::error::FsError;
 use crate::proto::FileInfo;
 
@@ -132,7 +132,7 @@ async fn is_dir(fs: &FileSystem, path: &str) -> Result<bool, FsError> {
 
 /// `copyFromLocal src dst`: a file, or a folder recursively. Into `dst/<name>` if `dst`
 /// is a directory.
-pub async fn copy_from_local(fs: &FileSystem, src: &Path, dst: &str, out: &mut dyn Write) -> ShellResult {
+pub async fn copy_from_local(fs: &FileSystem, src: &Path, dst: &str, write_type: Option<WriteType>, out: &mut dyn Write) -> ShellResult {
     let meta = std::fs::metadata(src).map_err(|e| ShellError::local(src, e))?;
     let name = src.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let target = if is_dir(fs, dst).await? { join(dst, name) } else { dst.to_string() };
@@ -144,11 +144,11 @@ pub async fn copy_from_local(fs: &FileSystem, src: &Path, dst: &str, out: &mut d
             .collect();
         entries.sort();
         for e in entries {
-            Box::pin(copy_from_local(fs, &e, &target, out)).await?;
+            Box::pin(copy_from_local(fs, &e, &target, write_type, out)).await?;
         }
         return Ok(());
     }
-    copy_file_from_local(fs, src, &target).await?;
+    copy_file_from_local(fs, src, &target, write_type).await?;
     let abs = std::fs::canonicalize(src).unwrap_or_else(|_| src.to_path_buf());
     writeln!(out, "Copied file://{} to {target}", abs.display()).ok();
     Ok(())
@@ -165,11 +165,11 @@ fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-async fn copy_file_from_local(fs: &FileSystem, src: &Path, target: &str) -> ShellResult {
+async fn copy_file_from_local(fs: &FileSystem, src: &Path, target: &str, write_type: Option<WriteType>) -> ShellResult {
     use std::io::Read;
     let mut file = std::fs::File::open(src).map_err(|e| ShellError::local(src, e))?;
     let bar = progress(file.metadata().map(|m| m.len()).unwrap_or(0), target);
-    let mut writer = fs.create_file(target, CreateOptions { recursive: true, ..Default::default() }).await?;
+    let mut writer = fs.create_file(target, CreateOptions { recursive: true, write_type, ..Default::default() }).await?;
     let mut buf = vec![0u8; fs.options().chunk_bytes.max(1 << 20)];
     loop {
         let n = match file.read(&mut buf) {
@@ -270,7 +270,12 @@ pub async fn stat(fs: &FileSystem, path: &str, out: &mut dyn Write) -> ShellResu
     writeln!(out, "  modified:           {}", format_time_ms(f.modification_time_ms)).ok();
     for (i, b) in f.blocks.iter().enumerate() {
         let locs: Vec<String> = b.locations.iter().map(|l| format!("{}:{}", l.host, l.rpc_port)).collect();
-        let where_ = if locs.is_empty() { "LOST (no live worker holds it)".to_string() } else { locs.join(", ") };
+        let persisted = f.persistence_state == "PERSISTED";
+        let where_ = match (locs.is_empty(), persisted) {
+            (false, _) => locs.join(", "),
+            (true, true) => "under-storage only (read from there and cached on first read)".to_string(),
+            (true, false) => "LOST (no live worker holds it)".to_string(),
+        };
         writeln!(out, "  block {i}: id {} length {} on {where_}", b.block_id, b.length).ok();
     }
     Ok(())
@@ -288,6 +293,25 @@ pub async fn du(fs: &FileSystem, path: &str, out: &mut dyn Write) -> ShellResult
         writeln!(out, "{:>14} {:>14}  {}", f.length, mem, f.path).ok();
     }
     writeln!(out, "{:>14} {:>14}  total ({} in {} files)", total, in_mem, format_bytes(total), files.len()).ok();
+    Ok(())
+}
+
+/// `persist path...`: copies each file to the under-storage now.
+pub async fn persist(fs: &FileSystem, paths: &[String], out: &mut dyn Write) -> ShellResult {
+    if paths.is_empty() {
+        return Err(ShellError::Usage("persist needs at least one path".into()));
+    }
+    for p in paths {
+        let info = fs.persist(p).await?;
+        writeln!(out, "persisted {} ({} bytes)", info.path, info.length).ok();
+    }
+    Ok(())
+}
+
+/// `load path`: brings every block of a file into memory.
+pub async fn load(fs: &FileSystem, path: &str, out: &mut dyn Write) -> ShellResult {
+    let from_under_fs = fs.load(path).await?;
+    writeln!(out, "{path} loaded into memory ({from_under_fs} bytes read from the under-storage).").ok();
     Ok(())
 }
 
@@ -367,32 +391,36 @@ pub async fn run_tests(fs: &FileSystem, out: &mut dyn Write, run_id: i64) -> Res
     let dir = format!("/tachyon_runTests/{run_id}");
     let block = 1u64 << 20;
     let cases: [(&str, usize); 4] = [("Empty", 0), ("OneByte", 1), ("OneBlock", 4096), ("MultiBlock", (2 * block + 12_345) as usize)];
+    let write_types = [WriteType::MustCache, WriteType::CacheThrough, WriteType::Through, WriteType::AsyncThrough];
     let (mut passed, mut failed) = (0u32, 0u32);
-    let bar = indicatif::ProgressBar::with_draw_target(Some(cases.len() as u64), indicatif::ProgressDrawTarget::stderr());
-    for (i, (name, len)) in cases.iter().enumerate() {
-        bar.set_message(format!("runTest {name}"));
-        let path = format!("{dir}/{name}");
-        let data = test_bytes(*len, i as u64 + 1);
-        let result: Result<(), ShellError> = async {
-            fs.write_file(&path, &data, CreateOptions { block_size: Some(block), recursive: true }).await?;
-            let back = fs.read_file(&path).await?;
-            if back != data {
-                return Err(ShellError::Usage(format!("{path}: read {} bytes that differ from the {} written", back.len(), data.len())));
+    let bar = indicatif::ProgressBar::with_draw_target(Some((cases.len() * write_types.len()) as u64), indicatif::ProgressDrawTarget::stderr());
+    for (t, write_type) in write_types.into_iter().enumerate() {
+        for (i, (name, len)) in cases.iter().enumerate() {
+            bar.set_message(format!("runTest {name} {}", write_type.name()));
+            let path = format!("{dir}/{}/{name}", write_type.name());
+            let data = test_bytes(*len, (t * cases.len() + i) as u64 + 1);
+            let result: Result<(), ShellError> = async {
+                let options = CreateOptions { block_size: Some(block), recursive: true, write_type: Some(write_type) };
+                fs.write_file(&path, &data, options).await?;
+                let back = fs.read_file(&path).await?;
+                if back != data {
+                    return Err(ShellError::Usage(format!("{path}: read {} bytes that differ from the {} written", back.len(), data.len())));
+                }
+                Ok(())
             }
-            Ok(())
+            .await;
+            bar.suspend(|| match result {
+                Ok(()) => {
+                    passed += 1;
+                    writeln!(out, "runTest {name} {} ({len} bytes) ... Passed the test!", write_type.name()).ok();
+                }
+                Err(e) => {
+                    failed += 1;
+                    writeln!(out, "runTest {name} {} ({len} bytes) ... FAILED: {e}", write_type.name()).ok();
+                }
+            });
+            bar.inc(1);
         }
-        .await;
-        bar.suspend(|| match result {
-            Ok(()) => {
-                passed += 1;
-                writeln!(out, "runTest {name} MUST_CACHE ({len} bytes) ... Passed the test!").ok();
-            }
-            Err(e) => {
-                failed += 1;
-                writeln!(out, "runTest {name} MUST_CACHE ({len} bytes) ... FAILED: {e}").ok();
-            }
-        });
-        bar.inc(1);
     }
     bar.finish_and_clear();
     if let Err(e) = fs.delete("/tachyon_runTests", true).await {

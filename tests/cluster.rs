@@ -9,7 +9,7 @@ use tachyon::error::FsError;
 const SIZES: [usize; 5] = [0, 1, 1000, 1 << 20, (3 << 20) + 777];
 
 fn opts() -> CreateOptions {
-    CreateOptions { block_size: Some(1 << 20), recursive: true }
+    CreateOptions { block_size: Some(1 << 20), recursive: true, write_type: None }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +179,7 @@ async fn shell_commands_print_what_users_expect_and_fail_with_exit_codes() {
     assert!(copied.stderr.is_empty(), "{}", String::from_utf8_lossy(&copied.stderr));
     assert_eq!(std::fs::read(&out_file).unwrap(), b"hello from the shell\n");
     let tests = c.run_ok(&["runTests"]);
-    assert!(tests.contains("4 passed, 0 failed"), "{tests}");
+    assert!(tests.contains("16 passed, 0 failed"), "{tests}");
 
     // Failures: non-zero exit, the path and the reason on stderr.
     for (args, expected) in [

@@ -11,7 +11,7 @@ use common::{content, eventually, Cluster};
 use tachyon::client::{CreateOptions, FileSystem};
 
 fn opts() -> CreateOptions {
-    CreateOptions { block_size: None, recursive: true }
+    CreateOptions { block_size: None, recursive: true, write_type: None }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

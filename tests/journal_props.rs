@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use tachyon::proto::PersistenceState;
 use tachyon::core::namespace::{block_length, InodeKind, Namespace};
 use tachyon::core::path::FsPath;
 use tachyon::journal::{Journal, JournalLimits};
@@ -17,6 +18,8 @@ use tachyon::underfs::local::LocalUnderFs;
 
 const NAMES: [&str; 3] = ["a", "b", "c"];
 const BLOCK: u64 = 10;
+/// Every persistence state a file can complete with, chosen by length so checkpoints carry all three.
+const PERSISTENCE: [PersistenceState; 3] = [PersistenceState::NotPersisted, PersistenceState::ToBePersisted, PersistenceState::Persisted];
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -130,7 +133,7 @@ fn run_case(ops: Vec<Op>, checkpoint_at: usize, tear: bool) -> Result<(), TestCa
             }
             if let Op::Create(f, len) = op {
                 let path = FsPath::parse(f).unwrap();
-                let kinds = ns.plan_complete_file(&path, *len, |b| Some(block_length(*len, BLOCK, b & 0xff_ffff)), 4).unwrap();
+                let kinds = ns.plan_complete_file(&path, *len, PERSISTENCE[(*len % 3) as usize], |b| Some(block_length(*len, BLOCK, b & 0xff_ffff)), 4).unwrap();
                 let entries = apply_all(&mut ns, kinds);
                 let end = writer.submit(&entries).await.unwrap();
                 writer.wait_durable(end).await.unwrap();

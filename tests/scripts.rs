@@ -47,7 +47,7 @@ fn readme_quick_start_through_the_scripts() {
     assert!(ok(script(h, "tachyon", &["fs", "ls", "/docs"], &opts), "ls").contains("/docs/README.md"));
     let original = std::fs::read(readme).unwrap();
     assert_eq!(script(h, "tachyon", &["fs", "cat", "/docs/README.md"], &opts).stdout, original);
-    assert!(ok(script(h, "tachyon", &["runTests"], &opts), "runTests").contains("4 passed, 0 failed"));
+    assert!(ok(script(h, "tachyon", &["runTests"], &opts), "runTests").contains("16 passed, 0 failed"));
     let stopped = ok(script(h, "tachyon-stop.sh", &[], &opts), "stop");
     assert!(stopped.contains("Stopped master") && !stopped.contains("killing"), "graceful stop: {stopped}");
     ok(script(h, "tachyon-start.sh", &["local"], &opts), "second start");
@@ -99,7 +99,7 @@ fn fault_tolerant_cluster_through_the_scripts_survives_a_leader_kill() {
     assert_eq!(script(h, "tachyon", &["fs", "cat", "/ft/README.md"], &opts).stdout, original, "file after failover");
     let new_leader = ok(script(h, "tachyon", &["fs", "leader"], &opts), "leader").trim().to_string();
     assert_ne!(new_leader, leader);
-    assert!(ok(script(h, "tachyon", &["runTests"], &opts), "runTests").contains("4 passed, 0 failed"));
+    assert!(ok(script(h, "tachyon", &["runTests"], &opts), "runTests").contains("16 passed, 0 failed"));
     let stopped = ok(script(h, "tachyon-stop.sh", &["all"], &opts), "stop");
     assert_eq!(stopped.matches("Stopped master").count(), 2, "{stopped}");
     assert!(!stopped.contains("killing"), "graceful stop: {stopped}");
@@ -134,7 +134,7 @@ fn seed_003_walkthrough_with_tachyon_cluster() {
         ok(out, &format!("tachyon-cluster {args:?}"))
     };
     let created = run(&["create", "--masters", "3", "--workers", "2"]);
-    assert!(created.contains("4 passed, 0 failed"), "{created}");
+    assert!(created.contains("16 passed, 0 failed"), "{created}");
     assert!(created.contains("web UI: http://127.0.0."), "{created}");
     let killed = run(&["kill-leader"]);
     assert!(killed.contains("New leader: 127.0.0."), "{killed}");

@@ -109,7 +109,7 @@ async fn masters_fail_over_with_the_journal_on(journal: String, mut extra: Vec<S
     for round in 0..3 {
         for i in 0..8 {
             let path = format!("/ha/r{round}/f{i}");
-            fs.write_file(&path, &content(i * 1000 + 1, round as u64 * 100 + i as u64), CreateOptions { block_size: None, recursive: true })
+            fs.write_file(&path, &content(i * 1000 + 1, round as u64 * 100 + i as u64), CreateOptions { block_size: None, recursive: true, write_type: None })
                 .await
                 .unwrap_or_else(|e| panic!("round {round}: writing {path}: {e}"));
             acked.push((path, content(i * 1000 + 1, round as u64 * 100 + i as u64)));

@@ -250,7 +250,7 @@ async fn the_web_ui_shows_the_leader_and_every_file_before_and_after_a_failover(
     c.wait_for_workers(1).await;
     let fs = c.client();
     let text = "hello from the web test\n".repeat(40);
-    fs.write_file("/ui/hello.txt", text.as_bytes(), CreateOptions { block_size: None, recursive: true }).await.unwrap();
+    fs.write_file("/ui/hello.txt", text.as_bytes(), CreateOptions { block_size: None, recursive: true, write_type: None }).await.unwrap();
     let leader = web_leader(&c, 2).await;
     let standby = 1 - leader;
     let (lw, sw) = (c.master_web(leader), c.master_web(standby));
@@ -281,7 +281,7 @@ async fn the_web_ui_shows_the_leader_and_every_file_before_and_after_a_failover(
     // Prometheus text parses, and the counters move with work.
     let before = http_get(&lw, "/metrics").1;
     let series = "tachyon_master_operations_total{op=\"createFile\",result=\"ok\"}";
-    fs.write_file("/ui/second", b"2", CreateOptions { block_size: None, recursive: true }).await.unwrap();
+    fs.write_file("/ui/second", b"2", CreateOptions { block_size: None, recursive: true, write_type: None }).await.unwrap();
     let after = http_get(&lw, "/metrics").1;
     assert_eq!(metric(&after, series), metric(&before, series) + 1.0, "{after}");
     let rpc_count = "tachyon_master_rpc_duration_seconds_count{op=\"createFile\"}";

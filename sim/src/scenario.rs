@@ -221,7 +221,7 @@ async fn work_continuously(fs: FileSystem, first: u64, end: Instant) -> History 
     let mut history = History::default();
     let mut n = first;
     while Instant::now() < end {
-        let opts = CreateOptions { block_size: None, recursive: true };
+        let opts = CreateOptions { block_size: None, recursive: true, write_type: None };
         let original = format!("/w/f{n}");
         let acked = fs.write_file(&original, &intended(n), opts).await.is_ok();
         history.write(n, acked, Instant::now());

@@ -2,7 +2,9 @@
 //!
 //! Metadata calls go to the leader master with bounded retry ([`RetryPolicy`]); file data
 //! goes straight to workers: written as block streams, read from a local worker's memory
-//! tier by mmap (short-circuit) or streamed from a remote one.
+//! tier by mmap (short-circuit) or streamed from a remote one. With an under-storage
+//! (`tachyon.underfs.address`) the client also writes files through to it
+//! ([`WriteType`]), reads blocks no worker holds from it and caches them ([`ReadType`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use tonic::transport::Channel;
 use crate::config::{self, Config};
 use crate::coordinator::Coordinator;
 use crate::core::namespace::{block_id, MAX_BLOCKS_PER_FILE};
+use crate::underfs::{UfsWriter, UnderFs};
 use crate::error::FsError;
 use crate::proto::block_data_service_client::BlockDataServiceClient;
 use crate::proto::master_service_client::MasterServiceClient;
@@ -30,7 +33,8 @@ pub struct ClientOptions {
     pub block_size: u64,
     pub short_circuit: bool,
     pub chunk_bytes: usize,
-    pub write_type: String,
+    pub write_type: WriteType,
+    pub read_type: ReadType,
     pub owner: String,
     pub group: String,
     pub request_timeout: Duration,
@@ -49,7 +53,9 @@ impl ClientOptions {
             block_size: cfg.bytes(config::USER_BLOCK_SIZE).max(1),
             short_circuit: cfg.bool(config::USER_SHORT_CIRCUIT),
             chunk_bytes: cfg.bytes(config::USER_CHUNK_SIZE).clamp(4096, 16 << 20) as usize,
-            write_type: cfg.string(config::USER_WRITE_TYPE).to_ascii_uppercase(),
+            // Validated against the same names when the configuration loads.
+            write_type: WriteType::parse(&cfg.string(config::USER_WRITE_TYPE)).unwrap_or(WriteType::MustCache),
+            read_type: ReadType::parse(&cfg.string(config::USER_READ_TYPE)).unwrap_or(ReadType::CachePromote),
             group: owner.clone(),
             owner,
             request_timeout: Duration::from_secs(30),
@@ -82,6 +88,83 @@ pub fn current_user() -> String {
         .unwrap_or(uid)
 }
 
+/// Where a new file's data goes (`tachyon.user.file.writetype.default`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteType {
+    /// Workers' memory only.
+    MustCache,
+    /// Workers' memory and, before the file completes, the under-storage.
+    CacheThrough,
+    /// The under-storage only; readers cache it on first read.
+    Through,
+    /// Workers' memory; the leader master copies it to the under-storage in the background.
+    AsyncThrough,
+}
+
+impl WriteType {
+    /// Parses a write type name (any case), as in [`config::WRITE_TYPES`].
+    pub fn parse(name: &str) -> Result<Self, FsError> {
+        match name.trim().to_ascii_uppercase().as_str() {
+            "MUST_CACHE" => Ok(WriteType::MustCache),
+            "CACHE_THROUGH" => Ok(WriteType::CacheThrough),
+            "THROUGH" => Ok(WriteType::Through),
+            "ASYNC_THROUGH" => Ok(WriteType::AsyncThrough),
+            other => Err(FsError::InvalidArgument { reason: format!("unknown write type {other:?} (expected one of {})", config::WRITE_TYPES.join(", ")) }),
+        }
+    }
+
+    /// The configuration name, e.g. `CACHE_THROUGH`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WriteType::MustCache => "MUST_CACHE",
+            WriteType::CacheThrough => "CACHE_THROUGH",
+            WriteType::Through => "THROUGH",
+            WriteType::AsyncThrough => "ASYNC_THROUGH",
+        }
+    }
+
+    fn caches(self) -> bool {
+        self != WriteType::Through
+    }
+
+    fn writes_through(self) -> bool {
+        matches!(self, WriteType::CacheThrough | WriteType::Through)
+    }
+
+    /// The persistence state the file completes with.
+    fn persistence(self) -> PersistenceState {
+        match self {
+            WriteType::MustCache => PersistenceState::NotPersisted,
+            WriteType::CacheThrough | WriteType::Through => PersistenceState::Persisted,
+            WriteType::AsyncThrough => PersistenceState::ToBePersisted,
+        }
+    }
+}
+
+/// Whether a block read from the under-storage is cached in a worker
+/// (`tachyon.user.file.readtype.default`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadType {
+    /// Read, never cache.
+    NoCache,
+    /// Cache blocks read from the under-storage in a worker.
+    Cache,
+    /// As `Cache` (one memory tier: there is no faster tier to promote to).
+    CachePromote,
+}
+
+impl ReadType {
+    /// Parses a read type name (any case), as in [`config::READ_TYPES`].
+    pub fn parse(name: &str) -> Result<Self, FsError> {
+        match name.trim().to_ascii_uppercase().as_str() {
+            "NO_CACHE" => Ok(ReadType::NoCache),
+            "CACHE" => Ok(ReadType::Cache),
+            "CACHE_PROMOTE" => Ok(ReadType::CachePromote),
+            other => Err(FsError::InvalidArgument { reason: format!("unknown read type {other:?} (expected one of {})", config::READ_TYPES.join(", ")) }),
+        }
+    }
+}
+
 /// Options of one file creation.
 #[derive(Clone, Debug, Default)]
 pub struct CreateOptions {
@@ -89,10 +172,23 @@ pub struct CreateOptions {
     pub block_size: Option<u64>,
     /// Create missing parent directories.
     pub recursive: bool,
+    /// Write type; `None` for the configured default.
+    pub write_type: Option<WriteType>,
+}
+
+/// Bytes a through-writer buffers before it syncs them to the under-storage (bounds the
+/// memory an S3 upload holds).
+const UFS_SYNC_BYTES: u64 = 8 << 20;
+
+/// The under-storage name of a tachyon path: the same path below the under-storage root.
+pub fn ufs_path(path: &str) -> String {
+    path.trim_start_matches('/').to_string()
 }
 
 struct Inner {
     options: ClientOptions,
+    /// The under-storage for file data, if configured.
+    ufs: Option<Arc<dyn UnderFs>>,
     leader: LeaderChannel,
     /// Random per client; with `next_request` it names each mutation so that retries of it
     /// are recognised by the master (also across a failover).
@@ -116,7 +212,27 @@ impl FileSystem {
         let leader = LeaderChannel::new(coordinator, options.request_timeout);
         // Randomly keyed hashing gives 64 random bits without another dependency.
         let client_id = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
-        FileSystem { inner: Arc::new(Inner { options, leader, client_id, next_request: AtomicU64::new(0) }) }
+        FileSystem { inner: Arc::new(Inner { options, ufs: None, leader, client_id, next_request: AtomicU64::new(0) }) }
+    }
+
+    /// A client that also writes through to, and reads from, `ufs` (the under-storage root).
+    pub fn with_under_fs(options: ClientOptions, coordinator: Arc<dyn Coordinator>, ufs: Arc<dyn UnderFs>) -> Self {
+        let mut fs = Self::new(options, coordinator);
+        if let Some(inner) = Arc::get_mut(&mut fs.inner) {
+            inner.ufs = Some(ufs);
+        }
+        fs
+    }
+
+    /// The under-storage for file data, if this client has one.
+    pub fn under_fs(&self) -> Option<&Arc<dyn UnderFs>> {
+        self.inner.ufs.as_ref()
+    }
+
+    fn require_under_fs(&self, why: &str) -> Result<&Arc<dyn UnderFs>, FsError> {
+        self.inner.ufs.as_ref().ok_or_else(|| FsError::InvalidArgument {
+            reason: format!("{why} needs an under-storage: set {}", config::UNDERFS_ADDRESS),
+        })
     }
 
     /// A new request id: the same for every retry of one call, unique across clients.
@@ -124,9 +240,12 @@ impl FileSystem {
         format!("{:016x}-{}", self.inner.client_id, self.inner.next_request.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// A client configured from `cfg`.
+    /// A client configured from `cfg`, with the under-storage of `tachyon.underfs.address`.
     pub fn from_config(cfg: &Config) -> Result<Self, FsError> {
-        Ok(Self::new(ClientOptions::from_config(cfg), crate::coordinator::from_config(cfg)?))
+        let address = cfg.string(config::UNDERFS_ADDRESS);
+        let ufs = crate::underfs::open(&address, &crate::underfs::UfsOptions::from_config(cfg))
+            .map_err(|e| FsError::InvalidArgument { reason: format!("{}={address}: {e}", config::UNDERFS_ADDRESS) })?;
+        Ok(Self::with_under_fs(ClientOptions::from_config(cfg), crate::coordinator::from_config(cfg)?, ufs))
     }
 
     /// The client's settings.
@@ -287,15 +406,34 @@ impl FileSystem {
 
     /// Creates a file and returns a writer for its content.
     pub async fn create_file(&self, path: &str, opts: CreateOptions) -> Result<FileWriter, FsError> {
-        let write_type = self.inner.options.write_type.as_str();
-        if write_type != "MUST_CACHE" {
-            return Err(FsError::InvalidArgument {
-                reason: format!("write type {write_type} needs under-storage persistence, which this build does not have yet; use MUST_CACHE"),
-            });
-        }
+        let write_type = opts.write_type.unwrap_or(self.inner.options.write_type);
+        let ufs = if write_type.writes_through() { Some(self.require_under_fs(&format!("write type {write_type:?}"))?.clone()) } else { None };
         let block_size = opts.block_size.unwrap_or(self.inner.options.block_size);
-        // Right after a failover workers are still re-registering: wait for one, within the
-        // retry bounds.
+        let worker = if write_type.caches() { Some(self.writable_worker().await?) } else { None };
+        let request_id = self.next_request_id();
+        let req = CreateFileRequest {
+            path: path.to_string(),
+            block_size_bytes: block_size,
+            recursive: opts.recursive,
+            ownership: Some(self.ownership()),
+            request_id: request_id.clone(),
+        };
+        let info = self
+            .call("createFile", |mut c| {
+                let req = req.clone();
+                async move { c.create_file(req).await }
+            })
+            .await?;
+        let through = match ufs {
+            Some(ufs) => Some(UfsUpload::start(ufs, &info.path, &request_id).await?),
+            None => None,
+        };
+        Ok(FileWriter { fs: self.clone(), info, worker, write_type, through, block_index: 0, in_block: 0, total: 0, current: None })
+    }
+
+    /// A live worker to write to, waiting (within the retry bounds) for workers still
+    /// re-registering after a failover.
+    async fn writable_worker(&self) -> Result<WorkerNetAddress, FsError> {
         let workers: Vec<WorkerReport> = self
             .inner
             .options
@@ -309,21 +447,60 @@ impl FileSystem {
                 Ok(live)
             })
             .await?;
-        let worker = pick_worker(&workers).ok_or_else(|| FsError::Unavailable { reason: "no live worker to write to".into() })?;
-        let req = CreateFileRequest {
-            path: path.to_string(),
-            block_size_bytes: block_size,
-            recursive: opts.recursive,
-            ownership: Some(self.ownership()),
-            request_id: self.next_request_id(),
-        };
-        let info = self
-            .call("createFile", |mut c| {
+        pick_worker(&workers).ok_or_else(|| FsError::Unavailable { reason: "no live worker to write to".into() })
+    }
+
+    /// Copies a complete file to the under-storage at its path and records it persisted
+    /// (`fs persist`; also what the leader runs for ASYNC_THROUGH files). Returns the
+    /// file's new status; a file already persisted is left alone.
+    pub async fn persist(&self, path: &str) -> Result<FileInfo, FsError> {
+        let ufs = self.require_under_fs("persisting")?.clone();
+        let mut reader = self.open_file(path).await?;
+        if reader.info.persistence_state == PersistenceState::Persisted.as_str_name() {
+            return Ok(reader.info.clone());
+        }
+        let request_id = self.next_request_id();
+        let mut upload = UfsUpload::start(ufs, &reader.info.path, &request_id).await?;
+        let copied = async {
+            while let Some(block) = reader.next_block().await? {
+                upload.write(&block).await?;
+            }
+            upload.finish().await
+        }
+        .await;
+        if let Err(e) = copied {
+            upload.abandon().await;
+            return Err(e);
+        }
+        let req = PersistFileRequest { path: reader.info.path.clone(), request_id };
+        let recorded = self
+            .call("persistFile", |mut c| {
                 let req = req.clone();
-                async move { c.create_file(req).await }
+                async move { c.persist_file(req).await }
             })
-            .await?;
-        Ok(FileWriter { fs: self.clone(), info, worker, block_index: 0, in_block: 0, total: 0, current: None })
+            .await;
+        if let Err(FsError::NotFound { .. }) = &recorded {
+            // Deleted or renamed while being copied: the copy belongs to no file.
+            let ufs = self.require_under_fs("persisting")?;
+            if let Err(e) = ufs.delete(&ufs_path(&req.path)).await {
+                tracing::warn!(path = %req.path, error = %e, "could not delete the under-storage copy of a file deleted while it was persisted");
+            }
+        }
+        recorded
+    }
+
+    /// Reads a file so that every block of it is in some worker's memory (`fs load`).
+    /// Returns how many bytes were brought in from the under-storage.
+    pub async fn load(&self, path: &str) -> Result<u64, FsError> {
+        let mut reader = self.open_file(path).await?;
+        reader.read_type = ReadType::Cache;
+        let mut loaded = 0;
+        while let Some(block) = reader.next_block().await? {
+            if reader.last_from_under_fs {
+                loaded += block.len() as u64;
+            }
+        }
+        Ok(loaded)
     }
 
     /// Writes a whole file in one call.
@@ -347,7 +524,8 @@ impl FileSystem {
         if !info.complete {
             return Err(FsError::FileIncomplete { path: info.path });
         }
-        Ok(FileReader { fs: self.clone(), info, next_block: 0 })
+        let read_type = self.inner.options.read_type;
+        Ok(FileReader { fs: self.clone(), info, next_block: 0, read_type, last_from_under_fs: false })
     }
 
     /// Reads a whole file into memory.
@@ -386,17 +564,115 @@ fn data_address(a: &WorkerNetAddress) -> String {
 /// How many times a reader looks up a block's locations again before calling it lost.
 const LOST_BLOCK_RETRIES: u32 = 4;
 
-/// A block being streamed to a worker.
+/// A block being streamed to a worker; the worker commits it to the master before it
+/// answers.
 struct BlockUpload {
     tx: mpsc::Sender<WriteBlockChunk>,
     call: tokio::task::JoinHandle<Result<WriteBlockResponse, FsError>>,
+}
+
+impl BlockUpload {
+    /// Opens the stream of block `id`, reserving `reserve` bytes on the worker.
+    async fn start(fs: &FileSystem, worker: &WorkerNetAddress, id: u64, reserve: u64) -> Result<Self, FsError> {
+        let channel = rpc::connect(&data_address(worker), fs.inner.options.request_timeout).await?;
+        let (tx, rx) = mpsc::channel::<WriteBlockChunk>(4);
+        tx.send(WriteBlockChunk { block_id: id, length: reserve, data: Bytes::new() })
+            .await
+            .map_err(|_| FsError::Internal { reason: "block stream closed".into() })?;
+        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+        let call = tokio::spawn(async move {
+            let mut client = BlockDataServiceClient::new(channel);
+            client.write_block(stream).await.map(|r| r.into_inner()).map_err(status)
+        });
+        Ok(BlockUpload { tx, call })
+    }
+
+    /// Sends one piece; if the worker ended the stream early, its answer says why.
+    async fn send(self, piece: Bytes, worker: &WorkerNetAddress) -> Result<Self, FsError> {
+        if self.tx.send(WriteBlockChunk { block_id: 0, length: 0, data: piece }).await.is_ok() {
+            return Ok(self);
+        }
+        Err(match self.call.await {
+            Ok(Err(e)) => e,
+            _ => FsError::Unavailable { reason: format!("worker {} closed the block stream", worker.host) },
+        })
+    }
+
+    /// Ends the stream; returns the length the worker stored and committed.
+    async fn finish(self) -> Result<u64, FsError> {
+        drop(self.tx);
+        let resp = self.call.await.map_err(|e| FsError::Internal { reason: format!("block upload task: {e}") })??;
+        Ok(resp.length)
+    }
+}
+
+/// A file being written to the under-storage under a temporary name, renamed to its path
+/// (never over an existing file) when complete.
+struct UfsUpload {
+    ufs: Arc<dyn UnderFs>,
+    writer: Option<Box<dyn UfsWriter>>,
+    tmp: String,
+    target: String,
+    unsynced: u64,
+}
+
+impl UfsUpload {
+    async fn start(ufs: Arc<dyn UnderFs>, path: &str, request_id: &str) -> Result<Self, FsError> {
+        let target = ufs_path(path);
+        let (dir, name) = target.rsplit_once('/').unwrap_or(("", target.as_str()));
+        let tmp = if dir.is_empty() { format!(".{name}.tachyon-{request_id}.tmp") } else { format!("{dir}/.{name}.tachyon-{request_id}.tmp") };
+        let writer = ufs.create(&tmp).await.map_err(|e| ufs_error(&ufs, &tmp, e))?;
+        Ok(UfsUpload { ufs, writer: Some(writer), tmp, target, unsynced: 0 })
+    }
+
+    async fn write(&mut self, data: &[u8]) -> Result<(), FsError> {
+        let Some(w) = self.writer.as_mut() else { return Err(FsError::Internal { reason: "under-storage upload already finished".into() }) };
+        w.write(data).await.map_err(|e| ufs_error(&self.ufs, &self.tmp, e))?;
+        self.unsynced += data.len() as u64;
+        if self.unsynced >= UFS_SYNC_BYTES {
+            w.sync().await.map_err(|e| ufs_error(&self.ufs, &self.tmp, e))?;
+            self.unsynced = 0;
+        }
+        Ok(())
+    }
+
+    /// Makes the data durable and puts it at its path.
+    async fn finish(&mut self) -> Result<(), FsError> {
+        if let Some(w) = self.writer.take() {
+            w.close().await.map_err(|e| ufs_error(&self.ufs, &self.tmp, e))?;
+        }
+        match self.ufs.rename(&self.tmp, &self.target).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(FsError::AlreadyExists {
+                path: format!("{} in the under-storage {} (move it away or delete it there first)", self.target, self.ufs.describe()),
+            }),
+            Err(e) => Err(ufs_error(&self.ufs, &self.target, e)),
+        }
+    }
+
+    /// Deletes the temporary file (best effort).
+    async fn abandon(mut self) {
+        self.writer = None;
+        if let Err(e) = self.ufs.delete(&self.tmp).await {
+            tracing::warn!(file = %self.tmp, error = %e, "could not delete an abandoned under-storage upload");
+        }
+    }
+}
+
+/// An under-storage failure as a client error: retryable, since under-storage outages pass.
+fn ufs_error(ufs: &Arc<dyn UnderFs>, path: &str, e: std::io::Error) -> FsError {
+    FsError::Unavailable { reason: format!("under-storage {} {path}: {e}", ufs.describe()) }
 }
 
 /// Writes a file's content block by block; [`FileWriter::close`] completes the file.
 pub struct FileWriter {
     fs: FileSystem,
     info: FileInfo,
-    worker: WorkerNetAddress,
+    /// The worker that caches the blocks (`None` for THROUGH).
+    worker: Option<WorkerNetAddress>,
+    write_type: WriteType,
+    /// The under-storage copy (CACHE_THROUGH, THROUGH).
+    through: Option<UfsUpload>,
     block_index: u64,
     in_block: u64,
     total: u64,
@@ -414,33 +690,22 @@ impl FileWriter {
         self.total
     }
 
-    async fn start_block(&mut self) -> Result<(), FsError> {
+    async fn start_block(&mut self, worker: &WorkerNetAddress) -> Result<(), FsError> {
         if self.block_index >= MAX_BLOCKS_PER_FILE {
             return Err(FsError::InvalidArgument { reason: format!("{}: too many blocks", self.info.path) });
         }
-        let channel = rpc::connect(&data_address(&self.worker), self.fs.inner.options.request_timeout).await?;
-        let (tx, rx) = mpsc::channel::<WriteBlockChunk>(4);
         let id = block_id(self.info.id, self.block_index);
-        tx.send(WriteBlockChunk { block_id: id, length: self.info.block_size_bytes, data: Bytes::new() })
-            .await
-            .map_err(|_| FsError::Internal { reason: "block stream closed".into() })?;
-        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-        let call = tokio::spawn(async move {
-            let mut client = BlockDataServiceClient::new(channel);
-            client.write_block(stream).await.map(|r| r.into_inner()).map_err(status)
-        });
-        self.current = Some(BlockUpload { tx, call });
+        self.current = Some(BlockUpload::start(&self.fs, worker, id, self.info.block_size_bytes).await?);
         self.in_block = 0;
         Ok(())
     }
 
     async fn finish_block(&mut self) -> Result<(), FsError> {
         if let Some(upload) = self.current.take() {
-            drop(upload.tx);
-            let resp = upload.call.await.map_err(|e| FsError::Internal { reason: format!("block upload task: {e}") })??;
-            if resp.length != self.in_block {
+            let stored = upload.finish().await?;
+            if stored != self.in_block {
                 return Err(FsError::Internal {
-                    reason: format!("worker stored {} bytes of block {}, sent {}", resp.length, self.block_index, self.in_block),
+                    reason: format!("worker stored {stored} bytes of block {}, sent {}", self.block_index, self.in_block),
                 });
             }
             self.block_index += 1;
@@ -450,30 +715,30 @@ impl FileWriter {
     }
 
     /// Appends data to the file.
-    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), FsError> {
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), FsError> {
+        if let Some(through) = self.through.as_mut() {
+            through.write(data).await?;
+        }
+        match self.worker.clone() {
+            Some(worker) => self.write_blocks(&worker, data).await,
+            None => {
+                self.total += data.len() as u64;
+                Ok(())
+            }
+        }
+    }
+
+    async fn write_blocks(&mut self, worker: &WorkerNetAddress, mut data: &[u8]) -> Result<(), FsError> {
         let block_size = self.info.block_size_bytes;
         let chunk = self.fs.inner.options.chunk_bytes as u64;
         while !data.is_empty() {
             if self.current.is_none() {
-                self.start_block().await?;
+                self.start_block(worker).await?;
             }
             let room = (block_size - self.in_block).min(chunk) as usize;
             let n = room.min(data.len());
-            let piece = Bytes::copy_from_slice(&data[..n]);
-            let sent = match &self.current {
-                Some(up) => up.tx.send(WriteBlockChunk { block_id: 0, length: 0, data: piece }).await.is_ok(),
-                None => false,
-            };
-            if !sent {
-                // The worker ended the stream early: its answer says why.
-                return match self.current.take() {
-                    Some(up) => Err(match up.call.await {
-                        Ok(Err(e)) => e,
-                        _ => FsError::Unavailable { reason: format!("worker {} closed the block stream", self.worker.host) },
-                    }),
-                    None => Err(FsError::Internal { reason: "no block stream".into() }),
-                };
-            }
+            let upload = self.current.take().ok_or_else(|| FsError::Internal { reason: "no block stream".into() })?;
+            self.current = Some(upload.send(Bytes::copy_from_slice(&data[..n]), worker).await?);
             self.in_block += n as u64;
             self.total += n as u64;
             data = &data[n..];
@@ -484,10 +749,19 @@ impl FileWriter {
         Ok(())
     }
 
-    /// Finishes the last block and completes the file; the file is readable after this.
+    /// Finishes the last block (and the under-storage copy) and completes the file; the
+    /// file is readable after this.
     pub async fn close(mut self) -> Result<FileInfo, FsError> {
         self.finish_block().await?;
-        let req = CompleteFileRequest { path: self.info.path.clone(), length: self.total, request_id: self.fs.next_request_id() };
+        if let Some(through) = self.through.as_mut() {
+            through.finish().await?;
+        }
+        let req = CompleteFileRequest {
+            path: self.info.path.clone(),
+            length: self.total,
+            request_id: self.fs.next_request_id(),
+            persistence: self.write_type.persistence() as i32,
+        };
         self.fs
             .call("completeFile", |mut c| {
                 let req = req.clone();
@@ -501,6 +775,9 @@ impl FileWriter {
         if let Some(up) = self.current.take() {
             up.call.abort();
         }
+        if let Some(through) = self.through.take() {
+            through.abandon().await;
+        }
         if let Err(e) = self.fs.delete(&self.info.path, false).await {
             tracing::warn!(path = %self.info.path, error = %e, "could not delete the incomplete file");
         }
@@ -512,6 +789,9 @@ pub struct FileReader {
     fs: FileSystem,
     info: FileInfo,
     next_block: usize,
+    read_type: ReadType,
+    /// True if the last block came from the under-storage.
+    last_from_under_fs: bool,
 }
 
 impl FileReader {
@@ -520,16 +800,34 @@ impl FileReader {
         &self.info
     }
 
-    /// The next block's bytes, or `None` at the end of the file. If no location can serve
-    /// the block, locations are looked up again a few times (a restarting worker
+    fn persisted(&self) -> bool {
+        self.info.persistence_state == PersistenceState::Persisted.as_str_name()
+    }
+
+    /// The next block's bytes, or `None` at the end of the file. A block no worker can serve
+    /// is read from the under-storage if the file is persisted (and cached there as the read
+    /// type says); otherwise locations are looked up again a few times (a restarting worker
     /// re-registers within a heartbeat or two) before the block is reported lost.
     pub async fn next_block(&mut self) -> Result<Option<Bytes>, FsError> {
         let Some(mut block) = self.info.blocks.get(self.next_block).cloned() else { return Ok(None) };
+        let index = self.next_block as u64;
+        self.last_from_under_fs = false;
         let mut backoff = self.fs.inner.options.retry.base_sleep.max(Duration::from_millis(100));
         for attempt in 0..=LOST_BLOCK_RETRIES {
-            match self.read_from_any(&block).await {
+            let cached = if block.locations.is_empty() && self.persisted() {
+                Err(FsError::BlockLost { path: self.info.path.clone(), block_id: block.block_id })
+            } else {
+                self.read_from_any(&block).await
+            };
+            match cached {
                 Ok(bytes) => {
                     self.next_block += 1;
+                    return Ok(Some(bytes));
+                }
+                Err(_) if self.persisted() => {
+                    let bytes = self.read_from_under_fs(&block, index).await?;
+                    self.next_block += 1;
+                    self.last_from_under_fs = true;
                     return Ok(Some(bytes));
                 }
                 Err(e) if attempt == LOST_BLOCK_RETRIES => {
@@ -546,6 +844,49 @@ impl FileReader {
             }
         }
         Err(FsError::BlockLost { path: self.info.path.clone(), block_id: block.block_id })
+    }
+
+    /// Reads block `index` from the file's under-storage copy and, unless the read type is
+    /// NO_CACHE, caches it in a worker (best effort: a failed cache fill is only logged).
+    async fn read_from_under_fs(&self, block: &BlockInfo, index: u64) -> Result<Bytes, FsError> {
+        let ufs = self.fs.require_under_fs("reading a block no worker holds")?;
+        let path = ufs_path(&self.info.path);
+        let offset = index * self.info.block_size_bytes;
+        let data = ufs.read_range(&path, offset, block.length).await.map_err(|e| ufs_error(ufs, &path, e))?;
+        if data.len() as u64 != block.length {
+            return Err(FsError::Internal {
+                reason: format!(
+                    "{}: the under-storage copy {path} has {} bytes at offset {offset}, expected {}: it changed behind tachyon's back",
+                    self.info.path,
+                    data.len(),
+                    block.length
+                ),
+            });
+        }
+        let data = Bytes::from(data);
+        if self.read_type != ReadType::NoCache {
+            if let Err(e) = self.cache_block(block, &data).await {
+                tracing::warn!(path = %self.info.path, block = block.block_id, error = %e, "could not cache a block read from the under-storage");
+            }
+        }
+        Ok(data)
+    }
+
+    async fn cache_block(&self, block: &BlockInfo, data: &Bytes) -> Result<(), FsError> {
+        let worker = self.fs.writable_worker().await?;
+        let mut upload = BlockUpload::start(&self.fs, &worker, block.block_id, block.length).await?;
+        let chunk = self.fs.inner.options.chunk_bytes;
+        let mut sent = 0;
+        while sent < data.len() {
+            let n = chunk.min(data.len() - sent);
+            upload = upload.send(data.slice(sent..sent + n), &worker).await?;
+            sent += n;
+        }
+        let stored = upload.finish().await?;
+        if stored != block.length {
+            return Err(FsError::Internal { reason: format!("worker stored {stored} bytes of block {}, sent {}", block.block_id, block.length) });
+        }
+        Ok(())
     }
 
     async fn read_from_any(&self, block: &BlockInfo) -> Result<Bytes, FsError> {

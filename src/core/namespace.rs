@@ -21,7 +21,7 @@ use crate::error::FsError;
 use crate::proto::journal_entry::Kind;
 use crate::proto::{
     Checkpoint, CompleteFileEntry, CreateDirectoryEntry, CreateFileEntry, DeleteEntry, InodeOwnership, InodeRecord,
-    JournalEntry, RenameEntry,
+    JournalEntry, PersistFileEntry, PersistenceState, RenameEntry,
 };
 
 /// Identifies an inode. The root is [`ROOT_ID`].
@@ -67,7 +67,7 @@ pub fn block_length(length: u64, block_size: u64, index: u64) -> u64 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InodeKind {
     Directory { children: BTreeMap<String, InodeId> },
-    File { block_size: u64, length: u64, complete: bool },
+    File { block_size: u64, length: u64, complete: bool, persistence: PersistenceState },
 }
 
 /// A file or directory.
@@ -91,10 +91,23 @@ impl Inode {
     /// The ids of this file's blocks (empty for directories and incomplete files).
     pub fn block_ids(&self) -> Vec<BlockId> {
         match self.kind {
-            InodeKind::File { block_size, length, complete: true } => {
+            InodeKind::File { block_size, length, complete: true, .. } => {
                 (0..block_count(length, block_size)).map(|i| block_id(self.id, i)).collect()
             }
             _ => Vec::new(),
+        }
+    }
+}
+
+impl Inode {
+    /// The length of `block` if it is one of this complete file's blocks.
+    pub fn expected_block_length(&self, block: BlockId) -> Option<u64> {
+        match self.kind {
+            InodeKind::File { block_size, length, complete: true, .. } if file_of_block(block) == self.id => {
+                let index = block & (MAX_BLOCKS_PER_FILE - 1);
+                (index < block_count(length, block_size)).then(|| block_length(length, block_size, index))
+            }
+            _ => None,
         }
     }
 }
@@ -328,11 +341,14 @@ impl Namespace {
     }
 
     /// Plans completing a file at `length` bytes. `committed_length` tells the length a
-    /// worker committed for a block, so a file is complete only when all its data is stored.
+    /// worker committed for a block, so a file is complete only when all its data is stored:
+    /// every block on a worker, or (`persistence` PERSISTED) the whole file in under-storage,
+    /// where a block a worker did commit must still have the right length.
     pub fn plan_complete_file(
         &self,
         path: &FsPath,
         length: u64,
+        persistence: PersistenceState,
         committed_length: impl Fn(BlockId) -> Option<u64>,
         now_ms: i64,
     ) -> Result<Vec<Kind>, FsError> {
@@ -357,6 +373,7 @@ impl Namespace {
                         reason: format!("{path}: block {index} (id {id}) holds {got} bytes, expected {expected}"),
                     })
                 }
+                None if persistence == PersistenceState::Persisted => {}
                 None => {
                     return Err(FsError::InvalidArgument {
                         reason: format!("{path}: block {index} (id {id}) was never committed by a worker"),
@@ -364,7 +381,28 @@ impl Namespace {
                 }
             }
         }
-        Ok(vec![Kind::CompleteFile(CompleteFileEntry { id: inode.id, length, time_ms: now_ms })])
+        Ok(vec![Kind::CompleteFile(CompleteFileEntry { id: inode.id, length, time_ms: now_ms, persistence: persistence as i32 })])
+    }
+
+    /// Plans recording that a complete file's data is now in under-storage at its path.
+    /// Nothing to do if it already is.
+    pub fn plan_persist_file(&self, path: &FsPath, now_ms: i64) -> Result<Vec<Kind>, FsError> {
+        let inode = self.lookup(path)?;
+        match inode.kind {
+            InodeKind::Directory { .. } => Err(FsError::IsADirectory { path: path.to_string() }),
+            InodeKind::File { complete: false, .. } => Err(FsError::FileIncomplete { path: path.to_string() }),
+            InodeKind::File { persistence: PersistenceState::Persisted, .. } => Ok(Vec::new()),
+            InodeKind::File { .. } => Ok(vec![Kind::PersistFile(PersistFileEntry { id: inode.id, time_ms: now_ms })]),
+        }
+    }
+
+    /// Complete files waiting for background persistence (ASYNC_THROUGH), in id order.
+    pub fn files_to_persist(&self) -> Vec<InodeId> {
+        self.inodes
+            .values()
+            .filter(|i| matches!(i.kind, InodeKind::File { complete: true, persistence: PersistenceState::ToBePersisted, .. }))
+            .map(|i| i.id)
+            .collect()
     }
 
     /// Plans deleting `path` (a non-empty directory only when `recursive`).
@@ -476,23 +514,33 @@ impl Namespace {
                 if e.block_size_bytes == 0 {
                     return Err(inconsistent(format!("file {} has block size 0", e.id)));
                 }
-                let kind = InodeKind::File { block_size: e.block_size_bytes, length: 0, complete: false };
+                let kind = InodeKind::File { block_size: e.block_size_bytes, length: 0, complete: false, persistence: PersistenceState::NotPersisted };
                 self.insert(e.id, e.parent_id, &e.name, e.ownership.clone(), e.time_ms, kind).map_err(inconsistent)?;
                 Vec::new()
             }
             Some(Kind::CompleteFile(e)) => {
                 let inode = self.inodes.get_mut(&e.id).ok_or_else(|| inconsistent(format!("no inode {}", e.id)))?;
                 match &mut inode.kind {
-                    InodeKind::File { length, complete, block_size } if !*complete => {
+                    InodeKind::File { length, complete, block_size, persistence } if !*complete => {
                         if block_count(e.length, *block_size) > MAX_BLOCKS_PER_FILE {
                             return Err(inconsistent(format!("file {} has too many blocks", e.id)));
                         }
+                        *persistence = PersistenceState::try_from(e.persistence)
+                            .map_err(|_| inconsistent(format!("file {} has unknown persistence state {}", e.id, e.persistence)))?;
                         *length = e.length;
                         *complete = true;
                     }
                     _ => return Err(inconsistent(format!("inode {} is not an incomplete file", e.id))),
                 }
                 inode.modification_time_ms = e.time_ms;
+                Vec::new()
+            }
+            Some(Kind::PersistFile(e)) => {
+                let inode = self.inodes.get_mut(&e.id).ok_or_else(|| inconsistent(format!("no inode {}", e.id)))?;
+                match &mut inode.kind {
+                    InodeKind::File { complete: true, persistence, .. } => *persistence = PersistenceState::Persisted,
+                    _ => return Err(inconsistent(format!("inode {} is not a complete file", e.id))),
+                }
                 Vec::new()
             }
             Some(Kind::Delete(e)) => {
@@ -668,9 +716,9 @@ impl Namespace {
             .inodes
             .values()
             .map(|i| {
-                let (is_directory, block_size, length, complete) = match i.kind {
-                    InodeKind::Directory { .. } => (true, 0, 0, false),
-                    InodeKind::File { block_size, length, complete } => (false, block_size, length, complete),
+                let (is_directory, block_size, length, complete, persistence) = match i.kind {
+                    InodeKind::Directory { .. } => (true, 0, 0, false, PersistenceState::NotPersisted),
+                    InodeKind::File { block_size, length, complete, persistence } => (false, block_size, length, complete, persistence),
                 };
                 InodeRecord {
                     id: i.id,
@@ -683,6 +731,7 @@ impl Namespace {
                     block_size_bytes: block_size,
                     length,
                     complete,
+                    persistence: persistence as i32,
                 }
             })
             .collect();
@@ -709,7 +758,9 @@ impl Namespace {
                 let kind = if r.is_directory {
                     InodeKind::Directory { children: BTreeMap::new() }
                 } else {
-                    InodeKind::File { block_size: r.block_size_bytes, length: r.length, complete: r.complete }
+                    let persistence = PersistenceState::try_from(r.persistence)
+                        .map_err(|_| format!("checkpoint inode {} has unknown persistence state {}", r.id, r.persistence))?;
+                    InodeKind::File { block_size: r.block_size_bytes, length: r.length, complete: r.complete, persistence }
                 };
                 ns.insert(r.id, r.parent_id, &r.name, r.ownership.clone(), r.creation_time_ms, kind)?;
                 queue.push(r.id);
@@ -860,17 +911,17 @@ mod tests {
         let kinds = ns.plan_create_file(&p("/d/f"), 10, true, &own(), 1).unwrap();
         commit(&mut ns, kinds);
         let f = ns.lookup(&p("/d/f")).unwrap().clone();
-        assert_eq!(f.kind, InodeKind::File { block_size: 10, length: 0, complete: false });
+        assert_eq!(f.kind, InodeKind::File { block_size: 10, length: 0, complete: false, persistence: PersistenceState::NotPersisted });
         assert_eq!(ns.plan_create_file(&p("/d/f"), 10, true, &own(), 1), Err(FsError::AlreadyExists { path: "/d/f".into() }));
         // Block 1 missing: refused with the block named.
         let committed = |b: BlockId| (b == block_id(f.id, 0)).then_some(10);
-        assert!(matches!(ns.plan_complete_file(&p("/d/f"), 15, committed, 2), Err(FsError::InvalidArgument { .. })));
+        assert!(matches!(ns.plan_complete_file(&p("/d/f"), 15, PersistenceState::NotPersisted, committed, 2), Err(FsError::InvalidArgument { .. })));
         let committed = |b: BlockId| match b & 0xff_ffff { 0 => Some(10), 1 => Some(5), _ => None };
-        let kinds = ns.plan_complete_file(&p("/d/f"), 15, committed, 2).unwrap();
+        let kinds = ns.plan_complete_file(&p("/d/f"), 15, PersistenceState::NotPersisted, committed, 2).unwrap();
         commit(&mut ns, kinds);
         let f = ns.lookup(&p("/d/f")).unwrap();
         assert_eq!(f.block_ids(), vec![block_id(f.id, 0), block_id(f.id, 1)]);
-        assert_eq!(ns.plan_complete_file(&p("/d/f"), 15, committed, 3), Err(FsError::FileAlreadyComplete { path: "/d/f".into() }));
+        assert_eq!(ns.plan_complete_file(&p("/d/f"), 15, PersistenceState::NotPersisted, committed, 3), Err(FsError::FileAlreadyComplete { path: "/d/f".into() }));
         assert_eq!(ns.path_of(f.id).unwrap().to_string(), "/d/f");
     }
 

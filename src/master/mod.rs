@@ -23,7 +23,7 @@ use crate::core::registry::Registry;
 use crate::error::FsError;
 use crate::journal::{Journal, JournalError, JournalLimits, JournalWriter};
 use crate::proto::journal_entry::Kind;
-use crate::proto::{BlockInfo, FileInfo};
+use crate::proto::{BlockInfo, FileInfo, PersistenceState};
 use crate::runtime::Clock;
 
 /// Settings of a master, validated from [`Config`].
@@ -305,9 +305,9 @@ pub fn list_infos(st: &State, dir: &Inode, recursive: bool) -> Vec<FileInfo> {
 
 /// Builds the client-facing description of an inode.
 pub fn file_info(st: &State, inode: &Inode, path: &FsPath) -> FileInfo {
-    let (is_directory, length, block_size, complete) = match inode.kind {
-        InodeKind::Directory { .. } => (true, 0, 0, false),
-        InodeKind::File { block_size, length, complete } => (false, length, block_size, complete),
+    let (is_directory, length, block_size, complete, persistence) = match inode.kind {
+        InodeKind::Directory { .. } => (true, 0, 0, false, PersistenceState::Persisted),
+        InodeKind::File { block_size, length, complete, persistence } => (false, length, block_size, complete, persistence),
     };
     let mut blocks = Vec::new();
     let mut in_memory_bytes = 0;
@@ -338,7 +338,7 @@ pub fn file_info(st: &State, inode: &Inode, path: &FsPath) -> FileInfo {
         ownership: Some(inode.ownership.clone()),
         creation_time_ms: inode.creation_time_ms,
         modification_time_ms: inode.modification_time_ms,
-        persistence_state: if is_directory { "PERSISTED".into() } else { "NOT_PERSISTED".into() },
+        persistence_state: persistence.as_str_name().to_string(),
         blocks,
         in_memory_percentage: if is_directory { 0 } else { in_memory_percentage },
         child_count,

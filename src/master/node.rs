@@ -58,6 +58,9 @@ pub struct MasterNode {
     start_time_ms: i64,
     /// A standby's namespace, kept here while it follows the journal (taken at promotion).
     standby_ns: tokio::sync::Mutex<Option<Namespace>>,
+    /// A client with the under-storage for file data: persists ASYNC_THROUGH files while
+    /// leading. `None` where no under-storage is configured (the simulator).
+    persister: Option<crate::client::FileSystem>,
 }
 
 impl MasterNode {
@@ -73,7 +76,21 @@ impl MasterNode {
             role: StdMutex::new(Role::Standby { applied: 0, last_epoch: 0 }),
             start_time_ms,
             standby_ns: tokio::sync::Mutex::new(None),
+            persister: None,
         }
+    }
+
+    /// Gives the master the under-storage for file data, through a client of the cluster
+    /// that has it: the leader then mirrors deletes and renames of persisted files there and
+    /// persists ASYNC_THROUGH files in the background.
+    pub fn with_under_storage(mut self, client: crate::client::FileSystem) -> Self {
+        self.persister = Some(client);
+        self
+    }
+
+    /// The under-storage for file data, if configured.
+    pub fn data_ufs(&self) -> Option<&Arc<dyn UnderFs>> {
+        self.persister.as_ref().and_then(|fs| fs.under_fs())
     }
 
     fn role(&self) -> Role {
@@ -289,7 +306,7 @@ async fn switch_roles(node: Arc<MasterNode>, mut stop: watch::Receiver<bool>) ->
         info!(address = %node.address(), epoch, next_sequence, caught_up_entries = applied, "master is the leader and serving");
         crate::metrics::LEADER_TERMS.inc();
         failures = 0;
-        let end = serve_term(&master, &mut stop).await;
+        let end = serve_term(&master, node.persister.clone(), &mut stop).await;
         node.set_role(Role::Standby { applied: master.read_unchecked(|st| st.ns.next_sequence()).await, last_epoch: epoch });
         match end {
             TermEnd::Stop => {
@@ -403,8 +420,35 @@ async fn checkpoint_as_standby(journal: &Journal, ns: &Namespace) {
     }
 }
 
+/// How often the leader looks for ASYNC_THROUGH files to persist.
+const PERSIST_INTERVAL: Duration = Duration::from_millis(500);
+/// Most files persisted per pass (one at a time); the rest wait for the next pass.
+const PERSIST_BATCH_FILES: usize = 16;
+
+/// Copies files waiting for background persistence to the under-storage, one at a time.
+/// The waiting state is journaled, so a new leader picks up where a failed one stopped;
+/// a file that fails (a worker restarting, under-storage down) is tried again next pass.
+async fn persist_pending(master: Arc<Master>, client: crate::client::FileSystem) {
+    loop {
+        tokio::time::sleep(PERSIST_INTERVAL).await;
+        let pending: Vec<String> = master
+            .read_unchecked(|st| {
+                st.ns.files_to_persist().into_iter().take(PERSIST_BATCH_FILES).filter_map(|id| st.ns.path_of(id)).map(|p| p.to_string()).collect()
+            })
+            .await;
+        for path in pending {
+            match client.persist(&path).await {
+                Ok(_) => info!(%path, "persisted to the under-storage"),
+                // Deleted or renamed meanwhile: the next pass sees the new state.
+                Err(FsError::NotFound { .. }) => {}
+                Err(e) => warn!(%path, error = %e, "background persistence failed; will retry"),
+            }
+        }
+    }
+}
+
 /// Serves as leader until stopped, deposed, or the journal fails.
-async fn serve_term(master: &Arc<Master>, stop: &mut watch::Receiver<bool>) -> TermEnd {
+async fn serve_term(master: &Arc<Master>, persister: Option<crate::client::FileSystem>, stop: &mut watch::Receiver<bool>) -> TermEnd {
     let lost_check = {
         let m = master.clone();
         tokio::spawn(async move {
@@ -414,6 +458,7 @@ async fn serve_term(master: &Arc<Master>, stop: &mut watch::Receiver<bool>) -> T
             }
         })
     };
+    let persisting = persister.map(|client| tokio::spawn(persist_pending(master.clone(), client)));
     let mut durability = master.writer().subscribe();
     let fencing = master.fencing();
     let end = tokio::select! {
@@ -424,5 +469,8 @@ async fn serve_term(master: &Arc<Master>, stop: &mut watch::Receiver<bool>) -> T
         }
     };
     lost_check.abort();
+    if let Some(p) = persisting {
+        p.abort();
+    }
     end
 }

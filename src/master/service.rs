@@ -9,7 +9,7 @@ use tracing::info;
 
 use super::file_info;
 use super::node::MasterNode;
-use crate::core::namespace::{file_of_block, InodeKind};
+use crate::core::namespace::{file_of_block, Inode, InodeKind};
 use crate::core::path::FsPath;
 use crate::error::FsError;
 use crate::proto::master_service_server::MasterService;
@@ -74,12 +74,25 @@ impl MasterService for MasterRpc {
     async fn complete_file(&self, request: Request<CompleteFileRequest>) -> RpcResult<FileInfo> {
         let started = tokio::time::Instant::now();
         let req = request.into_inner();
-        self.reply("completeFile", started, 
+        let result = async {
+            let persistence = PersistenceState::try_from(req.persistence)
+                .map_err(|_| FsError::InvalidArgument { reason: format!("unknown persistence state {}", req.persistence) })?;
+            if persistence != PersistenceState::NotPersisted && self.node.data_ufs().is_none() {
+                return Err(FsError::InvalidArgument { reason: format!("{}: this master has no under-storage to persist to", req.path) });
+            }
             self.mutate_path(&req.request_id, &req.path, |st, p, now| {
-                st.ns.plan_complete_file(p, req.length, |b| st.registry.committed_length(b), now)
+                st.ns.plan_complete_file(p, req.length, persistence, |b| st.registry.committed_length(b), now)
             })
-            .await,
-        )
+            .await
+        }
+        .await;
+        self.reply("completeFile", started, result)
+    }
+
+    async fn persist_file(&self, request: Request<PersistFileRequest>) -> RpcResult<FileInfo> {
+        let started = tokio::time::Instant::now();
+        let req = request.into_inner();
+        self.reply("persistFile", started, self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_persist_file(p, now)).await)
     }
 
     async fn get_status(&self, request: Request<PathRequest>) -> RpcResult<FileInfo> {
@@ -128,7 +141,23 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             let p = path(&req.path)?;
-            self.node.leader().await?.mutate(&req.request_id, |st, now| st.ns.plan_delete(&p, req.recursive, now), |_| Ok(Empty {})).await
+            let mut persisted = Vec::new();
+            let plan = |st: &super::State, now| {
+                let kinds = st.ns.plan_delete(&p, req.recursive, now)?;
+                persisted = persisted_files_under(st, &p);
+                Ok(kinds)
+            };
+            self.node.leader().await?.mutate(&req.request_id, plan, |_| Ok(Empty {})).await?;
+            // After the delete is durable: a crash before this leaves an orphan copy in
+            // under-storage, never a tachyon file without its data.
+            if let Some(ufs) = self.node.data_ufs() {
+                for file in persisted {
+                    if let Err(e) = ufs.delete(&crate::client::ufs_path(&file)).await {
+                        tracing::warn!(path = %file, error = %e, "could not delete the under-storage copy of a deleted file");
+                    }
+                }
+            }
+            Ok(Empty {})
         }
         .await;
         self.reply("delete", started, result)
@@ -139,7 +168,25 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             let (src, dst) = (path(&req.src)?, path(&req.dst)?);
-            self.node.leader().await?.mutate(&req.request_id, |st, now| st.ns.plan_rename(&src, &dst, now), |_| Ok(Empty {})).await
+            let leader = self.node.leader().await?;
+            // Persisted files keep their under-storage copy at their path: move the copies
+            // first (only if the rename is valid now), then journal the rename.
+            let persisted = leader.read(|st| st.ns.plan_rename(&src, &dst, 0).map(|_| persisted_files_under(st, &src))).await?;
+            let moved = match (self.node.data_ufs(), persisted.is_empty()) {
+                (Some(ufs), false) => move_under_storage_copies(&**ufs, &src, &dst, &persisted).await?,
+                _ => Vec::new(),
+            };
+            let renamed = leader.mutate(&req.request_id, |st, now| st.ns.plan_rename(&src, &dst, now), |_| Ok(Empty {})).await;
+            if renamed.is_err() {
+                if let Some(ufs) = self.node.data_ufs() {
+                    for (from, to) in moved.iter().rev() {
+                        if let Err(e) = ufs.rename(to, from).await {
+                            tracing::warn!(from = %to, to = %from, error = %e, "could not move an under-storage copy back after a failed rename");
+                        }
+                    }
+                }
+            }
+            renamed
         }
         .await;
         self.reply("rename", started, result)
@@ -153,22 +200,24 @@ impl MasterService for MasterRpc {
             self.node
                 .leader()
                 .await?
-                .read(|st| {
+                .with_registry(|st, _now| {
                     let inode = st.ns.lookup(&p)?;
                     if inode.is_directory() && !req.recursive && !st.ns.children(inode).is_empty() {
                         return Err(FsError::InvalidArgument { reason: format!("{p} is a directory: use -R") });
                     }
-                    // Only data that also lives in under-storage may leave memory. Nothing is
-                    // persisted in this build, so any file holding data refuses to be freed.
+                    // Only data that also lives in under-storage may leave memory.
+                    let mut blocks = Vec::new();
                     for f in std::iter::once(inode).chain(st.ns.descendants(inode)) {
-                        if let InodeKind::File { length, .. } = f.kind {
-                            if length > 0 {
+                        if let InodeKind::File { length, persistence, .. } = f.kind {
+                            if length > 0 && persistence != PersistenceState::Persisted {
                                 let fp = st.ns.path_of(f.id).unwrap_or_else(FsPath::root);
                                 return Err(FsError::NotPersisted { path: fp.to_string() });
                             }
+                            blocks.extend(f.block_ids().into_iter().filter(|b| !st.registry.locations(*b).is_empty()));
                         }
                     }
-                    Ok(FreeResponse { blocks_freed: 0 })
+                    st.registry.remove_blocks(&blocks);
+                    Ok(FreeResponse { blocks_freed: blocks.len() as u64 })
                 })
                 .await
         }
@@ -278,8 +327,12 @@ impl MasterService for MasterRpc {
             .await?
             .with_registry(|st, now| {
                 let file = file_of_block(req.block_id);
-                match st.ns.inode(file).map(|i| &i.kind) {
+                let inode = st.ns.inode(file);
+                match inode.map(|i| &i.kind) {
                     Some(InodeKind::File { complete: false, .. }) => {}
+                    // A block read back from under-storage and cached again: exactly that block.
+                    Some(InodeKind::File { complete: true, persistence: PersistenceState::Persisted, .. })
+                        if inode.and_then(|i| i.expected_block_length(req.block_id)) == Some(req.length) => {}
                     Some(InodeKind::File { complete: true, .. }) => {
                         return Err(FsError::FileAlreadyComplete { path: format!("inode {file}") })
                     }
@@ -292,6 +345,45 @@ impl MasterService for MasterRpc {
             .await;
         self.reply("commitBlock", started, result.map(|()| Empty {}))
     }
+}
+
+/// Paths of the persisted files at or below `p` (its whole subtree).
+fn persisted_files_under(st: &super::State, p: &FsPath) -> Vec<String> {
+    let Ok(top) = st.ns.lookup(p) else { return Vec::new() };
+    let persisted = |i: &&Inode| matches!(i.kind, InodeKind::File { persistence: PersistenceState::Persisted, .. });
+    std::iter::once(top).chain(st.ns.descendants(top)).filter(persisted).filter_map(|i| st.ns.path_of(i.id)).map(|p| p.to_string()).collect()
+}
+
+/// Renames the under-storage copy of each persisted file below `src` to its place below
+/// `dst`; on a failure moves back what it moved and fails. Returns the moves made.
+async fn move_under_storage_copies(
+    ufs: &dyn crate::underfs::UnderFs,
+    src: &FsPath,
+    dst: &FsPath,
+    persisted: &[String],
+) -> Result<Vec<(String, String)>, FsError> {
+    let (src, dst) = (src.to_string(), dst.to_string());
+    let mut moved: Vec<(String, String)> = Vec::new();
+    for file in persisted {
+        let from = crate::client::ufs_path(file);
+        let to = crate::client::ufs_path(&format!("{dst}{}", &file[src.len()..]));
+        let parent = to.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        let result = async {
+            if !parent.is_empty() {
+                ufs.mkdirs(parent).await?;
+            }
+            ufs.rename(&from, &to).await
+        }
+        .await;
+        if let Err(e) = result {
+            for (f, t) in moved.iter().rev() {
+                let _ = ufs.rename(t.as_str(), f.as_str()).await;
+            }
+            return Err(FsError::Unavailable { reason: format!("under-storage {}: moving {from} to {to}: {e}", ufs.describe()) });
+        }
+        moved.push((from, to));
+    }
+    Ok(moved)
 }
 
 /// Resolves `host:port` to the socket address to bind, preferring IPv4.

@@ -12,6 +12,9 @@ pub async fn run(ufs: &dyn UnderFs) {
     w.write(b"world").await.unwrap();
     w.close().await.unwrap();
     assert_eq!(ufs.read("d/a").await.unwrap(), b"hello world");
+    assert_eq!(ufs.read_range("d/a", 6, 5).await.unwrap(), b"world");
+    assert_eq!(ufs.read_range("d/a", 6, 100).await.unwrap(), b"world", "a range past the end is cut");
+    assert_eq!(ufs.read_range("d/a", 50, 5).await.unwrap(), b"", "a range after the end is empty");
 
     let err = ufs.create("d/a").await.err().expect("create over an existing file must fail");
     assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
@@ -24,6 +27,7 @@ pub async fn run(ufs: &dyn UnderFs) {
     assert!(ufs.rename("d/a", "d/b").await.is_err(), "rename onto an existing file must fail");
     ufs.rename("d/a", "d/c").await.unwrap();
     assert_eq!(ufs.read("d/c").await.unwrap(), b"hello world");
+    assert_eq!(ufs.read_range("d/c", 0, 5).await.unwrap(), b"hello");
     assert!(ufs.read("d/a").await.is_err());
 
     ufs.delete("d/c").await.unwrap();

@@ -129,6 +129,19 @@ impl UnderFs for HdfsUnderFs {
         Ok(bytes.to_vec())
     }
 
+    async fn read_range(&self, path: &str, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        let reader = self.client.read(&self.full(path)).await.map_err(self.error("open", path))?;
+        // Clamp to the visible length: hdfs-native panics on a range past it.
+        let visible = reader.file_length() as u64;
+        let start = offset.min(visible);
+        let take = len.min(visible - start);
+        if take == 0 {
+            return Ok(Vec::new());
+        }
+        let bytes = reader.read_range(start as usize, take as usize).await.map_err(self.error("read", path))?;
+        Ok(bytes.to_vec())
+    }
+
     async fn list(&self, dir: &str) -> io::Result<Vec<String>> {
         let statuses = match self.client.list_status(&self.full(dir), false).await {
             Ok(s) => s,

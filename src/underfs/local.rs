@@ -71,6 +71,15 @@ impl UnderFs for LocalUnderFs {
         tokio::fs::read(self.full(path)).await
     }
 
+    async fn read_range(&self, path: &str, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let mut file = tokio::fs::File::open(self.full(path)).await?;
+        file.seek(io::SeekFrom::Start(offset)).await?;
+        let mut buf = Vec::with_capacity(len.min(64 << 20) as usize);
+        file.take(len).read_to_end(&mut buf).await?;
+        Ok(buf)
+    }
+
     async fn list(&self, dir: &str) -> io::Result<Vec<String>> {
         let mut rd = match tokio::fs::read_dir(self.full(dir)).await {
             Ok(rd) => rd,

@@ -36,6 +36,15 @@ pub trait UnderFs: Send + Sync + 'static {
     async fn create(&self, path: &str) -> io::Result<Box<dyn UfsWriter>>;
     /// Reads a whole file.
     async fn read(&self, path: &str) -> io::Result<Vec<u8>>;
+    /// Reads `len` bytes at `offset`; fewer only where the file ends. Backends override the
+    /// default (read everything, keep the range) where they can read a range directly.
+    async fn read_range(&self, path: &str, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        let all = self.read(path).await?;
+        let start = (offset as usize).min(all.len());
+        let end = (offset.saturating_add(len) as usize).min(all.len());
+        Ok(all[start..end].to_vec())
+    }
+
     /// Names (not paths) of the entries of a directory; empty if it does not exist.
     async fn list(&self, dir: &str) -> io::Result<Vec<String>>;
     /// Renames a file; the target must not exist.

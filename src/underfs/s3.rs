@@ -254,6 +254,27 @@ impl UnderFs for S3UnderFs {
         Ok(data)
     }
 
+    async fn read_range(&self, path: &str, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        let key = self.key(path);
+        if len == 0 || !self.parts(&key).await?.is_empty() {
+            // Still being written in parts (rare for a range read): read it whole.
+            let all = self.read(path).await?;
+            let start = (offset as usize).min(all.len());
+            let end = (offset.saturating_add(len) as usize).min(all.len());
+            return Ok(all[start..end].to_vec());
+        }
+        let range = format!("bytes={}-{}", offset, offset.saturating_add(len) - 1);
+        let out = self.client.get_object().bucket(&self.bucket).key(&key).range(range).send().await;
+        let out = match out {
+            Ok(o) => o,
+            // Asking past the end of an object: nothing there.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => return Ok(Vec::new()),
+            Err(e) => return Err(s3_error("get range", &self.bucket, &key, e)),
+        };
+        let body = out.body.collect().await.map_err(|e| io::Error::other(format!("s3 get {}/{key}: reading the body: {e}", self.bucket)))?;
+        Ok(body.into_bytes().to_vec())
+    }
+
     async fn list(&self, dir: &str) -> io::Result<Vec<String>> {
         let dir = dir.trim_matches('/');
         let prefix = if dir.is_empty() { self.prefix.clone() } else { format!("{}/", self.key(dir)) };

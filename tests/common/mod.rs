@@ -307,12 +307,24 @@ impl Cluster {
             block_size: 1 << 20,
             short_circuit: true,
             chunk_bytes: 256 << 10,
-            write_type: "MUST_CACHE".into(),
+            write_type: tachyon::client::WriteType::MustCache,
+            read_type: tachyon::client::ReadType::CachePromote,
             owner: "tester".into(),
             group: "testers".into(),
             request_timeout: Duration::from_secs(3),
         };
-        FileSystem::new(options, self.coordinator())
+        FileSystem::with_under_fs(options, self.coordinator(), self.under_fs())
+    }
+
+    /// The under-storage for file data every process of this cluster uses
+    /// (`tachyon.underfs.address`: `<home>/underFSStorage` unless the cluster sets it).
+    pub fn under_fs(&self) -> Arc<dyn tachyon::underfs::UnderFs> {
+        let mut env = std::collections::BTreeMap::new();
+        env.insert("TACHYON_HOME".to_string(), self.home.path().display().to_string());
+        let overrides = self.defines().iter().map(|d| d.trim_start_matches("-D").to_string()).collect();
+        let inputs = tachyon::config::ConfigInputs { conf_dir: None, env, overrides, role: Some(tachyon::config::Role::Client) };
+        let cfg = tachyon::config::Config::load(&inputs).unwrap();
+        tachyon::underfs::open(&cfg.string(tachyon::config::UNDERFS_ADDRESS), &tachyon::underfs::UfsOptions::from_config(&cfg)).unwrap()
     }
 
     /// How this cluster's clients find the leader.

@@ -1,0 +1,136 @@
+//! File data in the under-storage with real master and worker processes (local
+//! under-storage `<home>/underFSStorage`): write types, reads of blocks no worker holds,
+//! read types, `persist`, `free`, `load`, and deletes and renames mirrored there.
+
+mod common;
+
+use common::{content, eventually, Cluster};
+use tachyon::client::{CreateOptions, FileSystem, ReadType, WriteType};
+use tachyon::error::FsError;
+
+const BLOCK: u64 = 1 << 20;
+
+fn with(write_type: WriteType) -> CreateOptions {
+    CreateOptions { block_size: Some(BLOCK), recursive: true, write_type: Some(write_type) }
+}
+
+async fn started() -> Cluster {
+    let mut c = Cluster::start();
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    c
+}
+
+/// The under-storage copy of `path`, read straight from the folder.
+fn ufs_copy(c: &Cluster, path: &str) -> Option<Vec<u8>> {
+    std::fs::read(c.path().join("underFSStorage").join(path.trim_start_matches('/'))).ok()
+}
+
+async fn state(fs: &FileSystem, path: &str) -> (String, u32) {
+    let f = fs.get_status(path).await.unwrap();
+    (f.persistence_state, f.in_memory_percentage)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_write_type_puts_the_data_where_it_says_and_every_file_reads_back() {
+    let c = started().await;
+    let fs = c.client();
+    let data = content((2 * BLOCK + 4321) as usize, 7);
+    for (path, wt) in [("/w/must", WriteType::MustCache), ("/w/cache_through", WriteType::CacheThrough), ("/w/through", WriteType::Through)] {
+        fs.write_file(path, &data, with(wt)).await.unwrap();
+    }
+    assert_eq!(state(&fs, "/w/must").await, ("NOT_PERSISTED".into(), 100));
+    assert_eq!(ufs_copy(&c, "/w/must"), None, "MUST_CACHE writes nothing to the under-storage");
+    assert_eq!(state(&fs, "/w/cache_through").await, ("PERSISTED".into(), 100));
+    assert_eq!(ufs_copy(&c, "/w/cache_through").as_ref(), Some(&data));
+    assert_eq!(state(&fs, "/w/through").await, ("PERSISTED".into(), 0), "THROUGH caches nothing");
+    assert_eq!(ufs_copy(&c, "/w/through").as_ref(), Some(&data));
+    // No temporary upload files are left behind.
+    let names: Vec<String> = std::fs::read_dir(c.path().join("underFSStorage/w")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    // THROUGH data is read from the under-storage and cached on the way (CACHE_PROMOTE).
+    assert_eq!(fs.read_file("/w/through").await.unwrap(), data);
+    assert!(eventually(|| async { state(&fs, "/w/through").await.1 == 100 }).await, "the first read cached every block");
+
+    // ASYNC_THROUGH: cached now, persisted by the leader in the background.
+    fs.write_file("/w/async", &data, with(WriteType::AsyncThrough)).await.unwrap();
+    assert_eq!(fs.read_file("/w/async").await.unwrap(), data);
+    assert!(eventually(|| async { state(&fs, "/w/async").await.0 == "PERSISTED" }).await, "background persistence finished");
+    assert_eq!(ufs_copy(&c, "/w/async").as_ref(), Some(&data));
+    let stat = c.run_ok(&["fs", "stat", "/w/async"]);
+    assert!(stat.contains("persistence state:  PERSISTED"), "{stat}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_persist_and_load_move_data_between_memory_and_under_storage() {
+    let c = started().await;
+    let fs = c.client();
+    let data = content((BLOCK + 99) as usize, 3);
+    fs.write_file("/d/f", &data, with(WriteType::MustCache)).await.unwrap();
+    // Unpersisted data never leaves memory.
+    assert!(matches!(fs.free("/d/f", false).await, Err(FsError::NotPersisted { .. })));
+    let refused = c.run(&["fs", "free", "/d/f"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("/d/f"), "{refused:?}");
+
+    let out = c.run_ok(&["fs", "persist", "/d/f"]);
+    assert!(out.contains("persisted /d/f"), "{out}");
+    assert_eq!(ufs_copy(&c, "/d/f").as_ref(), Some(&data));
+    assert_eq!(state(&fs, "/d/f").await.0, "PERSISTED");
+
+    let out = c.run_ok(&["fs", "free", "-R", "/d"]);
+    assert!(out.contains("freed"), "{out}");
+    assert!(eventually(|| async { state(&fs, "/d/f").await.1 == 0 }).await, "freed blocks leave memory");
+    let stat = c.run_ok(&["fs", "stat", "/d/f"]);
+    assert!(stat.contains("under-storage only"), "{stat}");
+
+    // NO_CACHE reads from the under-storage and leaves memory alone.
+    let mut options = fs.options().clone();
+    options.read_type = ReadType::NoCache;
+    let no_cache = FileSystem::with_under_fs(options, c.coordinator(), c.under_fs());
+    assert_eq!(no_cache.read_file("/d/f").await.unwrap(), data);
+    assert_eq!(state(&fs, "/d/f").await.1, 0, "NO_CACHE cached nothing");
+
+    let out = c.run_ok(&["fs", "load", "/d/f"]);
+    assert!(out.contains(&format!("{} bytes read from the under-storage", data.len())), "{out}");
+    assert_eq!(state(&fs, "/d/f").await.1, 100);
+    assert_eq!(fs.read_file("/d/f").await.unwrap(), data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renames_and_deletes_of_persisted_files_are_mirrored_in_under_storage() {
+    let c = started().await;
+    let fs = c.client();
+    fs.write_file("/a/x/one", b"one", with(WriteType::CacheThrough)).await.unwrap();
+    fs.write_file("/a/x/two", b"two", with(WriteType::Through)).await.unwrap();
+    fs.write_file("/a/x/mem", b"mem", with(WriteType::MustCache)).await.unwrap();
+    fs.rename("/a/x", "/b").await.unwrap();
+    assert_eq!(ufs_copy(&c, "/b/one").as_deref(), Some(&b"one"[..]));
+    assert_eq!(ufs_copy(&c, "/b/two").as_deref(), Some(&b"two"[..]));
+    assert_eq!(ufs_copy(&c, "/a/x/one"), None);
+    assert_eq!(fs.read_file("/b/two").await.unwrap(), b"two", "a renamed THROUGH file reads from its new place");
+    fs.delete("/b", true).await.unwrap();
+    assert_eq!(ufs_copy(&c, "/b/one"), None);
+    assert_eq!(ufs_copy(&c, "/b/two"), None);
+
+    // A file that already exists in the under-storage is never overwritten.
+    std::fs::create_dir_all(c.path().join("underFSStorage/taken")).unwrap();
+    std::fs::write(c.path().join("underFSStorage/taken/f"), b"someone else's").unwrap();
+    let err = fs.write_file("/taken/f", b"mine", with(WriteType::CacheThrough)).await.unwrap_err();
+    assert!(err.to_string().contains("taken/f"), "{err}");
+    assert_eq!(ufs_copy(&c, "/taken/f").as_deref(), Some(&b"someone else's"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_worker_loses_only_unpersisted_data() {
+    let mut c = started().await;
+    let fs = c.client();
+    let data = content(3000, 11);
+    fs.write_file("/l/persisted", &data, with(WriteType::CacheThrough)).await.unwrap();
+    fs.write_file("/l/memory_only", &data, with(WriteType::MustCache)).await.unwrap();
+    c.kill_worker(0);
+    // The master declares the worker lost (1.5 s in these clusters); its locations vanish.
+    assert!(eventually(|| async { fs.workers().await.is_ok_and(|w| w.iter().all(|w| w.lost)) }).await);
+    assert_eq!(fs.read_file("/l/persisted").await.unwrap(), data, "read from the under-storage");
+    assert!(matches!(fs.read_file("/l/memory_only").await, Err(FsError::BlockLost { .. })), "never silently empty data");
+}
