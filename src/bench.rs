@@ -126,6 +126,7 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
         worker_timeout_ms: 60_000,
         tailer_sleep_ms: 200,
         fencing: true,
+        loaded_block_size: 64 << 20,
     };
     Journal::new(Arc::new(LocalUnderFs::new(root.join("journal"))), JournalLimits::default())
         .format(false)

@@ -117,6 +117,9 @@ enum FsCommand {
     Persist { paths: Vec<String> },
     /// Bring a file's blocks into memory, reading from the under-storage what no worker holds.
     Load { path: String },
+    /// List persisted files whose under-storage copy is missing or changed (exit 1 if any).
+    #[command(name = "checkConsistency")]
+    CheckConsistency { path: String },
     /// Cluster capacity and workers.
     Report,
     /// The leader master's address.
@@ -348,6 +351,7 @@ async fn run_fs(command: FsCommand, defines: &[String]) -> Result<(), String> {
         FsCommand::Free { recursive, path } => shell::free(&fs, &path, recursive, out).await,
         FsCommand::Persist { paths } => shell::persist(&fs, &paths, out).await,
         FsCommand::Load { path } => shell::load(&fs, &path, out).await,
+        FsCommand::CheckConsistency { path } => shell::check_consistency(&fs, &path, out).await,
         FsCommand::Report => shell::report(&fs, out).await,
         FsCommand::Leader => shell::leader(&fs, out).await,
         FsCommand::MasterInfo => shell::master_info(&fs, out).await,

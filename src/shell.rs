@@ -308,6 +308,21 @@ pub async fn persist(fs: &FileSystem, paths: &[String], out: &mut dyn Write) -> 
     Ok(())
 }
 
+/// `checkConsistency path`: persisted files whose under-storage copy is missing or changed.
+/// Fails (exit status 1) if there are any.
+pub async fn check_consistency(fs: &FileSystem, path: &str, out: &mut dyn Write) -> ShellResult {
+    let inconsistent = fs.check_consistency(path).await?;
+    for (file, reason) in &inconsistent {
+        writeln!(out, "{file}: {reason}").ok();
+    }
+    writeln!(out, "{path}: {} inconsistent files", inconsistent.len()).ok();
+    if inconsistent.is_empty() {
+        Ok(())
+    } else {
+        Err(ShellError::Usage(format!("{path} has {} files that differ from the under-storage", inconsistent.len())))
+    }
+}
+
 /// `load path`: brings every block of a file into memory.
 pub async fn load(fs: &FileSystem, path: &str, out: &mut dyn Write) -> ShellResult {
     let from_under_fs = fs.load(path).await?;

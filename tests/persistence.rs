@@ -134,3 +134,40 @@ async fn a_lost_worker_loses_only_unpersisted_data() {
     assert_eq!(fs.read_file("/l/persisted").await.unwrap(), data, "read from the under-storage");
     assert!(matches!(fs.read_file("/l/memory_only").await, Err(FsError::BlockLost { .. })), "never silently empty data");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_only_in_under_storage_appear_in_listings_and_are_cached_on_first_read() {
+    let c = started().await;
+    let fs = c.client();
+    let ufs = c.path().join("underFSStorage");
+    std::fs::create_dir_all(ufs.join("ext/sub")).unwrap();
+    let data = content((BLOCK + 500) as usize, 21);
+    std::fs::write(ufs.join("ext/data.bin"), &data).unwrap();
+    std::fs::write(ufs.join("ext/sub/deep.txt"), b"deep").unwrap();
+    // A client's upload in progress is not a file.
+    std::fs::write(ufs.join("ext/.half.tachyon-0000000000000001-9.tmp"), b"partial").unwrap();
+
+    let listed = c.run_ok(&["fs", "ls", "/ext"]);
+    assert!(listed.contains("/ext/data.bin") && listed.contains("/ext/sub"), "{listed}");
+    assert!(!listed.contains("tachyon-"), "{listed}");
+    let f = fs.get_status("/ext/data.bin").await.unwrap();
+    assert_eq!((f.length, f.persistence_state.as_str(), f.in_memory_percentage), (data.len() as u64, "PERSISTED", 0));
+    assert_eq!(fs.read_file("/ext/data.bin").await.unwrap(), data);
+    assert!(eventually(|| async { state(&fs, "/ext/data.bin").await.1 == 100 }).await, "cached on first read");
+    // A path never listed is found by its status lookup.
+    assert_eq!(fs.read_file("/ext/sub/deep.txt").await.unwrap(), b"deep");
+
+    // Loaded metadata is journaled: a restarted master still knows the file, and so a
+    // later change behind tachyon's back is reported, never served as wrong data.
+    std::fs::write(ufs.join("ext/data.bin"), b"shorter").unwrap();
+    let out = c.run(&["fs", "checkConsistency", "/ext"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/ext/data.bin") && text.contains("1 inconsistent"), "{text}");
+    assert!(!out.status.success(), "inconsistency is a failing exit status");
+    fs.free("/ext/data.bin", false).await.unwrap();
+    assert!(eventually(|| async { state(&fs, "/ext/data.bin").await.1 == 0 }).await);
+    let err = fs.read_file("/ext/data.bin").await.unwrap_err();
+    assert!(err.to_string().contains("changed behind tachyon's back"), "{err}");
+    let fine = c.run(&["fs", "checkConsistency", "/ext/sub"]);
+    assert!(fine.status.success() && String::from_utf8_lossy(&fine.stdout).contains("0 inconsistent"), "{fine:?}");
+}

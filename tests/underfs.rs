@@ -12,7 +12,7 @@ use std::sync::Arc;
 use common::underfs::{HdfsServer, S3Server, S3_SECRET_KEY};
 use common::zk::ZooKeeper;
 use common::{content, eventually, Cluster};
-use tachyon::client::CreateOptions;
+use tachyon::client::{CreateOptions, WriteType};
 use tachyon::underfs::hdfs::HdfsUnderFs;
 use tachyon::underfs::s3::S3UnderFs;
 use tachyon::underfs::{UfsOptions, UnderFs};
@@ -90,13 +90,15 @@ async fn hdfs_seal_recovers_the_lease_and_fences_the_old_writer() {
     assert_eq!(successor.read("segment").await.unwrap(), b"acknowledged");
 }
 
-/// Two masters elected through a real ZooKeeper share a journal on `journal` (every process
-/// also gets `extra`): three rounds of writes and kill -9 of the leader. Every acknowledged
-/// file reads back after each failover, a restarted master catches up to the same state,
-/// and the journal folder really is on that under-storage.
-async fn masters_fail_over_with_the_journal_on(journal: String, mut extra: Vec<String>) -> Cluster {
+/// Two masters elected through a real ZooKeeper share a journal on `journal` and keep file
+/// data below `data` (every process also gets `extra`): three rounds of writes with every
+/// write type and kill -9 of the leader. Every acknowledged file reads back after each
+/// failover, ASYNC_THROUGH files end persisted although leaders died meanwhile, persisted
+/// files survive the loss of the only worker, and a restarted master catches up.
+async fn masters_fail_over_with_journal_and_data_on(journal: String, data: String, mut extra: Vec<String>) -> Cluster {
     let zk = ZooKeeper::standalone();
     extra.push(format!("-Dtachyon.master.journal.folder={journal}"));
+    extra.push(format!("-Dtachyon.underfs.address={data}"));
     // Small segments: standbys tail completed segments (all HDFS readers can see), and a
     // take-over must also read the open one.
     extra.push("-Dtachyon.master.journal.log.size.bytes.max=4KB".into());
@@ -105,22 +107,33 @@ async fn masters_fail_over_with_the_journal_on(journal: String, mut extra: Vec<S
     let fs = c.client();
     let mut leader = c.serving_leader().await;
     c.wait_for_workers(1).await;
+    let write_types = [WriteType::MustCache, WriteType::CacheThrough, WriteType::Through, WriteType::AsyncThrough];
     let mut acked = Vec::new();
-    for round in 0..3 {
-        for i in 0..8 {
+    for round in 0..3u64 {
+        for i in 0..8u64 {
             let path = format!("/ha/r{round}/f{i}");
-            fs.write_file(&path, &content(i * 1000 + 1, round as u64 * 100 + i as u64), CreateOptions { block_size: None, recursive: true, write_type: None })
-                .await
-                .unwrap_or_else(|e| panic!("round {round}: writing {path}: {e}"));
-            acked.push((path, content(i * 1000 + 1, round as u64 * 100 + i as u64)));
+            let bytes = content(i as usize * 1000 + 1, round * 100 + i);
+            let write_type = write_types[(i % 4) as usize];
+            let options = CreateOptions { block_size: Some(4096), recursive: true, write_type: Some(write_type) };
+            fs.write_file(&path, &bytes, options).await.unwrap_or_else(|e| panic!("round {round}: writing {path} {write_type:?}: {e}"));
+            acked.push((path, bytes, write_type));
         }
         c.kill_master_at(leader);
         let next = c.serving_leader().await;
         assert_ne!(next, leader, "round {round}: the standby took over");
         c.start_master_at(leader);
         leader = next;
-        for (path, data) in &acked {
+        for (path, data, _) in &acked {
             assert_eq!(&fs.read_file(path).await.unwrap_or_else(|e| panic!("round {round}: {path}: {e}")), data, "round {round}: {path}");
+        }
+    }
+    let persisted = |path: String| {
+        let fs = fs.clone();
+        async move { fs.get_status(&path).await.is_ok_and(|f| f.persistence_state == "PERSISTED") }
+    };
+    for (path, _, write_type) in &acked {
+        if *write_type != WriteType::MustCache {
+            assert!(eventually(|| persisted(path.clone())).await, "{path} ({write_type:?}) is persisted");
         }
     }
     let same = eventually(|| async {
@@ -132,20 +145,30 @@ async fn masters_fail_over_with_the_journal_on(journal: String, mut extra: Vec<S
     let dump = c.run_ok(&["readJournal"]);
     assert!(dump.contains("logs/"), "readJournal reads the journal on {journal}: {dump}");
     assert!(!std::path::Path::new(&c.journal()).join("FORMAT").exists(), "the local default folder was not used");
+
+    // The only worker dies: persisted data is read back from the under-storage.
+    c.kill_worker(0);
+    assert!(eventually(|| async { fs.workers().await.is_ok_and(|w| w.iter().all(|w| w.lost)) }).await);
+    for (path, data, write_type) in &acked {
+        match write_type {
+            WriteType::MustCache => assert!(fs.read_file(path).await.is_err(), "{path} had no other copy"),
+            _ => assert_eq!(&fs.read_file(path).await.unwrap_or_else(|e| panic!("{path}: {e}")), data, "{path} from the under-storage"),
+        }
+    }
     drop(zk);
     c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn masters_fail_over_with_the_journal_on_hdfs() {
+async fn masters_fail_over_with_journal_and_data_on_hdfs() {
     let server = HdfsServer::start();
-    masters_fail_over_with_the_journal_on(format!("{}/tachyon/journal", server.url()), Vec::new()).await;
+    masters_fail_over_with_journal_and_data_on(format!("{}/tachyon/journal", server.url()), format!("{}/tachyon/data", server.url()), Vec::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn masters_fail_over_with_the_journal_on_s3() {
+async fn masters_fail_over_with_journal_and_data_on_s3() {
     let server = S3Server::start();
-    let c = masters_fail_over_with_the_journal_on("s3://tachyon/ha/journal".into(), server.defines()).await;
+    let c = masters_fail_over_with_journal_and_data_on("s3://tachyon/ha/journal".into(), "s3://tachyon/ha/data".into(), server.defines()).await;
     let conf = c.run_ok(&["getConf"]);
     assert!(!conf.contains(S3_SECRET_KEY), "getConf shows the secret key: {conf}");
 }

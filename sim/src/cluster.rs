@@ -95,6 +95,7 @@ impl SimCluster {
                                 worker_timeout_ms: 3000,
                                 tailer_sleep_ms: 50,
                                 fencing: t.fencing,
+                                loaded_block_size: 1 << 20,
                             };
                             let coordinator = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout));
                             let result = tachyon::master::node::run_master(

@@ -489,6 +489,36 @@ impl FileSystem {
         recorded
     }
 
+    /// Compares every persisted file at or below `path` with its under-storage copy and
+    /// returns the ones that differ, each with the reason: the copy is missing or its length
+    /// changed (`fs checkConsistency`). Such files are never served wrong: a read of a
+    /// block not in memory fails with an error naming the change.
+    pub async fn check_consistency(&self, path: &str) -> Result<Vec<(String, String)>, FsError> {
+        let ufs = self.require_under_fs("checking consistency")?;
+        let files = self.list_status(path, true).await?;
+        let mut by_dir: std::collections::BTreeMap<String, Vec<&FileInfo>> = std::collections::BTreeMap::new();
+        for f in files.iter().filter(|f| !f.is_directory && f.complete && f.persistence_state == PersistenceState::Persisted.as_str_name()) {
+            let dir = f.path.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
+            by_dir.entry(dir).or_default().push(f);
+        }
+        let mut inconsistent = Vec::new();
+        for (dir, files) in by_dir {
+            let listed = ufs.list_status(&ufs_path(&dir)).await.map_err(|e| ufs_error(ufs, &dir, e))?;
+            for f in files {
+                let reason = match listed.iter().find(|e| e.name == f.name) {
+                    None => Some("missing in the under-storage".to_string()),
+                    Some(e) if e.is_directory => Some("a directory in the under-storage".to_string()),
+                    Some(e) if e.length != f.length => Some(format!("{} bytes in the under-storage, {} in tachyon", e.length, f.length)),
+                    Some(_) => None,
+                };
+                if let Some(reason) = reason {
+                    inconsistent.push((f.path.clone(), reason));
+                }
+            }
+        }
+        Ok(inconsistent)
+    }
+
     /// Reads a file so that every block of it is in some worker's memory (`fs load`).
     /// Returns how many bytes were brought in from the under-storage.
     pub async fn load(&self, path: &str) -> Result<u64, FsError> {

@@ -112,6 +112,21 @@ impl Inode {
     }
 }
 
+/// One name in an under-storage directory listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnderStorageEntry {
+    pub name: String,
+    pub is_directory: bool,
+    /// Bytes, for files.
+    pub length: u64,
+}
+
+/// True for the temporary name a client writes a file's under-storage copy under
+/// (`.<name>.tachyon-<request>.tmp`) before renaming it into place.
+pub fn is_upload_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp") && name.contains(".tachyon-")
+}
+
 /// What applying an entry asks the rest of the master to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
@@ -394,6 +409,58 @@ impl Namespace {
             InodeKind::File { persistence: PersistenceState::Persisted, .. } => Ok(Vec::new()),
             InodeKind::File { .. } => Ok(vec![Kind::PersistFile(PersistFileEntry { id: inode.id, time_ms: now_ms })]),
         }
+    }
+
+    /// Plans bringing the under-storage listing `found` of directory `dir` into the
+    /// namespace: `dir` and its missing ancestors become directories, and each name tachyon
+    /// does not know yet becomes a directory or a complete, PERSISTED file of the listed
+    /// length (its data is read from the under-storage on first use). Names tachyon already
+    /// has are left alone, as are names that are not valid tachyon names and the client's
+    /// temporary upload files. At most `max_entries` names are loaded per call. Plans
+    /// nothing if `dir` is a file.
+    pub fn plan_load_from_under_storage(
+        &self,
+        dir: &FsPath,
+        found: &[UnderStorageEntry],
+        block_size: u64,
+        ownership: &InodeOwnership,
+        max_entries: usize,
+        now_ms: i64,
+    ) -> Result<Vec<Kind>, FsError> {
+        if block_size == 0 {
+            return Err(FsError::InvalidArgument { reason: "block size must be positive".into() });
+        }
+        let (mut entries, dir_id, mut next_id) = match self.lookup(dir) {
+            Ok(inode) if inode.is_directory() => (Vec::new(), inode.id, self.next_inode_id),
+            Ok(_) => return Ok(Vec::new()),
+            Err(FsError::NotFound { .. }) => self.plan_parents(&dir.join("-"), true, ownership, now_ms)?,
+            Err(e) => return Err(e),
+        };
+        let known = |name: &str| self.lookup(&dir.join(name)).is_ok();
+        let mut loaded = 0;
+        for e in found {
+            if loaded == max_entries {
+                break;
+            }
+            let valid = FsPath::parse(&format!("/{}", e.name)).is_ok_and(|p| p.components().len() == 1);
+            if !valid || is_upload_temp_name(&e.name) || known(&e.name) {
+                continue;
+            }
+            let id = take_id(&mut next_id)?;
+            let ownership = Some(ownership.clone());
+            if e.is_directory {
+                entries.push(Kind::CreateDirectory(CreateDirectoryEntry { id, parent_id: dir_id, name: e.name.clone(), ownership, time_ms: now_ms }));
+            } else {
+                if block_count(e.length, block_size) > MAX_BLOCKS_PER_FILE {
+                    continue;
+                }
+                entries.push(Kind::CreateFile(CreateFileEntry { id, parent_id: dir_id, name: e.name.clone(), ownership, time_ms: now_ms, block_size_bytes: block_size }));
+                let persistence = PersistenceState::Persisted as i32;
+                entries.push(Kind::CompleteFile(CompleteFileEntry { id, length: e.length, time_ms: now_ms, persistence }));
+            }
+            loaded += 1;
+        }
+        Ok(entries)
     }
 
     /// Complete files waiting for background persistence (ASYNC_THROUGH), in id order.
@@ -903,6 +970,42 @@ mod tests {
             ns.plan_create_directory(&p("/a/b"), false, false, &own(), 7),
             Err(FsError::NotFound { path: "/a".into() })
         );
+    }
+
+    #[test]
+    fn loading_an_under_storage_listing_plans_exact_entries_and_skips_what_is_known() {
+        let mut ns = Namespace::new();
+        let kinds = ns.plan_create_directory(&p("/mnt/known"), true, false, &own(), 1).unwrap();
+        commit(&mut ns, kinds);
+        let entry = |name: &str, is_directory, length| UnderStorageEntry { name: name.into(), is_directory, length };
+        let found = [
+            entry("known", true, 0),
+            entry("sub", true, 0),
+            entry("data.csv", false, 25),
+            entry(".data.csv.tachyon-0000000000000001-3.tmp", false, 7),
+            entry("..", true, 0),
+        ];
+        let kinds = ns.plan_load_from_under_storage(&p("/mnt"), &found, 10, &own(), 100, 5).unwrap();
+        let dir = |id, parent_id, name: &str| Kind::CreateDirectory(CreateDirectoryEntry { id, parent_id, name: name.into(), ownership: Some(own()), time_ms: 5 });
+        assert_eq!(
+            kinds,
+            vec![
+                dir(3, 1, "sub"),
+                Kind::CreateFile(CreateFileEntry { id: 4, parent_id: 1, name: "data.csv".into(), ownership: Some(own()), time_ms: 5, block_size_bytes: 10 }),
+                Kind::CompleteFile(CompleteFileEntry { id: 4, length: 25, time_ms: 5, persistence: PersistenceState::Persisted as i32 }),
+            ]
+        );
+        commit(&mut ns, kinds);
+        let f = ns.lookup(&p("/mnt/data.csv")).unwrap();
+        assert_eq!(f.kind, InodeKind::File { block_size: 10, length: 25, complete: true, persistence: PersistenceState::Persisted });
+        assert_eq!(f.block_ids().len(), 3);
+        // Loaded once: the same listing plans nothing more.
+        assert_eq!(ns.plan_load_from_under_storage(&p("/mnt"), &found, 10, &own(), 100, 6).unwrap(), Vec::new());
+        // A directory tachyon does not have yet is created with its parents; the limit holds.
+        let kinds = ns.plan_load_from_under_storage(&p("/new/deep"), &found[1..3], 10, &own(), 1, 5).unwrap();
+        assert_eq!(kinds, vec![dir(5, 0, "new"), dir(6, 5, "deep"), dir(7, 6, "sub")]);
+        // Nothing to load into a file.
+        assert_eq!(ns.plan_load_from_under_storage(&p("/mnt/data.csv"), &found, 10, &own(), 100, 8).unwrap(), Vec::new());
     }
 
     #[test]

@@ -143,6 +143,8 @@ impl Registry {
     /// Records a block a worker has stored.
     pub fn commit_block(&mut self, id: WorkerId, block: BlockId, length: u64, used_bytes: u64, now_ms: i64) -> Result<(), RegistryError> {
         let w = self.workers.get_mut(&id).filter(|w| !w.lost).ok_or(RegistryError::UnknownWorker(id))?;
+        // Stored again after a free (read back from under-storage): the new copy stays.
+        w.pending_deletes.remove(&block);
         w.blocks.insert(block, length);
         w.used_bytes = used_bytes;
         w.last_heartbeat_ms = now_ms;
@@ -246,6 +248,19 @@ mod tests {
         assert_eq!(r.register(addr(1), 10, 4, &[(b0, 4)], 20), a);
         assert_eq!(r.locations(b0).iter().map(|w| w.id).collect::<Vec<_>>(), vec![a]);
         assert_eq!(r.committed_length(b0), Some(4));
+    }
+
+    #[test]
+    fn a_block_stored_again_after_a_free_is_not_deleted() {
+        let mut r = Registry::new(1, 1000);
+        let w = r.register(addr(1), 10, 0, &[], 0);
+        let b = block_id(3, 0);
+        r.commit_block(w, b, 5, 5, 1).unwrap();
+        r.remove_blocks(&[b]);
+        assert!(r.locations(b).is_empty());
+        r.commit_block(w, b, 5, 5, 2).unwrap();
+        assert_eq!(r.heartbeat(w, 5, &[], 3), HeartbeatCommand::default(), "no delete of the new copy");
+        assert_eq!(r.locations(b).len(), 1);
     }
 
     #[test]

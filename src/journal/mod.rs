@@ -85,11 +85,14 @@ pub struct JournalLimits {
     pub queue_capacity: usize,
     /// A segment is completed and a new one started past this size.
     pub segment_max_bytes: u64,
+    /// Where readers cannot see an open segment (HDFS), a segment holding entries is also
+    /// completed after this long without a write, so standbys lag by at most about this.
+    pub idle_segment_close_ms: u64,
 }
 
 impl Default for JournalLimits {
     fn default() -> Self {
-        JournalLimits { max_batch_bytes: 4 << 20, queue_capacity: 1024, segment_max_bytes: 10 << 20 }
+        JournalLimits { max_batch_bytes: 4 << 20, queue_capacity: 1024, segment_max_bytes: 10 << 20, idle_segment_close_ms: 1000 }
     }
 }
 
@@ -634,9 +637,32 @@ struct WriterTask {
 }
 
 impl WriterTask {
+    /// The next command; where readers cannot see open files, completes a segment holding
+    /// entries once it has been idle for the configured time.
+    async fn next_command(&mut self, rx: &mut mpsc::Receiver<Command>) -> Result<Option<Command>, String> {
+        if self.journal.ufs.readers_see_open_files() {
+            return Ok(rx.recv().await);
+        }
+        loop {
+            if self.next == self.segment_first {
+                return Ok(rx.recv().await);
+            }
+            let idle = std::time::Duration::from_millis(self.journal.limits.idle_segment_close_ms);
+            match tokio::time::timeout(idle, rx.recv()).await {
+                Ok(command) => return Ok(command),
+                Err(_) => self.complete_segment(true).await?,
+            }
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut closing = false;
-        while let Some(Command::Append(first)) = rx.recv().await {
+        loop {
+            let first = match self.next_command(&mut rx).await {
+                Ok(Some(Command::Append(first))) => first,
+                Ok(_) => break,
+                Err(reason) => return self.stop_failed(reason),
+            };
             let mut batch = vec![first];
             let mut bytes: usize = batch[0].bytes.len();
             while bytes < self.journal.limits.max_batch_bytes {
@@ -653,10 +679,7 @@ impl WriterTask {
                 }
             }
             if let Err(reason) = self.write_batch(batch).await {
-                tracing::error!(folder = %self.journal.folder(), epoch = self.epoch, durable_next = self.next, %reason,
-                    "journal write failed; no further entries will be written");
-                self.durable.send_modify(|d| d.failed = Some(reason));
-                return;
+                return self.stop_failed(reason);
             }
             if closing {
                 break;
@@ -668,6 +691,13 @@ impl WriterTask {
             warn!(folder = %self.journal.folder(), %reason, "could not complete the open journal segment on shutdown");
         }
         self.durable.send_modify(|d| d.failed = Some("journal writer closed".into()));
+    }
+
+    /// A write, sync, epoch check or segment completion failed: publish it and write nothing more.
+    fn stop_failed(&self, reason: String) {
+        tracing::error!(folder = %self.journal.folder(), epoch = self.epoch, durable_next = self.next, %reason,
+            "journal write failed; no further entries will be written");
+        self.durable.send_modify(|d| d.failed = Some(reason));
     }
 
     async fn write_batch(&mut self, batch: Vec<Submission>) -> Result<(), String> {

@@ -40,6 +40,8 @@ pub struct MasterOptions {
     /// The journal writer's epoch check (always on; the simulator turns it off only to
     /// prove its checkers catch what fencing prevents).
     pub fencing: bool,
+    /// Block size of files found in the under-storage and loaded into the namespace.
+    pub loaded_block_size: u64,
 }
 
 impl MasterOptions {
@@ -56,6 +58,7 @@ impl MasterOptions {
             worker_timeout_ms: cfg.duration_ms(config::MASTER_WORKER_TIMEOUT) as i64,
             tailer_sleep_ms: cfg.duration_ms(config::JOURNAL_TAILER_SLEEP).max(10),
             fencing: true,
+            loaded_block_size: cfg.bytes(config::USER_BLOCK_SIZE).max(1),
         }
     }
 }

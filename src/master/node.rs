@@ -88,6 +88,11 @@ impl MasterNode {
         self
     }
 
+    /// This master's settings.
+    pub fn options(&self) -> &MasterOptions {
+        &self.options
+    }
+
     /// The under-storage for file data, if configured.
     pub fn data_ufs(&self) -> Option<&Arc<dyn UnderFs>> {
         self.persister.as_ref().and_then(|fs| fs.under_fs())

@@ -35,6 +35,9 @@ fn ownership_or_default(o: Option<InodeOwnership>, default_mode: u32) -> InodeOw
 
 type RpcResult<T> = Result<Response<T>, Status>;
 
+/// Most under-storage names loaded into the namespace by one listing.
+const MAX_LOADED_ENTRIES: usize = 10_000;
+
 impl MasterRpc {
     /// Counts and times the operation and turns its result into a gRPC answer.
     fn reply<T>(&self, op: &'static str, started: tokio::time::Instant, r: Result<T, FsError>) -> RpcResult<T> {
@@ -48,6 +51,28 @@ impl MasterRpc {
     /// Serves `node`'s requests.
     pub fn new(node: Arc<MasterNode>) -> Self {
         MasterRpc { node }
+    }
+
+    /// Brings what the under-storage holds in directory `dir` and tachyon does not know
+    /// into the namespace (metadata loaded on demand, journaled like any change). An
+    /// unreachable under-storage is logged and leaves the namespace as it is.
+    async fn load_from_under_storage(&self, dir: &FsPath) -> Result<(), FsError> {
+        let Some(ufs) = self.node.data_ufs() else { return Ok(()) };
+        let leader = self.node.leader().await?;
+        let found = match ufs.list_status(&crate::client::ufs_path(&dir.to_string())).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(path = %dir, error = %e, "cannot list the under-storage; showing what tachyon has");
+                return Ok(());
+            }
+        };
+        if found.is_empty() {
+            return Ok(());
+        }
+        let own = ownership_or_default(None, 0o644);
+        let block_size = self.node.options().loaded_block_size;
+        // Planned under the state lock, so names created meanwhile are skipped, not clashed with.
+        leader.mutate("", |st, now| st.ns.plan_load_from_under_storage(dir, &found, block_size, &own, MAX_LOADED_ENTRIES, now), |_| Ok(())).await
     }
 
     /// Runs a mutation planned on one path and answers with that path's new status.
@@ -99,7 +124,15 @@ impl MasterService for MasterRpc {
         let started = tokio::time::Instant::now();
         let result = async {
             let p = path(&request.get_ref().path)?;
-            self.node.leader().await?.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
+            let leader = self.node.leader().await?;
+            match leader.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await {
+                // Not known to tachyon: maybe only in the under-storage.
+                Err(FsError::NotFound { .. }) if !p.is_root() => {
+                    self.load_from_under_storage(&p.parent().unwrap_or_else(FsPath::root)).await?;
+                    leader.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
+                }
+                other => other,
+            }
         }
         .await;
         self.reply("getStatus", started, result)
@@ -110,6 +143,7 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             let p = path(&req.path)?;
+            self.load_from_under_storage(&p).await?;
             self.node
                 .leader()
                 .await?

@@ -36,6 +36,12 @@ pub async fn run(ufs: &dyn UnderFs) {
 
     ufs.mkdirs("e/f").await.unwrap();
     assert_eq!(ufs.list("e").await.unwrap(), vec!["f".to_string()]);
+    ufs.write_atomic("e/g", b"12345").await.unwrap();
+    let status = ufs.list_status("e").await.unwrap();
+    let entry = |name: &str, is_directory, length| super::UnderStorageEntry { name: name.into(), is_directory, length };
+    assert_eq!(status, vec![entry("f", true, 0), entry("g", false, 5)]);
+    assert_eq!(ufs.list_status("missing").await.unwrap(), Vec::new());
+    ufs.delete("e/g").await.unwrap();
 
     // A sealed file shows everything its still-open writer synced (a new journal leader
     // reads its predecessor's open segment this way); sealing twice or a missing file is fine.

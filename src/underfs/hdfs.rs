@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use hdfs_native::{Client, HdfsError, WriteOptions};
 
-use super::{UfsWriter, UnderFs};
+use super::{UfsWriter, UnderFs, UnderStorageEntry};
 
 /// First wait between lease-recovery polls; doubles up to [`SEAL_MAX_SLEEP`].
 const SEAL_FIRST_SLEEP: Duration = Duration::from_millis(50);
@@ -143,17 +143,26 @@ impl UnderFs for HdfsUnderFs {
     }
 
     async fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        Ok(self.list_status(dir).await?.into_iter().map(|e| e.name).collect())
+    }
+
+    async fn list_status(&self, dir: &str) -> io::Result<Vec<UnderStorageEntry>> {
         let statuses = match self.client.list_status(&self.full(dir), false).await {
             Ok(s) => s,
-            Err(HdfsError::FileNotFound(_)) => return Ok(Vec::new()),
             Err(e) => {
                 let e = self.error("list", dir)(e);
                 return if e.kind() == io::ErrorKind::NotFound { Ok(Vec::new()) } else { Err(e) };
             }
         };
-        let mut names: Vec<String> = statuses.iter().filter_map(|s| s.path.rsplit('/').next()).filter(|n| !n.is_empty()).map(str::to_string).collect();
-        names.sort();
-        Ok(names)
+        let mut entries: Vec<UnderStorageEntry> = statuses
+            .iter()
+            .filter_map(|s| {
+                let name = s.path.rsplit('/').next().filter(|n| !n.is_empty())?;
+                Some(UnderStorageEntry { name: name.to_string(), is_directory: s.isdir, length: if s.isdir { 0 } else { s.length as u64 } })
+            })
+            .collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
     }
 
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
@@ -177,6 +186,10 @@ impl UnderFs for HdfsUnderFs {
 
     async fn mkdirs(&self, path: &str) -> io::Result<()> {
         self.client.mkdirs(&self.full(path), 0o755, true).await.map_err(self.error("mkdirs", path))
+    }
+
+    fn readers_see_open_files(&self) -> bool {
+        false
     }
 
     async fn seal(&self, path: &str) -> io::Result<()> {

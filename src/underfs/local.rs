@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 
-use super::{UfsWriter, UnderFs};
+use super::{UfsWriter, UnderFs, UnderStorageEntry};
 
 /// Under-storage in a local folder.
 pub struct LocalUnderFs {
@@ -92,6 +92,22 @@ impl UnderFs for LocalUnderFs {
         }
         names.sort();
         Ok(names)
+    }
+
+    async fn list_status(&self, dir: &str) -> io::Result<Vec<UnderStorageEntry>> {
+        let mut rd = match tokio::fs::read_dir(self.full(dir)).await {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut entries = Vec::new();
+        while let Some(entry) = rd.next_entry().await? {
+            let meta = entry.metadata().await?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            entries.push(UnderStorageEntry { name, is_directory: meta.is_dir(), length: if meta.is_dir() { 0 } else { meta.len() } });
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
     }
 
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {

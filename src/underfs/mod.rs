@@ -13,6 +13,8 @@ pub mod local;
 pub mod s3;
 
 use async_trait::async_trait;
+
+pub use crate::core::namespace::UnderStorageEntry;
 use std::io;
 use std::sync::Arc;
 
@@ -47,12 +49,25 @@ pub trait UnderFs: Send + Sync + 'static {
 
     /// Names (not paths) of the entries of a directory; empty if it does not exist.
     async fn list(&self, dir: &str) -> io::Result<Vec<String>>;
+    /// The entries of a directory with kind and length, sorted by name (for loading
+    /// under-storage files into the namespace); empty if it does not exist.
+    async fn list_status(&self, _dir: &str) -> io::Result<Vec<UnderStorageEntry>> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, format!("{}: listing with file status is not supported", self.describe())))
+    }
+
     /// Renames a file; the target must not exist.
     async fn rename(&self, from: &str, to: &str) -> io::Result<()>;
     /// Deletes a file; deleting a missing file is not an error.
     async fn delete(&self, path: &str) -> io::Result<()>;
     /// Creates a directory and its parents.
     async fn mkdirs(&self, path: &str) -> io::Result<()>;
+
+    /// True if readers see what a writer synced while the file is still open. HDFS shows
+    /// an open file's last block to no reader, so the journal completes an idle open segment
+    /// there to let standbys follow.
+    fn readers_see_open_files(&self) -> bool {
+        true
+    }
 
     /// Ends any other writer's hold on a file, so that everything it synced is readable
     /// and it can write no more where the backend can enforce that (HDFS lease recovery).

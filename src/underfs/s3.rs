@@ -29,7 +29,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 
-use super::{UfsWriter, UnderFs};
+use super::{UfsWriter, UnderFs, UnderStorageEntry};
 
 /// Suffix of the folder that holds a file's synced parts.
 const PARTS_SUFFIX: &str = ".tachyon-parts";
@@ -133,8 +133,9 @@ impl S3UnderFs {
         Ok(body.into_bytes().to_vec())
     }
 
-    /// Keys and sub-prefixes directly below `prefix` (which ends with `/`), every page.
-    async fn list_prefix(&self, prefix: &str) -> io::Result<(Vec<String>, Vec<String>)> {
+    /// Keys (with sizes) and sub-prefixes directly below `prefix` (which ends with `/`),
+    /// every page.
+    async fn list_prefix(&self, prefix: &str) -> io::Result<(Vec<(String, u64)>, Vec<String>)> {
         let (mut keys, mut dirs) = (Vec::new(), Vec::new());
         let mut token: Option<String> = None;
         for _ in 0..MAX_LIST_PAGES {
@@ -149,7 +150,7 @@ impl S3UnderFs {
                 .send()
                 .await
                 .map_err(|e| s3_error("list", &self.bucket, prefix, e))?;
-            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(|k| (k.to_string(), o.size().unwrap_or(0).max(0) as u64))));
             dirs.extend(out.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_string)));
             match out.next_continuation_token() {
                 Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
@@ -161,7 +162,8 @@ impl S3UnderFs {
 
     /// The part keys of a file, in order.
     async fn parts(&self, key: &str) -> io::Result<Vec<String>> {
-        let (mut parts, _) = self.list_prefix(&format!("{key}{PARTS_SUFFIX}/")).await?;
+        let (parts, _) = self.list_prefix(&format!("{key}{PARTS_SUFFIX}/")).await?;
+        let mut parts: Vec<String> = parts.into_iter().map(|(k, _)| k).collect();
         parts.sort();
         Ok(parts)
     }
@@ -276,20 +278,27 @@ impl UnderFs for S3UnderFs {
     }
 
     async fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        Ok(self.list_status(dir).await?.into_iter().map(|e| e.name).collect())
+    }
+
+    async fn list_status(&self, dir: &str) -> io::Result<Vec<UnderStorageEntry>> {
         let dir = dir.trim_matches('/');
         let prefix = if dir.is_empty() { self.prefix.clone() } else { format!("{}/", self.key(dir)) };
         let (keys, dirs) = self.list_prefix(&prefix).await?;
-        let mut names: Vec<String> = keys
-            .iter()
-            .chain(dirs.iter())
-            .filter_map(|k| k.strip_prefix(prefix.as_str()))
-            .map(|n| n.trim_end_matches('/'))
-            .filter(|n| !n.is_empty() && !n.ends_with(PARTS_SUFFIX))
-            .map(str::to_string)
+        let files = keys.into_iter().map(|(k, size)| (k, false, size));
+        let dirs = dirs.into_iter().map(|k| (k, true, 0));
+        let mut entries: Vec<UnderStorageEntry> = files
+            .chain(dirs)
+            .filter_map(|(key, is_directory, length)| {
+                let name = key.strip_prefix(prefix.as_str())?.trim_end_matches('/');
+                // A directory marker lists itself with an empty name; part folders are not files.
+                (!name.is_empty() && !name.ends_with(PARTS_SUFFIX)).then(|| UnderStorageEntry { name: name.to_string(), is_directory, length })
+            })
             .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        // A name can be both an object and a prefix (a file `a` and a folder `a/`): keep one.
+        entries.dedup_by(|a, b| a.name == b.name);
+        Ok(entries)
     }
 
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {

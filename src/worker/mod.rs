@@ -271,6 +271,14 @@ impl BlockDataService for BlockDataRpc {
             .message()
             .await?
             .ok_or_else(|| Status::from(FsError::InvalidArgument { reason: "empty block write".into() }))?;
+        // Block ids are never reused and blocks never change, so a block this worker still
+        // holds (freed, its deletion not yet carried out) is the data being sent: keep it and
+        // commit it again instead of failing a cache fill.
+        if let Some(length) = self.0.store.block_length(first.block_id) {
+            while stream.message().await?.is_some() {}
+            self.0.commit_to_master(first.block_id, length).await?;
+            return Ok(Response::new(WriteBlockResponse { length }));
+        }
         let mut temp = self.0.store.begin_write(first.block_id, first.length).map_err(Status::from)?;
         temp.write(&first.data).map_err(Status::from)?;
         while let Some(chunk) = stream.message().await? {

@@ -210,6 +210,11 @@ impl BlockStore {
         lock(&self.removed).extend(blocks);
     }
 
+    /// Length of a committed block held here.
+    pub fn block_length(&self, block: BlockId) -> Option<u64> {
+        lock(&self.index).length(block)
+    }
+
     /// Starts writing a block, reserving `reserve` bytes (evicting if allowed).
     pub fn begin_write(self: &Arc<Self>, block: BlockId, reserve: u64) -> Result<TempBlock, FsError> {
         if reserve == 0 {
