@@ -171,3 +171,21 @@ async fn files_only_in_under_storage_appear_in_listings_and_are_cached_on_first_
     let fine = c.run(&["fs", "checkConsistency", "/ext/sub"]);
     assert!(fine.status.success() && String::from_utf8_lossy(&fine.stdout).contains("0 inconsistent"), "{fine:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persisting_again_after_a_crash_between_copy_and_journal_accepts_its_own_copy() {
+    let c = started().await;
+    let fs = c.client();
+    let data = content(5000, 4);
+    fs.write_file("/p/f", &data, with(WriteType::MustCache)).await.unwrap();
+    // What a leader leaves when it dies after copying a file but before journaling it.
+    std::fs::create_dir_all(c.path().join("underFSStorage/p")).unwrap();
+    std::fs::write(c.path().join("underFSStorage/p/f"), &data).unwrap();
+    assert_eq!(fs.persist("/p/f").await.unwrap().persistence_state, "PERSISTED");
+    // A different file in the way is never overwritten.
+    fs.write_file("/p/g", &data, with(WriteType::MustCache)).await.unwrap();
+    std::fs::write(c.path().join("underFSStorage/p/g"), b"other").unwrap();
+    assert!(matches!(fs.persist("/p/g").await, Err(FsError::AlreadyExists { .. })));
+    assert_eq!(ufs_copy(&c, "/p/g").as_deref(), Some(&b"other"[..]));
+    assert_eq!(std::fs::read_dir(c.path().join("underFSStorage/p")).unwrap().count(), 2, "no temporary files left");
+}

@@ -644,6 +644,9 @@ struct UfsUpload {
     tmp: String,
     target: String,
     unsynced: u64,
+    /// Length and CRC32C of everything written, to recognise an identical copy in place.
+    length: u64,
+    crc: u32,
 }
 
 impl UfsUpload {
@@ -652,13 +655,15 @@ impl UfsUpload {
         let (dir, name) = target.rsplit_once('/').unwrap_or(("", target.as_str()));
         let tmp = if dir.is_empty() { format!(".{name}.tachyon-{request_id}.tmp") } else { format!("{dir}/.{name}.tachyon-{request_id}.tmp") };
         let writer = ufs.create(&tmp).await.map_err(|e| ufs_error(&ufs, &tmp, e))?;
-        Ok(UfsUpload { ufs, writer: Some(writer), tmp, target, unsynced: 0 })
+        Ok(UfsUpload { ufs, writer: Some(writer), tmp, target, unsynced: 0, length: 0, crc: 0 })
     }
 
     async fn write(&mut self, data: &[u8]) -> Result<(), FsError> {
         let Some(w) = self.writer.as_mut() else { return Err(FsError::Internal { reason: "under-storage upload already finished".into() }) };
         w.write(data).await.map_err(|e| ufs_error(&self.ufs, &self.tmp, e))?;
         self.unsynced += data.len() as u64;
+        self.length += data.len() as u64;
+        self.crc = crc32c::crc32c_append(self.crc, data);
         if self.unsynced >= UFS_SYNC_BYTES {
             w.sync().await.map_err(|e| ufs_error(&self.ufs, &self.tmp, e))?;
             self.unsynced = 0;
@@ -666,16 +671,25 @@ impl UfsUpload {
         Ok(())
     }
 
-    /// Makes the data durable and puts it at its path.
+    /// Makes the data durable and puts it at its path. A file already there with exactly
+    /// these bytes is an earlier attempt of the same copy (a leader that died between the
+    /// copy and journaling it) and is kept; any other file there is never overwritten.
     async fn finish(&mut self) -> Result<(), FsError> {
         if let Some(w) = self.writer.take() {
             w.close().await.map_err(|e| ufs_error(&self.ufs, &self.tmp, e))?;
         }
         match self.ufs.rename(&self.tmp, &self.target).await {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(FsError::AlreadyExists {
-                path: format!("{} in the under-storage {} (move it away or delete it there first)", self.target, self.ufs.describe()),
-            }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let existing = self.ufs.read(&self.target).await.map_err(|e| ufs_error(&self.ufs, &self.target, e))?;
+                if existing.len() as u64 == self.length && crc32c::crc32c(&existing) == self.crc {
+                    self.ufs.delete(&self.tmp).await.map_err(|e| ufs_error(&self.ufs, &self.tmp, e))?;
+                    return Ok(());
+                }
+                Err(FsError::AlreadyExists {
+                    path: format!("{} in the under-storage {} (move it away or delete it there first)", self.target, self.ufs.describe()),
+                })
+            }
             Err(e) => Err(ufs_error(&self.ufs, &self.target, e)),
         }
     }
@@ -903,7 +917,11 @@ impl FileReader {
     }
 
     async fn cache_block(&self, block: &BlockInfo, data: &Bytes) -> Result<(), FsError> {
-        let worker = self.fs.writable_worker().await?;
+        // Best effort: with no live worker right now, the block simply stays uncached
+        // (writers wait for workers; a cache fill never does).
+        let workers = self.fs.workers().await?;
+        let live: Vec<WorkerReport> = workers.into_iter().filter(|w| !w.lost).collect();
+        let Some(worker) = pick_worker(&live) else { return Ok(()) };
         let mut upload = BlockUpload::start(&self.fs, &worker, block.block_id, block.length).await?;
         let chunk = self.fs.inner.options.chunk_bytes;
         let mut sent = 0;
