@@ -45,7 +45,7 @@ const fn secret_key(name: &'static str, description: &'static str) -> KeyDef {
     KeyDef { name, default: "", value_type: ValueType::String, description, secret: true }
 }
 
-/// Write types of the client; see issue "Under-storage" for the through types.
+/// Write types of the client (see `client::WriteType`).
 pub const WRITE_TYPES: &[&str] = &["MUST_CACHE", "CACHE_THROUGH", "THROUGH", "ASYNC_THROUGH"];
 /// Read types of the client.
 pub const READ_TYPES: &[&str] = &["NO_CACHE", "CACHE", "CACHE_PROMOTE"];
