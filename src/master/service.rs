@@ -205,10 +205,20 @@ impl MasterService for MasterRpc {
             let leader = self.node.leader().await?;
             // Persisted files keep their under-storage copy at their path: move the copies
             // first (only if the rename is valid now), then journal the rename.
-            let persisted = leader.read(|st| st.ns.plan_rename(&src, &dst, 0).map(|_| persisted_files_under(st, &src))).await?;
-            let moved = match (self.node.data_ufs(), persisted.is_empty()) {
-                (Some(ufs), false) => move_under_storage_copies(&**ufs, &src, &dst, &persisted).await?,
-                _ => Vec::new(),
+            // A retry of an applied rename is answered by `mutate` from the request id.
+            let moved = match self.node.data_ufs() {
+                Some(ufs) => {
+                    let persisted = leader
+                        .read(|st| {
+                            if st.ns.request_applied(&req.request_id) {
+                                return Ok(Vec::new());
+                            }
+                            st.ns.plan_rename(&src, &dst, 0).map(|_| persisted_files_under(st, &src))
+                        })
+                        .await?;
+                    move_under_storage_copies(&**ufs, &src, &dst, &persisted).await?
+                }
+                None => Vec::new(),
             };
             let renamed = leader.mutate(&req.request_id, |st, now| st.ns.plan_rename(&src, &dst, now), |_| Ok(Empty {})).await;
             if renamed.is_err() {
