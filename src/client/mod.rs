@@ -209,19 +209,19 @@ fn status(e: tonic::Status) -> FsError {
 impl FileSystem {
     /// A client that finds the leader through `coordinator`.
     pub fn new(options: ClientOptions, coordinator: Arc<dyn Coordinator>) -> Self {
-        let leader = LeaderChannel::new(coordinator, options.request_timeout);
-        // Randomly keyed hashing gives 64 random bits without another dependency.
-        let client_id = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
-        FileSystem { inner: Arc::new(Inner { options, ufs: None, leader, client_id, next_request: AtomicU64::new(0) }) }
+        Self::build(options, coordinator, None)
     }
 
     /// A client that also writes through to, and reads from, `ufs` (the under-storage root).
     pub fn with_under_fs(options: ClientOptions, coordinator: Arc<dyn Coordinator>, ufs: Arc<dyn UnderFs>) -> Self {
-        let mut fs = Self::new(options, coordinator);
-        if let Some(inner) = Arc::get_mut(&mut fs.inner) {
-            inner.ufs = Some(ufs);
-        }
-        fs
+        Self::build(options, coordinator, Some(ufs))
+    }
+
+    fn build(options: ClientOptions, coordinator: Arc<dyn Coordinator>, ufs: Option<Arc<dyn UnderFs>>) -> Self {
+        let leader = LeaderChannel::new(coordinator, options.request_timeout);
+        // Randomly keyed hashing gives 64 random bits without another dependency.
+        let client_id = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+        FileSystem { inner: Arc::new(Inner { options, ufs, leader, client_id, next_request: AtomicU64::new(0) }) }
     }
 
     /// The under-storage for file data, if this client has one.
@@ -454,13 +454,13 @@ impl FileSystem {
     /// (`fs persist`; also what the leader runs for ASYNC_THROUGH files). Returns the
     /// file's new status; a file already persisted is left alone.
     pub async fn persist(&self, path: &str) -> Result<FileInfo, FsError> {
-        let ufs = self.require_under_fs("persisting")?.clone();
+        let ufs = self.require_under_fs("persisting")?;
         let mut reader = self.open_file(path).await?;
         if reader.info.persistence_state == PersistenceState::Persisted.as_str_name() {
             return Ok(reader.info.clone());
         }
         let request_id = self.next_request_id();
-        let mut upload = UfsUpload::start(ufs, &reader.info.path, &request_id).await?;
+        let mut upload = UfsUpload::start(ufs.clone(), &reader.info.path, &request_id).await?;
         let copied = async {
             while let Some(block) = reader.next_block().await? {
                 upload.write(&block).await?;
@@ -481,7 +481,6 @@ impl FileSystem {
             .await;
         if let Err(FsError::NotFound { .. }) = &recorded {
             // Deleted or renamed while being copied: the copy belongs to no file.
-            let ufs = self.require_under_fs("persisting")?;
             if let Err(e) = ufs.delete(&ufs_path(&req.path)).await {
                 tracing::warn!(path = %req.path, error = %e, "could not delete the under-storage copy of a file deleted while it was persisted");
             }

@@ -41,10 +41,7 @@ pub trait UnderFs: Send + Sync + 'static {
     /// Reads `len` bytes at `offset`; fewer only where the file ends. Backends override the
     /// default (read everything, keep the range) where they can read a range directly.
     async fn read_range(&self, path: &str, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-        let all = self.read(path).await?;
-        let start = (offset as usize).min(all.len());
-        let end = (offset.saturating_add(len) as usize).min(all.len());
-        Ok(all[start..end].to_vec())
+        Ok(slice_range(&self.read(path).await?, offset, len).to_vec())
     }
 
     /// Names (not paths) of the entries of a directory; empty if it does not exist.
@@ -88,6 +85,13 @@ pub trait UnderFs: Send + Sync + 'static {
         self.delete(path).await?;
         self.rename(&tmp, path).await
     }
+}
+
+/// The part of `all` a range read of `len` bytes at `offset` returns: cut at the end.
+pub(crate) fn slice_range(all: &[u8], offset: u64, len: u64) -> &[u8] {
+    let start = (offset as usize).min(all.len());
+    let end = (offset.saturating_add(len) as usize).min(all.len());
+    &all[start..end]
 }
 
 /// What opening an under-storage may need besides its address: S3 endpoint and

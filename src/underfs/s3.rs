@@ -260,10 +260,7 @@ impl UnderFs for S3UnderFs {
         let key = self.key(path);
         if len == 0 || !self.parts(&key).await?.is_empty() {
             // Still being written in parts (rare for a range read): read it whole.
-            let all = self.read(path).await?;
-            let start = (offset as usize).min(all.len());
-            let end = (offset.saturating_add(len) as usize).min(all.len());
-            return Ok(all[start..end].to_vec());
+            return Ok(super::slice_range(&self.read(path).await?, offset, len).to_vec());
         }
         let range = format!("bytes={}-{}", offset, offset.saturating_add(len) - 1);
         let out = self.client.get_object().bucket(&self.bucket).key(&key).range(range).send().await;
