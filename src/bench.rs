@@ -133,8 +133,8 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
         .await
         .map_err(|e| e.to_string())?;
     let coordinator = Arc::new(StaticCoordinator::new(master_addr.clone()));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+    let (stop_tx, stop_rx) = crate::watch::channel(false);
+    let stop = |mut rx: crate::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     let master = tokio::spawn(crate::master::node::run_master(
@@ -267,7 +267,7 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
         line(out, name, gbps(data.len(), start.elapsed().as_secs_f64()), "GB/s", "memcpy of the same bytes", memcpy);
     }
 
-    let _ = stop_tx.send(true);
+    stop_tx.send_replace(true);
     let _ = master.await;
     let _ = worker.await;
     Ok(())

@@ -17,6 +17,7 @@ pub mod rpc;
 pub mod runtime;
 pub mod shell;
 pub mod underfs;
+pub mod watch;
 #[cfg(not(madsim))]
 pub mod web;
 pub mod worker;

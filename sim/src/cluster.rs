@@ -65,6 +65,34 @@ pub struct SimCluster {
     pub workers: Vec<NodeHandle>,
     /// Nodes killed and not restarted since.
     down: std::sync::Mutex<std::collections::BTreeSet<madsim::task::NodeId>>,
+    _worker_dirs: WorkerDirs,
+}
+
+/// The real folders simulated workers keep their memory tier in (madsim does not simulate
+/// files), removed when the cluster is dropped. Named per process *and* per run, so seeds
+/// simulated concurrently by parallel tests never share one.
+struct WorkerDirs(Vec<std::path::PathBuf>);
+
+impl WorkerDirs {
+    fn new(seed: u64, workers: usize) -> WorkerDirs {
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let root = std::env::temp_dir();
+        let dirs: Vec<_> =
+            (0..workers).map(|i| root.join(format!("tachyon-sim-{}-run{run}-seed{seed}-worker{i}", std::process::id()))).collect();
+        for dir in &dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        WorkerDirs(dirs)
+    }
+}
+
+impl Drop for WorkerDirs {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 impl SimCluster {
@@ -112,11 +140,11 @@ impl SimCluster {
                     .build()
             })
             .collect();
+        let worker_dirs = WorkerDirs::new(seed, topology.workers);
         let workers = (0..topology.workers)
             .map(|i| {
                 let t = topology.clone();
-                let mem_dir = std::env::temp_dir().join(format!("tachyon-sim-{}-{seed}-worker{i}", std::process::id()));
-                let _ = std::fs::remove_dir_all(&mem_dir);
+                let mem_dir = worker_dirs.0[i].clone();
                 handle
                     .create_node()
                     .name(format!("worker-{i}"))
@@ -140,7 +168,7 @@ impl SimCluster {
                     .build()
             })
             .collect();
-        SimCluster { topology, store, handle, zookeeper, store_node, masters, workers, down: Default::default() }
+        SimCluster { topology, store, handle, zookeeper, store_node, masters, workers, down: Default::default(), _worker_dirs: worker_dirs }
     }
 
     /// A coordinator for the caller's node.

@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tachyon::coordinator::{Coordinator, LeaderSession, Leadership};
 use tachyon::error::FsError;
-use tokio::sync::{watch, Mutex};
+use tachyon::watch;
+use tokio::sync::Mutex;
 
 use crate::zk::{SessionState, ZkClient, ZkError};
 
@@ -131,7 +132,7 @@ impl Coordinator for SimCoordinator {
         let mut states = client.state_watcher();
         tokio::spawn(async move {
             let _ = states.wait_for(|s| *s != SessionState::Connected).await;
-            let _ = lost_tx.send(true);
+            lost_tx.send_replace(true);
         });
         let session = SimSession { client: Mutex::new(Some(client)), ended: lost_rx.clone() };
         Ok(Leadership::new(epoch, lost_rx, Arc::new(session)))

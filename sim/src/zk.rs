@@ -18,7 +18,7 @@ use madsim::net::rpc::Request;
 use madsim::net::Endpoint;
 use madsim::time::Instant;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tachyon::watch;
 
 /// The port the simulated ZooKeeper listens on.
 pub const ZK_PORT: u16 = 2181;

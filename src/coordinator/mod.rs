@@ -12,7 +12,7 @@ pub mod zookeeper;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::watch;
+use crate::watch;
 
 use crate::config::{self, Config};
 use crate::error::FsError;

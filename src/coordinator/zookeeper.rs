@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::Mutex;
+use crate::watch;
 use tracing::{info, warn};
 use zookeeper_client as zk;
 
@@ -206,7 +207,7 @@ impl Coordinator for ZkCoordinator {
                 match state {
                     zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed => {
                         warn!(?state, epoch, "ZooKeeper session of the leader ended: leadership lost");
-                        let _ = lost_tx.send(true);
+                        lost_tx.send_replace(true);
                         return;
                     }
                     // Suspended: the client notices a silent connection well before the
@@ -214,7 +215,7 @@ impl Coordinator for ZkCoordinator {
                     // here means a cut-off leader stops answering before another can start.
                     zk::SessionState::Disconnected => {
                         warn!(epoch, "leader lost its ZooKeeper connection: giving leadership up");
-                        let _ = lost_tx.send(true);
+                        lost_tx.send_replace(true);
                         return;
                     }
                     other => info!(state = ?other, epoch, "leader's ZooKeeper session state"),

@@ -38,7 +38,8 @@ pub mod format;
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use crate::watch;
 use tracing::{info, warn};
 
 use crate::core::namespace::{ApplyError, Namespace};

@@ -20,7 +20,7 @@
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use crate::watch;
 use tracing::{error, info, warn};
 
 use super::service::{resolve, MasterRpc};
@@ -204,7 +204,7 @@ pub async fn run_node(node: Arc<MasterNode>, shutdown: impl std::future::Future<
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
-        let _ = stop_tx.send(true);
+        stop_tx.send_replace(true);
     });
     let server = {
         let mut stop = stop_rx.clone();
@@ -219,6 +219,7 @@ pub async fn run_node(node: Arc<MasterNode>, shutdown: impl std::future::Future<
     // server stops accepting requests; it is only cut short if serving fails.
     let mut roles = tokio::spawn(switch_roles(node.clone(), stop_rx));
     let result = tokio::select! {
+        biased; // polled in a fixed order: tokio's random start is seeded per process, not per simulated run
         served = server => match served {
             Ok(()) => join_roles(&mut roles).await,
             Err(e) => {
@@ -344,6 +345,7 @@ async fn wait_stopped(stop: &mut watch::Receiver<bool>) {
 async fn stopped_during(duration: Duration, stop: &watch::Receiver<bool>) -> bool {
     let mut rx = stop.clone();
     tokio::select! {
+        biased; // polled in a fixed order: tokio's random start is seeded per process, not per simulated run
         _ = tokio::time::sleep(duration) => *stop.borrow(),
         _ = wait_stopped(&mut rx) => true,
     }
@@ -377,6 +379,7 @@ async fn follow_until_elected(
     let mut checkpointed_at = first;
     loop {
         tokio::select! {
+            biased; // polled in a fixed order: tokio's random start is seeded per process, not per simulated run
             elected = &mut campaign => match elected {
                 Ok(leadership) => {
                     let ns = node.standby_ns.lock().await.take().unwrap_or_default();
@@ -467,6 +470,7 @@ async fn serve_term(master: &Arc<Master>, persister: Option<crate::client::FileS
     let mut durability = master.writer().subscribe();
     let fencing = master.fencing();
     let end = tokio::select! {
+        biased; // polled in a fixed order: tokio's random start is seeded per process, not per simulated run
         _ = wait_stopped(stop) => TermEnd::Stop,
         _ = master.leadership().lost(), if fencing => TermEnd::Lost,
         failed = durability.wait_for(|d| d.failed.is_some()) => {
