@@ -127,6 +127,7 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
         tailer_sleep_ms: 200,
         fencing: true,
         loaded_block_size: 64 << 20,
+        ttl_check_interval_ms: 60_000,
     };
     Journal::new(Arc::new(LocalUnderFs::new(root.join("journal"))), JournalLimits::default())
         .format(false)

@@ -113,6 +113,22 @@ enum FsCommand {
         recursive: bool,
         path: String,
     },
+    /// Pin a file, or a directory and everything below it: its blocks are never evicted.
+    Pin { path: String },
+    /// Unpin a file or directory.
+    Unpin { path: String },
+    /// Delete (or free) a file or directory once this many milliseconds have passed since its creation.
+    #[command(name = "setTtl")]
+    SetTtl {
+        path: String,
+        ttl_ms: i64,
+        /// delete (the default) or free (persisted data only)
+        #[arg(long, default_value = "delete")]
+        action: String,
+    },
+    /// Remove a file's or directory's TTL.
+    #[command(name = "unsetTtl")]
+    UnsetTtl { path: String },
     /// Copy files to the under-storage now (and record them persisted).
     Persist { paths: Vec<String> },
     /// Bring a file's blocks into memory, reading from the under-storage what no worker holds.
@@ -349,6 +365,13 @@ async fn run_fs(command: FsCommand, defines: &[String]) -> Result<(), String> {
         FsCommand::Du { path } => shell::du(&fs, &path, out).await,
         FsCommand::Touch { path } => shell::touch(&fs, &path, out).await,
         FsCommand::Free { recursive, path } => shell::free(&fs, &path, recursive, out).await,
+        FsCommand::Pin { path } => shell::pin(&fs, &path, true, out).await,
+        FsCommand::Unpin { path } => shell::pin(&fs, &path, false, out).await,
+        FsCommand::SetTtl { path, ttl_ms, action } => match shell::parse_ttl_action(&action) {
+            Ok(action) => shell::set_ttl(&fs, &path, Some((ttl_ms, action)), out).await,
+            Err(e) => Err(e),
+        },
+        FsCommand::UnsetTtl { path } => shell::set_ttl(&fs, &path, None, out).await,
         FsCommand::Persist { paths } => shell::persist(&fs, &paths, out).await,
         FsCommand::Load { path } => shell::load(&fs, &path, out).await,
         FsCommand::CheckConsistency { path } => shell::check_consistency(&fs, &path, out).await,

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::client::{CreateOptions, FileSystem, WriteType};
 use crate::error::FsError;
-use crate::proto::FileInfo;
+use crate::master::ttl_action_name;
+use crate::proto::{FileInfo, TtlAction};
 
 /// A shell command failed: a file system error, or local IO.
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +266,11 @@ pub async fn stat(fs: &FileSystem, path: &str, out: &mut dyn Write) -> ShellResu
         writeln!(out, "  children:           {}", f.child_count).ok();
     }
     writeln!(out, "  persistence state:  {}", f.persistence_state).ok();
+    writeln!(out, "  pinned:             {}", f.pinned).ok();
+    match f.ttl_ms {
+        Some(ms) => writeln!(out, "  ttl:                {ms} ms after creation, then {}", f.ttl_action).ok(),
+        None => writeln!(out, "  ttl:                none").ok(),
+    };
     writeln!(out, "  owner/group/mode:   {}/{}/{:o}", own.owner, own.group, own.mode).ok();
     writeln!(out, "  created:            {}", format_time_ms(f.creation_time_ms)).ok();
     writeln!(out, "  modified:           {}", format_time_ms(f.modification_time_ms)).ok();
@@ -335,6 +341,35 @@ pub async fn free(fs: &FileSystem, path: &str, recursive: bool, out: &mut dyn Wr
     let n = fs.free(path, recursive).await?;
     writeln!(out, "{path} was successfully freed from memory ({n} blocks).").ok();
     Ok(())
+}
+
+/// `pin path` / `unpin path`.
+pub async fn pin(fs: &FileSystem, path: &str, pinned: bool, out: &mut dyn Write) -> ShellResult {
+    fs.set_pinned(path, pinned).await?;
+    let what = if pinned { "pinned" } else { "unpinned" };
+    writeln!(out, "File '{path}' was successfully {what}.").ok();
+    Ok(())
+}
+
+/// `setTtl path ms [--action delete|free]`; `unsetTtl path`.
+pub async fn set_ttl(fs: &FileSystem, path: &str, ttl: Option<(i64, TtlAction)>, out: &mut dyn Write) -> ShellResult {
+    fs.set_ttl(path, ttl).await?;
+    match ttl {
+        Some((ms, action)) => {
+            writeln!(out, "TTL of path '{path}' was successfully set to {ms} milliseconds, with expiry action set to {}", ttl_action_name(action)).ok()
+        }
+        None => writeln!(out, "TTL of path '{path}' was successfully removed.").ok(),
+    };
+    Ok(())
+}
+
+/// Parses a TTL action as the shell takes it: `delete` or `free` (any case).
+pub fn parse_ttl_action(raw: &str) -> Result<TtlAction, ShellError> {
+    match raw.to_ascii_lowercase().as_str() {
+        "delete" => Ok(TtlAction::TtlDelete),
+        "free" => Ok(TtlAction::TtlFree),
+        _ => Err(ShellError::Usage(format!("unknown TTL action {raw:?}: use delete or free"))),
+    }
 }
 
 /// `report`: cluster capacity and every worker.

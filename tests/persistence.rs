@@ -189,3 +189,84 @@ async fn persisting_again_after_a_crash_between_copy_and_journal_accepts_its_own
     assert_eq!(ufs_copy(&c, "/p/g").as_deref(), Some(&b"other"[..]));
     assert_eq!(std::fs::read_dir(c.path().join("underFSStorage/p")).unwrap().count(), 2, "no temporary files left");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_files_stay_and_ttls_delete_or_free_once_they_run_out() {
+    let mut c = Cluster::start_with_defines(vec!["-Dtachyon.master.ttl.checker.interval.ms=100".into()]);
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let fs = c.client();
+    let data = content((BLOCK + 10) as usize, 11);
+    fs.write_file("/pin/f", &data, with(WriteType::CacheThrough)).await.unwrap();
+    let out = c.run_ok(&["fs", "pin", "/pin"]);
+    assert!(out.contains("'/pin' was successfully pinned"), "{out}");
+    assert!(fs.get_status("/pin/f").await.unwrap().pinned, "pinning a directory pins what is below it");
+    let refused = fs.free("/pin", true).await;
+    assert!(matches!(&refused, Err(FsError::InvalidArgument { reason }) if reason.contains("pinned")), "{refused:?}");
+    c.run_ok(&["fs", "unpin", "/pin/f"]);
+    assert_eq!(fs.free("/pin/f", false).await.unwrap(), 2, "unpinned persisted data may be freed");
+
+    // DELETE: the file goes from tachyon and the under-storage once its TTL ran out.
+    fs.write_file("/ttl/gone", &data, with(WriteType::CacheThrough)).await.unwrap();
+    // FREE: the cached blocks go, the file stays readable from the under-storage.
+    fs.write_file("/ttl/freed", &data, with(WriteType::CacheThrough)).await.unwrap();
+    // FREE of data that is only in memory does nothing (and is retried until persisted).
+    fs.write_file("/ttl/kept", &data, with(WriteType::MustCache)).await.unwrap();
+    // A TTL removed in time never fires.
+    fs.write_file("/ttl/spared", &data, with(WriteType::MustCache)).await.unwrap();
+    let bad = c.run(&["fs", "setTtl", "/ttl/gone", "1000", "--action", "explode"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("delete or free"), "{bad:?}");
+    let out = c.run_ok(&["fs", "setTtl", "/ttl/gone", "1500"]);
+    assert!(out.contains("1500 milliseconds, with expiry action set to DELETE"), "{out}");
+    c.run_ok(&["fs", "setTtl", "/ttl/freed", "1500", "--action", "free"]);
+    c.run_ok(&["fs", "setTtl", "/ttl/kept", "1500", "--action", "FREE"]);
+    c.run_ok(&["fs", "setTtl", "/ttl/spared", "1500"]);
+    let stat = c.run_ok(&["fs", "stat", "/ttl/freed"]);
+    assert!(stat.contains("ttl:                1500 ms after creation, then FREE"), "{stat}");
+    c.run_ok(&["fs", "unsetTtl", "/ttl/spared"]);
+    assert!(
+        eventually(|| async { matches!(fs.get_status("/ttl/gone").await, Err(FsError::NotFound { .. })) }).await,
+        "the file with a DELETE TTL was deleted"
+    );
+    assert_eq!(ufs_copy(&c, "/ttl/gone"), None, "and its under-storage copy with it");
+    assert!(eventually(|| async { state(&fs, "/ttl/freed").await.1 == 0 }).await, "FREE dropped the cached blocks");
+    let freed = fs.get_status("/ttl/freed").await.unwrap();
+    assert_eq!(freed.ttl_ms, None, "a FREE TTL runs once");
+    assert_eq!(fs.read_file("/ttl/freed").await.unwrap(), data);
+    assert_eq!(state(&fs, "/ttl/kept").await, ("NOT_PERSISTED".into(), 100), "unpersisted data is never freed");
+    assert_eq!(fs.read_file("/ttl/spared").await.unwrap(), data);
+    assert_eq!(fs.get_status("/ttl/kept").await.unwrap().ttl_ms, Some(1500), "still waiting to be persisted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_worker_evicts_persisted_unpinned_blocks_and_they_read_back_from_under_storage() {
+    let mut c = Cluster::start();
+    c.start_worker_with(0, &["-Dtachyon.worker.memory.size=4MB"]);
+    c.wait_for_workers(1).await;
+    let fs = c.client();
+    let file = |i: u64| content(BLOCK as usize, 100 + i);
+    fs.write_file("/pinned", &file(0), with(WriteType::CacheThrough)).await.unwrap();
+    fs.set_pinned("/pinned", true).await.unwrap();
+    // Six persisted blocks through a four-block tier: older unpinned ones make room.
+    for i in 1..=6 {
+        fs.write_file(&format!("/e/{i}"), &file(i), with(WriteType::CacheThrough)).await.unwrap();
+    }
+    assert_eq!(state(&fs, "/pinned").await.1, 100, "pinned blocks are never evicted");
+    assert_eq!(state(&fs, "/e/6").await.1, 100, "the newest write is cached");
+    // Data only in memory is never evicted: fill the tier with it, then nothing fits.
+    for i in 1..=3 {
+        fs.write_file(&format!("/m/{i}"), &file(10 + i), with(WriteType::MustCache)).await.unwrap();
+    }
+    let full = fs.write_file("/m/4", &file(14), with(WriteType::MustCache)).await;
+    assert!(matches!(&full, Err(FsError::OutOfSpace { .. })), "{full:?}");
+    for i in 1..=3 {
+        assert_eq!(state(&fs, &format!("/m/{i}")).await.1, 100);
+        assert_eq!(fs.read_file(&format!("/m/{i}")).await.unwrap(), file(10 + i));
+    }
+    // Every evicted block reads back from the under-storage (the tier is full, so it stays uncached).
+    for i in 1..=6 {
+        assert_eq!(fs.read_file(&format!("/e/{i}")).await.unwrap(), file(i), "/e/{i}");
+    }
+    assert_eq!(fs.read_file("/pinned").await.unwrap(), file(0));
+    assert!(eventually(|| async { state(&fs, "/e/6").await.1 == 0 }).await, "the master learned of the evictions");
+}

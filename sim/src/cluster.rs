@@ -124,6 +124,7 @@ impl SimCluster {
                                 tailer_sleep_ms: 50,
                                 fencing: t.fencing,
                                 loaded_block_size: 1 << 20,
+                                ttl_check_interval_ms: 60_000,
                             };
                             let coordinator = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout));
                             let result = tachyon::master::node::run_master(

@@ -352,6 +352,37 @@ impl FileSystem {
         .map(|r| r.blocks_freed)
     }
 
+    /// Pins (or unpins) a file, or a directory with everything below it: pinned blocks are
+    /// never evicted from workers and `free` refuses them.
+    pub async fn set_pinned(&self, path: &str, pinned: bool) -> Result<FileInfo, FsError> {
+        self.set_attribute(path, Some(pinned), None).await
+    }
+
+    /// Sets a time to live: `action` runs once `ttl_ms` have passed since the creation of
+    /// the file or directory. `None` removes the TTL.
+    pub async fn set_ttl(&self, path: &str, ttl: Option<(i64, TtlAction)>) -> Result<FileInfo, FsError> {
+        if let Some((ttl_ms, _)) = ttl.filter(|(ms, _)| *ms <= 0) {
+            return Err(FsError::InvalidArgument { reason: format!("TTL must be a positive number of milliseconds, not {ttl_ms}") });
+        }
+        let (ttl_ms, action) = ttl.unwrap_or((-1, TtlAction::TtlDelete));
+        self.set_attribute(path, None, Some((ttl_ms, action))).await
+    }
+
+    async fn set_attribute(&self, path: &str, pinned: Option<bool>, ttl: Option<(i64, TtlAction)>) -> Result<FileInfo, FsError> {
+        let req = SetAttributeRequest {
+            path: path.to_string(),
+            pinned,
+            ttl_ms: ttl.map(|(ms, _)| ms),
+            ttl_action: ttl.map_or(TtlAction::TtlDelete, |(_, a)| a) as i32,
+            request_id: self.next_request_id(),
+        };
+        self.call("setAttribute", |mut c| {
+            let req = req.clone();
+            async move { c.set_attribute(req).await }
+        })
+        .await
+    }
+
     /// Every worker the leader knows.
     pub async fn workers(&self) -> Result<Vec<WorkerReport>, FsError> {
         self.call("getWorkers", |mut c| async move { c.get_workers(Empty {}).await }).await.map(|r| r.workers)

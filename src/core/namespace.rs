@@ -21,7 +21,7 @@ use crate::error::FsError;
 use crate::proto::journal_entry::Kind;
 use crate::proto::{
     Checkpoint, CompleteFileEntry, CreateDirectoryEntry, CreateFileEntry, DeleteEntry, InodeOwnership, InodeRecord,
-    JournalEntry, PersistFileEntry, PersistenceState, RenameEntry,
+    JournalEntry, PersistFileEntry, PersistenceState, RenameEntry, SetAttributeEntry, TtlAction,
 };
 
 /// Identifies an inode. The root is [`ROOT_ID`].
@@ -70,6 +70,13 @@ pub enum InodeKind {
     File { block_size: u64, length: u64, complete: bool, persistence: PersistenceState },
 }
 
+/// A time to live: `action` runs once `ttl_ms` have passed since the inode's creation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ttl {
+    pub ttl_ms: i64,
+    pub action: TtlAction,
+}
+
 /// A file or directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Inode {
@@ -80,6 +87,25 @@ pub struct Inode {
     pub creation_time_ms: i64,
     pub modification_time_ms: i64,
     pub kind: InodeKind,
+    /// Pinned blocks are never evicted from workers (and `free` refuses them).
+    pub pinned: bool,
+    pub ttl: Option<Ttl>,
+}
+
+/// Attributes to change with [`Namespace::plan_set_attribute`]; `None` leaves one alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttributeChange {
+    pub pinned: Option<bool>,
+    /// `Some(None)` clears the TTL.
+    pub ttl: Option<Option<Ttl>>,
+}
+
+/// What the TTL checker must do: run `action` on `path` (its TTL ran out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expired {
+    pub id: InodeId,
+    pub path: FsPath,
+    pub action: TtlAction,
 }
 
 impl Inode {
@@ -209,6 +235,8 @@ impl Namespace {
             creation_time_ms: 0,
             modification_time_ms: 0,
             kind: InodeKind::Directory { children: BTreeMap::new() },
+            pinned: false,
+            ttl: None,
         };
         Namespace {
             inodes: BTreeMap::from([(ROOT_ID, root)]),
@@ -472,6 +500,78 @@ impl Namespace {
             .collect()
     }
 
+    /// Plans changing attributes of `path`; plans nothing if nothing would change. A TTL
+    /// must be positive.
+    pub fn plan_set_attribute(&self, path: &FsPath, change: AttributeChange, now_ms: i64) -> Result<Vec<Kind>, FsError> {
+        if let Some(Some(ttl)) = change.ttl {
+            if ttl.ttl_ms <= 0 {
+                return Err(FsError::InvalidArgument { reason: format!("TTL must be a positive number of milliseconds, not {}", ttl.ttl_ms) });
+            }
+        }
+        let inode = self.lookup(path)?;
+        let below_differs = |pinned: bool| self.descendants(inode).iter().any(|i| i.pinned != pinned);
+        let pinned = change.pinned.filter(|&p| inode.pinned != p || below_differs(p));
+        let ttl = change.ttl.filter(|&t| inode.ttl != t);
+        if pinned.is_none() && ttl.is_none() {
+            return Ok(Vec::new());
+        }
+        let (ttl_ms, ttl_action) = match ttl {
+            None => (None, TtlAction::TtlDelete),
+            Some(None) => (Some(-1), TtlAction::TtlDelete),
+            Some(Some(t)) => (Some(t.ttl_ms), t.action),
+        };
+        Ok(vec![Kind::SetAttribute(SetAttributeEntry { id: inode.id, time_ms: now_ms, pinned, ttl_ms, ttl_action: ttl_action as i32 })])
+    }
+
+    /// Inodes whose TTL has run out at `now_ms`, parents before children; nothing below an
+    /// inode that expires with DELETE is listed (the delete takes it along).
+    pub fn expired(&self, now_ms: i64) -> Vec<Expired> {
+        let mut out: Vec<Expired> = Vec::new();
+        let mut stack = vec![&self.inodes[&ROOT_ID]];
+        while let Some(inode) = stack.pop() {
+            let due = inode.ttl.filter(|t| inode.creation_time_ms.saturating_add(t.ttl_ms) <= now_ms);
+            if let (Some(ttl), Some(path)) = (due, self.path_of(inode.id)) {
+                out.push(Expired { id: inode.id, path, action: ttl.action });
+                if ttl.action == TtlAction::TtlDelete {
+                    continue;
+                }
+            }
+            stack.extend(self.children(inode).into_iter().rev());
+        }
+        out
+    }
+
+    /// Plans what the TTL of inode `id` does once it ran out: DELETE deletes the inode (and
+    /// everything below it); FREE clears the TTL (the master then frees the cached blocks).
+    /// Plans nothing if the inode is gone or its TTL was changed and has not run out.
+    pub fn plan_expire(&self, id: InodeId, now_ms: i64) -> Vec<Kind> {
+        let Some(inode) = self.inodes.get(&id).filter(|i| i.id != ROOT_ID) else { return Vec::new() };
+        match inode.ttl {
+            Some(t) if inode.creation_time_ms.saturating_add(t.ttl_ms) <= now_ms => match t.action {
+                TtlAction::TtlDelete => vec![Kind::Delete(DeleteEntry { id, time_ms: now_ms })],
+                TtlAction::TtlFree => vec![Kind::SetAttribute(SetAttributeEntry {
+                    id,
+                    time_ms: now_ms,
+                    pinned: None,
+                    ttl_ms: Some(-1),
+                    ttl_action: TtlAction::TtlDelete as i32,
+                })],
+            },
+            _ => Vec::new(),
+        }
+    }
+
+    /// True if a worker may drop `block` to make room: its file's data is in the
+    /// under-storage and the file is not pinned, or the file no longer exists.
+    pub fn may_evict(&self, block: BlockId) -> bool {
+        match self.inodes.get(&file_of_block(block)) {
+            None => true,
+            Some(inode) => {
+                !inode.pinned && matches!(inode.kind, InodeKind::File { complete: true, persistence: PersistenceState::Persisted, .. })
+            }
+        }
+    }
+
     /// Plans deleting `path` (a non-empty directory only when `recursive`).
     pub fn plan_delete(&self, path: &FsPath, recursive: bool, now_ms: i64) -> Result<Vec<Kind>, FsError> {
         if path.is_root() {
@@ -610,6 +710,31 @@ impl Namespace {
                 }
                 Vec::new()
             }
+            Some(Kind::SetAttribute(e)) => {
+                let ttl = match e.ttl_ms {
+                    None => None,
+                    Some(ms) if ms < 0 => Some(None),
+                    Some(ms) => {
+                        let action = TtlAction::try_from(e.ttl_action)
+                            .map_err(|_| inconsistent(format!("inode {} has unknown TTL action {}", e.id, e.ttl_action)))?;
+                        Some(Some(Ttl { ttl_ms: ms, action }))
+                    }
+                };
+                let inode = self.inodes.get(&e.id).ok_or_else(|| inconsistent(format!("no inode {}", e.id)))?;
+                let pinned_ids: Vec<InodeId> = match e.pinned {
+                    Some(_) => std::iter::once(e.id).chain(self.descendants(inode).iter().map(|i| i.id)).collect(),
+                    None => Vec::new(),
+                };
+                for id in pinned_ids {
+                    if let (Some(i), Some(pinned)) = (self.inodes.get_mut(&id), e.pinned) {
+                        i.pinned = pinned;
+                    }
+                }
+                if let (Some(i), Some(ttl)) = (self.inodes.get_mut(&e.id), ttl) {
+                    i.ttl = ttl;
+                }
+                Vec::new()
+            }
             Some(Kind::Delete(e)) => {
                 let removed = self.remove_subtree(e.id, e.time_ms).map_err(inconsistent)?;
                 vec![Effect::FilesRemoved(removed)]
@@ -699,6 +824,9 @@ impl Namespace {
             creation_time_ms: time_ms,
             modification_time_ms: time_ms,
             kind,
+            // Whatever is created below a pinned directory is pinned too.
+            pinned: parent.pinned,
+            ttl: None,
         };
         self.inodes.insert(id, inode);
         self.next_inode_id = self.next_inode_id.max(id + 1);
@@ -799,6 +927,9 @@ impl Namespace {
                     length,
                     complete,
                     persistence: persistence as i32,
+                    pinned: i.pinned,
+                    ttl_ms: i.ttl.map(|t| t.ttl_ms),
+                    ttl_action: i.ttl.map_or(TtlAction::TtlDelete, |t| t.action) as i32,
                 }
             })
             .collect();
@@ -837,8 +968,18 @@ impl Namespace {
             return Err(format!("checkpoint has inodes under missing or non-directory parent {parent}"));
         }
         for r in &cp.inodes {
+            let ttl = match r.ttl_ms {
+                Some(ttl_ms) => {
+                    let action = TtlAction::try_from(r.ttl_action)
+                        .map_err(|_| format!("checkpoint inode {} has unknown TTL action {}", r.id, r.ttl_action))?;
+                    Some(Ttl { ttl_ms, action })
+                }
+                None => None,
+            };
             if let Some(inode) = ns.inodes.get_mut(&r.id) {
                 inode.modification_time_ms = r.modification_time_ms;
+                inode.pinned = r.pinned;
+                inode.ttl = ttl;
                 if r.id == ROOT_ID {
                     inode.ownership = r.ownership.clone().unwrap_or_default();
                 }
@@ -1098,6 +1239,79 @@ mod tests {
         let stale = JournalEntry { sequence: 1, epoch: 2, continues: false, request_id: String::new(), kind: Some(kind) };
         assert!(matches!(ns.apply(&stale), Err(ApplyError::StaleEpoch { .. })));
         assert_eq!(ns, before);
+    }
+
+    /// A complete file of `len` bytes (block size 4) at `path`, created at `time_ms`.
+    fn file(ns: &mut Namespace, path: &str, len: u64, persistence: PersistenceState, time_ms: i64) -> InodeId {
+        let kinds = ns.plan_create_file(&p(path), 4, true, &own(), time_ms).unwrap();
+        commit(ns, kinds);
+        let kinds = ns.plan_complete_file(&p(path), len, persistence, |_| Some(4), time_ms).unwrap();
+        commit(ns, kinds);
+        ns.lookup(&p(path)).unwrap().id
+    }
+
+    #[test]
+    fn pinning_plans_one_entry_reaches_everything_below_and_is_inherited() {
+        let mut ns = Namespace::new();
+        let a = file(&mut ns, "/d/a", 4, PersistenceState::Persisted, 1);
+        let d = ns.lookup(&p("/d")).unwrap().id;
+        let pin = AttributeChange { pinned: Some(true), ttl: None };
+        let kinds = ns.plan_set_attribute(&p("/d"), pin, 9).unwrap();
+        assert_eq!(
+            kinds,
+            vec![Kind::SetAttribute(SetAttributeEntry { id: d, time_ms: 9, pinned: Some(true), ttl_ms: None, ttl_action: TtlAction::TtlDelete as i32 })]
+        );
+        commit(&mut ns, kinds);
+        assert!(ns.inode(d).unwrap().pinned && ns.inode(a).unwrap().pinned, "the directory and its file are pinned");
+        assert_eq!(ns.plan_set_attribute(&p("/d"), pin, 10).unwrap(), Vec::new(), "pinning again changes nothing");
+        let b = file(&mut ns, "/d/sub/b", 4, PersistenceState::Persisted, 2);
+        assert!(ns.inode(b).unwrap().pinned, "created below a pinned directory");
+        // Pinned blocks stay; unpinned persisted ones may go; unpersisted ones never.
+        assert!(!ns.may_evict(block_id(a, 0)));
+        let kinds = ns.plan_set_attribute(&p("/d/a"), AttributeChange { pinned: Some(false), ttl: None }, 11).unwrap();
+        commit(&mut ns, kinds);
+        assert!(ns.may_evict(block_id(a, 0)) && !ns.may_evict(block_id(b, 0)));
+        let c = file(&mut ns, "/c", 4, PersistenceState::ToBePersisted, 3);
+        assert!(!ns.may_evict(block_id(c, 0)), "not in under-storage yet");
+        assert!(ns.may_evict(block_id(9999, 0)), "a deleted file's blocks may go");
+        let back = Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap();
+        assert_eq!(back, ns);
+    }
+
+    #[test]
+    fn ttls_expire_from_creation_time_and_plan_delete_or_free() {
+        let mut ns = Namespace::new();
+        let gone = file(&mut ns, "/tmp/x/gone", 4, PersistenceState::NotPersisted, 100);
+        let freed = file(&mut ns, "/keep/freed", 4, PersistenceState::Persisted, 100);
+        let tmp = ns.lookup(&p("/tmp")).unwrap().id;
+        let ttl = |ttl_ms, action| AttributeChange { pinned: None, ttl: Some(Some(Ttl { ttl_ms, action })) };
+        for (path, change) in [("/tmp", ttl(50, TtlAction::TtlDelete)), ("/tmp/x/gone", ttl(60, TtlAction::TtlDelete)), ("/keep/freed", ttl(80, TtlAction::TtlFree))] {
+            let kinds = ns.plan_set_attribute(&p(path), change, 120).unwrap();
+            commit(&mut ns, kinds);
+        }
+        assert!(ns.plan_set_attribute(&p("/tmp"), ttl(0, TtlAction::TtlDelete), 1).is_err_and(|e| matches!(e, FsError::InvalidArgument { .. })));
+        assert_eq!(ns.expired(149), Vec::new(), "the TTL counts from creation (100)");
+        // /tmp expires at 150 and takes its subtree along: /tmp/x/gone (due at 160) is never listed on its own.
+        assert_eq!(ns.expired(150), vec![Expired { id: tmp, path: p("/tmp"), action: TtlAction::TtlDelete }]);
+        assert_eq!(
+            ns.expired(180),
+            vec![
+                Expired { id: freed, path: p("/keep/freed"), action: TtlAction::TtlFree },
+                Expired { id: tmp, path: p("/tmp"), action: TtlAction::TtlDelete },
+            ]
+        );
+        assert_eq!(ns.plan_expire(tmp, 150), vec![Kind::Delete(DeleteEntry { id: tmp, time_ms: 150 })]);
+        assert_eq!(ns.plan_expire(tmp, 149), Vec::new(), "not yet");
+        let clear = vec![Kind::SetAttribute(SetAttributeEntry { id: freed, time_ms: 180, pinned: None, ttl_ms: Some(-1), ttl_action: TtlAction::TtlDelete as i32 })];
+        assert_eq!(ns.plan_expire(freed, 180), clear);
+        let back = Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap();
+        assert_eq!(back, ns, "TTLs survive checkpoints");
+        commit(&mut ns, clear);
+        assert_eq!(ns.inode(freed).unwrap().ttl, None, "a FREE runs once");
+        let kinds = ns.plan_expire(tmp, 150);
+        let effects = commit(&mut ns, kinds);
+        assert_eq!(effects, vec![Effect::FilesRemoved(vec![gone])]);
+        assert_eq!(ns.plan_expire(tmp, 200), Vec::new(), "gone already");
     }
 
     #[test]

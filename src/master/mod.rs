@@ -42,6 +42,8 @@ pub struct MasterOptions {
     pub fencing: bool,
     /// Block size of files found in the under-storage and loaded into the namespace.
     pub loaded_block_size: u64,
+    /// How often the leader runs the actions of expired TTLs.
+    pub ttl_check_interval_ms: u64,
 }
 
 impl MasterOptions {
@@ -59,6 +61,7 @@ impl MasterOptions {
             tailer_sleep_ms: cfg.duration_ms(config::JOURNAL_TAILER_SLEEP).max(10),
             fencing: true,
             loaded_block_size: cfg.bytes(config::USER_BLOCK_SIZE).max(1),
+            ttl_check_interval_ms: cfg.duration_ms(config::MASTER_TTL_CHECK_INTERVAL).max(10),
         }
     }
 }
@@ -345,5 +348,16 @@ pub fn file_info(st: &State, inode: &Inode, path: &FsPath) -> FileInfo {
         blocks,
         in_memory_percentage: if is_directory { 0 } else { in_memory_percentage },
         child_count,
+        pinned: inode.pinned,
+        ttl_ms: inode.ttl.map(|t| t.ttl_ms),
+        ttl_action: inode.ttl.map(|t| ttl_action_name(t.action).to_string()).unwrap_or_default(),
+    }
+}
+
+/// How a TTL action is written in the shell and in file status: `DELETE` or `FREE`.
+pub fn ttl_action_name(action: crate::proto::TtlAction) -> &'static str {
+    match action {
+        crate::proto::TtlAction::TtlDelete => "DELETE",
+        crate::proto::TtlAction::TtlFree => "FREE",
     }
 }

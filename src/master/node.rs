@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use crate::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::service::{resolve, MasterRpc};
 use super::{Master, MasterOptions};
@@ -30,7 +30,7 @@ use crate::error::FsError;
 use crate::journal::{Journal, JournalError};
 use crate::proto::master_service_server::MasterServiceServer;
 use crate::core::namespace::Namespace;
-use crate::proto::{MasterStatus, StateDigest};
+use crate::proto::{MasterStatus, StateDigest, TtlAction};
 use crate::runtime::Clock;
 use crate::underfs::UnderFs;
 
@@ -312,7 +312,7 @@ async fn switch_roles(node: Arc<MasterNode>, mut stop: watch::Receiver<bool>) ->
         info!(address = %node.address(), epoch, next_sequence, caught_up_entries = applied, "master is the leader and serving");
         crate::metrics::LEADER_TERMS.inc();
         failures = 0;
-        let end = serve_term(&master, node.persister.clone(), &mut stop).await;
+        let end = serve_term(&node, &master, &mut stop).await;
         node.set_role(Role::Standby { applied: master.read_unchecked(|st| st.ns.next_sequence()).await, last_epoch: epoch });
         match end {
             TermEnd::Stop => {
@@ -455,8 +455,45 @@ async fn persist_pending(master: Arc<Master>, client: crate::client::FileSystem)
     }
 }
 
+/// Most expired TTLs acted on per pass; the rest wait for the next pass.
+const TTL_BATCH: usize = 1000;
+
+/// Runs the actions of TTLs that ran out, every `ttl_check_interval_ms`: DELETE deletes
+/// the inode like `fs rm -R` (under-storage copies too), FREE frees the cached blocks of a
+/// persisted file (and clears the TTL). Each action is re-planned against the current
+/// state (`plan_expire`), so a rename, a new TTL or a delete in between is respected.
+async fn expire_ttls(node: Arc<MasterNode>, master: Arc<Master>) {
+    let interval = Duration::from_millis(node.options.ttl_check_interval_ms);
+    loop {
+        tokio::time::sleep(interval).await;
+        let now = master.now_ms();
+        let expired = master.read_unchecked(|st| st.ns.expired(now).into_iter().take(TTL_BATCH).collect::<Vec<_>>()).await;
+        for e in expired {
+            let id = e.id;
+            let acted = async {
+                match e.action {
+                    TtlAction::TtlDelete => {
+                        super::service::delete_mirrored(&node, &master, "", &e.path, |st, now| Ok(st.ns.plan_expire(id, now))).await
+                    }
+                    TtlAction::TtlFree => {
+                        let freed = master.with_registry(|st, _| super::service::free_cached(st, &e.path, true)).await?;
+                        master.mutate("", |st, now| Ok(st.ns.plan_expire(id, now)), |_| Ok(())).await?;
+                        debug!(path = %e.path, blocks = freed, "freed by TTL");
+                        Ok(())
+                    }
+                }
+            }
+            .await;
+            match acted {
+                Ok(()) => info!(path = %e.path, action = crate::master::ttl_action_name(e.action), "TTL ran out"),
+                Err(err) => warn!(path = %e.path, action = crate::master::ttl_action_name(e.action), error = %err, "TTL action failed; will retry"),
+            }
+        }
+    }
+}
+
 /// Serves as leader until stopped, deposed, or the journal fails.
-async fn serve_term(master: &Arc<Master>, persister: Option<crate::client::FileSystem>, stop: &mut watch::Receiver<bool>) -> TermEnd {
+async fn serve_term(node: &Arc<MasterNode>, master: &Arc<Master>, stop: &mut watch::Receiver<bool>) -> TermEnd {
     let lost_check = {
         let m = master.clone();
         tokio::spawn(async move {
@@ -466,7 +503,8 @@ async fn serve_term(master: &Arc<Master>, persister: Option<crate::client::FileS
             }
         })
     };
-    let persisting = persister.map(|client| tokio::spawn(persist_pending(master.clone(), client)));
+    let persisting = node.persister.clone().map(|client| tokio::spawn(persist_pending(master.clone(), client)));
+    let expiring = tokio::spawn(expire_ttls(node.clone(), master.clone()));
     let mut durability = master.writer().subscribe();
     let fencing = master.fencing();
     let end = tokio::select! {
@@ -478,6 +516,7 @@ async fn serve_term(master: &Arc<Master>, persister: Option<crate::client::FileS
         }
     };
     lost_check.abort();
+    expiring.abort();
     if let Some(p) = persisting {
         p.abort();
     }

@@ -9,7 +9,7 @@ use tracing::info;
 
 use super::file_info;
 use super::node::MasterNode;
-use crate::core::namespace::{file_of_block, Inode, InodeKind};
+use crate::core::namespace::{file_of_block, AttributeChange, Inode, InodeKind, Ttl};
 use crate::core::path::FsPath;
 use crate::error::FsError;
 use crate::proto::master_service_server::MasterService;
@@ -175,22 +175,8 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             let p = path(&req.path)?;
-            let mut persisted = Vec::new();
-            let plan = |st: &super::State, now| {
-                let kinds = st.ns.plan_delete(&p, req.recursive, now)?;
-                persisted = persisted_files_under(st, &p);
-                Ok(kinds)
-            };
-            self.node.leader().await?.mutate(&req.request_id, plan, |_| Ok(Empty {})).await?;
-            // After the delete is durable: a crash before this leaves an orphan copy in
-            // under-storage, never a tachyon file without its data.
-            if let Some(ufs) = self.node.data_ufs() {
-                for file in persisted {
-                    if let Err(e) = ufs.delete(&crate::client::ufs_path(&file)).await {
-                        tracing::warn!(path = %file, error = %e, "could not delete the under-storage copy of a deleted file");
-                    }
-                }
-            }
+            let leader = self.node.leader().await?;
+            delete_mirrored(&self.node, &leader, &req.request_id, &p, |st, now| st.ns.plan_delete(&p, req.recursive, now)).await?;
             Ok(Empty {})
         }
         .await;
@@ -241,32 +227,32 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             let p = path(&req.path)?;
-            self.node
-                .leader()
-                .await?
-                .with_registry(|st, _now| {
-                    let inode = st.ns.lookup(&p)?;
-                    if inode.is_directory() && !req.recursive && !st.ns.children(inode).is_empty() {
-                        return Err(FsError::InvalidArgument { reason: format!("{p} is a directory: use -R") });
-                    }
-                    // Only data that also lives in under-storage may leave memory.
-                    let mut blocks = Vec::new();
-                    for f in std::iter::once(inode).chain(st.ns.descendants(inode)) {
-                        if let InodeKind::File { length, persistence, .. } = f.kind {
-                            if length > 0 && persistence != PersistenceState::Persisted {
-                                let fp = st.ns.path_of(f.id).unwrap_or_else(FsPath::root);
-                                return Err(FsError::NotPersisted { path: fp.to_string() });
-                            }
-                            blocks.extend(f.block_ids().into_iter().filter(|b| !st.registry.locations(*b).is_empty()));
-                        }
-                    }
-                    st.registry.remove_blocks(&blocks);
-                    Ok(FreeResponse { blocks_freed: blocks.len() as u64 })
-                })
-                .await
+            let leader = self.node.leader().await?;
+            let blocks_freed = leader.with_registry(|st, _now| free_cached(st, &p, req.recursive)).await?;
+            Ok(FreeResponse { blocks_freed })
         }
         .await;
         self.reply("free", started, result)
+    }
+
+    async fn set_attribute(&self, request: Request<SetAttributeRequest>) -> RpcResult<FileInfo> {
+        let started = tokio::time::Instant::now();
+        let req = request.into_inner();
+        let result = async {
+            let ttl = match req.ttl_ms {
+                None => None,
+                Some(ms) if ms < 0 => Some(None),
+                Some(ttl_ms) => {
+                    let action = TtlAction::try_from(req.ttl_action)
+                        .map_err(|_| FsError::InvalidArgument { reason: format!("unknown TTL action {}", req.ttl_action) })?;
+                    Some(Some(Ttl { ttl_ms, action }))
+                }
+            };
+            let change = AttributeChange { pinned: req.pinned, ttl };
+            self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_set_attribute(p, change, now)).await
+        }
+        .await;
+        self.reply("setAttribute", started, result)
     }
 
     async fn get_workers(&self, _request: Request<Empty>) -> RpcResult<WorkersResponse> {
@@ -389,6 +375,79 @@ impl MasterService for MasterRpc {
             .await;
         self.reply("commitBlock", started, result.map(|()| Empty {}))
     }
+
+    async fn filter_evictable(&self, request: Request<EvictableRequest>) -> RpcResult<EvictableResponse> {
+        let started = tokio::time::Instant::now();
+        let req = request.into_inner();
+        let result = async {
+            if req.block_ids.len() > MAX_EVICTION_CANDIDATES {
+                return Err(FsError::InvalidArgument {
+                    reason: format!("{} eviction candidates, at most {MAX_EVICTION_CANDIDATES} per request", req.block_ids.len()),
+                });
+            }
+            let leader = self.node.leader().await?;
+            let block_ids = leader.read_unchecked(|st| req.block_ids.iter().copied().filter(|b| st.ns.may_evict(*b)).collect()).await;
+            Ok(EvictableResponse { block_ids })
+        }
+        .await;
+        self.reply("filterEvictable", started, result)
+    }
+}
+
+/// Most blocks a worker may ask about in one [`EvictableRequest`].
+pub const MAX_EVICTION_CANDIDATES: usize = 4096;
+
+/// Deletes what `plan` selects (at or below `target`) and, once that is durable, the
+/// under-storage copies of the persisted files it took along. A crash in between leaves
+/// an orphan copy in under-storage, never a tachyon file without its data.
+pub(super) async fn delete_mirrored(
+    node: &MasterNode,
+    leader: &super::Master,
+    request_id: &str,
+    target: &FsPath,
+    plan: impl FnOnce(&super::State, i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError>,
+) -> Result<(), FsError> {
+    let mut persisted = Vec::new();
+    let plan = |st: &super::State, now| {
+        let kinds = plan(st, now)?;
+        if !kinds.is_empty() {
+            persisted = persisted_files_under(st, target);
+        }
+        Ok(kinds)
+    };
+    leader.mutate(request_id, plan, |_| Ok(())).await?;
+    if let Some(ufs) = node.data_ufs() {
+        for file in persisted {
+            if let Err(e) = ufs.delete(&crate::client::ufs_path(&file)).await {
+                tracing::warn!(path = %file, error = %e, "could not delete the under-storage copy of a deleted file");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drops the cached blocks of the files at or below `p` from the workers; returns how many.
+/// Only data that also lives in under-storage may leave memory, and pinned files stay.
+pub(super) fn free_cached(st: &mut super::State, p: &FsPath, recursive: bool) -> Result<u64, FsError> {
+    let inode = st.ns.lookup(p)?;
+    if inode.is_directory() && !recursive && !st.ns.children(inode).is_empty() {
+        return Err(FsError::InvalidArgument { reason: format!("{p} is a directory: use -R") });
+    }
+    let mut blocks = Vec::new();
+    for f in std::iter::once(inode).chain(st.ns.descendants(inode)) {
+        if let InodeKind::File { length, persistence, .. } = f.kind {
+            let fp = || st.ns.path_of(f.id).unwrap_or_else(FsPath::root).to_string();
+            if length > 0 && persistence != PersistenceState::Persisted {
+                return Err(FsError::NotPersisted { path: fp() });
+            }
+            if f.pinned {
+                return Err(FsError::InvalidArgument { reason: format!("{} is pinned: unpin it before freeing it", fp()) });
+            }
+            blocks.extend(f.block_ids().into_iter().filter(|b| !st.registry.locations(*b).is_empty()));
+        }
+    }
+    st.registry.remove_blocks(&blocks);
+    Ok(blocks.len() as u64)
 }
 
 /// Paths of the persisted files at or below `p` (its whole subtree).

@@ -194,6 +194,24 @@ impl Worker {
         }
     }
 
+    /// Asks the master which of the least recently used blocks may be evicted (their data is
+    /// in under-storage and their file is not pinned) and marks exactly those evictable.
+    /// Evicted blocks reach the master as removals with the next heartbeat; until then a
+    /// reader that finds one gone falls back to the under-storage copy.
+    async fn refresh_evictable(&self) -> Result<(), FsError> {
+        let candidates = self.store.eviction_candidates(crate::master::service::MAX_EVICTION_CANDIDATES);
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let id = self.worker_id.load(Ordering::Acquire);
+        let (_, channel) = self.master.get().await?;
+        let req = EvictableRequest { worker_id: id, block_ids: candidates.clone() };
+        let allowed = master_client(channel).filter_evictable(req).await.map_err(FsError::from)?.into_inner().block_ids;
+        debug!(candidates = candidates.len(), evictable = allowed.len(), "asked the master which blocks may be evicted");
+        self.store.set_evictable(&candidates, &allowed.into_iter().collect());
+        Ok(())
+    }
+
     /// Tells the master a block is stored; registers first if needed.
     async fn commit_to_master(&self, block: u64, length: u64) -> Result<(), FsError> {
         for attempt in 0..2 {
@@ -279,7 +297,15 @@ impl BlockDataService for BlockDataRpc {
             self.0.commit_to_master(first.block_id, length).await?;
             return Ok(Response::new(WriteBlockResponse { length }));
         }
-        let mut temp = self.0.store.begin_write(first.block_id, first.length).map_err(Status::from)?;
+        let mut temp = match self.0.store.begin_write(first.block_id, first.length) {
+            Err(FsError::OutOfSpace { .. }) => {
+                // Full: learn which blocks are safe to drop (persisted, unpinned) and try once more.
+                self.0.refresh_evictable().await.map_err(Status::from)?;
+                self.0.store.begin_write(first.block_id, first.length)
+            }
+            other => other,
+        }
+        .map_err(Status::from)?;
         temp.write(&first.data).map_err(Status::from)?;
         while let Some(chunk) = stream.message().await? {
             temp.write(&chunk.data).map_err(Status::from)?;

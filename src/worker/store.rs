@@ -121,6 +121,13 @@ impl BlockIndex {
         }
     }
 
+    /// Up to `max` committed blocks, least recently used first: what eviction would take.
+    pub fn least_recently_used(&self, max: usize) -> Vec<BlockId> {
+        let mut order: Vec<(u64, BlockId)> = self.blocks.iter().map(|(id, m)| (m.last_access, *id)).collect();
+        order.sort_unstable();
+        order.into_iter().take(max).map(|(_, id)| id).collect()
+    }
+
     /// Forgets a block; returns its length.
     pub fn remove(&mut self, block: BlockId) -> Option<u64> {
         let m = self.blocks.remove(&block)?;
@@ -277,6 +284,20 @@ impl BlockStore {
         idx.touch(block).then(|| idx.length(block)).flatten()
     }
 
+    /// Up to `max` blocks, least recently used first (the candidates to ask the master about).
+    pub fn eviction_candidates(&self, max: usize) -> Vec<BlockId> {
+        lock(&self.index).least_recently_used(max)
+    }
+
+    /// Marks each of `candidates` evictable exactly if it is in `evictable` (the master's
+    /// answer: the data is in under-storage and the file is not pinned).
+    pub fn set_evictable(&self, candidates: &[BlockId], evictable: &BTreeSet<BlockId>) {
+        let mut idx = lock(&self.index);
+        for b in candidates {
+            idx.set_evictable(*b, evictable.contains(b));
+        }
+    }
+
     /// Deletes a block (its file was deleted or freed).
     pub fn remove(&self, block: BlockId) {
         if lock(&self.index).remove(block).is_some() {
@@ -376,6 +397,9 @@ mod tests {
         idx.commit(3, 25, 30);
         assert_eq!(idx.report(), vec![(1, 40), (3, 25)]);
         assert_eq!(idx.used(), 65);
+        assert_eq!(idx.least_recently_used(10), vec![1, 3]);
+        idx.touch(1);
+        assert_eq!(idx.least_recently_used(1), vec![3]);
     }
 
     #[test]

@@ -51,6 +51,11 @@ impl Cluster {
         Self::start_with(None, 1, Vec::new())
     }
 
+    /// As [`Cluster::start`], every process also getting `extra_defines`.
+    pub fn start_with_defines(extra_defines: Vec<String>) -> Cluster {
+        Self::start_with(None, 1, extra_defines)
+    }
+
     /// Formats a journal and starts `masters` masters that elect a leader through the
     /// ZooKeeper at `servers` (no workers yet).
     pub fn start_ha(servers: &str, masters: usize) -> Cluster {
