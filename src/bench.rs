@@ -12,11 +12,13 @@ use crate::client::{ClientOptions, CreateOptions, FileSystem};
 use crate::coordinator::StaticCoordinator;
 use crate::core::path::FsPath;
 use crate::journal::{format, Journal, JournalLimits};
+use crate::master::node::MasterNode;
 use crate::master::MasterOptions;
 use crate::proto::master_service_client::MasterServiceClient;
 use crate::proto::{CreateFileRequest, InodeOwnership, PathRequest};
 use crate::rpc::RetryPolicy;
 use crate::underfs::local::LocalUnderFs;
+use crate::underfs::UnderFs;
 use crate::worker::WorkerOptions;
 
 /// Sizes of a benchmark run.
@@ -116,67 +118,15 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     writer.close().await;
 
     // ── a real master and worker ──
-    let master_port = free_port().map_err(|e| e.to_string())?;
-    let master_addr = format!("127.0.0.1:{master_port}");
-    let master_opts = MasterOptions {
-        address: master_addr.clone(),
-        journal_folder: root.join("journal").display().to_string(),
-        journal_limits: JournalLimits::default(),
-        checkpoint_period_entries: u64::MAX,
-        worker_timeout_ms: 60_000,
-        tailer_sleep_ms: 200,
-        fencing: true,
-        loaded_block_size: 64 << 20,
-        ttl_check_interval_ms: 60_000,
-    };
-    Journal::new(Arc::new(LocalUnderFs::new(root.join("journal"))), JournalLimits::default())
-        .format(false)
-        .await
-        .map_err(|e| e.to_string())?;
-    let coordinator = Arc::new(StaticCoordinator::new(master_addr.clone()));
-    let (stop_tx, stop_rx) = crate::watch::channel(false);
-    let stop = |mut rx: crate::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let master = tokio::spawn(crate::master::node::run_master(
-        master_opts,
-        crate::runtime::system_clock(),
-        coordinator.clone(),
+    let cluster = BenchCluster::start(
         Arc::new(LocalUnderFs::new(root.join("journal"))),
-        stop(stop_rx.clone()),
-    ));
-    let worker_opts = WorkerOptions {
-        address: crate::proto::WorkerNetAddress {
-            host: "127.0.0.1".into(),
-            rpc_port: free_port().map_err(|e| e.to_string())? as u32,
-            data_port: free_port().map_err(|e| e.to_string())? as u32,
-            web_port: 0,
-        },
-        memory_bytes: (opts.read_bytes as u64) * 2 + (64 << 20),
-        mem_dir: ram_dir.path().to_path_buf(),
-        heartbeat_interval: Duration::from_millis(200),
-        heartbeat_timeout: Duration::from_secs(10),
-        chunk_bytes: 1 << 20,
-    };
-    let worker = tokio::spawn(crate::worker::run_worker(worker_opts, coordinator.clone(), stop(stop_rx.clone())));
-    let client_opts = |short_circuit| ClientOptions {
-        retry: RetryPolicy { base_sleep: Duration::from_millis(20), max_sleep: Duration::from_millis(200), max_duration: Duration::from_secs(10) },
-        block_size: 16 << 20,
-        short_circuit,
-        chunk_bytes: 1 << 20,
-        write_type: crate::client::WriteType::MustCache,
-            read_type: crate::client::ReadType::CachePromote,
-        owner: "bench".into(),
-        group: "bench".into(),
-        request_timeout: Duration::from_secs(30),
-    };
-    let fs = FileSystem::new(client_opts(true), coordinator.clone());
-    for _ in 0..100 {
-        if fs.workers().await.map(|w| !w.is_empty()).unwrap_or(false) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        None,
+        (opts.read_bytes as u64) * 2 + (64 << 20),
+        ram_dir.path(),
+    )
+    .await?;
+    let fs = cluster.client(true);
+    let master_addr = cluster.master_addr.clone();
     let channel = crate::rpc::connect(&master_addr, Duration::from_secs(30)).await.map_err(|e| e.to_string())?;
 
     // ── create-file ops/s through gRPC (each journaled and fsync'd) ──
@@ -257,7 +207,7 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     }
     let memcpy = gbps(data.len(), start.elapsed().as_secs_f64());
     for (name, short_circuit) in [("short-circuit block read (mmap)", true), ("remote block read (gRPC stream)", false)] {
-        let reader = FileSystem::new(client_opts(short_circuit), coordinator.clone());
+        let reader = cluster.client(short_circuit);
         let start = Instant::now();
         for _ in 0..rounds {
             let back = reader.read_file("/bench/read").await.map_err(|e| e.to_string())?;
@@ -268,9 +218,256 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
         line(out, name, gbps(data.len(), start.elapsed().as_secs_f64()), "GB/s", "memcpy of the same bytes", memcpy);
     }
 
-    stop_tx.send_replace(true);
-    let _ = master.await;
-    let _ = worker.await;
+    cluster.stop().await;
+    Ok(())
+}
+
+/// An in-process master and worker on loopback ports, optionally with an under-storage
+/// for file data.
+struct BenchCluster {
+    coordinator: Arc<StaticCoordinator>,
+    master_addr: String,
+    data_ufs: Option<Arc<dyn UnderFs>>,
+    stop: crate::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl BenchCluster {
+    /// Formats the journal on `journal_ufs`, starts the master and a worker with
+    /// `memory_bytes` in `ram_dir`, and waits until the worker registered.
+    async fn start(journal_ufs: Arc<dyn UnderFs>, data_ufs: Option<Arc<dyn UnderFs>>, memory_bytes: u64, ram_dir: &std::path::Path) -> Result<Self, String> {
+        let master_addr = format!("127.0.0.1:{}", free_port().map_err(|e| e.to_string())?);
+        let master_opts = MasterOptions {
+            address: master_addr.clone(),
+            journal_folder: journal_ufs.describe(),
+            journal_limits: JournalLimits::default(),
+            checkpoint_period_entries: u64::MAX,
+            worker_timeout_ms: 60_000,
+            tailer_sleep_ms: 200,
+            fencing: true,
+            loaded_block_size: BENCH_BLOCK_BYTES,
+            ttl_check_interval_ms: 60_000,
+        };
+        Journal::new(journal_ufs.clone(), JournalLimits::default()).format(false).await.map_err(|e| e.to_string())?;
+        let coordinator = Arc::new(StaticCoordinator::new(master_addr.clone()));
+        let (stop, stop_rx) = crate::watch::channel(false);
+        let stopped = |mut rx: crate::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let mut cluster = BenchCluster { coordinator: coordinator.clone(), master_addr, data_ufs, stop, tasks: Vec::new() };
+        let mut node = MasterNode::new(master_opts, crate::runtime::system_clock(), coordinator.clone(), journal_ufs);
+        if cluster.data_ufs.is_some() {
+            node = node.with_under_storage(cluster.client(true));
+        }
+        let shutdown = stopped(stop_rx.clone());
+        cluster.tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::master::node::run_node(Arc::new(node), shutdown).await {
+                tracing::error!(error = %e, "benchmark master failed");
+            }
+        }));
+        let worker_opts = WorkerOptions {
+            address: crate::proto::WorkerNetAddress {
+                host: "127.0.0.1".into(),
+                rpc_port: free_port().map_err(|e| e.to_string())? as u32,
+                data_port: free_port().map_err(|e| e.to_string())? as u32,
+                web_port: 0,
+            },
+            memory_bytes,
+            mem_dir: ram_dir.to_path_buf(),
+            heartbeat_interval: Duration::from_millis(200),
+            heartbeat_timeout: Duration::from_secs(10),
+            chunk_bytes: 1 << 20,
+        };
+        let shutdown = stopped(stop_rx);
+        cluster.tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::worker::run_worker(worker_opts, coordinator, shutdown).await {
+                tracing::error!(error = %e, "benchmark worker failed");
+            }
+        }));
+        let fs = cluster.client(true);
+        for _ in 0..200 {
+            if fs.workers().await.map(|w| !w.is_empty()).unwrap_or(false) {
+                return Ok(cluster);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cluster.stop().await;
+        Err("the benchmark worker did not register within 10 s".into())
+    }
+
+    /// A client of this cluster (with its under-storage, if any).
+    fn client(&self, short_circuit: bool) -> FileSystem {
+        let options = ClientOptions {
+            retry: RetryPolicy { base_sleep: Duration::from_millis(20), max_sleep: Duration::from_millis(200), max_duration: Duration::from_secs(10) },
+            block_size: BENCH_BLOCK_BYTES,
+            short_circuit,
+            chunk_bytes: 1 << 20,
+            write_type: crate::client::WriteType::MustCache,
+            read_type: crate::client::ReadType::CachePromote,
+            owner: "bench".into(),
+            group: "bench".into(),
+            request_timeout: Duration::from_secs(30),
+        };
+        match &self.data_ufs {
+            Some(ufs) => FileSystem::with_under_fs(options, self.coordinator.clone(), ufs.clone()),
+            None => FileSystem::new(options, self.coordinator.clone()),
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Block size of the benchmarks' files.
+const BENCH_BLOCK_BYTES: u64 = 16 << 20;
+
+/// Sizes of an under-storage benchmark run.
+#[derive(Clone, Debug)]
+pub struct UfsBenchOptions {
+    /// Concurrent journal writers.
+    pub concurrency: usize,
+    /// How long the journal append loop runs.
+    pub duration: Duration,
+    /// Size of each file read cold, directly and warm.
+    pub file_bytes: usize,
+    /// Files read in each read benchmark.
+    pub files: usize,
+}
+
+/// Benchmarks one under-storage, in a scratch folder `<uri>/tachyon-bench-<pid>` removed
+/// afterwards: journal appends against raw write+sync of the same bytes in the same number
+/// of syncs; cold reads through tachyon (under-storage → worker → client) against direct
+/// reads of the same files; warm reads against cold ones. Prints one line each.
+pub async fn run_under_storage(uri: &str, ufs_options: &crate::underfs::UfsOptions, opts: UfsBenchOptions, out: &mut dyn Write) -> Result<(), String> {
+    let base = crate::underfs::open(uri, ufs_options).map_err(|e| format!("{uri}: {e}"))?;
+    let scratch = format!("tachyon-bench-{}", std::process::id());
+    let open = |sub: &str| {
+        let at = format!("{}/{scratch}/{sub}", uri.trim_end_matches('/'));
+        crate::underfs::open(&at, ufs_options).map_err(|e| format!("{at}: {e}"))
+    };
+    let ufs = UfsUnderTest { journal: open("journal")?, raw: open("raw")?, cluster_journal: open("cluster-journal")?, data: open("data")? };
+    let _ = writeln!(
+        out,
+        "tachyon bench --ufs: {} ({} writers, {:?}; {} files of {} read)",
+        base.describe(),
+        opts.concurrency,
+        opts.duration,
+        opts.files,
+        crate::shell::format_bytes(opts.file_bytes as u64)
+    );
+    let result = ufs_benchmarks(&ufs, &opts, out).await;
+    if let Err(e) = crate::underfs::remove_tree(&*base, &scratch, 1_000_000).await {
+        let _ = writeln!(out, "could not remove all of {scratch} in {}: {e}", base.describe());
+    }
+    result
+}
+
+/// The folders of one under-storage benchmark run.
+struct UfsUnderTest {
+    journal: Arc<dyn UnderFs>,
+    raw: Arc<dyn UnderFs>,
+    cluster_journal: Arc<dyn UnderFs>,
+    data: Arc<dyn UnderFs>,
+}
+
+async fn ufs_benchmarks(ufs: &UfsUnderTest, opts: &UfsBenchOptions, out: &mut dyn Write) -> Result<(), String> {
+    let (journal_ufs, raw_ufs, data_ufs) = (&ufs.journal, &ufs.raw, &ufs.data);
+    let err = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
+    // ── journal appends vs raw write+sync of the same bytes in as many syncs ──
+    let journal = Journal::new(journal_ufs.clone(), JournalLimits::default());
+    journal.format(false).await.map_err(|e| err("format", &e))?;
+    let (ns, writer) = journal.take_over().await.map_err(|e| err("take over", &e))?;
+    let ns = Arc::new(tokio::sync::Mutex::new(ns));
+    let start = Instant::now();
+    let appended = {
+        let (writer, ns) = (writer.clone(), ns.clone());
+        ops_per_second(opts.concurrency, opts.duration, move |i| {
+            let (writer, ns) = (writer.clone(), ns.clone());
+            async move {
+                let end = {
+                    let mut ns = ns.lock().await;
+                    let Ok(kinds) = ns.plan_create_directory(&FsPath::root().join(&format!("d{i}")), false, false, &InodeOwnership::default(), 0) else {
+                        return false;
+                    };
+                    match writer.submit(&ns.apply_operation(kinds, 2).entries).await {
+                        Ok(end) => end,
+                        Err(_) => return false,
+                    }
+                };
+                writer.wait_durable(end).await.is_ok()
+            }
+        })
+        .await
+    };
+    let journal_secs = start.elapsed().as_secs_f64();
+    let syncs = writer.durability().syncs.max(1);
+    writer.close().await;
+    let journal_bytes: u64 = journal_ufs.list_status("logs").await.map_err(|e| err("list the journal", &e))?.iter().map(|e| e.length).sum();
+    let chunk = vec![0x5au8; (journal_bytes / syncs).max(1) as usize];
+    let start = Instant::now();
+    let mut raw = raw_ufs.create("raw.log").await.map_err(|e| err("create raw.log", &e))?;
+    for _ in 0..syncs {
+        raw.write(&chunk).await.map_err(|e| err("write raw.log", &e))?;
+        raw.sync().await.map_err(|e| err("sync raw.log", &e))?;
+    }
+    raw.close().await.map_err(|e| err("close raw.log", &e))?;
+    let raw_secs = start.elapsed().as_secs_f64();
+    let _ = writeln!(out, "journal: {} operations in {syncs} group commits, {} written", (appended * journal_secs) as u64, crate::shell::format_bytes(journal_bytes));
+    let kbps = |bytes: u64, secs: f64| bytes as f64 / secs.max(1e-9) / 1e3;
+    line(out, "journal append (group commit + sync)", kbps(journal_bytes, journal_secs), "KB/s", "raw write+sync, same bytes and syncs", kbps(chunk.len() as u64 * syncs, raw_secs));
+    let mbps = |bytes: u64, secs: f64| bytes as f64 / secs.max(1e-9) / 1e6;
+
+    // ── cold reads through tachyon vs direct reads; warm vs cold ──
+    let shm = std::path::Path::new("/dev/shm");
+    let tmp = std::env::temp_dir();
+    let ram_dir = tempfile_dir(if shm.is_dir() { shm } else { &tmp })?;
+    let total = (opts.file_bytes * opts.files) as u64;
+    let cluster = BenchCluster::start(ufs.cluster_journal.clone(), Some(data_ufs.clone()), total * 2 + (64 << 20), ram_dir.path()).await?;
+    let result = async {
+        let content: Vec<u8> = (0..opts.file_bytes).map(|i| (i * 131 % 251) as u8).collect();
+        for i in 0..opts.files {
+            let mut w = data_ufs.create(&format!("cold/{i}")).await.map_err(|e| err("write a file to read", &e))?;
+            w.write(&content).await.map_err(|e| err("write a file to read", &e))?;
+            w.close().await.map_err(|e| err("write a file to read", &e))?;
+        }
+        let start = Instant::now();
+        for i in 0..opts.files {
+            let direct = data_ufs.read(&format!("cold/{i}")).await.map_err(|e| err("direct read", &e))?;
+            check_read("direct read", &direct, &content)?;
+        }
+        let direct_secs = start.elapsed().as_secs_f64();
+        let fs = cluster.client(true);
+        let read_all = |what: &'static str| {
+            let fs = fs.clone();
+            let content = &content;
+            async move {
+                let start = Instant::now();
+                for i in 0..opts.files {
+                    let back = fs.read_file(&format!("/cold/{i}")).await.map_err(|e| format!("{what}: {e}"))?;
+                    check_read(what, &back, content)?;
+                }
+                Ok::<f64, String>(start.elapsed().as_secs_f64())
+            }
+        };
+        let cold_secs = read_all("cold read").await?;
+        let warm_secs = read_all("warm read").await?;
+        line(out, "cold read via tachyon (ufs → worker → client)", mbps(total, cold_secs), "MB/s", "direct read from the under-storage", mbps(total, direct_secs));
+        line(out, "warm read via tachyon (memory tier)", mbps(total, warm_secs), "MB/s", "cold read via tachyon", mbps(total, cold_secs));
+        Ok(())
+    }
+    .await;
+    cluster.stop().await;
+    result
+}
+
+fn check_read(what: &str, got: &[u8], expected: &[u8]) -> Result<(), String> {
+    if got != expected {
+        return Err(format!("{what}: read {} bytes that differ from the {} written", got.len(), expected.len()));
+    }
     Ok(())
 }
 

@@ -62,9 +62,16 @@ enum Command {
         /// Journal entries in the replay benchmark.
         #[arg(long, default_value_t = 200_000)]
         replay_entries: u64,
-        /// Megabytes read in the block-read benchmark.
+        /// Megabytes read in the block-read benchmark (with --ufs: the size of each file read).
         #[arg(long, default_value_t = 64)]
         read_mb: usize,
+        /// Benchmark an under-storage instead: journal appends vs raw write+sync, cold reads
+        /// vs direct reads, warm vs cold. Takes a URI, or uses tachyon.underfs.address.
+        #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "URI")]
+        ufs: Option<String>,
+        /// Files read in each --ufs read benchmark.
+        #[arg(long, default_value_t = 4)]
+        files: usize,
     },
 }
 
@@ -218,15 +225,21 @@ async fn main() -> ExitCode {
             init_logging("warn");
             run_tests(&cli.defines).await
         }
-        Command::Bench { concurrency, seconds, replay_entries, read_mb } => {
+        Command::Bench { concurrency, seconds, replay_entries, read_mb, ufs, files } => {
             init_logging("error");
-            let opts = tachyon::bench::BenchOptions {
-                concurrency: concurrency.clamp(1, 1024),
-                duration: std::time::Duration::from_secs_f64(seconds.clamp(0.1, 600.0)),
-                replay_entries: replay_entries.clamp(1000, 50_000_000),
-                read_bytes: read_mb.clamp(1, 4096) << 20,
-            };
-            tachyon::bench::run(opts, &mut std::io::stdout()).await
+            let duration = std::time::Duration::from_secs_f64(seconds.clamp(0.1, 600.0));
+            match ufs {
+                Some(uri) => bench_under_storage(uri, concurrency, duration, read_mb, files, &cli.defines).await,
+                None => {
+                    let opts = tachyon::bench::BenchOptions {
+                        concurrency: concurrency.clamp(1, 1024),
+                        duration,
+                        replay_entries: replay_entries.clamp(1000, 50_000_000),
+                        read_bytes: read_mb.clamp(1, 4096) << 20,
+                    };
+                    tachyon::bench::run(opts, &mut std::io::stdout()).await
+                }
+            }
         }
     };
     match result {
@@ -236,6 +249,14 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `bench --ufs [URI]`: the under-storage benchmarks on URI or `tachyon.underfs.address`.
+async fn bench_under_storage(uri: String, concurrency: usize, duration: std::time::Duration, file_mb: usize, files: usize, defines: &[String]) -> Result<(), String> {
+    let cfg = load_config(Role::Client, defines)?;
+    let uri = if uri.is_empty() { cfg.string(tachyon::config::UNDERFS_ADDRESS) } else { uri };
+    let opts = tachyon::bench::UfsBenchOptions { concurrency: concurrency.clamp(1, 1024), duration, file_bytes: file_mb.clamp(1, 4096) << 20, files: files.clamp(1, 64) };
+    tachyon::bench::run_under_storage(&uri, &tachyon::underfs::UfsOptions::from_config(&cfg), opts, &mut std::io::stdout()).await
 }
 
 async fn run_master(defines: &[String]) -> Result<(), String> {

@@ -172,3 +172,29 @@ async fn masters_fail_over_with_journal_and_data_on_s3() {
     let conf = c.run_ok(&["getConf"]);
     assert!(!conf.contains(S3_SECRET_KEY), "getConf shows the secret key: {conf}");
 }
+
+/// The under-storage benchmarks (`tachyon bench --ufs`) on local disk, S3 and HDFS: each
+/// prints its ratios against baselines measured in the same run (never asserted: the
+/// machine is shared), reads back exactly what it wrote, and removes its scratch folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_storage_benchmarks_print_ratios_on_local_s3_and_hdfs() {
+    let (s3_server, hdfs_server, local) = (S3Server::start(), HdfsServer::start(), tempfile::tempdir().unwrap());
+    let opts = tachyon::bench::UfsBenchOptions { concurrency: 8, duration: std::time::Duration::from_millis(700), file_bytes: 4 << 20, files: 2 };
+    let backends = [
+        (local.path().display().to_string(), UfsOptions::default()),
+        ("s3://tachyon/bench".to_string(), s3_server.options()),
+        (format!("{}/bench", hdfs_server.url()), UfsOptions::default()),
+    ];
+    for (uri, options) in backends {
+        let mut out = Vec::new();
+        let ran = tachyon::bench::run_under_storage(&uri, &options, opts.clone(), &mut out).await;
+        let out = String::from_utf8(out).unwrap();
+        println!("{out}");
+        ran.unwrap_or_else(|e| panic!("{uri}: {e}\n{out}"));
+        for line in ["journal append (group commit + sync)", "cold read via tachyon", "warm read via tachyon"] {
+            assert!(out.lines().any(|l| l.starts_with(line) && l.contains("ratio")), "{uri}: no {line:?} line:\n{out}");
+        }
+        let left = tachyon::underfs::open(&uri, &options).unwrap().list("").await.unwrap();
+        assert!(left.iter().all(|n| !n.starts_with("tachyon-bench-")), "{uri}: scratch folder left behind: {left:?}");
+    }
+}

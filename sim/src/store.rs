@@ -140,6 +140,15 @@ impl UnderFs for SimStore {
     async fn mkdirs(&self, _path: &str) -> io::Result<()> {
         Ok(())
     }
+
+    async fn delete_empty_dir(&self, path: &str) -> io::Result<()> {
+        // Directories are implied by file names: an empty one has nothing to remove.
+        if self.list(path).await?.is_empty() {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::DirectoryNotEmpty, format!("{path}: directory not empty")))
+        }
+    }
 }
 
 /// The port the simulated store node listens on.
@@ -319,5 +328,14 @@ impl UnderFs for RemoteStore {
 
     async fn mkdirs(&self, _path: &str) -> io::Result<()> {
         Ok(())
+    }
+
+    async fn delete_empty_dir(&self, path: &str) -> io::Result<()> {
+        // Directories are implied by file names: an empty one has nothing to remove.
+        if self.list(path).await?.is_empty() {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::DirectoryNotEmpty, format!("{path}: directory not empty")))
+        }
     }
 }

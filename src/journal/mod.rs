@@ -366,7 +366,7 @@ impl Journal {
         let next = ns.next_sequence();
         let writer = open_segment_on(&*self.ufs, &self.folder(), next, epoch).await?;
         let (tx, rx) = mpsc::channel(self.limits.queue_capacity);
-        let (durable_tx, durable_rx) = watch::channel(Durability { next, failed: None });
+        let (durable_tx, durable_rx) = watch::channel(Durability { next, failed: None, syncs: 0 });
         let task = WriterTask {
             journal: self.clone(),
             writer,
@@ -542,6 +542,8 @@ pub struct Durability {
     pub next: u64,
     /// Set once a write failed; nothing is written after that.
     pub failed: Option<String>,
+    /// Group commits (write + sync) this writer completed.
+    pub syncs: u64,
 }
 
 struct Submission {
@@ -723,7 +725,10 @@ impl WriterTask {
         }
         self.next = end;
         self.segment_bytes += buf.len() as u64;
-        self.durable.send_modify(|d| d.next = end);
+        self.durable.send_modify(|d| {
+            d.next = end;
+            d.syncs += 1;
+        });
         if self.segment_bytes >= self.journal.limits.segment_max_bytes {
             self.complete_segment(true).await?;
         }

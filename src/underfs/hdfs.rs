@@ -188,6 +188,11 @@ impl UnderFs for HdfsUnderFs {
         self.client.mkdirs(&self.full(path), 0o755, true).await.map_err(self.error("mkdirs", path))
     }
 
+    async fn delete_empty_dir(&self, path: &str) -> io::Result<()> {
+        // A non-recursive delete removes an empty directory and refuses a non-empty one.
+        self.delete(path).await
+    }
+
     fn readers_see_open_files(&self) -> bool {
         false
     }

@@ -134,6 +134,13 @@ impl UnderFs for LocalUnderFs {
     async fn mkdirs(&self, path: &str) -> io::Result<()> {
         tokio::fs::create_dir_all(self.full(path)).await
     }
+
+    async fn delete_empty_dir(&self, path: &str) -> io::Result<()> {
+        match tokio::fs::remove_dir(self.full(path)).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
 }
 
 #[cfg(test)]

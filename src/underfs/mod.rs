@@ -58,6 +58,8 @@ pub trait UnderFs: Send + Sync + 'static {
     async fn delete(&self, path: &str) -> io::Result<()>;
     /// Creates a directory and its parents.
     async fn mkdirs(&self, path: &str) -> io::Result<()>;
+    /// Removes an empty directory; a missing one is not an error, a non-empty one is.
+    async fn delete_empty_dir(&self, path: &str) -> io::Result<()>;
 
     /// True if readers see what a writer synced while the file is still open. HDFS shows
     /// an open file's last block to no reader, so the journal completes an idle open segment
@@ -85,6 +87,35 @@ pub trait UnderFs: Send + Sync + 'static {
         self.delete(path).await?;
         self.rename(&tmp, path).await
     }
+}
+
+/// Deletes `dir` and everything below it (files first, then directories bottom-up), as
+/// far as it can: each failure is skipped and the first is returned at the end. Listing
+/// at most `max_entries` names in all bounds the walk.
+pub async fn remove_tree(ufs: &dyn UnderFs, dir: &str, max_entries: usize) -> io::Result<()> {
+    let mut dirs = vec![dir.trim_end_matches('/').to_string()];
+    let mut files = Vec::new();
+    let mut next = 0;
+    while next < dirs.len() && dirs.len() + files.len() <= max_entries {
+        let here = dirs[next].clone();
+        next += 1;
+        for e in ufs.list_status(&here).await? {
+            let path = if here.is_empty() { e.name } else { format!("{here}/{}", e.name) };
+            if e.is_directory {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    let mut first_error = None;
+    for path in files.iter().chain(dirs.iter().rev()) {
+        let removed = if files.contains(path) { ufs.delete(path).await } else { ufs.delete_empty_dir(path).await };
+        if let Err(e) = removed {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// The part of `all` a range read of `len` bytes at `offset` returns: cut at the end.

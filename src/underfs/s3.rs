@@ -281,7 +281,15 @@ impl UnderFs for S3UnderFs {
     async fn list_status(&self, dir: &str) -> io::Result<Vec<UnderStorageEntry>> {
         let dir = dir.trim_matches('/');
         let prefix = if dir.is_empty() { self.prefix.clone() } else { format!("{}/", self.key(dir)) };
-        let (keys, dirs) = self.list_prefix(&prefix).await?;
+        let (mut keys, dirs) = self.list_prefix(&prefix).await?;
+        // A file written in several syncs is its object plus its parts: its length is the sum.
+        for parts_dir in dirs.iter().filter(|d| d.trim_end_matches('/').ends_with(PARTS_SUFFIX)) {
+            let file_key = parts_dir.trim_end_matches('/').trim_end_matches(PARTS_SUFFIX);
+            let (parts, _) = self.list_prefix(parts_dir).await?;
+            if let Some((_, size)) = keys.iter_mut().find(|(k, _)| k == file_key) {
+                *size += parts.iter().map(|(_, part_size)| part_size).sum::<u64>();
+            }
+        }
         let files = keys.into_iter().map(|(k, size)| (k, false, size));
         let dirs = dirs.into_iter().map(|k| (k, true, 0));
         let mut entries: Vec<UnderStorageEntry> = files
@@ -318,5 +326,18 @@ impl UnderFs for S3UnderFs {
             return Ok(());
         }
         self.put(&format!("{}/", self.key(path)), Vec::new(), false).await
+    }
+
+    async fn delete_empty_dir(&self, path: &str) -> io::Result<()> {
+        if path.trim_matches('/').is_empty() {
+            return Ok(());
+        }
+        let key = self.key(path);
+        // Only the marker goes: a directory is implied by its keys, so an empty one is just
+        // its marker, and a non-empty one is refused like elsewhere.
+        if !self.list(path).await?.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::DirectoryNotEmpty, format!("s3://{}/{key}: directory not empty", self.bucket)));
+        }
+        self.delete_key(&format!("{key}/")).await
     }
 }
