@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(&fds_path)
         .skip_protoc_run()
         .bytes(["."])
+        // Ordered maps: checkpoints and digests must encode the same bytes every time.
+        .btree_map(["."])
         .compile_protos(&protos, &["proto"])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

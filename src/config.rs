@@ -248,6 +248,11 @@ pub fn canonical_key(key: &str) -> String {
     }
 }
 
+/// True for keys whose values are never shown (credentials).
+pub fn is_secret_key(key: &str) -> bool {
+    key_def(&canonical_key(key)).is_some_and(|k| k.secret)
+}
+
 fn key_def(name: &str) -> Option<&'static KeyDef> {
     KEYS.iter().find(|k| k.name == name)
 }

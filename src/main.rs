@@ -120,6 +120,16 @@ enum FsCommand {
         recursive: bool,
         path: String,
     },
+    /// Mount an under-storage at a new directory (no arguments: list the mount points).
+    Mount {
+        /// An under-storage setting for this mount only, e.g. s3a.accessKeyId=... (repeatable)
+        #[arg(long = "option", value_name = "KEY=VALUE")]
+        options: Vec<String>,
+        path: Option<String>,
+        uri: Option<String>,
+    },
+    /// Unmount a mount point (its files stay in the under-storage).
+    Unmount { path: String },
     /// Pin a file, or a directory and everything below it: its blocks are never evicted.
     Pin { path: String },
     /// Unpin a file or directory.
@@ -386,6 +396,12 @@ async fn run_fs(command: FsCommand, defines: &[String]) -> Result<(), String> {
         FsCommand::Du { path } => shell::du(&fs, &path, out).await,
         FsCommand::Touch { path } => shell::touch(&fs, &path, out).await,
         FsCommand::Free { recursive, path } => shell::free(&fs, &path, recursive, out).await,
+        FsCommand::Mount { options, path, uri } => match (path.as_deref(), uri.as_deref()) {
+            (Some(path), Some(uri)) => shell::mount(&fs, Some((path, uri)), &options, out).await,
+            (None, None) => shell::mount(&fs, None, &options, out).await,
+            _ => Err(ShellError::Usage("usage: fs mount [--option KEY=VALUE]... PATH URI (or no arguments to list)".into())),
+        },
+        FsCommand::Unmount { path } => shell::unmount(&fs, &path, out).await,
         FsCommand::Pin { path } => shell::pin(&fs, &path, true, out).await,
         FsCommand::Unpin { path } => shell::pin(&fs, &path, false, out).await,
         FsCommand::SetTtl { path, ttl_ms, action } => match shell::parse_ttl_action(&action) {

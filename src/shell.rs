@@ -343,6 +343,42 @@ pub async fn free(fs: &FileSystem, path: &str, recursive: bool, out: &mut dyn Wr
     Ok(())
 }
 
+/// `mount [--option k=v]... PATH URI`, or `mount` alone to list the mount points (secret
+/// option values masked).
+pub async fn mount(fs: &FileSystem, target: Option<(&str, &str)>, options: &[String], out: &mut dyn Write) -> ShellResult {
+    let Some((path, uri)) = target else {
+        if let Some(root) = fs.under_fs() {
+            writeln!(out, "{:<40} on / (root under-storage)", root.describe()).ok();
+        }
+        for m in fs.mount_points().await? {
+            let shown: Vec<String> = m
+                .mount
+                .options
+                .iter()
+                .map(|(k, v)| if crate::config::is_secret_key(k) { format!("{k}=******") } else { format!("{k}={v}") })
+                .collect();
+            let options = if shown.is_empty() { String::new() } else { format!(" ({})", shown.join(", ")) };
+            writeln!(out, "{:<40} on {}{options}", m.mount.ufs_uri, m.path).ok();
+        }
+        return Ok(());
+    };
+    let mut parsed = std::collections::BTreeMap::new();
+    for o in options {
+        let (k, v) = o.split_once('=').ok_or_else(|| ShellError::Usage(format!("--option {o:?}: expected key=value")))?;
+        parsed.insert(k.trim().to_string(), v.to_string());
+    }
+    fs.mount(path, uri, parsed).await?;
+    writeln!(out, "Mounted {uri} at {path}").ok();
+    Ok(())
+}
+
+/// `unmount PATH`.
+pub async fn unmount(fs: &FileSystem, path: &str, out: &mut dyn Write) -> ShellResult {
+    fs.unmount(path).await?;
+    writeln!(out, "Unmounted {path}").ok();
+    Ok(())
+}
+
 /// `pin path` / `unpin path`.
 pub async fn pin(fs: &FileSystem, path: &str, pinned: bool, out: &mut dyn Write) -> ShellResult {
     fs.set_pinned(path, pinned).await?;

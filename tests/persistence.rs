@@ -270,3 +270,56 @@ async fn a_full_worker_evicts_persisted_unpinned_blocks_and_they_read_back_from_
     assert_eq!(fs.read_file("/pinned").await.unwrap(), file(0));
     assert!(eventually(|| async { state(&fs, "/e/6").await.1 == 0 }).await, "the master learned of the evictions");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mounted_folder_is_browsed_written_and_renamed_in_place_and_survives_a_restart() {
+    let mut c = started().await;
+    let fs = c.client();
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("existing.txt"), b"was there before").unwrap();
+    let other_path = other.path().display().to_string();
+    c.run_ok(&["fs", "mkdir", "/mnt"]);
+    let bad = c.run(&["fs", "mount", "--option", "tachyon.master.port=1", "/mnt/bad", &other_path]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not an under-storage setting"), "{bad:?}");
+    let out = c.run_ok(&["fs", "mount", "/mnt/other", &other_path]);
+    assert!(out.contains("Mounted"), "{out}");
+    let listed = c.run_ok(&["fs", "mount"]);
+    assert!(listed.contains(&format!("{other_path:<40} on /mnt/other")), "{listed}");
+
+    // What the folder holds shows up below the mount point and reads from there.
+    assert!(c.run_ok(&["fs", "ls", "/mnt/other"]).contains("/mnt/other/existing.txt"));
+    assert_eq!(fs.read_file("/mnt/other/existing.txt").await.unwrap(), b"was there before");
+    // Writes, persists, renames and deletes below it happen in that folder, not the root's.
+    let data = content((BLOCK + 5) as usize, 21);
+    fs.write_file("/mnt/other/new", &data, with(WriteType::CacheThrough)).await.unwrap();
+    assert_eq!(std::fs::read(other.path().join("new")).unwrap(), data);
+    assert_eq!(ufs_copy(&c, "/mnt/other/new"), None);
+    fs.write_file("/mnt/other/mem", &data, with(WriteType::MustCache)).await.unwrap();
+    fs.persist("/mnt/other/mem").await.unwrap();
+    assert_eq!(std::fs::read(other.path().join("mem")).unwrap(), data);
+    fs.create_directory("/mnt/other/d", true, false).await.unwrap();
+    fs.rename("/mnt/other/new", "/mnt/other/d/renamed").await.unwrap();
+    assert_eq!(std::fs::read(other.path().join("d/renamed")).unwrap(), data);
+    assert!(!other.path().join("new").exists());
+    fs.delete("/mnt/other/mem", false).await.unwrap();
+    assert!(!other.path().join("mem").exists());
+    // Nothing moves between under-storages, and a mount point is not deleted by rm.
+    let across = fs.rename("/mnt/other/d/renamed", "/renamed").await;
+    assert!(matches!(&across, Err(FsError::InvalidArgument { reason }) if reason.contains("different under-storages")), "{across:?}");
+    let rm = c.run(&["fs", "rm", "-R", "/mnt"]);
+    assert!(!rm.status.success() && String::from_utf8_lossy(&rm.stderr).contains("unmount it first"), "{rm:?}");
+
+    // The mount is journaled: a restarted master still has it, and a freed block of a
+    // persisted file there is read back from the mounted folder.
+    c.kill_master();
+    c.start_master();
+    c.wait_for_workers(1).await;
+    assert!(eventually(|| async { state(&fs, "/mnt/other/d/renamed").await.1 == 100 }).await, "the worker re-registered its blocks");
+    assert_eq!(fs.free("/mnt/other/d/renamed", false).await.unwrap(), 2);
+    assert_eq!(fs.read_file("/mnt/other/d/renamed").await.unwrap(), data);
+
+    c.run_ok(&["fs", "unmount", "/mnt/other"]);
+    assert!(matches!(fs.get_status("/mnt/other/d/renamed").await, Err(FsError::NotFound { .. })));
+    assert_eq!(std::fs::read(other.path().join("d/renamed")).unwrap(), data, "unmounting leaves the files where they are");
+    assert!(!c.run_ok(&["fs", "mount"]).contains("/mnt/other"));
+}

@@ -7,6 +7,7 @@
 //! ([`WriteType`]), reads blocks no worker holds from it and caches them ([`ReadType`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +18,10 @@ use tonic::transport::Channel;
 
 use crate::config::{self, Config};
 use crate::coordinator::Coordinator;
-use crate::core::namespace::{block_id, MAX_BLOCKS_PER_FILE};
-use crate::underfs::{UfsWriter, UnderFs};
+use crate::core::namespace::{block_id, Mount, MountPoint, UfsLocation, MAX_BLOCKS_PER_FILE};
+use crate::core::path::FsPath;
+use crate::underfs::mounts::UfsMounts;
+use crate::underfs::{UfsOptions, UfsWriter, UnderFs};
 use crate::error::FsError;
 use crate::proto::block_data_service_client::BlockDataServiceClient;
 use crate::proto::master_service_client::MasterServiceClient;
@@ -180,15 +183,10 @@ pub struct CreateOptions {
 /// memory an S3 upload holds).
 const UFS_SYNC_BYTES: u64 = 8 << 20;
 
-/// The under-storage name of a tachyon path: the same path below the under-storage root.
-pub fn ufs_path(path: &str) -> String {
-    path.trim_start_matches('/').to_string()
-}
-
 struct Inner {
     options: ClientOptions,
-    /// The under-storage for file data, if configured.
-    ufs: Option<Arc<dyn UnderFs>>,
+    /// The root under-storage for file data (if configured) and the mounted ones.
+    mounts: UfsMounts,
     leader: LeaderChannel,
     /// Random per client; with `next_request` it names each mutation so that retries of it
     /// are recognised by the master (also across a failover).
@@ -207,32 +205,73 @@ fn status(e: tonic::Status) -> FsError {
 }
 
 impl FileSystem {
-    /// A client that finds the leader through `coordinator`.
+    /// A client that finds the leader through `coordinator`; it reaches only mounted
+    /// under-storages, with default settings.
     pub fn new(options: ClientOptions, coordinator: Arc<dyn Coordinator>) -> Self {
-        Self::build(options, coordinator, None)
+        Self::build(options, coordinator, UfsMounts::new(None, UfsOptions::default()))
     }
 
     /// A client that also writes through to, and reads from, `ufs` (the under-storage root).
     pub fn with_under_fs(options: ClientOptions, coordinator: Arc<dyn Coordinator>, ufs: Arc<dyn UnderFs>) -> Self {
-        Self::build(options, coordinator, Some(ufs))
+        Self::build(options, coordinator, UfsMounts::new(Some(ufs), UfsOptions::default()))
     }
 
-    fn build(options: ClientOptions, coordinator: Arc<dyn Coordinator>, ufs: Option<Arc<dyn UnderFs>>) -> Self {
+    fn build(options: ClientOptions, coordinator: Arc<dyn Coordinator>, mounts: UfsMounts) -> Self {
         let leader = LeaderChannel::new(coordinator, options.request_timeout);
         // Randomly keyed hashing gives 64 random bits without another dependency.
         let client_id = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
-        FileSystem { inner: Arc::new(Inner { options, ufs, leader, client_id, next_request: AtomicU64::new(0) }) }
+        FileSystem { inner: Arc::new(Inner { options, mounts, leader, client_id, next_request: AtomicU64::new(0) }) }
     }
 
-    /// The under-storage for file data, if this client has one.
+    /// The root under-storage for file data, if this client has one.
     pub fn under_fs(&self) -> Option<&Arc<dyn UnderFs>> {
-        self.inner.ufs.as_ref()
+        self.inner.mounts.root()
     }
 
-    fn require_under_fs(&self, why: &str) -> Result<&Arc<dyn UnderFs>, FsError> {
-        self.inner.ufs.as_ref().ok_or_else(|| FsError::InvalidArgument {
-            reason: format!("{why} needs an under-storage: set {}", config::UNDERFS_ADDRESS),
+    /// The under-storages this client opened: the root and the mounted ones.
+    pub fn mounts(&self) -> &UfsMounts {
+        &self.inner.mounts
+    }
+
+    /// Where `path` lives in under-storage, by the leader's mount table: the under-storage
+    /// and the path there. `why` names the operation for the error when there is none.
+    pub async fn ufs_of(&self, path: &str, why: &str) -> Result<(Arc<dyn UnderFs>, String), FsError> {
+        let points = self.mount_points().await?;
+        self.inner.mounts.open(&UfsLocation::resolve(&points, &FsPath::parse(path)?), why)
+    }
+
+    /// Every mount point the leader knows, in path order (options included: this client
+    /// needs them to reach the mounted under-storage).
+    pub async fn mount_points(&self) -> Result<Vec<MountPoint>, FsError> {
+        let table = self.call("getMountTable", |mut c| async move { c.get_mount_table(Empty {}).await }).await?;
+        table
+            .mounts
+            .into_iter()
+            .map(|m| Ok(MountPoint { path: FsPath::parse(&m.path)?, mount: Mount { ufs_uri: m.ufs_uri, options: m.options } }))
+            .collect()
+    }
+
+    /// Mounts the under-storage at `ufs_uri` on `path` (which must not exist), with its own
+    /// settings in `options` (S3 endpoint, credentials, ...). The leader checks that it can
+    /// list the under-storage first.
+    pub async fn mount(&self, path: &str, ufs_uri: &str, options: BTreeMap<String, String>) -> Result<FileInfo, FsError> {
+        let req = MountRequest { path: path.to_string(), ufs_uri: ufs_uri.to_string(), options, request_id: self.next_request_id() };
+        self.call("mount", |mut c| {
+            let req = req.clone();
+            async move { c.mount(req).await }
         })
+        .await
+    }
+
+    /// Unmounts the mount point `path`: it leaves tachyon, its files stay in the under-storage.
+    pub async fn unmount(&self, path: &str) -> Result<(), FsError> {
+        let req = UnmountRequest { path: path.to_string(), request_id: self.next_request_id() };
+        self.call("unmount", |mut c| {
+            let req = req.clone();
+            async move { c.unmount(req).await }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// A new request id: the same for every retry of one call, unique across clients.
@@ -243,9 +282,10 @@ impl FileSystem {
     /// A client configured from `cfg`, with the under-storage of `tachyon.underfs.address`.
     pub fn from_config(cfg: &Config) -> Result<Self, FsError> {
         let address = cfg.string(config::UNDERFS_ADDRESS);
-        let ufs = crate::underfs::open(&address, &crate::underfs::UfsOptions::from_config(cfg))
+        let options = UfsOptions::from_config(cfg);
+        let ufs = crate::underfs::open(&address, &options)
             .map_err(|e| FsError::InvalidArgument { reason: format!("{}={address}: {e}", config::UNDERFS_ADDRESS) })?;
-        Ok(Self::with_under_fs(ClientOptions::from_config(cfg), crate::coordinator::from_config(cfg)?, ufs))
+        Ok(Self::build(ClientOptions::from_config(cfg), crate::coordinator::from_config(cfg)?, UfsMounts::new(Some(ufs), options)))
     }
 
     /// The client's settings.
@@ -438,7 +478,7 @@ impl FileSystem {
     /// Creates a file and returns a writer for its content.
     pub async fn create_file(&self, path: &str, opts: CreateOptions) -> Result<FileWriter, FsError> {
         let write_type = opts.write_type.unwrap_or(self.inner.options.write_type);
-        let ufs = if write_type.writes_through() { Some(self.require_under_fs(&format!("write type {write_type:?}"))?.clone()) } else { None };
+        let ufs = if write_type.writes_through() { Some(self.ufs_of(path, &format!("write type {write_type:?}")).await?) } else { None };
         let block_size = opts.block_size.unwrap_or(self.inner.options.block_size);
         let worker = if write_type.caches() { Some(self.writable_worker().await?) } else { None };
         let request_id = self.next_request_id();
@@ -456,7 +496,7 @@ impl FileSystem {
             })
             .await?;
         let through = match ufs {
-            Some(ufs) => Some(UfsUpload::start(ufs, &info.path, &request_id).await?),
+            Some((ufs, target)) => Some(UfsUpload::start(ufs, target, &request_id).await?),
             None => None,
         };
         Ok(FileWriter { fs: self.clone(), info, worker, write_type, through, block_index: 0, in_block: 0, total: 0, current: None })
@@ -485,13 +525,13 @@ impl FileSystem {
     /// (`fs persist`; also what the leader runs for ASYNC_THROUGH files). Returns the
     /// file's new status; a file already persisted is left alone.
     pub async fn persist(&self, path: &str) -> Result<FileInfo, FsError> {
-        let ufs = self.require_under_fs("persisting")?;
         let mut reader = self.open_file(path).await?;
         if reader.info.persistence_state == PersistenceState::Persisted.as_str_name() {
             return Ok(reader.info.clone());
         }
+        let (ufs, target) = self.ufs_of(&reader.info.path, "persisting").await?;
         let request_id = self.next_request_id();
-        let mut upload = UfsUpload::start(ufs.clone(), &reader.info.path, &request_id).await?;
+        let mut upload = UfsUpload::start(ufs.clone(), target.clone(), &request_id).await?;
         let copied = async {
             while let Some(block) = reader.next_block().await? {
                 upload.write(&block).await?;
@@ -512,7 +552,7 @@ impl FileSystem {
             .await;
         if let Err(FsError::NotFound { .. }) = &recorded {
             // Deleted or renamed while being copied: the copy belongs to no file.
-            if let Err(e) = ufs.delete(&ufs_path(&req.path)).await {
+            if let Err(e) = ufs.delete(&target).await {
                 tracing::warn!(path = %req.path, error = %e, "could not delete the under-storage copy of a file deleted while it was persisted");
             }
         }
@@ -524,7 +564,7 @@ impl FileSystem {
     /// changed (`fs checkConsistency`). Such files are never served wrong: a read of a
     /// block not in memory fails with an error naming the change.
     pub async fn check_consistency(&self, path: &str) -> Result<Vec<(String, String)>, FsError> {
-        let ufs = self.require_under_fs("checking consistency")?;
+        let points = self.mount_points().await?;
         let files = self.list_status(path, true).await?;
         let mut by_dir: std::collections::BTreeMap<String, Vec<&FileInfo>> = std::collections::BTreeMap::new();
         for f in files.iter().filter(|f| !f.is_directory && f.complete && f.persistence_state == PersistenceState::Persisted.as_str_name()) {
@@ -533,7 +573,8 @@ impl FileSystem {
         }
         let mut inconsistent = Vec::new();
         for (dir, files) in by_dir {
-            let listed = ufs.list_status(&ufs_path(&dir)).await.map_err(|e| ufs_error(ufs, &dir, e))?;
+            let (ufs, ufs_dir) = self.inner.mounts.open(&UfsLocation::resolve(&points, &FsPath::parse(&dir)?), "checking consistency")?;
+            let listed = ufs.list_status(&ufs_dir).await.map_err(|e| ufs_error(&ufs, &ufs_dir, e))?;
             for f in files {
                 let reason = match listed.iter().find(|e| e.name == f.name) {
                     None => Some("missing in the under-storage".to_string()),
@@ -585,7 +626,7 @@ impl FileSystem {
             return Err(FsError::FileIncomplete { path: info.path });
         }
         let read_type = self.inner.options.read_type;
-        Ok(FileReader { fs: self.clone(), info, next_block: 0, read_type, last_from_under_fs: false })
+        Ok(FileReader { fs: self.clone(), info, next_block: 0, read_type, last_from_under_fs: false, ufs: None })
     }
 
     /// Reads a whole file into memory.
@@ -680,8 +721,8 @@ struct UfsUpload {
 }
 
 impl UfsUpload {
-    async fn start(ufs: Arc<dyn UnderFs>, path: &str, request_id: &str) -> Result<Self, FsError> {
-        let target = ufs_path(path);
+    /// Starts writing the copy that becomes `target` (a path in `ufs`).
+    async fn start(ufs: Arc<dyn UnderFs>, target: String, request_id: &str) -> Result<Self, FsError> {
         let (dir, name) = target.rsplit_once('/').unwrap_or(("", target.as_str()));
         let tmp = if dir.is_empty() { format!(".{name}.tachyon-{request_id}.tmp") } else { format!("{dir}/.{name}.tachyon-{request_id}.tmp") };
         let writer = ufs.create(&tmp).await.map_err(|e| ufs_error(&ufs, &tmp, e))?;
@@ -866,6 +907,8 @@ pub struct FileReader {
     read_type: ReadType,
     /// True if the last block came from the under-storage.
     last_from_under_fs: bool,
+    /// The file's under-storage and its path there, looked up on the first block read there.
+    ufs: Option<(Arc<dyn UnderFs>, String)>,
 }
 
 impl FileReader {
@@ -922,11 +965,13 @@ impl FileReader {
 
     /// Reads block `index` from the file's under-storage copy and, unless the read type is
     /// NO_CACHE, caches it in a worker (best effort: a failed cache fill is only logged).
-    async fn read_from_under_fs(&self, block: &BlockInfo, index: u64) -> Result<Bytes, FsError> {
-        let ufs = self.fs.require_under_fs("reading a block no worker holds")?;
-        let path = ufs_path(&self.info.path);
+    async fn read_from_under_fs(&mut self, block: &BlockInfo, index: u64) -> Result<Bytes, FsError> {
+        if self.ufs.is_none() {
+            self.ufs = Some(self.fs.ufs_of(&self.info.path, "reading a block no worker holds").await?);
+        }
+        let Some((ufs, path)) = self.ufs.clone() else { return Err(FsError::Internal { reason: "under-storage not resolved".into() }) };
         let offset = index * self.info.block_size_bytes;
-        let data = ufs.read_range(&path, offset, block.length).await.map_err(|e| ufs_error(ufs, &path, e))?;
+        let data = ufs.read_range(&path, offset, block.length).await.map_err(|e| ufs_error(&ufs, &path, e))?;
         if data.len() as u64 != block.length {
             return Err(FsError::Internal {
                 reason: format!(

@@ -21,7 +21,8 @@ use crate::error::FsError;
 use crate::proto::journal_entry::Kind;
 use crate::proto::{
     Checkpoint, CompleteFileEntry, CreateDirectoryEntry, CreateFileEntry, DeleteEntry, InodeOwnership, InodeRecord,
-    JournalEntry, PersistFileEntry, PersistenceState, RenameEntry, SetAttributeEntry, TtlAction,
+    JournalEntry, MountEntry, MountRecord, PersistFileEntry, PersistenceState, RenameEntry, SetAttributeEntry, TtlAction,
+    UnmountEntry,
 };
 
 /// Identifies an inode. The root is [`ROOT_ID`].
@@ -98,6 +99,41 @@ pub struct AttributeChange {
     pub pinned: Option<bool>,
     /// `Some(None)` clears the TTL.
     pub ttl: Option<Option<Ttl>>,
+}
+
+/// An under-storage mounted at a directory of the namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mount {
+    pub ufs_uri: String,
+    /// Under-storage settings for this mount only (S3 endpoint, credentials, ...).
+    pub options: BTreeMap<String, String>,
+}
+
+/// A mount point: where it is and what is mounted there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountPoint {
+    pub path: FsPath,
+    pub mount: Mount,
+}
+
+/// Where a tachyon path lives in under-storage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UfsLocation {
+    /// The mount point the path is below; `None` for the root under-storage
+    /// (`tachyon.underfs.address`).
+    pub mount: Option<MountPoint>,
+    /// The path below that under-storage's root, without a leading `/` (empty for its root).
+    pub relative: String,
+}
+
+impl UfsLocation {
+    /// Where `path` lives given the mount `points`: below the deepest one on its way from
+    /// the root, or in the root under-storage.
+    pub fn resolve(points: &[MountPoint], path: &FsPath) -> UfsLocation {
+        let deepest = points.iter().filter(|m| path.starts_with(&m.path)).max_by_key(|m| m.path.components().len());
+        let depth = deepest.map_or(0, |m| m.path.components().len());
+        UfsLocation { mount: deepest.cloned(), relative: path.components()[depth..].join("/") }
+    }
 }
 
 /// What the TTL checker must do: run `action` on `path` (its TTL ran out).
@@ -216,6 +252,8 @@ pub struct Namespace {
     next_sequence: u64,
     epoch: u64,
     recent_requests: RecentRequests,
+    /// Mount points by directory inode id.
+    mounts: BTreeMap<InodeId, Mount>,
 }
 
 impl Default for Namespace {
@@ -244,7 +282,40 @@ impl Namespace {
             next_sequence: 0,
             epoch: 0,
             recent_requests: RecentRequests::default(),
+            mounts: BTreeMap::new(),
         }
+    }
+
+    /// Every mount point, in path order.
+    pub fn mount_points(&self) -> Vec<MountPoint> {
+        let mut points: Vec<MountPoint> = self
+            .mounts
+            .iter()
+            .filter_map(|(id, mount)| self.path_of(*id).map(|path| MountPoint { path, mount: mount.clone() }))
+            .collect();
+        points.sort_by(|a, b| a.path.components().cmp(b.path.components()));
+        points
+    }
+
+    /// Where `path` (existing or not) lives in under-storage.
+    pub fn resolve_ufs(&self, path: &FsPath) -> UfsLocation {
+        UfsLocation::resolve(&self.mount_points(), path)
+    }
+
+    /// A mount point at or below `inode`, if any.
+    fn mount_at_or_below(&self, inode: &Inode) -> Option<InodeId> {
+        self.mounts.keys().copied().find(|&m| {
+            let mut cursor = m;
+            loop {
+                if cursor == inode.id {
+                    return true;
+                }
+                match self.inodes.get(&cursor) {
+                    Some(i) if cursor != ROOT_ID => cursor = i.parent_id,
+                    _ => return false,
+                }
+            }
+        })
     }
 
     /// Sequence number the next applied entry must carry.
@@ -523,6 +594,55 @@ impl Namespace {
         Ok(vec![Kind::SetAttribute(SetAttributeEntry { id: inode.id, time_ms: now_ms, pinned, ttl_ms, ttl_action: ttl_action as i32 })])
     }
 
+    /// Plans mounting the under-storage `ufs_uri` at `path`, which must not exist (its parent
+    /// must be a directory); the mount point becomes a new directory.
+    pub fn plan_mount(
+        &self,
+        path: &FsPath,
+        ufs_uri: &str,
+        options: &BTreeMap<String, String>,
+        ownership: &InodeOwnership,
+        now_ms: i64,
+    ) -> Result<Vec<Kind>, FsError> {
+        if path.is_root() {
+            return Err(FsError::InvalidArgument { reason: "the root is mounted from tachyon.underfs.address, not with mount".into() });
+        }
+        if ufs_uri.trim().is_empty() {
+            return Err(FsError::InvalidArgument { reason: "mount needs an under-storage address".into() });
+        }
+        match self.lookup(path) {
+            Ok(_) => return Err(FsError::AlreadyExists { path: path.to_string() }),
+            Err(FsError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let (parents, parent_id, mut next_id) = self.plan_parents(path, false, ownership, now_ms)?;
+        debug_assert!(parents.is_empty());
+        let id = take_id(&mut next_id)?;
+        Ok(vec![Kind::Mount(MountEntry {
+            id,
+            parent_id,
+            name: path.name().unwrap_or_default().to_string(),
+            ownership: Some(ownership.clone()),
+            time_ms: now_ms,
+            ufs_uri: ufs_uri.trim().to_string(),
+            options: options.clone(),
+        })])
+    }
+
+    /// Plans unmounting the mount point `path`: it and everything below it leave tachyon
+    /// (the under-storage keeps its files). Mount points below it must be unmounted first.
+    pub fn plan_unmount(&self, path: &FsPath, now_ms: i64) -> Result<Vec<Kind>, FsError> {
+        let inode = self.lookup(path)?;
+        if !self.mounts.contains_key(&inode.id) {
+            return Err(FsError::InvalidArgument { reason: format!("{path} is not a mount point") });
+        }
+        if let Some(nested) = self.descendants(inode).iter().find(|i| self.mounts.contains_key(&i.id)) {
+            let nested = self.path_of(nested.id).unwrap_or_else(FsPath::root);
+            return Err(FsError::InvalidArgument { reason: format!("{nested} is mounted below {path}: unmount it first") });
+        }
+        Ok(vec![Kind::Unmount(UnmountEntry { id: inode.id, time_ms: now_ms })])
+    }
+
     /// Inodes whose TTL has run out at `now_ms`, parents before children; nothing below an
     /// inode that expires with DELETE is listed (the delete takes it along).
     pub fn expired(&self, now_ms: i64) -> Vec<Expired> {
@@ -583,7 +703,15 @@ impl Namespace {
                 return Err(FsError::DirectoryNotEmpty { path: path.to_string() });
             }
         }
+        self.refuse_mount_points(inode, path, "delete")?;
         Ok(vec![Kind::Delete(DeleteEntry { id: inode.id, time_ms: now_ms })])
+    }
+
+    fn refuse_mount_points(&self, inode: &Inode, path: &FsPath, what: &str) -> Result<(), FsError> {
+        match self.mount_at_or_below(inode).and_then(|m| self.path_of(m)) {
+            Some(m) => Err(FsError::InvalidArgument { reason: format!("cannot {what} {path}: {m} is a mount point (unmount it first)") }),
+            None => Ok(()),
+        }
     }
 
     /// Plans renaming `src` to `dst`; `dst` must not exist and its parent must be a directory.
@@ -604,6 +732,11 @@ impl Namespace {
         let parent = self.lookup(&parent_path)?;
         if !parent.is_directory() {
             return Err(FsError::NotADirectory { path: parent_path.to_string() });
+        }
+        self.refuse_mount_points(inode, src, "rename")?;
+        let mount_of = |p: &FsPath| self.resolve_ufs(p).mount.map(|m| m.path);
+        if mount_of(src) != mount_of(dst) {
+            return Err(FsError::InvalidArgument { reason: format!("cannot rename {src} to {dst}: they are in different under-storages (mounts)") });
         }
         Ok(vec![Kind::Rename(RenameEntry {
             id: inode.id,
@@ -735,6 +868,22 @@ impl Namespace {
                 }
                 Vec::new()
             }
+            Some(Kind::Mount(e)) => {
+                if e.ufs_uri.is_empty() {
+                    return Err(inconsistent(format!("mount {} has no under-storage address", e.id)));
+                }
+                let kind = InodeKind::Directory { children: BTreeMap::new() };
+                self.insert(e.id, e.parent_id, &e.name, e.ownership.clone(), e.time_ms, kind).map_err(inconsistent)?;
+                self.mounts.insert(e.id, Mount { ufs_uri: e.ufs_uri.clone(), options: e.options.clone() });
+                Vec::new()
+            }
+            Some(Kind::Unmount(e)) => {
+                if !self.mounts.contains_key(&e.id) {
+                    return Err(inconsistent(format!("inode {} is not a mount point", e.id)));
+                }
+                let removed = self.remove_subtree(e.id, e.time_ms).map_err(inconsistent)?;
+                vec![Effect::FilesRemoved(removed)]
+            }
             Some(Kind::Delete(e)) => {
                 let removed = self.remove_subtree(e.id, e.time_ms).map_err(inconsistent)?;
                 vec![Effect::FilesRemoved(removed)]
@@ -849,6 +998,7 @@ impl Namespace {
         }
         let mut files = Vec::new();
         for d in doomed {
+            self.mounts.remove(&d);
             if let Some(removed) = self.inodes.remove(&d) {
                 if !removed.is_directory() {
                     files.push(d);
@@ -939,6 +1089,7 @@ impl Namespace {
             next_inode_id: self.next_inode_id,
             inodes,
             recent_request_ids: self.recent_requests.order.iter().cloned().collect(),
+            mounts: self.mounts.iter().map(|(id, m)| MountRecord { id: *id, ufs_uri: m.ufs_uri.clone(), options: m.options.clone() }).collect(),
         }
     }
 
@@ -994,6 +1145,12 @@ impl Namespace {
         for id in &cp.recent_request_ids {
             ns.recent_requests.insert(id);
         }
+        for m in &cp.mounts {
+            if !ns.inodes.get(&m.id).is_some_and(|i| i.is_directory() && i.id != ROOT_ID) {
+                return Err(format!("checkpoint mounts {} at inode {}, which is not a directory", m.ufs_uri, m.id));
+            }
+            ns.mounts.insert(m.id, Mount { ufs_uri: m.ufs_uri.clone(), options: m.options.clone() });
+        }
         Ok(ns)
     }
 
@@ -1023,6 +1180,11 @@ impl Namespace {
             match &parent.kind {
                 InodeKind::Directory { children } if children.get(&inode.name) == Some(&inode.id) => {}
                 _ => return Err(format!("inode {} is missing from its parent {}", inode.id, parent.id)),
+            }
+        }
+        for id in self.mounts.keys() {
+            if !self.inodes.get(id).is_some_and(|i| i.is_directory() && i.id != ROOT_ID) {
+                return Err(format!("mount point {id} is not a directory"));
             }
         }
         let reachable = 1 + self.descendants(&self.inodes[&ROOT_ID]).len();
@@ -1312,6 +1474,55 @@ mod tests {
         let effects = commit(&mut ns, kinds);
         assert_eq!(effects, vec![Effect::FilesRemoved(vec![gone])]);
         assert_eq!(ns.plan_expire(tmp, 200), Vec::new(), "gone already");
+    }
+
+    #[test]
+    fn mounts_plan_exact_entries_resolve_paths_and_fence_deletes_and_renames() {
+        let mut ns = Namespace::new();
+        let kinds = ns.plan_create_directory(&p("/mnt"), false, false, &own(), 1).unwrap();
+        commit(&mut ns, kinds);
+        let options = BTreeMap::from([("s3a.accessKeyId".to_string(), "k".to_string())]);
+        assert!(ns.plan_mount(&p("/mnt/s3/x"), "s3://b", &options, &own(), 2).is_err(), "the parent must exist");
+        assert!(ns.plan_mount(&p("/mnt"), "s3://b", &options, &own(), 2).is_err(), "the mount point must not exist");
+        assert!(ns.plan_mount(&p("/"), "s3://b", &options, &own(), 2).is_err());
+        assert!(ns.plan_mount(&p("/mnt/s3"), " ", &options, &own(), 2).is_err());
+        let kinds = ns.plan_mount(&p("/mnt/s3"), "s3://b/data", &options, &own(), 2).unwrap();
+        assert_eq!(
+            kinds,
+            vec![Kind::Mount(MountEntry {
+                id: 2,
+                parent_id: 1,
+                name: "s3".into(),
+                ownership: Some(own()),
+                time_ms: 2,
+                ufs_uri: "s3://b/data".into(),
+                options: options.clone()
+            })]
+        );
+        commit(&mut ns, kinds);
+        let f = file(&mut ns, "/mnt/s3/a/f", 4, PersistenceState::Persisted, 3);
+        file(&mut ns, "/top", 4, PersistenceState::Persisted, 3);
+        let mounted = MountPoint { path: p("/mnt/s3"), mount: Mount { ufs_uri: "s3://b/data".into(), options } };
+        assert_eq!(ns.mount_points(), vec![mounted.clone()]);
+        assert_eq!(ns.resolve_ufs(&p("/mnt/s3/a/f")), UfsLocation { mount: Some(mounted.clone()), relative: "a/f".into() });
+        assert_eq!(ns.resolve_ufs(&p("/mnt/s3/new/name")), UfsLocation { mount: Some(mounted.clone()), relative: "new/name".into() });
+        assert_eq!(ns.resolve_ufs(&p("/mnt/s3")), UfsLocation { mount: Some(mounted), relative: String::new() });
+        assert_eq!(ns.resolve_ufs(&p("/mnt/s3x")), UfsLocation { mount: None, relative: "mnt/s3x".into() });
+        // A mount point is neither deleted nor renamed, nothing moves between under-storages.
+        assert!(ns.plan_delete(&p("/mnt"), true, 4).is_err_and(|e| e.to_string().contains("unmount")));
+        assert!(ns.plan_delete(&p("/mnt/s3/a"), true, 4).is_ok(), "inside a mount is fine");
+        assert!(ns.plan_rename(&p("/mnt/s3"), &p("/s3"), 4).is_err());
+        assert!(ns.plan_rename(&p("/top"), &p("/mnt/s3/top"), 4).is_err_and(|e| e.to_string().contains("different under-storages")));
+        assert!(ns.plan_rename(&p("/mnt/s3/a"), &p("/mnt/s3/b"), 4).is_ok());
+        assert!(ns.plan_unmount(&p("/mnt"), 5).is_err(), "not a mount point");
+        let back = Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap();
+        assert_eq!(back, ns, "mounts survive checkpoints");
+        let kinds = ns.plan_unmount(&p("/mnt/s3"), 5).unwrap();
+        assert_eq!(kinds, vec![Kind::Unmount(UnmountEntry { id: 2, time_ms: 5 })]);
+        assert_eq!(commit(&mut ns, kinds), vec![Effect::FilesRemoved(vec![f])]);
+        assert_eq!(ns.mount_points(), Vec::new());
+        assert!(ns.lookup(&p("/mnt/s3")).is_err());
+        ns.check_invariants().unwrap();
     }
 
     #[test]

@@ -93,9 +93,9 @@ impl MasterNode {
         &self.options
     }
 
-    /// The under-storage for file data, if configured.
-    pub fn data_ufs(&self) -> Option<&Arc<dyn UnderFs>> {
-        self.persister.as_ref().and_then(|fs| fs.under_fs())
+    /// The under-storages for file data (the root one and the mounted ones), if configured.
+    pub fn ufs_mounts(&self) -> Option<&crate::underfs::mounts::UfsMounts> {
+        self.persister.as_ref().map(|fs| fs.mounts())
     }
 
     fn role(&self) -> Role {

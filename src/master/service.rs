@@ -9,7 +9,9 @@ use tracing::info;
 
 use super::file_info;
 use super::node::MasterNode;
-use crate::core::namespace::{file_of_block, AttributeChange, Inode, InodeKind, Ttl};
+use crate::core::namespace::{file_of_block, AttributeChange, Inode, InodeKind, Mount, Ttl, UfsLocation};
+use crate::underfs::mounts::UfsMounts;
+use crate::underfs::UnderFs;
 use crate::core::path::FsPath;
 use crate::error::FsError;
 use crate::proto::master_service_server::MasterService;
@@ -57,9 +59,17 @@ impl MasterRpc {
     /// into the namespace (metadata loaded on demand, journaled like any change). An
     /// unreachable under-storage is logged and leaves the namespace as it is.
     async fn load_from_under_storage(&self, dir: &FsPath) -> Result<(), FsError> {
-        let Some(ufs) = self.node.data_ufs() else { return Ok(()) };
+        let Some(mounts) = self.node.ufs_mounts() else { return Ok(()) };
         let leader = self.node.leader().await?;
-        let found = match ufs.list_status(&crate::client::ufs_path(&dir.to_string())).await {
+        let location = leader.read_unchecked(|st| st.ns.resolve_ufs(dir)).await;
+        if location.mount.is_none() && mounts.root().is_none() {
+            return Ok(());
+        }
+        let listed = match mounts.open(&location, "listing") {
+            Ok((ufs, ufs_dir)) => ufs.list_status(&ufs_dir).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let found = match listed {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(path = %dir, error = %e, "cannot list the under-storage; showing what tachyon has");
@@ -102,7 +112,7 @@ impl MasterService for MasterRpc {
         let result = async {
             let persistence = PersistenceState::try_from(req.persistence)
                 .map_err(|_| FsError::InvalidArgument { reason: format!("unknown persistence state {}", req.persistence) })?;
-            if persistence != PersistenceState::NotPersisted && self.node.data_ufs().is_none() {
+            if persistence != PersistenceState::NotPersisted && self.node.ufs_mounts().is_none() {
                 return Err(FsError::InvalidArgument { reason: format!("{}: this master has no under-storage to persist to", req.path) });
             }
             self.mutate_path(&req.request_id, &req.path, |st, p, now| {
@@ -192,27 +202,33 @@ impl MasterService for MasterRpc {
             // Persisted files keep their under-storage copy at their path: move the copies
             // first (only if the rename is valid now), then journal the rename.
             // A retry of an applied rename is answered by `mutate` from the request id.
-            let moved = match self.node.data_ufs() {
-                Some(ufs) => {
-                    let persisted = leader
+            let moves = match self.node.ufs_mounts() {
+                Some(_) => {
+                    leader
                         .read(|st| {
                             if st.ns.request_applied(&req.request_id) {
                                 return Ok(Vec::new());
                             }
-                            st.ns.plan_rename(&src, &dst, 0).map(|_| persisted_files_under(st, &src))
+                            st.ns.plan_rename(&src, &dst, 0)?;
+                            Ok(persisted_files_under(st, &src)
+                                .into_iter()
+                                .map(|(file, from)| {
+                                    let moved = FsPath::parse(&format!("{dst}{}", &file[src.to_string().len()..]));
+                                    let to = moved.map(|p| st.ns.resolve_ufs(&p));
+                                    (file, from, to)
+                                })
+                                .collect::<Vec<_>>())
                         })
-                        .await?;
-                    move_under_storage_copies(&**ufs, &src, &dst, &persisted).await?
+                        .await?
                 }
                 None => Vec::new(),
             };
+            let moved = move_under_storage_copies(self.node.ufs_mounts(), moves).await?;
             let renamed = leader.mutate(&req.request_id, |st, now| st.ns.plan_rename(&src, &dst, now), |_| Ok(Empty {})).await;
             if renamed.is_err() {
-                if let Some(ufs) = self.node.data_ufs() {
-                    for (from, to) in moved.iter().rev() {
-                        if let Err(e) = ufs.rename(to, from).await {
-                            tracing::warn!(from = %to, to = %from, error = %e, "could not move an under-storage copy back after a failed rename");
-                        }
+                for (ufs, from, to) in moved.iter().rev() {
+                    if let Err(e) = ufs.rename(to, from).await {
+                        tracing::warn!(from = %to, to = %from, error = %e, "could not move an under-storage copy back after a failed rename");
                     }
                 }
             }
@@ -253,6 +269,64 @@ impl MasterService for MasterRpc {
         }
         .await;
         self.reply("setAttribute", started, result)
+    }
+
+    async fn mount(&self, request: Request<MountRequest>) -> RpcResult<FileInfo> {
+        let started = tokio::time::Instant::now();
+        let req = request.into_inner();
+        let result = async {
+            let p = path(&req.path)?;
+            let leader = self.node.leader().await?;
+            let Some(mounts) = self.node.ufs_mounts() else {
+                return Err(FsError::InvalidArgument { reason: "this master has no under-storage support".into() });
+            };
+            // Only a mount the leader can reach is journaled (a retry of one already
+            // applied is answered from its request id, whatever the under-storage says).
+            if !leader.read_unchecked(|st| st.ns.request_applied(&req.request_id)).await {
+                let mount = Mount { ufs_uri: req.ufs_uri.trim().to_string(), options: req.options.clone() };
+                let ufs = mounts.open_mount(&mount)?;
+                ufs.list("").await.map_err(|e| FsError::InvalidArgument { reason: format!("cannot list {}: {e}", ufs.describe()) })?;
+            }
+            let own = ownership_or_default(None, 0o755);
+            leader
+                .mutate(&req.request_id, |st, now| st.ns.plan_mount(&p, &req.ufs_uri, &req.options, &own, now), |st| {
+                    Ok(file_info(st, st.ns.lookup(&p)?, &p))
+                })
+                .await
+        }
+        .await;
+        self.reply("mount", started, result)
+    }
+
+    async fn unmount(&self, request: Request<UnmountRequest>) -> RpcResult<Empty> {
+        let started = tokio::time::Instant::now();
+        let req = request.into_inner();
+        let result = async {
+            let p = path(&req.path)?;
+            self.node.leader().await?.mutate(&req.request_id, |st, now| st.ns.plan_unmount(&p, now), |_| Ok(Empty {})).await
+        }
+        .await;
+        self.reply("unmount", started, result)
+    }
+
+    async fn get_mount_table(&self, _request: Request<Empty>) -> RpcResult<MountTableResponse> {
+        let started = tokio::time::Instant::now();
+        let result = async {
+            let leader = self.node.leader().await?;
+            leader
+                .read(|st| {
+                    let mounts = st
+                        .ns
+                        .mount_points()
+                        .into_iter()
+                        .map(|m| MountPointInfo { path: m.path.to_string(), ufs_uri: m.mount.ufs_uri, options: m.mount.options })
+                        .collect();
+                    Ok(MountTableResponse { mounts })
+                })
+                .await
+        }
+        .await;
+        self.reply("getMountTable", started, result)
     }
 
     async fn get_workers(&self, _request: Request<Empty>) -> RpcResult<WorkersResponse> {
@@ -407,7 +481,7 @@ pub(super) async fn delete_mirrored(
     target: &FsPath,
     plan: impl FnOnce(&super::State, i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError>,
 ) -> Result<(), FsError> {
-    let mut persisted = Vec::new();
+    let mut persisted: Vec<(String, UfsLocation)> = Vec::new();
     let plan = |st: &super::State, now| {
         let kinds = plan(st, now)?;
         if !kinds.is_empty() {
@@ -416,9 +490,13 @@ pub(super) async fn delete_mirrored(
         Ok(kinds)
     };
     leader.mutate(request_id, plan, |_| Ok(())).await?;
-    if let Some(ufs) = node.data_ufs() {
-        for file in persisted {
-            if let Err(e) = ufs.delete(&crate::client::ufs_path(&file)).await {
+    if let Some(mounts) = node.ufs_mounts() {
+        for (file, location) in persisted {
+            let deleted = match mounts.open(&location, "deleting") {
+                Ok((ufs, at)) => ufs.delete(&at).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = deleted {
                 tracing::warn!(path = %file, error = %e, "could not delete the under-storage copy of a deleted file");
             }
         }
@@ -450,41 +528,56 @@ pub(super) fn free_cached(st: &mut super::State, p: &FsPath, recursive: bool) ->
     Ok(blocks.len() as u64)
 }
 
-/// Paths of the persisted files at or below `p` (its whole subtree).
-fn persisted_files_under(st: &super::State, p: &FsPath) -> Vec<String> {
+/// The persisted files at or below `p` (its whole subtree), each with where its copy is.
+fn persisted_files_under(st: &super::State, p: &FsPath) -> Vec<(String, UfsLocation)> {
     let Ok(top) = st.ns.lookup(p) else { return Vec::new() };
     let persisted = |i: &&Inode| matches!(i.kind, InodeKind::File { persistence: PersistenceState::Persisted, .. });
-    std::iter::once(top).chain(st.ns.descendants(top)).filter(persisted).filter_map(|i| st.ns.path_of(i.id)).map(|p| p.to_string()).collect()
+    std::iter::once(top)
+        .chain(st.ns.descendants(top))
+        .filter(persisted)
+        .filter_map(|i| st.ns.path_of(i.id))
+        .map(|path| (path.to_string(), st.ns.resolve_ufs(&path)))
+        .collect()
 }
 
-/// Renames the under-storage copy of each persisted file below `src` to its place below
-/// `dst`; on a failure moves back what it moved and fails. Returns the moves made.
+/// A copy moved by a rename: the under-storage, from, to.
+type MovedCopy = (Arc<dyn UnderFs>, String, String);
+
+/// Renames the under-storage copy of each renamed persisted file (`(file, from, to)`) to
+/// its new place; on a failure moves back what it moved and fails. Returns the moves made.
 async fn move_under_storage_copies(
-    ufs: &dyn crate::underfs::UnderFs,
-    src: &FsPath,
-    dst: &FsPath,
-    persisted: &[String],
-) -> Result<Vec<(String, String)>, FsError> {
-    let (src, dst) = (src.to_string(), dst.to_string());
-    let mut moved: Vec<(String, String)> = Vec::new();
-    for file in persisted {
-        let from = crate::client::ufs_path(file);
-        let to = crate::client::ufs_path(&format!("{dst}{}", &file[src.len()..]));
-        let parent = to.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+    mounts: Option<&UfsMounts>,
+    moves: Vec<(String, UfsLocation, Result<UfsLocation, FsError>)>,
+) -> Result<Vec<MovedCopy>, FsError> {
+    let mut moved: Vec<MovedCopy> = Vec::new();
+    let Some(mounts) = mounts else { return Ok(moved) };
+    for (file, from, to) in moves {
         let result = async {
-            if !parent.is_empty() {
-                ufs.mkdirs(parent).await?;
+            let to = to?;
+            let (ufs, from) = mounts.open(&from, "renaming")?;
+            let (_, to) = mounts.open(&to, "renaming")?;
+            let parent = to.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            let io = async {
+                if !parent.is_empty() {
+                    ufs.mkdirs(parent).await?;
+                }
+                ufs.rename(&from, &to).await
             }
-            ufs.rename(&from, &to).await
+            .await;
+            io.map_err(|e| FsError::Unavailable { reason: format!("under-storage {}: moving {from} to {to}: {e}", ufs.describe()) })?;
+            Ok::<MovedCopy, FsError>((ufs, from, to))
         }
         .await;
-        if let Err(e) = result {
-            for (f, t) in moved.iter().rev() {
-                let _ = ufs.rename(t.as_str(), f.as_str()).await;
+        match result {
+            Ok(m) => moved.push(m),
+            Err(e) => {
+                for (ufs, f, t) in moved.iter().rev() {
+                    let _ = ufs.rename(t, f).await;
+                }
+                tracing::warn!(path = %file, error = %e, "could not move the under-storage copy of a renamed file");
+                return Err(e);
             }
-            return Err(FsError::Unavailable { reason: format!("under-storage {}: moving {from} to {to}: {e}", ufs.describe()) });
         }
-        moved.push((from, to));
     }
     Ok(moved)
 }

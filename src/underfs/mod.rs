@@ -9,6 +9,7 @@
 #[cfg(all(feature = "hdfs", not(madsim)))]
 pub mod hdfs;
 pub mod local;
+pub mod mounts;
 #[cfg(all(feature = "s3", not(madsim)))]
 pub mod s3;
 
@@ -158,6 +159,47 @@ impl UfsOptions {
             let _ = cfg;
             UfsOptions::default()
         }
+    }
+}
+
+/// The configuration keys a mount may set for its own under-storage.
+pub const MOUNT_OPTION_KEYS: &[&str] = &[
+    crate::config::UNDERFS_S3_ENDPOINT,
+    crate::config::UNDERFS_S3_REGION,
+    crate::config::UNDERFS_S3_PATH_STYLE,
+    crate::config::S3_ACCESS_KEY,
+    crate::config::S3_SECRET_KEY,
+];
+
+impl UfsOptions {
+    /// These options with a mount's own settings on top (keys of [`MOUNT_OPTION_KEYS`] or
+    /// their aliases); an unknown key or a bad value is an error naming it.
+    pub fn with_mount_options(&self, options: &std::collections::BTreeMap<String, String>) -> Result<UfsOptions, String> {
+        #[cfg_attr(not(all(feature = "s3", not(madsim))), allow(unused_mut))]
+        let mut out = self.clone();
+        for (key, value) in options {
+            let canonical = crate::config::canonical_key(key);
+            if !MOUNT_OPTION_KEYS.contains(&canonical.as_str()) {
+                return Err(format!("{key} is not an under-storage setting a mount can take (use one of {})", MOUNT_OPTION_KEYS.join(", ")));
+            }
+            #[cfg(all(feature = "s3", not(madsim)))]
+            {
+                use crate::config as c;
+                let value = value.trim().to_string();
+                match canonical.as_str() {
+                    c::UNDERFS_S3_ENDPOINT => out.s3.endpoint = Some(value).filter(|v| !v.is_empty()),
+                    c::UNDERFS_S3_REGION => out.s3.region = value,
+                    c::UNDERFS_S3_PATH_STYLE => {
+                        out.s3.path_style = value.parse().map_err(|_| format!("{key}={value}: expected true or false"))?;
+                    }
+                    c::S3_ACCESS_KEY => out.s3.access_key = Some(value),
+                    _ => out.s3.secret_key = Some(value),
+                }
+            }
+            #[cfg(not(all(feature = "s3", not(madsim))))]
+            let _ = value;
+        }
+        Ok(out)
     }
 }
 
