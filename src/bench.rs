@@ -307,6 +307,7 @@ impl BenchCluster {
             owner: "bench".into(),
             group: "bench".into(),
             request_timeout: Duration::from_secs(30),
+            metadata_sync_interval_ms: 0,
         };
         match &self.data_ufs {
             Some(ufs) => FileSystem::with_under_fs(options, self.coordinator.clone(), ufs.clone()),

@@ -22,6 +22,8 @@ pub enum ValueType {
     Bytes,
     /// A duration: `5min`, `10s`, `300ms`; a bare number is milliseconds.
     Duration,
+    /// A duration, or `-1` for never.
+    DurationOrNever,
     /// One of the listed words.
     Enum(&'static [&'static str]),
 }
@@ -75,6 +77,7 @@ pub const USER_RETRY_BASE_SLEEP: &str = "tachyon.user.rpc.retry.base.sleep";
 pub const USER_RETRY_MAX_SLEEP: &str = "tachyon.user.rpc.retry.max.sleep";
 pub const USER_SHORT_CIRCUIT: &str = "tachyon.user.short.circuit.enabled";
 pub const USER_CHUNK_SIZE: &str = "tachyon.user.network.chunk.size.bytes";
+pub const USER_METADATA_SYNC_INTERVAL: &str = "tachyon.user.file.metadata.sync.interval";
 pub const ZOOKEEPER_ENABLED: &str = "tachyon.zookeeper.enabled";
 pub const ZOOKEEPER_ADDRESS: &str = "tachyon.zookeeper.address";
 pub const ZOOKEEPER_ROOT: &str = "tachyon.zookeeper.root";
@@ -118,6 +121,8 @@ pub const KEYS: &[KeyDef] = &[
     key(USER_RETRY_MAX_SLEEP, "3s", ValueType::Duration, "Longest retry backoff"),
     key(USER_SHORT_CIRCUIT, "true", ValueType::Bool, "Read blocks of a local worker straight from its memory tier"),
     key(USER_CHUNK_SIZE, "1MB", ValueType::Bytes, "Size of the data chunks streamed to and from workers"),
+    key(USER_METADATA_SYNC_INTERVAL, "0", ValueType::DurationOrNever,
+        "How stale a listing may be before the master looks at the under-storage again: 0 every time, -1 only the first time"),
     key(ZOOKEEPER_ENABLED, "false", ValueType::Bool, "Elect the leader master with ZooKeeper"),
     key(ZOOKEEPER_ADDRESS, "", ValueType::String, "ZooKeeper servers, host:port[,host:port...]"),
     key(ZOOKEEPER_ROOT, "/tachyon", ValueType::String, "ZooKeeper node under which tachyon keeps its election, leader, epoch and masters nodes"),
@@ -381,6 +386,11 @@ impl Config {
                 ValueType::Duration => {
                     parse_duration_ms(value).map_err(invalid)?;
                 }
+                ValueType::DurationOrNever => {
+                    if value.trim() != "-1" {
+                        parse_duration_ms(value).map_err(|e| invalid(format!("{e} (or -1 for never)")))?;
+                    }
+                }
                 ValueType::Enum(choices) => {
                     if !choices.iter().any(|c| c.eq_ignore_ascii_case(value.trim())) {
                         return Err(invalid(format!("expected one of {}", choices.join(", "))));
@@ -445,6 +455,14 @@ impl Config {
     /// A validated duration in milliseconds.
     pub fn duration_ms(&self, key: &str) -> u64 {
         parse_duration_ms(self.raw(key)).unwrap_or(0)
+    }
+
+    /// A validated duration in milliseconds, or -1 for never.
+    pub fn duration_or_never_ms(&self, key: &str) -> i64 {
+        if self.raw(key).trim() == "-1" {
+            return -1;
+        }
+        parse_duration_ms(self.raw(key)).map_or(-1, |ms| ms.min(i64::MAX as u64) as i64)
     }
 
     /// The master's RPC address `host:port`.

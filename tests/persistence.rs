@@ -323,3 +323,21 @@ async fn a_mounted_folder_is_browsed_written_and_renamed_in_place_and_survives_a
     assert_eq!(std::fs::read(other.path().join("d/renamed")).unwrap(), data, "unmounting leaves the files where they are");
     assert!(!c.run_ok(&["fs", "mount"]).contains("/mnt/other"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_look_at_the_under_storage_again_as_the_sync_interval_says() {
+    let c = started().await;
+    let ufs_dir = c.path().join("underFSStorage/sync");
+    std::fs::create_dir_all(&ufs_dir).unwrap();
+    std::fs::write(ufs_dir.join("first"), b"1").unwrap();
+    let never = "-Dtachyon.user.file.metadata.sync.interval=-1";
+    assert!(c.run_ok(&[never, "fs", "ls", "/sync"]).contains("/sync/first"), "the first listing always looks");
+    std::fs::write(ufs_dir.join("second"), b"2").unwrap();
+    assert!(!c.run_ok(&[never, "fs", "ls", "/sync"]).contains("/sync/second"), "-1: only the first time");
+    let hourly = "-Dtachyon.user.file.metadata.sync.interval=1h";
+    assert!(!c.run_ok(&[hourly, "fs", "ls", "/sync"]).contains("/sync/second"), "looked at within the hour");
+    let bad = c.run(&["-Dtachyon.user.file.metadata.sync.interval=sometimes", "fs", "ls", "/sync"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("tachyon.user.file.metadata.sync.interval"), "{bad:?}");
+    // The default (0) looks every time.
+    assert!(c.run_ok(&["fs", "ls", "/sync"]).contains("/sync/second"));
+}

@@ -193,6 +193,7 @@ impl SimCluster {
             owner: "sim".into(),
             group: "sim".into(),
             request_timeout: Duration::from_secs(2),
+            metadata_sync_interval_ms: 0,
         };
         FileSystem::new(options, self.coordinator())
     }

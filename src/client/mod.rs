@@ -41,6 +41,8 @@ pub struct ClientOptions {
     pub owner: String,
     pub group: String,
     pub request_timeout: Duration,
+    /// Listings look at the under-storage again after this long (0 always, -1 only once).
+    pub metadata_sync_interval_ms: i64,
 }
 
 impl ClientOptions {
@@ -62,6 +64,7 @@ impl ClientOptions {
             group: owner.clone(),
             owner,
             request_timeout: Duration::from_secs(30),
+            metadata_sync_interval_ms: cfg.duration_or_never_ms(config::USER_METADATA_SYNC_INTERVAL),
         }
     }
 }
@@ -334,7 +337,7 @@ impl FileSystem {
 
     /// The entries of a directory (everything below it with `recursive`); a file lists itself.
     pub async fn list_status(&self, path: &str, recursive: bool) -> Result<Vec<FileInfo>, FsError> {
-        let req = ListStatusRequest { path: path.to_string(), recursive };
+        let req = ListStatusRequest { path: path.to_string(), recursive, sync_interval_ms: self.inner.options.metadata_sync_interval_ms };
         self.call("listStatus", |mut c| {
             let req = req.clone();
             async move { c.list_status(req).await }

@@ -1,6 +1,7 @@
 //! The master's gRPC service (port 19998). Requests that need the leader's state go through
 //! [`MasterNode::leader`], so a standby answers them with `NotLeader` and a hint.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -21,6 +22,24 @@ use crate::proto::*;
 #[derive(Clone)]
 pub struct MasterRpc {
     node: Arc<MasterNode>,
+    /// When this process last looked at the under-storage for a directory (by path), so
+    /// listings can skip it within the client's sync interval. Bounded; a forgotten
+    /// directory is simply looked at again.
+    synced_at_ms: Arc<std::sync::Mutex<BTreeMap<String, i64>>>,
+}
+
+/// Most directories whose last under-storage sync time is remembered.
+const MAX_SYNC_RECORDS: usize = 100_000;
+
+/// True if a listing must look at the under-storage: never looked (by this master), an
+/// interval of 0 (always), or a positive interval that has passed; -1 means only once.
+pub fn sync_due(last_synced_ms: Option<i64>, now_ms: i64, interval_ms: i64) -> bool {
+    match last_synced_ms {
+        None => true,
+        Some(_) if interval_ms == 0 => true,
+        Some(_) if interval_ms < 0 => false,
+        Some(last) => now_ms.saturating_sub(last) >= interval_ms,
+    }
 }
 
 fn path(raw: &str) -> Result<FsPath, FsError> {
@@ -52,7 +71,7 @@ impl MasterRpc {
 impl MasterRpc {
     /// Serves `node`'s requests.
     pub fn new(node: Arc<MasterNode>) -> Self {
-        MasterRpc { node }
+        MasterRpc { node, synced_at_ms: Arc::new(std::sync::Mutex::new(BTreeMap::new())) }
     }
 
     /// Brings what the under-storage holds in directory `dir` and tachyon does not know
@@ -153,7 +172,17 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             let p = path(&req.path)?;
-            self.load_from_under_storage(&p).await?;
+            let now = self.node.leader().await?.now_ms();
+            let key = p.to_string();
+            let last = self.synced_at_ms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).copied();
+            if sync_due(last, now, req.sync_interval_ms) {
+                self.load_from_under_storage(&p).await?;
+                let mut synced = self.synced_at_ms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if synced.len() >= MAX_SYNC_RECORDS {
+                    synced.pop_first();
+                }
+                synced.insert(key, now);
+            }
             self.node
                 .leader()
                 .await?
@@ -594,4 +623,18 @@ pub async fn resolve(address: &str) -> Result<SocketAddr, FsError> {
         .or(addrs.first())
         .copied()
         .ok_or_else(|| FsError::InvalidArgument { reason: format!("{address} resolves to no address") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sync_due;
+
+    #[test]
+    fn listings_look_at_the_under_storage_as_the_sync_interval_says() {
+        assert!(sync_due(None, 0, -1), "a directory never looked at is looked at once");
+        assert!(sync_due(Some(100), 100, 0), "0: every time");
+        assert!(!sync_due(Some(100), 1_000_000, -1), "-1: only the first time");
+        assert!(!sync_due(Some(100), 1099, 1000));
+        assert!(sync_due(Some(100), 1100, 1000));
+    }
 }

@@ -317,6 +317,7 @@ impl Cluster {
             owner: "tester".into(),
             group: "testers".into(),
             request_timeout: Duration::from_secs(3),
+            metadata_sync_interval_ms: 0,
         };
         FileSystem::with_under_fs(options, self.coordinator(), self.under_fs())
     }
