@@ -90,31 +90,7 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
 
     // ── raw group-commit append rate of the journal folder's file system ──
     let raw = Journal::new(Arc::new(LocalUnderFs::new(root.join("raw-journal"))), JournalLimits::default());
-    raw.format(false).await.map_err(|e| e.to_string())?;
-    let (raw_ns, writer) = raw.take_over().await.map_err(|e| e.to_string())?;
-    let ns = Arc::new(tokio::sync::Mutex::new(raw_ns));
-    let raw_rate = {
-        let (writer, ns) = (writer.clone(), ns.clone());
-        ops_per_second(opts.concurrency, opts.duration, move |i| {
-            let (writer, ns) = (writer.clone(), ns.clone());
-            async move {
-                let end = {
-                    let mut ns = ns.lock().await;
-                    let path = FsPath::root().join(&format!("d{i}"));
-                    let Ok(kinds) = ns.plan_create_directory(&path, false, false, &InodeOwnership::default(), 0) else {
-                        return false;
-                    };
-                    let entries = ns.apply_operation(kinds, 2).entries;
-                    match writer.submit(&entries).await {
-                        Ok(end) => end,
-                        Err(_) => return false,
-                    }
-                };
-                writer.wait_durable(end).await.is_ok()
-            }
-        })
-        .await
-    };
+    let AppendRun { ops_per_second: raw_rate, writer, ns, .. } = journal_append_rate(&raw, opts.concurrency, opts.duration).await?;
     writer.close().await;
 
     // ── a real master and worker ──
@@ -220,6 +196,47 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
 
     cluster.stop().await;
     Ok(())
+}
+
+/// Formats `journal`, takes it over and appends one-entry operations (a mkdir each) from
+/// `concurrency` tasks for `duration`, each waiting until its entry is durable. Returns
+/// what ran, the writer still open.
+async fn journal_append_rate(journal: &Journal, concurrency: usize, duration: Duration) -> Result<AppendRun, String> {
+    journal.format(false).await.map_err(|e| format!("format the journal: {e}"))?;
+    let (ns, writer) = journal.take_over().await.map_err(|e| format!("take the journal over: {e}"))?;
+    let ns = Arc::new(tokio::sync::Mutex::new(ns));
+    let start = Instant::now();
+    let ops_per_second = {
+        let (writer, ns) = (writer.clone(), ns.clone());
+        self::ops_per_second(concurrency, duration, move |i| {
+            let (writer, ns) = (writer.clone(), ns.clone());
+            async move {
+                let end = {
+                    let mut ns = ns.lock().await;
+                    let path = FsPath::root().join(&format!("d{i}"));
+                    let Ok(kinds) = ns.plan_create_directory(&path, false, false, &InodeOwnership::default(), 0) else {
+                        return false;
+                    };
+                    match writer.submit(&ns.apply_operation(kinds, 2).entries).await {
+                        Ok(end) => end,
+                        Err(_) => return false,
+                    }
+                };
+                writer.wait_durable(end).await.is_ok()
+            }
+        })
+        .await
+    };
+    Ok(AppendRun { ops_per_second, seconds: start.elapsed().as_secs_f64(), writer, ns })
+}
+
+/// What [`journal_append_rate`] measured.
+struct AppendRun {
+    ops_per_second: f64,
+    seconds: f64,
+    writer: crate::journal::JournalWriter,
+    /// The namespace the appended operations built.
+    ns: Arc<tokio::sync::Mutex<crate::core::namespace::Namespace>>,
 }
 
 /// An in-process master and worker on loopback ports, optionally with an under-storage
@@ -380,31 +397,7 @@ async fn ufs_benchmarks(ufs: &UfsUnderTest, opts: &UfsBenchOptions, out: &mut dy
     let err = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
     // ── journal appends vs raw write+sync of the same bytes in as many syncs ──
     let journal = Journal::new(journal_ufs.clone(), JournalLimits::default());
-    journal.format(false).await.map_err(|e| err("format", &e))?;
-    let (ns, writer) = journal.take_over().await.map_err(|e| err("take over", &e))?;
-    let ns = Arc::new(tokio::sync::Mutex::new(ns));
-    let start = Instant::now();
-    let appended = {
-        let (writer, ns) = (writer.clone(), ns.clone());
-        ops_per_second(opts.concurrency, opts.duration, move |i| {
-            let (writer, ns) = (writer.clone(), ns.clone());
-            async move {
-                let end = {
-                    let mut ns = ns.lock().await;
-                    let Ok(kinds) = ns.plan_create_directory(&FsPath::root().join(&format!("d{i}")), false, false, &InodeOwnership::default(), 0) else {
-                        return false;
-                    };
-                    match writer.submit(&ns.apply_operation(kinds, 2).entries).await {
-                        Ok(end) => end,
-                        Err(_) => return false,
-                    }
-                };
-                writer.wait_durable(end).await.is_ok()
-            }
-        })
-        .await
-    };
-    let journal_secs = start.elapsed().as_secs_f64();
+    let AppendRun { ops_per_second, seconds: journal_secs, writer, .. } = journal_append_rate(&journal, opts.concurrency, opts.duration).await?;
     let syncs = writer.durability().syncs.max(1);
     writer.close().await;
     let journal_bytes: u64 = journal_ufs.list_status("logs").await.map_err(|e| err("list the journal", &e))?.iter().map(|e| e.length).sum();
@@ -417,7 +410,7 @@ async fn ufs_benchmarks(ufs: &UfsUnderTest, opts: &UfsBenchOptions, out: &mut dy
     }
     raw.close().await.map_err(|e| err("close raw.log", &e))?;
     let raw_secs = start.elapsed().as_secs_f64();
-    let _ = writeln!(out, "journal: {} operations in {syncs} group commits, {} written", (appended * journal_secs) as u64, crate::shell::format_bytes(journal_bytes));
+    let _ = writeln!(out, "journal: {} operations in {syncs} group commits, {} written", (ops_per_second * journal_secs) as u64, crate::shell::format_bytes(journal_bytes));
     let kbps = |bytes: u64, secs: f64| bytes as f64 / secs.max(1e-9) / 1e3;
     line(out, "journal append (group commit + sync)", kbps(journal_bytes, journal_secs), "KB/s", "raw write+sync, same bytes and syncs", kbps(chunk.len() as u64 * syncs, raw_secs));
     let mbps = |bytes: u64, secs: f64| bytes as f64 / secs.max(1e-9) / 1e6;

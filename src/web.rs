@@ -219,7 +219,8 @@ fn file_json(f: &FileInfo) -> Value {
         .collect();
     json!({"path": f.path, "name": f.name, "directory": f.is_directory, "length": f.length, "complete": f.complete,
            "block_size": f.block_size_bytes, "blocks": blocks, "persistence": f.persistence_state,
-           "in_memory_percentage": f.in_memory_percentage, "modified_ms": f.modification_time_ms})
+           "in_memory_percentage": f.in_memory_percentage, "modified_ms": f.modification_time_ms,
+           "pinned": f.pinned, "ttl_ms": f.ttl_ms, "ttl_action": f.ttl_action})
 }
 
 #[derive(serde::Deserialize)]
@@ -315,13 +316,19 @@ async fn browse_page(State(ui): Ui, Query(q): Query<PathQuery>) -> Response {
         let _ = write!(
             body,
             "<table><tr><th>Size</th><td class=\"size\">{} ({} bytes)</td></tr><tr><th>Block size</th><td>{}</td></tr>\
-             <tr><th>Persistence</th><td>{}</td></tr><tr><th>In memory</th><td>{}%</td></tr><tr><th>Complete</th><td>{}</td></tr></table>",
+             <tr><th>Persistence</th><td>{}</td></tr><tr><th>In memory</th><td>{}%</td></tr><tr><th>Complete</th><td>{}</td></tr>\
+             <tr><th>Pinned</th><td>{}</td></tr><tr><th>TTL</th><td>{}</td></tr></table>",
             bytes(f["length"].as_u64().unwrap_or(0)),
             f["length"],
             bytes(f["block_size"].as_u64().unwrap_or(0)),
             esc(f["persistence"].as_str().unwrap_or_default()),
             f["in_memory_percentage"],
-            f["complete"]
+            f["complete"],
+            f["pinned"],
+            match f["ttl_ms"].as_i64() {
+                Some(ms) => format!("{ms} ms after creation, then {}", esc(f["ttl_action"].as_str().unwrap_or_default())),
+                None => "none".to_string(),
+            }
         );
         body.push_str("<h2>Blocks</h2><table><tr><th>Block</th><th>Length</th><th>Locations</th></tr>");
         for b in f["blocks"].as_array().into_iter().flatten() {
