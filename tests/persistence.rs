@@ -108,10 +108,19 @@ async fn renames_and_deletes_of_persisted_files_are_mirrored_in_under_storage() 
     assert_eq!(ufs_copy(&c, "/b/one").as_deref(), Some(&b"one"[..]));
     assert_eq!(ufs_copy(&c, "/b/two").as_deref(), Some(&b"two"[..]));
     assert_eq!(ufs_copy(&c, "/a/x/one"), None);
+    let ufs_root = c.path().join("underFSStorage");
+    assert!(!ufs_root.join("a/x").exists(), "the renamed-away directory is gone from the under-storage");
+    assert!(ufs_root.join("a").exists(), "its parent stays: it is still a tachyon directory");
     assert_eq!(fs.read_file("/b/two").await.unwrap(), b"two", "a renamed THROUGH file reads from its new place");
+    std::fs::create_dir_all(ufs_root.join("b/sub")).unwrap();
+    std::fs::write(ufs_root.join("b/sub/unknown"), b"not tachyon's").unwrap();
+    fs.create_directory("/b/empty/deeper", true, false).await.unwrap();
+    std::fs::create_dir_all(ufs_root.join("b/empty/deeper")).unwrap();
     fs.delete("/b", true).await.unwrap();
     assert_eq!(ufs_copy(&c, "/b/one"), None);
     assert_eq!(ufs_copy(&c, "/b/two"), None);
+    assert!(!ufs_root.join("b/empty").exists(), "emptied directories are removed");
+    assert_eq!(std::fs::read(ufs_root.join("b/sub/unknown")).unwrap(), b"not tachyon's", "but never a file tachyon did not know");
 
     // A file that already exists in the under-storage is never overwritten.
     std::fs::create_dir_all(c.path().join("underFSStorage/taken")).unwrap();

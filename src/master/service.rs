@@ -231,6 +231,7 @@ impl MasterService for MasterRpc {
             // Persisted files keep their under-storage copy at their path: move the copies
             // first (only if the rename is valid now), then journal the rename.
             // A retry of an applied rename is answered by `mutate` from the request id.
+            let mut emptied = Vec::new();
             let moves = match self.node.ufs_mounts() {
                 Some(_) => {
                     leader
@@ -239,6 +240,7 @@ impl MasterService for MasterRpc {
                                 return Ok(Vec::new());
                             }
                             st.ns.plan_rename(&src, &dst, 0)?;
+                            emptied = directories_under(st, &src);
                             Ok(persisted_files_under(st, &src)
                                 .into_iter()
                                 .map(|(file, from)| {
@@ -254,6 +256,9 @@ impl MasterService for MasterRpc {
             };
             let moved = move_under_storage_copies(self.node.ufs_mounts(), moves).await?;
             let renamed = leader.mutate(&req.request_id, |st, now| st.ns.plan_rename(&src, &dst, now), |_| Ok(Empty {})).await;
+            if let (Ok(_), Some(mounts)) = (&renamed, self.node.ufs_mounts()) {
+                remove_emptied_dirs(mounts, &emptied).await;
+            }
             if renamed.is_err() {
                 for (ufs, from, to) in moved.iter().rev() {
                     if let Err(e) = ufs.rename(to, from).await {
@@ -511,10 +516,12 @@ pub(super) async fn delete_mirrored(
     plan: impl FnOnce(&super::State, i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError>,
 ) -> Result<(), FsError> {
     let mut persisted: Vec<(String, UfsLocation)> = Vec::new();
+    let mut dirs = Vec::new();
     let plan = |st: &super::State, now| {
         let kinds = plan(st, now)?;
         if !kinds.is_empty() {
             persisted = persisted_files_under(st, target);
+            dirs = directories_under(st, target);
         }
         Ok(kinds)
     };
@@ -529,6 +536,7 @@ pub(super) async fn delete_mirrored(
                 tracing::warn!(path = %file, error = %e, "could not delete the under-storage copy of a deleted file");
             }
         }
+        remove_emptied_dirs(mounts, &dirs).await;
     }
     Ok(())
 }
@@ -567,6 +575,35 @@ fn persisted_files_under(st: &super::State, p: &FsPath) -> Vec<(String, UfsLocat
         .filter_map(|i| st.ns.path_of(i.id))
         .map(|path| (path.to_string(), st.ns.resolve_ufs(&path)))
         .collect()
+}
+
+/// Where the directories at or below `p` are in under-storage, deepest first.
+fn directories_under(st: &super::State, p: &FsPath) -> Vec<UfsLocation> {
+    let Ok(top) = st.ns.lookup(p) else { return Vec::new() };
+    let mut dirs: Vec<UfsLocation> = std::iter::once(top)
+        .chain(st.ns.descendants(top))
+        .filter(|i| i.is_directory())
+        .filter_map(|i| st.ns.path_of(i.id))
+        .map(|path| st.ns.resolve_ufs(&path))
+        .collect();
+    // `descendants` lists each directory before what is below it.
+    dirs.reverse();
+    dirs
+}
+
+/// Removes the under-storage directories of a deleted (or renamed-away) tachyon directory,
+/// deepest first, where they are empty: one still holding files tachyon does not know
+/// keeps them, and itself.
+async fn remove_emptied_dirs(mounts: &UfsMounts, dirs: &[UfsLocation]) {
+    for dir in dirs.iter().filter(|d| !d.relative.is_empty()) {
+        let removed = match mounts.open(dir, "removing a directory") {
+            Ok((ufs, at)) => ufs.delete_empty_dir(&at).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = removed {
+            tracing::debug!(dir = %dir.relative, error = %e, "under-storage directory kept");
+        }
+    }
 }
 
 /// A copy moved by a rename: the under-storage, from, to.
