@@ -312,6 +312,19 @@ async fn format(force: bool, defines: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// A journal entry as `readJournal` prints it: a mount's secret options (credentials) masked.
+fn with_secrets_masked(kind: &tachyon::proto::journal_entry::Kind) -> tachyon::proto::journal_entry::Kind {
+    let mut kind = kind.clone();
+    if let tachyon::proto::journal_entry::Kind::Mount(m) = &mut kind {
+        for (key, value) in m.options.iter_mut() {
+            if tachyon::config::is_secret_key(key) {
+                *value = "******".into();
+            }
+        }
+    }
+    kind
+}
+
 async fn read_journal(defines: &[String]) -> Result<(), String> {
     let cfg = load_config(Role::Master, defines)?;
     let journal = journal_of(&cfg)?;
@@ -325,7 +338,7 @@ async fn read_journal(defines: &[String]) -> Result<(), String> {
             Ok(DumpItem::Segment(seg)) => {
                 let _ = writeln!(out, "== {file}: {} entries", seg.entries.len());
                 for e in &seg.entries {
-                    let kind = e.kind.as_ref().map(|k| format!("{k:?}")).unwrap_or_else(|| "<unknown kind>".into());
+                    let kind = e.kind.as_ref().map(|k| format!("{:?}", with_secrets_masked(k))).unwrap_or_else(|| "<unknown kind>".into());
                     let _ = writeln!(out, "{:>8} epoch {:<4} {kind}", e.sequence, e.epoch);
                 }
                 if let Some((problem, offset)) = seg.problem {

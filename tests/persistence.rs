@@ -290,10 +290,13 @@ async fn a_mounted_folder_is_browsed_written_and_renamed_in_place_and_survives_a
     c.run_ok(&["fs", "mkdir", "/mnt"]);
     let bad = c.run(&["fs", "mount", "--option", "tachyon.master.port=1", "/mnt/bad", &other_path]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not an under-storage setting"), "{bad:?}");
-    let out = c.run_ok(&["fs", "mount", "/mnt/other", &other_path]);
+    // (S3 keys do nothing for a folder; the secret only shows how secrets are kept.)
+    let out = c.run_ok(&["fs", "mount", "--option", "s3a.secretKey=hunter2", "/mnt/other", &other_path]);
     assert!(out.contains("Mounted"), "{out}");
     let listed = c.run_ok(&["fs", "mount"]);
-    assert!(listed.contains(&format!("{other_path:<40} on /mnt/other")), "{listed}");
+    assert!(listed.contains(&format!("{other_path:<40} on /mnt/other (s3a.secretKey=******)")), "{listed}");
+    let journal = c.run_ok(&["readJournal"]);
+    assert!(journal.contains("Mount(") && !journal.contains("hunter2"), "the journal dump masks mount secrets:\n{journal}");
 
     // What the folder holds shows up below the mount point and reads from there.
     assert!(c.run_ok(&["fs", "ls", "/mnt/other"]).contains("/mnt/other/existing.txt"));
@@ -327,6 +330,10 @@ async fn a_mounted_folder_is_browsed_written_and_renamed_in_place_and_survives_a
     assert_eq!(fs.free("/mnt/other/d/renamed", false).await.unwrap(), 2);
     assert_eq!(fs.read_file("/mnt/other/d/renamed").await.unwrap(), data);
 
+    fs.write_file("/mnt/other/only-in-memory", b"x", with(WriteType::MustCache)).await.unwrap();
+    let refused = c.run(&["fs", "unmount", "/mnt/other"]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("persist or delete it"), "{refused:?}");
+    fs.delete("/mnt/other/only-in-memory", false).await.unwrap();
     c.run_ok(&["fs", "unmount", "/mnt/other"]);
     assert!(matches!(fs.get_status("/mnt/other/d/renamed").await, Err(FsError::NotFound { .. })));
     assert_eq!(std::fs::read(other.path().join("d/renamed")).unwrap(), data, "unmounting leaves the files where they are");

@@ -640,6 +640,16 @@ impl Namespace {
             let nested = self.path_of(nested.id).unwrap_or_else(FsPath::root);
             return Err(FsError::InvalidArgument { reason: format!("{nested} is mounted below {path}: unmount it first") });
         }
+        // Unmounting forgets everything below: data that is only in memory would be lost.
+        let only_in_memory = |i: &&Inode| {
+            matches!(i.kind, InodeKind::File { length, persistence, .. } if length > 0 && persistence != PersistenceState::Persisted)
+        };
+        if let Some(file) = self.descendants(inode).into_iter().find(only_in_memory) {
+            let file = self.path_of(file.id).unwrap_or_else(FsPath::root);
+            return Err(FsError::InvalidArgument {
+                reason: format!("{file} is not in the mounted under-storage yet: persist or delete it before unmounting {path}"),
+            });
+        }
         Ok(vec![Kind::Unmount(UnmountEntry { id: inode.id, time_ms: now_ms })])
     }
 
@@ -662,22 +672,26 @@ impl Namespace {
     }
 
     /// Plans what the TTL of inode `id` does once it ran out: DELETE deletes the inode (and
-    /// everything below it); FREE clears the TTL (the master then frees the cached blocks).
-    /// Plans nothing if the inode is gone or its TTL was changed and has not run out.
-    pub fn plan_expire(&self, id: InodeId, now_ms: i64) -> Vec<Kind> {
-        let Some(inode) = self.inodes.get(&id).filter(|i| i.id != ROOT_ID) else { return Vec::new() };
+    /// everything below it, unless that holds a mount point: refused like `rm`); FREE clears
+    /// the TTL (the master then frees the cached blocks). Plans nothing if the inode is gone
+    /// or its TTL was changed and has not run out.
+    pub fn plan_expire(&self, id: InodeId, now_ms: i64) -> Result<Vec<Kind>, FsError> {
+        let Some(inode) = self.inodes.get(&id).filter(|i| i.id != ROOT_ID) else { return Ok(Vec::new()) };
         match inode.ttl {
             Some(t) if inode.creation_time_ms.saturating_add(t.ttl_ms) <= now_ms => match t.action {
-                TtlAction::TtlDelete => vec![Kind::Delete(DeleteEntry { id, time_ms: now_ms })],
-                TtlAction::TtlFree => vec![Kind::SetAttribute(SetAttributeEntry {
+                TtlAction::TtlDelete => {
+                    self.refuse_mount_points(inode, &self.path_of(id).unwrap_or_else(FsPath::root), "delete (TTL)")?;
+                    Ok(vec![Kind::Delete(DeleteEntry { id, time_ms: now_ms })])
+                }
+                TtlAction::TtlFree => Ok(vec![Kind::SetAttribute(SetAttributeEntry {
                     id,
                     time_ms: now_ms,
                     pinned: None,
                     ttl_ms: Some(-1),
                     ttl_action: TtlAction::TtlDelete as i32,
-                })],
+                })]),
             },
-            _ => Vec::new(),
+            _ => Ok(Vec::new()),
         }
     }
 
@@ -1462,18 +1476,18 @@ mod tests {
                 Expired { id: tmp, path: p("/tmp"), action: TtlAction::TtlDelete },
             ]
         );
-        assert_eq!(ns.plan_expire(tmp, 150), vec![Kind::Delete(DeleteEntry { id: tmp, time_ms: 150 })]);
-        assert_eq!(ns.plan_expire(tmp, 149), Vec::new(), "not yet");
+        assert_eq!(ns.plan_expire(tmp, 150), Ok(vec![Kind::Delete(DeleteEntry { id: tmp, time_ms: 150 })]));
+        assert_eq!(ns.plan_expire(tmp, 149), Ok(Vec::new()), "not yet");
         let clear = vec![Kind::SetAttribute(SetAttributeEntry { id: freed, time_ms: 180, pinned: None, ttl_ms: Some(-1), ttl_action: TtlAction::TtlDelete as i32 })];
-        assert_eq!(ns.plan_expire(freed, 180), clear);
+        assert_eq!(ns.plan_expire(freed, 180), Ok(clear.clone()));
         let back = Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap();
         assert_eq!(back, ns, "TTLs survive checkpoints");
         commit(&mut ns, clear);
         assert_eq!(ns.inode(freed).unwrap().ttl, None, "a FREE runs once");
-        let kinds = ns.plan_expire(tmp, 150);
+        let kinds = ns.plan_expire(tmp, 150).unwrap();
         let effects = commit(&mut ns, kinds);
         assert_eq!(effects, vec![Effect::FilesRemoved(vec![gone])]);
-        assert_eq!(ns.plan_expire(tmp, 200), Vec::new(), "gone already");
+        assert_eq!(ns.plan_expire(tmp, 200), Ok(Vec::new()), "gone already");
     }
 
     #[test]
@@ -1515,11 +1529,20 @@ mod tests {
         assert!(ns.plan_rename(&p("/top"), &p("/mnt/s3/top"), 4).is_err_and(|e| e.to_string().contains("different under-storages")));
         assert!(ns.plan_rename(&p("/mnt/s3/a"), &p("/mnt/s3/b"), 4).is_ok());
         assert!(ns.plan_unmount(&p("/mnt"), 5).is_err(), "not a mount point");
+        let mem = file(&mut ns, "/mnt/s3/mem", 4, PersistenceState::ToBePersisted, 4);
+        assert!(ns.plan_unmount(&p("/mnt/s3"), 5).is_err_and(|e| e.to_string().contains("/mnt/s3/mem")), "unpersisted data would be lost");
+        let kinds = ns.plan_persist_file(&p("/mnt/s3/mem"), 5).unwrap();
+        commit(&mut ns, kinds);
+        let ttl = AttributeChange { pinned: None, ttl: Some(Some(Ttl { ttl_ms: 1, action: TtlAction::TtlDelete })) };
+        let kinds = ns.plan_set_attribute(&p("/mnt"), ttl, 5).unwrap();
+        commit(&mut ns, kinds);
+        let mnt = ns.lookup(&p("/mnt")).unwrap().id;
+        assert!(ns.plan_expire(mnt, 100).is_err_and(|e| e.to_string().contains("unmount")), "a TTL does not delete a mount point either");
         let back = Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap();
         assert_eq!(back, ns, "mounts survive checkpoints");
         let kinds = ns.plan_unmount(&p("/mnt/s3"), 5).unwrap();
         assert_eq!(kinds, vec![Kind::Unmount(UnmountEntry { id: 2, time_ms: 5 })]);
-        assert_eq!(commit(&mut ns, kinds), vec![Effect::FilesRemoved(vec![f])]);
+        assert_eq!(commit(&mut ns, kinds), vec![Effect::FilesRemoved(vec![f, mem])]);
         assert_eq!(ns.mount_points(), Vec::new());
         assert!(ns.lookup(&p("/mnt/s3")).is_err());
         ns.check_invariants().unwrap();

@@ -473,11 +473,11 @@ async fn expire_ttls(node: Arc<MasterNode>, master: Arc<Master>) {
             let acted = async {
                 match e.action {
                     TtlAction::TtlDelete => {
-                        super::service::delete_mirrored(&node, &master, "", &e.path, |st, now| Ok(st.ns.plan_expire(id, now))).await
+                        super::service::delete_mirrored(&node, &master, "", &e.path, |st, now| st.ns.plan_expire(id, now)).await
                     }
                     TtlAction::TtlFree => {
                         let freed = master.with_registry(|st, _| super::service::free_cached(st, &e.path, true)).await?;
-                        master.mutate("", |st, now| Ok(st.ns.plan_expire(id, now)), |_| Ok(())).await?;
+                        master.mutate("", |st, now| st.ns.plan_expire(id, now), |_| Ok(())).await?;
                         debug!(path = %e.path, blocks = freed, "freed by TTL");
                         Ok(())
                     }
