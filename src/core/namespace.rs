@@ -219,6 +219,10 @@ pub enum ApplyError {
 /// How many applied client request ids the namespace remembers (a retry older than this
 /// many operations is not recognised).
 pub const MAX_RECENT_REQUESTS: usize = 1 << 16;
+/// Most options one mount may carry.
+pub const MAX_MOUNT_OPTIONS: usize = 32;
+/// Longest mount address, option key or option value, in bytes.
+pub const MAX_MOUNT_TEXT_BYTES: usize = 4096;
 /// Longest request id a client may send.
 pub const MAX_REQUEST_ID_BYTES: usize = 128;
 
@@ -609,6 +613,12 @@ impl Namespace {
         }
         if ufs_uri.trim().is_empty() {
             return Err(FsError::InvalidArgument { reason: "mount needs an under-storage address".into() });
+        }
+        let too_long = |text: &str| text.len() > MAX_MOUNT_TEXT_BYTES;
+        if options.len() > MAX_MOUNT_OPTIONS || too_long(ufs_uri) || options.iter().any(|(k, v)| too_long(k) || too_long(v)) {
+            return Err(FsError::InvalidArgument {
+                reason: format!("a mount takes at most {MAX_MOUNT_OPTIONS} options and {MAX_MOUNT_TEXT_BYTES} bytes per address, key or value"),
+            });
         }
         match self.lookup(path) {
             Ok(_) => return Err(FsError::AlreadyExists { path: path.to_string() }),
@@ -1500,6 +1510,8 @@ mod tests {
         assert!(ns.plan_mount(&p("/mnt"), "s3://b", &options, &own(), 2).is_err(), "the mount point must not exist");
         assert!(ns.plan_mount(&p("/"), "s3://b", &options, &own(), 2).is_err());
         assert!(ns.plan_mount(&p("/mnt/s3"), " ", &options, &own(), 2).is_err());
+        let many: BTreeMap<String, String> = (0..=MAX_MOUNT_OPTIONS).map(|i| (format!("k{i}"), String::new())).collect();
+        assert!(ns.plan_mount(&p("/mnt/s3"), "s3://b", &many, &own(), 2).is_err(), "options are bounded");
         let kinds = ns.plan_mount(&p("/mnt/s3"), "s3://b/data", &options, &own(), 2).unwrap();
         assert_eq!(
             kinds,
