@@ -10,12 +10,14 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# Real ZooKeeper for the fault-tolerance tests (its java also runs HDFS) (they start their own servers on loopback)
-# and headless Chromium with its WebDriver for the web UI test, from Debian's packages.
+# Real ZooKeeper for the fault-tolerance tests (its java also runs HDFS) (they start their own servers on loopback),
+# headless Chromium with its WebDriver for the web UI test, and GlusterFS (a volume on 127.0.0.2,
+# mounted with FUSE) for the under-storage tests, from Debian's packages.
 missing=()
 { [ -e /usr/share/java/zookeeper.jar ] && command -v java >/dev/null 2>&1; } || missing+=(zookeeper)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+command -v glusterd >/dev/null 2>&1 || missing+=(glusterfs-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian packages)"
   sudo=""

@@ -1,6 +1,6 @@
 //! Under-storage backends against real servers on loopback (moto for S3, an HDFS NameNode
-//! and DataNode): the `UnderFs` contract, the journal's contract, backend-specific fencing,
-//! and a master process whose journal lives there. Needs `--features s3,hdfs` and
+//! and DataNode, a GlusterFS volume): the `UnderFs` contract, the journal's contract,
+//! backend-specific fencing, and masters whose journal and data live there. Needs `--features s3,hdfs` and
 //! `bin/install-test-services.sh` (bin/test-all.sh does both).
 
 #![cfg(all(feature = "s3", feature = "hdfs"))]
@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::underfs::{HdfsServer, S3Server, S3_SECRET_KEY};
+use common::underfs::{GlusterVolume, HdfsServer, S3Server, S3_SECRET_KEY};
 use common::zk::ZooKeeper;
 use common::{content, eventually, Cluster};
 use tachyon::client::{CreateOptions, WriteType};
@@ -163,6 +163,18 @@ async fn masters_fail_over_with_journal_and_data_on(journal: String, data: Strin
 async fn masters_fail_over_with_journal_and_data_on_hdfs() {
     let server = HdfsServer::start();
     masters_fail_over_with_journal_and_data_on(format!("{}/tachyon/journal", server.url()), format!("{}/tachyon/data", server.url()), Vec::new()).await;
+}
+
+/// GlusterFS, the seeds' third option, is a mounted folder to tachyon: the local backend's
+/// contracts hold on it, and masters fail over with the journal and the data there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masters_fail_over_with_journal_and_data_on_glusterfs() {
+    let volume = GlusterVolume::start();
+    let local = |sub: &str| -> Arc<dyn UnderFs> { Arc::new(tachyon::underfs::local::LocalUnderFs::new(volume.path().join(sub))) };
+    tachyon::underfs::conformance::run(&*local("contract")).await;
+    tachyon::journal::conformance::run(&|| local("team/journal")).await;
+    let at = |sub: &str| volume.path().join(sub).display().to_string();
+    masters_fail_over_with_journal_and_data_on(at("tachyon/journal"), at("tachyon/data"), Vec::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,8 @@
 //! Real under-storage servers on loopback for integration tests: moto's S3-compatible
 //! server and an HDFS NameNode + DataNode (Hadoop 2.7.3 jars), each a child process with
-//! its own folder. `bin/install-test-services.sh` installs both into the test cache.
+//! its own folder (`bin/install-test-services.sh` installs both into the test cache), and
+//! a GlusterFS volume mounted with FUSE (Debian's `glusterfs-server`, installed by
+//! `bin/test-all.sh`).
 //! Test support outside the deterministic core: it waits on real time.
 
 #![allow(clippy::disallowed_methods)]
@@ -211,5 +213,81 @@ impl Drop for HdfsServer {
     fn drop(&mut self) {
         kill(&mut self.datanode);
         kill(&mut self.namenode);
+    }
+}
+
+/// `program` run as root: directly when this process is root, else through `sudo -n`.
+fn as_root(program: &str) -> Command {
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if is_root {
+        return Command::new(program);
+    }
+    let mut cmd = Command::new("sudo");
+    cmd.arg("-n").arg(program);
+    cmd
+}
+
+/// Runs `program args` as root; the output, or why it failed.
+fn run_as_root(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = as_root(program).args(args).output().map_err(|e| format!("{program}: {e}"))?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{program} {args:?}: {text}"))
+    }
+}
+
+/// A GlusterFS volume with one brick, mounted with FUSE (the seeds' third journal option;
+/// tachyon sees it as a local folder). Needs Debian's `glusterfs-server` and root (or
+/// password-less sudo).
+pub struct GlusterVolume {
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+impl GlusterVolume {
+    /// Starts `glusterd` if it is not running, creates and starts a volume whose brick
+    /// lives in a fresh folder, and mounts it. (Bricks on 127.0.0.1 are refused; 127.0.0.2
+    /// is loopback too and accepted.)
+    pub fn start() -> GlusterVolume {
+        if !Command::new("pgrep").args(["-x", "glusterd"]).output().is_ok_and(|o| o.status.success()) {
+            run_as_root("glusterd", &["--log-level", "WARNING"]).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["brick", "mnt"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        let name = format!("tachyon{}x{}", std::process::id(), free_port());
+        let brick = format!("127.0.0.2:{}", dir.path().join("brick").display());
+        // glusterd answers a moment after it starts.
+        let mut created = Err(String::new());
+        for _ in 0..100 {
+            created = run_as_root("gluster", &["--mode=script", "volume", "create", &name, &brick, "force"]);
+            if created.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        created.unwrap_or_else(|e| panic!("cannot create a GlusterFS volume: {e}"));
+        let volume = GlusterVolume { dir, name };
+        run_as_root("gluster", &["--mode=script", "volume", "start", &volume.name]).unwrap_or_else(|e| panic!("{e}"));
+        let mnt = volume.path().display().to_string();
+        run_as_root("mount", &["-t", "glusterfs", &format!("127.0.0.2:/{}", volume.name), &mnt]).unwrap_or_else(|e| panic!("{e}"));
+        volume
+    }
+
+    /// The mounted folder.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+}
+
+impl Drop for GlusterVolume {
+    fn drop(&mut self) {
+        let mnt = self.path().display().to_string();
+        let _ = run_as_root("umount", &["-l", &mnt]);
+        let _ = run_as_root("gluster", &["--mode=script", "volume", "stop", &self.name, "force"]);
+        let _ = run_as_root("gluster", &["--mode=script", "volume", "delete", &self.name]);
     }
 }
