@@ -1,5 +1,6 @@
 //! A simulated cluster on madsim nodes, built from a topology: ZooKeeper on 10.0.0.1, the
-//! journal store on 10.0.0.2, masters on 10.0.1.x, workers on 10.0.2.x, clients on 10.0.3.x, the test driver on
+//! journal store on 10.0.0.2, the data store (the under-storage for file data) on 10.0.0.3,
+//! masters on 10.0.1.x, workers on 10.0.2.x, clients on 10.0.3.x, the test driver on
 //! 10.0.9.1. Each master and worker runs the production `run_master`/`run_worker` code on
 //! simulated network and time; helpers kill, restart, pause and resume nodes.
 
@@ -48,6 +49,16 @@ pub fn store_addr() -> SocketAddr {
     SocketAddr::new(ip(0, 2), STORE_PORT)
 }
 
+/// The simulated data store node's address (the cluster's under-storage for file data).
+pub fn data_store_addr() -> SocketAddr {
+    SocketAddr::new(ip(0, 3), STORE_PORT)
+}
+
+/// The under-storage for file data, as seen from the calling node.
+fn data_store() -> Arc<dyn tachyon::underfs::UnderFs> {
+    Arc::new(RemoteStore::new(data_store_addr()))
+}
+
 /// The address master `i` serves on.
 pub fn master_address(i: usize) -> String {
     format!("10.0.1.{}:{MASTER_PORT}", i + 1)
@@ -61,6 +72,9 @@ pub struct SimCluster {
     handle: Handle,
     pub zookeeper: NodeHandle,
     pub store_node: NodeHandle,
+    /// The data store's disk (file data written through to under-storage).
+    pub data: SimStore,
+    pub data_node: NodeHandle,
     pub masters: Vec<NodeHandle>,
     pub workers: Vec<NodeHandle>,
     /// Nodes killed and not restarted since.
@@ -95,6 +109,23 @@ impl Drop for WorkerDirs {
     }
 }
 
+/// Client settings in the simulation (no short-circuit reads: clients are on their own
+/// nodes; MUST_CACHE unless a write says otherwise).
+fn client_options() -> ClientOptions {
+    ClientOptions {
+        retry: RetryPolicy { base_sleep: Duration::from_millis(20), max_sleep: Duration::from_millis(500), max_duration: Duration::from_secs(30) },
+        block_size: 256 << 10,
+        short_circuit: false,
+        chunk_bytes: 64 << 10,
+        write_type: tachyon::client::WriteType::MustCache,
+        read_type: tachyon::client::ReadType::CachePromote,
+        owner: "sim".into(),
+        group: "sim".into(),
+        request_timeout: Duration::from_secs(2),
+        metadata_sync_interval_ms: 0,
+    }
+}
+
 impl SimCluster {
     /// Starts ZooKeeper, formats the journal, starts every master and worker.
     pub async fn start(topology: Topology, seed: u64) -> SimCluster {
@@ -105,6 +136,14 @@ impl SimCluster {
         let disk = store.clone();
         let store_node =
             handle.create_node().name("store").ip(store_addr().ip()).init(move || serve_store(store_addr(), disk.clone())).build();
+        let data = SimStore::new();
+        let data_disk = data.clone();
+        let data_node = handle
+            .create_node()
+            .name("datastore")
+            .ip(data_store_addr().ip())
+            .init(move || serve_store(data_store_addr(), data_disk.clone()))
+            .build();
         let masters = (0..topology.masters)
             .map(|i| {
                 let t = topology.clone();
@@ -126,15 +165,18 @@ impl SimCluster {
                                 loaded_block_size: 1 << 20,
                                 ttl_check_interval_ms: 60_000,
                             };
-                            let coordinator = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout));
-                            let result = tachyon::master::node::run_master(
+                            let coordinator: Arc<dyn Coordinator> = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout));
+                            // As in production, the master reaches the data under-storage
+                            // through a client of the cluster (background persistence too).
+                            let persister = FileSystem::with_under_fs(client_options(), coordinator.clone(), data_store());
+                            let node = tachyon::master::node::MasterNode::new(
                                 options,
                                 tachyon::runtime::system_clock(),
                                 coordinator,
                                 Arc::new(RemoteStore::new(store_addr())),
-                                std::future::pending(),
                             )
-                            .await;
+                            .with_under_storage(persister);
+                            let result = tachyon::master::node::run_node(Arc::new(node), std::future::pending()).await;
                             tracing::error!(master = i, ?result, "simulated master exited");
                         }
                     })
@@ -169,7 +211,19 @@ impl SimCluster {
                     .build()
             })
             .collect();
-        SimCluster { topology, store, handle, zookeeper, store_node, masters, workers, down: Default::default(), _worker_dirs: worker_dirs }
+        SimCluster {
+            topology,
+            store,
+            handle,
+            zookeeper,
+            store_node,
+            data,
+            data_node,
+            masters,
+            workers,
+            down: Default::default(),
+            _worker_dirs: worker_dirs,
+        }
     }
 
     /// A coordinator for the caller's node.
@@ -177,30 +231,14 @@ impl SimCluster {
         Arc::new(SimCoordinator::new(zk_addr(), self.topology.session_timeout))
     }
 
-    /// A client for the caller's node (no short-circuit reads: clients are on their own nodes).
+    /// A client for the caller's node, with the data under-storage.
     pub fn client(&self) -> FileSystem {
-        let options = ClientOptions {
-            retry: RetryPolicy {
-                base_sleep: Duration::from_millis(20),
-                max_sleep: Duration::from_millis(500),
-                max_duration: Duration::from_secs(30),
-            },
-            block_size: 256 << 10,
-            short_circuit: false,
-            chunk_bytes: 64 << 10,
-            write_type: tachyon::client::WriteType::MustCache,
-            read_type: tachyon::client::ReadType::CachePromote,
-            owner: "sim".into(),
-            group: "sim".into(),
-            request_timeout: Duration::from_secs(2),
-            metadata_sync_interval_ms: 0,
-        };
-        FileSystem::new(options, self.coordinator())
+        FileSystem::with_under_fs(client_options(), self.coordinator(), data_store())
     }
 
     /// A client that only ever talks to master `i`, whoever leads.
     pub fn client_of_master(&self, i: usize) -> FileSystem {
-        FileSystem::new(self.client().options().clone(), Arc::new(tachyon::coordinator::StaticCoordinator::new(master_address(i))))
+        FileSystem::with_under_fs(client_options(), Arc::new(tachyon::coordinator::StaticCoordinator::new(master_address(i))), data_store())
     }
 
     /// The index of the master that currently serves as leader, if any.

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use madsim::time::Instant;
 use serde::Deserialize;
-use tachyon::client::{CreateOptions, FileSystem};
+use tachyon::client::{CreateOptions, FileSystem, WriteType};
 use tachyon::proto::FileInfo;
 use tachyon::journal::{Journal, JournalLimits};
 
@@ -146,6 +146,12 @@ pub fn intended(n: u64) -> Vec<u8> {
     tachyon::shell::test_bytes(len, n)
 }
 
+/// True for the files the workload writes through to the under-storage (CACHE_THROUGH);
+/// the others live only in worker memory (MUST_CACHE).
+pub fn written_through(n: u64) -> bool {
+    n % 3 == 0
+}
+
 /// Runs a scenario on the current simulation and checks every invariant.
 pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
     let topology = Topology {
@@ -221,7 +227,8 @@ async fn work_continuously(fs: FileSystem, first: u64, end: Instant) -> History 
     let mut history = History::default();
     let mut n = first;
     while Instant::now() < end {
-        let opts = CreateOptions { block_size: None, recursive: true, write_type: None };
+        let write_type = written_through(n).then_some(WriteType::CacheThrough);
+        let opts = CreateOptions { block_size: None, recursive: true, write_type };
         let original = format!("/w/f{n}");
         let acked = fs.write_file(&original, &intended(n), opts).await.is_ok();
         history.write(n, acked, Instant::now());
@@ -396,13 +403,14 @@ pub fn metadata_history_is_linearizable(history: &History, listed: &[FileInfo]) 
 
 /// Every acknowledged write whose file's place is certain reads back with its exact bytes.
 /// Where a worker died, data that lived only on it (in memory, never persisted) may be gone,
-/// but then reading says `BlockLost`, never returns other bytes.
+/// but then reading says `BlockLost`, never returns other bytes; a file written through to
+/// the under-storage reads back whatever happened to the workers.
 pub async fn no_acknowledged_write_lost(fs: &FileSystem, history: &History, worker_died: bool) -> Result<(), String> {
     for (n, f) in &history.files {
         let (Some(_), Some(path)) = (f.write_acked_at, f.certain().and_then(|p| p.path(*n))) else { continue };
         match fs.read_file(&path).await {
             Ok(data) if data == intended(*n) => {}
-            Err(tachyon::error::FsError::BlockLost { .. }) if worker_died => {}
+            Err(tachyon::error::FsError::BlockLost { .. }) if worker_died && !written_through(*n) => {}
             Ok(data) => return Err(format!("{path}: acknowledged with {} bytes, reads {} different bytes", intended(*n).len(), data.len())),
             Err(e) => return Err(format!("{path}: acknowledged but lost: {e}")),
         }
@@ -418,7 +426,7 @@ pub async fn no_torn_or_phantom_file(fs: &FileSystem, listed: &[FileInfo]) -> Re
         match fs.read_file(&f.path).await {
             Ok(data) if data == intended(n) => {}
             Ok(_) => return Err(format!("{}: complete but with the wrong bytes", f.path)),
-            Err(tachyon::error::FsError::BlockLost { .. }) => {}
+            Err(tachyon::error::FsError::BlockLost { .. }) if !written_through(n) => {}
             Err(e) => return Err(format!("{}: {e}", f.path)),
         }
     }

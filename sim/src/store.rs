@@ -1,4 +1,5 @@
-//! A simulated shared journal store. [`SimStore`] is the disk: in-memory files with latency
+//! A simulated shared store: the journal's, and a second one for file data (the cluster's
+//! under-storage). [`SimStore`] is the disk: in-memory files with latency
 //! on the virtual clock and injectable faults (write errors, flushes that lie). It is served
 //! from its own node ([`serve_store`]) and masters reach it over the simulated network
 //! ([`RemoteStore`]), so partitions, a lagging standby (a clogged link) and a store restart
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tachyon::underfs::{UfsWriter, UnderFs};
+use tachyon::underfs::{UfsWriter, UnderFs, UnderStorageEntry};
 
 /// Shared files, by path.
 #[derive(Clone, Default)]
@@ -87,7 +88,7 @@ impl UfsWriter for SimWriter {
 #[async_trait]
 impl UnderFs for SimStore {
     fn describe(&self) -> String {
-        "sim://journal".into()
+        "sim://store".into()
     }
 
     async fn create(&self, path: &str) -> io::Result<Box<dyn UfsWriter>> {
@@ -117,6 +118,22 @@ impl UnderFs for SimStore {
             .collect();
         names.dedup();
         Ok(names)
+    }
+
+    async fn list_status(&self, dir: &str) -> io::Result<Vec<UnderStorageEntry>> {
+        latency().await;
+        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let files = lock(&self.files);
+        let mut entries: BTreeMap<String, UnderStorageEntry> = BTreeMap::new();
+        for (key, data) in files.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)) {
+            let rest = &key[prefix.len()..];
+            let entry = match rest.split_once('/') {
+                Some((name, _)) => UnderStorageEntry { name: name.to_string(), is_directory: true, length: 0 },
+                None => UnderStorageEntry { name: rest.to_string(), is_directory: false, length: data.len() as u64 },
+            };
+            entries.entry(entry.name.clone()).or_insert(entry);
+        }
+        Ok(entries.into_values().collect())
     }
 
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
@@ -163,6 +180,7 @@ pub enum StoreRequest {
     Append { path: String, data: Vec<u8> },
     Read { path: String },
     List { dir: String },
+    ListStatus { dir: String },
     Rename { from: String, to: String },
     Delete { path: String },
 }
@@ -173,6 +191,8 @@ pub enum StoreResponse {
     Done,
     Data(Vec<u8>),
     Names(Vec<String>),
+    /// (name, is a directory, length) of each entry.
+    Entries(Vec<(String, bool, u64)>),
     NotFound(String),
     AlreadyExists(String),
     Failed(String),
@@ -200,6 +220,10 @@ impl SimStore {
             StoreRequest::Append { path, data } => self.append(&path, data).await.map(|_| StoreResponse::Done),
             StoreRequest::Read { path } => self.read(&path).await.map(StoreResponse::Data),
             StoreRequest::List { dir } => self.list(&dir).await.map(StoreResponse::Names),
+            StoreRequest::ListStatus { dir } => self
+                .list_status(&dir)
+                .await
+                .map(|entries| StoreResponse::Entries(entries.into_iter().map(|e| (e.name, e.is_directory, e.length)).collect())),
             StoreRequest::Rename { from, to } => self.rename(&from, &to).await.map(|_| StoreResponse::Done),
             StoreRequest::Delete { path } => self.delete(&path).await.map(|_| StoreResponse::Done),
         };
@@ -231,7 +255,7 @@ pub async fn serve_store(addr: std::net::SocketAddr, disk: SimStore) {
     std::future::pending::<()>().await;
 }
 
-/// The journal store as masters see it: every operation is a call over the simulated
+/// A store as masters and clients see it: every operation is a call over the simulated
 /// network to the store node, so partitions, clogged links and a store restart apply.
 pub struct RemoteStore {
     server: std::net::SocketAddr,
@@ -296,7 +320,7 @@ impl UfsWriter for RemoteWriter {
 #[async_trait]
 impl UnderFs for RemoteStore {
     fn describe(&self) -> String {
-        format!("sim://{}/journal", self.server)
+        format!("sim://{}", self.server)
     }
 
     async fn create(&self, path: &str) -> io::Result<Box<dyn UfsWriter>> {
@@ -314,6 +338,15 @@ impl UnderFs for RemoteStore {
     async fn list(&self, dir: &str) -> io::Result<Vec<String>> {
         match Self::call(self.server, StoreRequest::List { dir: dir.into() }).await? {
             StoreResponse::Names(n) => Ok(n),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn list_status(&self, dir: &str) -> io::Result<Vec<UnderStorageEntry>> {
+        match Self::call(self.server, StoreRequest::ListStatus { dir: dir.into() }).await? {
+            StoreResponse::Entries(entries) => {
+                Ok(entries.into_iter().map(|(name, is_directory, length)| UnderStorageEntry { name, is_directory, length }).collect())
+            }
             r => Err(unexpected(r)),
         }
     }

@@ -227,8 +227,9 @@ fn a_store_that_drops_flushes_is_caught_losing_acknowledged_writes() {
     let err = run_seed(&s, 1).expect_err("dropped flushes must be caught");
     println!("dropped flushes: caught: {err}");
     // Caught as lost acknowledgements, a journal that no longer replays, standbys that cannot
-    // follow it or cannot take over, depending on what the dropped bytes held.
-    assert!(["acknowledged", "journal", "converge", "no leader", "allows only"].iter().any(|w| err.contains(w)), "{err}");
+    // follow it or cannot take over, or a file whose under-storage copy moved while the
+    // journal forgot the rename, depending on what the dropped bytes held.
+    assert!(["acknowledged", "journal", "converge", "no leader", "allows only", "two places"].iter().any(|w| err.contains(w)), "{err}");
 }
 
 

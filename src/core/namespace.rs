@@ -22,7 +22,7 @@ use crate::proto::journal_entry::Kind;
 use crate::proto::{
     Checkpoint, CompleteFileEntry, CreateDirectoryEntry, CreateFileEntry, DeleteEntry, InodeOwnership, InodeRecord,
     JournalEntry, MountEntry, MountRecord, PersistFileEntry, PersistenceState, RenameEntry, SetAttributeEntry, TtlAction,
-    UnmountEntry,
+    UfsCopy, UfsIntentDoneEntry, UfsIntentEntry, UfsIntentKind, UnmountEntry,
 };
 
 /// Identifies an inode. The root is [`ROOT_ID`].
@@ -249,7 +249,7 @@ impl RecentRequests {
 }
 
 /// The namespace: inodes plus the journal position they reflect.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Namespace {
     inodes: BTreeMap<InodeId, Inode>,
     next_inode_id: InodeId,
@@ -258,6 +258,8 @@ pub struct Namespace {
     recent_requests: RecentRequests,
     /// Mount points by directory inode id.
     mounts: BTreeMap<InodeId, Mount>,
+    /// Under-storage work journaled and not yet finished, by intent id.
+    ufs_intents: BTreeMap<u64, UfsIntentEntry>,
 }
 
 impl Default for Namespace {
@@ -287,7 +289,50 @@ impl Namespace {
             epoch: 0,
             recent_requests: RecentRequests::default(),
             mounts: BTreeMap::new(),
+            ufs_intents: BTreeMap::new(),
         }
+    }
+
+    /// Under-storage work journaled and not yet finished, oldest first.
+    pub fn ufs_intents(&self) -> Vec<&UfsIntentEntry> {
+        self.ufs_intents.values().collect()
+    }
+
+    /// Plans journaling, before touching them, the under-storage `copies` a rename or
+    /// delete of inode `inode_id` is about to move or remove. Its id is its sequence.
+    pub fn plan_ufs_intent(&self, kind: UfsIntentKind, inode_id: InodeId, request_id: &str, renamed_path: &str, copies: Vec<UfsCopy>) -> Vec<Kind> {
+        vec![Kind::UfsIntent(UfsIntentEntry {
+            id: self.next_sequence,
+            kind: kind as i32,
+            inode_id,
+            request_id: request_id.to_string(),
+            renamed_path: renamed_path.to_string(),
+            copies,
+        })]
+    }
+
+    /// Plans recording that the work of intent `id` is finished (or undone).
+    pub fn plan_ufs_intent_done(&self, id: u64) -> Result<Vec<Kind>, FsError> {
+        if !self.ufs_intents.contains_key(&id) {
+            return Err(FsError::Internal { reason: format!("no pending under-storage intent {id}") });
+        }
+        Ok(vec![Kind::UfsIntentDone(UfsIntentDoneEntry { id })])
+    }
+
+    /// Names in the under-storage directory `dir` that pending intents are moving or
+    /// removing: a listing must not load them as new files.
+    pub fn ufs_names_in_flux(&self, dir: &UfsLocation) -> BTreeSet<String> {
+        let mount_path = dir.mount.as_ref().map(|m| m.path.to_string()).unwrap_or_default();
+        let mut names = BTreeSet::new();
+        for copy in self.ufs_intents.values().flat_map(|i| &i.copies).filter(|c| c.mount_path == mount_path) {
+            for path in [&copy.from, &copy.to].into_iter().filter(|p| !p.is_empty()) {
+                let (parent, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+                if parent == dir.relative {
+                    names.insert(name.to_string());
+                }
+            }
+        }
+        names
     }
 
     /// Every mount point, in path order.
@@ -539,7 +584,8 @@ impl Namespace {
             Err(FsError::NotFound { .. }) => self.plan_parents(&dir.join("-"), true, ownership, now_ms)?,
             Err(e) => return Err(e),
         };
-        let known = |name: &str| self.lookup(&dir.join(name)).is_ok();
+        let in_flux = self.ufs_names_in_flux(&self.resolve_ufs(dir));
+        let known = |name: &str| self.lookup(&dir.join(name)).is_ok() || in_flux.contains(name);
         let mut loaded = 0;
         for e in found {
             if loaded == max_entries {
@@ -908,6 +954,17 @@ impl Namespace {
                 let removed = self.remove_subtree(e.id, e.time_ms).map_err(inconsistent)?;
                 vec![Effect::FilesRemoved(removed)]
             }
+            Some(Kind::UfsIntent(e)) => {
+                if e.id != entry.sequence || UfsIntentKind::try_from(e.kind).is_err() {
+                    return Err(inconsistent(format!("bad under-storage intent {} (kind {})", e.id, e.kind)));
+                }
+                self.ufs_intents.insert(e.id, e.clone());
+                Vec::new()
+            }
+            Some(Kind::UfsIntentDone(e)) => {
+                self.ufs_intents.remove(&e.id).ok_or_else(|| inconsistent(format!("no pending under-storage intent {}", e.id)))?;
+                Vec::new()
+            }
             Some(Kind::Delete(e)) => {
                 let removed = self.remove_subtree(e.id, e.time_ms).map_err(inconsistent)?;
                 vec![Effect::FilesRemoved(removed)]
@@ -1114,6 +1171,7 @@ impl Namespace {
             inodes,
             recent_request_ids: self.recent_requests.order.iter().cloned().collect(),
             mounts: self.mounts.iter().map(|(id, m)| MountRecord { id: *id, ufs_uri: m.ufs_uri.clone(), options: m.options.clone() }).collect(),
+            ufs_intents: self.ufs_intents.values().cloned().collect(),
         }
     }
 
@@ -1174,6 +1232,9 @@ impl Namespace {
                 return Err(format!("checkpoint mounts {} at inode {}, which is not a directory", m.ufs_uri, m.id));
             }
             ns.mounts.insert(m.id, Mount { ufs_uri: m.ufs_uri.clone(), options: m.options.clone() });
+        }
+        for intent in &cp.ufs_intents {
+            ns.ufs_intents.insert(intent.id, intent.clone());
         }
         Ok(ns)
     }
@@ -1558,6 +1619,43 @@ mod tests {
         assert_eq!(ns.mount_points(), Vec::new());
         assert!(ns.lookup(&p("/mnt/s3")).is_err());
         ns.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn under_storage_intents_are_journaled_keep_their_names_out_of_listings_and_end() {
+        let mut ns = Namespace::new();
+        let f = file(&mut ns, "/d/f", 4, PersistenceState::Persisted, 1);
+        let copy = UfsCopy { mount_path: String::new(), from: "d/f".into(), to: "d/g".into() };
+        let id = ns.next_sequence();
+        let kinds = ns.plan_ufs_intent(UfsIntentKind::UfsRename, f, "", "/d/g", vec![copy.clone()]);
+        let intent = UfsIntentEntry {
+            id,
+            kind: UfsIntentKind::UfsRename as i32,
+            inode_id: f,
+            request_id: String::new(),
+            renamed_path: "/d/g".into(),
+            copies: vec![copy],
+        };
+        assert_eq!(kinds, vec![Kind::UfsIntent(intent.clone())]);
+        commit(&mut ns, kinds);
+        assert_eq!(ns.ufs_intents(), vec![&intent]);
+        // While the copy moves, a listing of the folder loads neither name.
+        let dir = ns.resolve_ufs(&p("/d"));
+        assert_eq!(ns.ufs_names_in_flux(&dir), BTreeSet::from(["f".to_string(), "g".to_string()]));
+        let found = [UnderStorageEntry { name: "g".into(), is_directory: false, length: 4 }];
+        assert_eq!(ns.plan_load_from_under_storage(&p("/d"), &found, 4, &own(), 10, 2).unwrap(), Vec::new());
+        assert_eq!(Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap(), ns, "pending intents survive checkpoints");
+        // An entry must carry its own sequence as id, and only a pending intent ends.
+        let mut wrong = intent.clone();
+        wrong.id += 7;
+        let bad = JournalEntry { sequence: ns.next_sequence(), epoch: 1, continues: false, request_id: String::new(), kind: Some(Kind::UfsIntent(wrong)) };
+        assert!(ns.apply(&bad).is_err());
+        assert!(ns.plan_ufs_intent_done(id + 1).is_err());
+        let mut kinds = ns.plan_rename(&p("/d/f"), &p("/d/g"), 3).unwrap();
+        kinds.extend(ns.plan_ufs_intent_done(id).unwrap());
+        commit(&mut ns, kinds);
+        assert!(ns.ufs_intents().is_empty());
+        assert!(ns.ufs_names_in_flux(&dir).is_empty());
     }
 
     #[test]

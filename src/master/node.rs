@@ -17,6 +17,7 @@
 //! Architecture Invariant: a master answers a client request from leader state only while it
 //! holds a leadership that is not lost and a writer whose epoch check passed.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -300,6 +301,8 @@ async fn switch_roles(node: Arc<MasterNode>, mut stop: watch::Receiver<bool>) ->
         };
         let next_sequence = ns.next_sequence();
         let master = Master::new(ns, node.journal.clone(), writer, leadership.clone(), node.clock.clone(), node.options.clone());
+        // Under-storage work a previous leader left half done is settled before serving.
+        let unsettled = super::service::settle_ufs_intents(&node, &master, None).await;
         node.set_role(Role::Leader(master.clone()));
         if let Err(e) = leadership.announce(node.address()).await {
             warn!(epoch, error = %e, "could not announce leadership; stepping down");
@@ -312,7 +315,7 @@ async fn switch_roles(node: Arc<MasterNode>, mut stop: watch::Receiver<bool>) ->
         info!(address = %node.address(), epoch, next_sequence, caught_up_entries = applied, "master is the leader and serving");
         crate::metrics::LEADER_TERMS.inc();
         failures = 0;
-        let end = serve_term(&node, &master, &mut stop).await;
+        let end = serve_term(&node, &master, unsettled, &mut stop).await;
         node.set_role(Role::Standby { applied: master.read_unchecked(|st| st.ns.next_sequence()).await, last_epoch: epoch });
         match end {
             TermEnd::Stop => {
@@ -455,6 +458,17 @@ async fn persist_pending(master: Arc<Master>, client: crate::client::FileSystem)
     }
 }
 
+/// How often a leader retries under-storage work it could not settle at promotion.
+const SETTLE_RETRY: Duration = Duration::from_secs(5);
+
+/// Retries settling the under-storage intents `ids` until none is left.
+async fn settle_remaining(node: Arc<MasterNode>, master: Arc<Master>, mut ids: BTreeSet<u64>) {
+    while !ids.is_empty() {
+        tokio::time::sleep(SETTLE_RETRY).await;
+        ids = super::service::settle_ufs_intents(&node, &master, Some(&ids)).await;
+    }
+}
+
 /// Most expired TTLs acted on per pass; the rest wait for the next pass.
 const TTL_BATCH: usize = 1000;
 
@@ -493,7 +507,7 @@ async fn expire_ttls(node: Arc<MasterNode>, master: Arc<Master>) {
 }
 
 /// Serves as leader until stopped, deposed, or the journal fails.
-async fn serve_term(node: &Arc<MasterNode>, master: &Arc<Master>, stop: &mut watch::Receiver<bool>) -> TermEnd {
+async fn serve_term(node: &Arc<MasterNode>, master: &Arc<Master>, unsettled: BTreeSet<u64>, stop: &mut watch::Receiver<bool>) -> TermEnd {
     let lost_check = {
         let m = master.clone();
         tokio::spawn(async move {
@@ -505,6 +519,7 @@ async fn serve_term(node: &Arc<MasterNode>, master: &Arc<Master>, stop: &mut wat
     };
     let persisting = node.persister.clone().map(|client| tokio::spawn(persist_pending(master.clone(), client)));
     let expiring = tokio::spawn(expire_ttls(node.clone(), master.clone()));
+    let settling = (!unsettled.is_empty()).then(|| tokio::spawn(settle_remaining(node.clone(), master.clone(), unsettled)));
     let mut durability = master.writer().subscribe();
     let fencing = master.fencing();
     let end = tokio::select! {
@@ -517,6 +532,9 @@ async fn serve_term(node: &Arc<MasterNode>, master: &Arc<Master>, stop: &mut wat
     };
     lost_check.abort();
     expiring.abort();
+    if let Some(s) = settling {
+        s.abort();
+    }
     if let Some(p) = persisting {
         p.abort();
     }

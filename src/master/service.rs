@@ -1,7 +1,7 @@
 //! The master's gRPC service (port 19998). Requests that need the leader's state go through
 //! [`MasterNode::leader`], so a standby answers them with `NotLeader` and a hint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -10,9 +10,8 @@ use tracing::info;
 
 use super::file_info;
 use super::node::MasterNode;
-use crate::core::namespace::{file_of_block, AttributeChange, Inode, InodeKind, Mount, Ttl, UfsLocation};
+use crate::core::namespace::{file_of_block, AttributeChange, Inode, InodeKind, Mount, MountPoint, Ttl, UfsLocation};
 use crate::underfs::mounts::UfsMounts;
-use crate::underfs::UnderFs;
 use crate::core::path::FsPath;
 use crate::error::FsError;
 use crate::proto::master_service_server::MasterService;
@@ -228,45 +227,7 @@ impl MasterService for MasterRpc {
         let result = async {
             let (src, dst) = (path(&req.src)?, path(&req.dst)?);
             let leader = self.node.leader().await?;
-            // Persisted files keep their under-storage copy at their path: move the copies
-            // first (only if the rename is valid now), then journal the rename.
-            // A retry of an applied rename is answered by `mutate` from the request id.
-            let mut emptied = Vec::new();
-            let moves = match self.node.ufs_mounts() {
-                Some(_) => {
-                    leader
-                        .read(|st| {
-                            if st.ns.request_applied(&req.request_id) {
-                                return Ok(Vec::new());
-                            }
-                            st.ns.plan_rename(&src, &dst, 0)?;
-                            emptied = directories_under(st, &src);
-                            Ok(persisted_files_under(st, &src)
-                                .into_iter()
-                                .map(|(file, from)| {
-                                    let moved = FsPath::parse(&format!("{dst}{}", &file[src.to_string().len()..]));
-                                    let to = moved.map(|p| st.ns.resolve_ufs(&p));
-                                    (file, from, to)
-                                })
-                                .collect::<Vec<_>>())
-                        })
-                        .await?
-                }
-                None => Vec::new(),
-            };
-            let moved = move_under_storage_copies(self.node.ufs_mounts(), moves).await?;
-            let renamed = leader.mutate(&req.request_id, |st, now| st.ns.plan_rename(&src, &dst, now), |_| Ok(Empty {})).await;
-            if let (Ok(_), Some(mounts)) = (&renamed, self.node.ufs_mounts()) {
-                remove_emptied_dirs(mounts, &emptied).await;
-            }
-            if renamed.is_err() {
-                for (ufs, from, to) in moved.iter().rev() {
-                    if let Err(e) = ufs.rename(to, from).await {
-                        tracing::warn!(from = %to, to = %from, error = %e, "could not move an under-storage copy back after a failed rename");
-                    }
-                }
-            }
-            renamed
+            rename_mirrored(&self.node, &leader, &req.request_id, &src, &dst).await
         }
         .await;
         self.reply("rename", started, result)
@@ -505,40 +466,237 @@ impl MasterService for MasterRpc {
 /// Most blocks a worker may ask about in one [`EvictableRequest`].
 pub const MAX_EVICTION_CANDIDATES: usize = 4096;
 
-/// Deletes what `plan` selects (at or below `target`) and, once that is durable, the
-/// under-storage copies of the persisted files it took along. A crash in between leaves
-/// an orphan copy in under-storage, never a tachyon file without its data.
+/// Renames `src` to `dst`, moving the under-storage copies of the persisted files below
+/// it. The copies to move are journaled first as an intent (so listings leave those names
+/// alone and a new leader settles them), then moved, then the rename is journaled together
+/// with the intent's end. A failed move is undone.
+pub(super) async fn rename_mirrored(node: &MasterNode, leader: &super::Master, request_id: &str, src: &FsPath, dst: &FsPath) -> Result<Empty, FsError> {
+    let plan_rename = |st: &super::State, now| st.ns.plan_rename(src, dst, now);
+    let mounts = match node.ufs_mounts() {
+        Some(m) if !leader.read_unchecked(|st| st.ns.request_applied(request_id)).await => m,
+        // No under-storage, or a retry of an applied rename: answered from its request id.
+        _ => return leader.mutate(request_id, plan_rename, |_| Ok(Empty {})).await,
+    };
+    let mut planned = None;
+    let mut emptied = Vec::new();
+    leader
+        .mutate(
+            "",
+            |st, now| {
+                plan_rename(st, now)?;
+                let copies = ufs_copies_under(st, src, Some(dst))?;
+                if copies.is_empty() {
+                    return Ok(Vec::new());
+                }
+                emptied = directories_under(st, src);
+                let inode = st.ns.lookup(src)?.id;
+                planned = Some((st.ns.next_sequence(), copies.clone(), st.ns.mount_points()));
+                Ok(st.ns.plan_ufs_intent(UfsIntentKind::UfsRename, inode, "", &dst.to_string(), copies))
+            },
+            |_| Ok(()),
+        )
+        .await?;
+    let Some((intent, copies, points)) = planned else { return leader.mutate(request_id, plan_rename, |_| Ok(Empty {})).await };
+    let renamed = match carry_out(mounts, &points, &copies, Direction::Forward, Strictness::Strict).await {
+        Ok(()) => {
+            let plan = |st: &super::State, now| {
+                let mut kinds = plan_rename(st, now)?;
+                kinds.extend(st.ns.plan_ufs_intent_done(intent)?);
+                Ok(kinds)
+            };
+            leader.mutate(request_id, plan, |_| Ok(Empty {})).await
+        }
+        Err(e) => Err(e),
+    };
+    match &renamed {
+        Ok(_) => remove_emptied_dirs(mounts, &emptied).await,
+        // Refused while this master still leads: put the copies back and end the intent.
+        // (Unavailable: whether the rename is journaled is unknown; the next leader settles.)
+        Err(e) if !e.is_retryable() => {
+            if let Err(undo) = carry_out(mounts, &points, &copies, Direction::Back, Strictness::Lenient).await {
+                tracing::warn!(%src, error = %undo, "could not move every under-storage copy back after a failed rename");
+            }
+            if let Err(e) = leader.mutate("", |st, _| st.ns.plan_ufs_intent_done(intent), |_| Ok(())).await {
+                tracing::warn!(intent, error = %e, "could not end an undone rename's intent; the next leader settles it");
+            }
+        }
+        Err(_) => {}
+    }
+    renamed
+}
+
+/// Deletes what `plan` selects (at or below `target`) and the under-storage copies of the
+/// persisted files it takes along: the copies are journaled first as an intent, removed,
+/// and then the delete is journaled together with the intent's end (so a listing never
+/// loads a copy being removed as a new file, and a new leader finishes the delete).
 pub(super) async fn delete_mirrored(
     node: &MasterNode,
     leader: &super::Master,
     request_id: &str,
     target: &FsPath,
-    plan: impl FnOnce(&super::State, i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError>,
+    plan: impl Fn(&super::State, i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError>,
 ) -> Result<(), FsError> {
-    let mut persisted: Vec<(String, UfsLocation)> = Vec::new();
-    let mut dirs = Vec::new();
-    let plan = |st: &super::State, now| {
-        let kinds = plan(st, now)?;
-        if !kinds.is_empty() {
-            persisted = persisted_files_under(st, target);
-            dirs = directories_under(st, target);
-        }
-        Ok(kinds)
+    let mounts = match node.ufs_mounts() {
+        Some(m) if !leader.read_unchecked(|st| st.ns.request_applied(request_id)).await => m,
+        _ => return leader.mutate(request_id, &plan, |_| Ok(())).await,
     };
-    leader.mutate(request_id, plan, |_| Ok(())).await?;
-    if let Some(mounts) = node.ufs_mounts() {
-        for (file, location) in persisted {
-            let deleted = match mounts.open(&location, "deleting") {
-                Ok((ufs, at)) => ufs.delete(&at).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = deleted {
-                tracing::warn!(path = %file, error = %e, "could not delete the under-storage copy of a deleted file");
+    let mut planned = None;
+    let mut dirs = Vec::new();
+    leader
+        .mutate(
+            "",
+            |st, now| {
+                let inode = match plan(st, now)?.first() {
+                    Some(crate::proto::journal_entry::Kind::Delete(d)) => d.id,
+                    _ => return Ok(Vec::new()),
+                };
+                let copies = ufs_copies_under(st, target, None)?;
+                if copies.is_empty() {
+                    return Ok(Vec::new());
+                }
+                dirs = directories_under(st, target);
+                planned = Some((st.ns.next_sequence(), inode, copies.clone(), st.ns.mount_points()));
+                Ok(st.ns.plan_ufs_intent(UfsIntentKind::UfsDelete, inode, request_id, "", copies))
+            },
+            |_| Ok(()),
+        )
+        .await?;
+    let Some((intent, inode, copies, points)) = planned else { return leader.mutate(request_id, &plan, |_| Ok(())).await };
+    carry_out(mounts, &points, &copies, Direction::Forward, Strictness::Lenient).await.map_err(|e| {
+        tracing::warn!(path = %target, error = %e, "could not delete every under-storage copy; the delete is retried");
+        e
+    })?;
+    leader.mutate(request_id, |st, now| finish_delete(st, intent, inode, now), |_| Ok(())).await?;
+    remove_emptied_dirs(mounts, &dirs).await;
+    Ok(())
+}
+
+/// The entries that end a delete whose copies are gone: the delete (unless the inode is
+/// gone already) and the intent's end.
+fn finish_delete(st: &super::State, intent: u64, inode: u64, now: i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError> {
+    let mut kinds = Vec::new();
+    if st.ns.inode(inode).is_some() {
+        kinds.push(crate::proto::journal_entry::Kind::Delete(DeleteEntry { id: inode, time_ms: now }));
+    }
+    kinds.extend(st.ns.plan_ufs_intent_done(intent)?);
+    Ok(kinds)
+}
+
+/// Settles the under-storage intents an earlier leader left pending, before this one
+/// serves: a rename whose entry is journaled is finished (copies moved to the new names),
+/// one that is not is undone; a delete is finished (copies removed, delete journaled with
+/// the client's request id). Returns the ids it could not settle yet (an under-storage
+/// unreachable), to try again.
+pub async fn settle_ufs_intents(node: &MasterNode, leader: &super::Master, only: Option<&BTreeSet<u64>>) -> BTreeSet<u64> {
+    let Some(mounts) = node.ufs_mounts() else { return BTreeSet::new() };
+    let (intents, points) = leader
+        .read_unchecked(|st| {
+            let intents: Vec<UfsIntentEntry> =
+                st.ns.ufs_intents().into_iter().filter(|i| only.is_none_or(|ids| ids.contains(&i.id))).cloned().collect();
+            (intents, st.ns.mount_points())
+        })
+        .await;
+    let mut unsettled = BTreeSet::new();
+    for intent in intents {
+        let rename = intent.kind == UfsIntentKind::UfsRename as i32;
+        let settled = async {
+            if rename {
+                let renamed = leader
+                    .read_unchecked(|st| st.ns.path_of(intent.inode_id).is_some_and(|p| p.to_string() == intent.renamed_path))
+                    .await;
+                let direction = if renamed { Direction::Forward } else { Direction::Back };
+                carry_out(mounts, &points, &intent.copies, direction, Strictness::Lenient).await?;
+                leader.mutate("", |st, _| st.ns.plan_ufs_intent_done(intent.id), |_| Ok(())).await
+            } else {
+                carry_out(mounts, &points, &intent.copies, Direction::Forward, Strictness::Lenient).await?;
+                leader.mutate(&intent.request_id, |st, now| finish_delete(st, intent.id, intent.inode_id, now), |_| Ok(())).await
             }
         }
-        remove_emptied_dirs(mounts, &dirs).await;
+        .await;
+        match settled {
+            Ok(()) => info!(intent = intent.id, inode = intent.inode_id, rename, "settled under-storage work a previous leader left pending"),
+            Err(e) => {
+                tracing::warn!(intent = intent.id, error = %e, "cannot settle pending under-storage work yet; will retry");
+                unsettled.insert(intent.id);
+            }
+        }
+    }
+    unsettled
+}
+
+/// Which way [`carry_out`] goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    Back,
+}
+
+/// Whether [`carry_out`] stops at the first copy it cannot place.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Strictness {
+    /// First attempt of a rename: any failure (a file already at the new name, one the
+    /// rename would overwrite) fails it, after undoing what moved.
+    Strict,
+    /// Settling or undoing: idempotent, a copy already in place is fine; a copy at both
+    /// names is left at both (never overwritten) with a warning.
+    Lenient,
+}
+
+/// Carries out (or undoes) the copies of an intent in the under-storages named by
+/// `points`: moves `from` to `to` (back: `to` to `from`); a copy without `to` is deleted
+/// (going forward; a delete is never undone).
+async fn carry_out(mounts: &UfsMounts, points: &[MountPoint], copies: &[UfsCopy], direction: Direction, strictness: Strictness) -> Result<(), FsError> {
+    let mut done: Vec<&UfsCopy> = Vec::new();
+    for copy in copies {
+        let placed = carry_out_one(mounts, points, copy, direction, strictness).await;
+        match placed {
+            Ok(()) => done.push(copy),
+            Err(e) if strictness == Strictness::Strict => {
+                for copy in done.iter().rev() {
+                    let _ = carry_out_one(mounts, points, copy, Direction::Back, Strictness::Lenient).await;
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
+}
+
+async fn carry_out_one(mounts: &UfsMounts, points: &[MountPoint], copy: &UfsCopy, direction: Direction, strictness: Strictness) -> Result<(), FsError> {
+    let mount = match copy.mount_path.as_str() {
+        "" => None,
+        path => Some(points.iter().find(|m| m.path.to_string() == path).cloned().ok_or_else(|| FsError::Internal {
+            reason: format!("the under-storage mounted at {path} is no longer mounted"),
+        })?),
+    };
+    let (ufs, _) = mounts.open(&UfsLocation { mount, relative: String::new() }, "moving under-storage copies")?;
+    let io_error = |what: &str, e: std::io::Error| FsError::Unavailable { reason: format!("under-storage {}: {what}: {e}", ufs.describe()) };
+    if copy.to.is_empty() {
+        if direction == Direction::Forward {
+            ufs.delete(&copy.from).await.map_err(|e| io_error(&format!("deleting {}", copy.from), e))?;
+        }
+        return Ok(());
+    }
+    let (from, to) = match direction {
+        Direction::Forward => (&copy.from, &copy.to),
+        Direction::Back => (&copy.to, &copy.from),
+    };
+    if let Some((parent, _)) = to.rsplit_once('/') {
+        ufs.mkdirs(parent).await.map_err(|e| io_error(&format!("creating {parent}"), e))?;
+    }
+    match ufs.rename(from, to).await {
+        Ok(()) => Ok(()),
+        Err(e) if strictness == Strictness::Lenient && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if strictness == Strictness::Lenient && e.kind() == std::io::ErrorKind::AlreadyExists => {
+            tracing::warn!(%from, %to, "an under-storage copy exists at both names; leaving both");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(FsError::AlreadyExists {
+            path: format!("{to} in the under-storage {} (move it away or delete it there first)", ufs.describe()),
+        }),
+        Err(e) => Err(io_error(&format!("moving {from} to {to}"), e)),
+    }
 }
 
 /// Drops the cached blocks of the files at or below `p` from the workers; returns how many.
@@ -565,16 +723,25 @@ pub(super) fn free_cached(st: &mut super::State, p: &FsPath, recursive: bool) ->
     Ok(blocks.len() as u64)
 }
 
-/// The persisted files at or below `p` (its whole subtree), each with where its copy is.
-fn persisted_files_under(st: &super::State, p: &FsPath) -> Vec<(String, UfsLocation)> {
-    let Ok(top) = st.ns.lookup(p) else { return Vec::new() };
+/// The under-storage copies of the persisted files at or below `src`: where each is, and
+/// (for a rename to `dst`) where it goes. A rename never crosses under-storages (planning
+/// refuses it), so a copy stays in its mount.
+fn ufs_copies_under(st: &super::State, src: &FsPath, dst: Option<&FsPath>) -> Result<Vec<UfsCopy>, FsError> {
+    let Ok(top) = st.ns.lookup(src) else { return Ok(Vec::new()) };
     let persisted = |i: &&Inode| matches!(i.kind, InodeKind::File { persistence: PersistenceState::Persisted, .. });
-    std::iter::once(top)
-        .chain(st.ns.descendants(top))
-        .filter(persisted)
-        .filter_map(|i| st.ns.path_of(i.id))
-        .map(|path| (path.to_string(), st.ns.resolve_ufs(&path)))
-        .collect()
+    let mut copies = Vec::new();
+    for path in std::iter::once(top).chain(st.ns.descendants(top)).filter(persisted).filter_map(|i| st.ns.path_of(i.id)) {
+        let from = st.ns.resolve_ufs(&path);
+        let to = match dst {
+            Some(dst) => {
+                let moved = FsPath::parse(&format!("{dst}{}", &path.to_string()[src.to_string().len()..]))?;
+                st.ns.resolve_ufs(&moved).relative
+            }
+            None => String::new(),
+        };
+        copies.push(UfsCopy { mount_path: from.mount.map(|m| m.path.to_string()).unwrap_or_default(), from: from.relative, to });
+    }
+    Ok(copies)
 }
 
 /// Where the directories at or below `p` are in under-storage, deepest first.
@@ -604,48 +771,6 @@ async fn remove_emptied_dirs(mounts: &UfsMounts, dirs: &[UfsLocation]) {
             tracing::debug!(dir = %dir.relative, error = %e, "under-storage directory kept");
         }
     }
-}
-
-/// A copy moved by a rename: the under-storage, from, to.
-type MovedCopy = (Arc<dyn UnderFs>, String, String);
-
-/// Renames the under-storage copy of each renamed persisted file (`(file, from, to)`) to
-/// its new place; on a failure moves back what it moved and fails. Returns the moves made.
-async fn move_under_storage_copies(
-    mounts: Option<&UfsMounts>,
-    moves: Vec<(String, UfsLocation, Result<UfsLocation, FsError>)>,
-) -> Result<Vec<MovedCopy>, FsError> {
-    let mut moved: Vec<MovedCopy> = Vec::new();
-    let Some(mounts) = mounts else { return Ok(moved) };
-    for (file, from, to) in moves {
-        let result = async {
-            let to = to?;
-            let (ufs, from) = mounts.open(&from, "renaming")?;
-            let (_, to) = mounts.open(&to, "renaming")?;
-            let parent = to.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-            let io = async {
-                if !parent.is_empty() {
-                    ufs.mkdirs(parent).await?;
-                }
-                ufs.rename(&from, &to).await
-            }
-            .await;
-            io.map_err(|e| FsError::Unavailable { reason: format!("under-storage {}: moving {from} to {to}: {e}", ufs.describe()) })?;
-            Ok::<MovedCopy, FsError>((ufs, from, to))
-        }
-        .await;
-        match result {
-            Ok(m) => moved.push(m),
-            Err(e) => {
-                for (ufs, f, t) in moved.iter().rev() {
-                    let _ = ufs.rename(t, f).await;
-                }
-                tracing::warn!(path = %file, error = %e, "could not move the under-storage copy of a renamed file");
-                return Err(e);
-            }
-        }
-    }
-    Ok(moved)
 }
 
 /// Resolves `host:port` to the socket address to bind, preferring IPv4.
