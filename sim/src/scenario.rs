@@ -146,10 +146,26 @@ pub fn intended(n: u64) -> Vec<u8> {
     tachyon::shell::test_bytes(len, n)
 }
 
-/// True for the files the workload writes through to the under-storage (CACHE_THROUGH);
-/// the others live only in worker memory (MUST_CACHE).
+/// True for the files the workload writes through to the under-storage (CACHE_THROUGH).
 pub fn written_through(n: u64) -> bool {
     n % 3 == 0
+}
+
+/// True for the files the workload writes ASYNC_THROUGH (the leader persists them in the
+/// background); the rest live only in worker memory (MUST_CACHE).
+pub fn written_async(n: u64) -> bool {
+    n % 3 == 1
+}
+
+/// The write type of file `n`.
+fn write_type_of(n: u64) -> WriteType {
+    if written_through(n) {
+        WriteType::CacheThrough
+    } else if written_async(n) {
+        WriteType::AsyncThrough
+    } else {
+        WriteType::MustCache
+    }
 }
 
 /// Runs a scenario on the current simulation and checks every invariant.
@@ -198,6 +214,9 @@ pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
     let listed = fs.list_status("/w", false).await.map_err(|e| format!("list /w: {e}"))?;
     metadata_history_is_linearizable(&history, &listed)?;
     no_acknowledged_write_lost(&fs, &history, worker_killed).await?;
+    if !worker_killed {
+        async_writes_end_persisted(&fs, &history).await?;
+    }
     if worker_killed {
         dead_worker_is_declared_lost(&fs).await?;
     }
@@ -227,8 +246,7 @@ async fn work_continuously(fs: FileSystem, first: u64, end: Instant) -> History 
     let mut history = History::default();
     let mut n = first;
     while Instant::now() < end {
-        let write_type = written_through(n).then_some(WriteType::CacheThrough);
-        let opts = CreateOptions { block_size: None, recursive: true, write_type };
+        let opts = CreateOptions { block_size: None, recursive: true, write_type: Some(write_type_of(n)) };
         let original = format!("/w/f{n}");
         let acked = fs.write_file(&original, &intended(n), opts).await.is_ok();
         history.write(n, acked, Instant::now());
@@ -413,6 +431,27 @@ pub async fn no_acknowledged_write_lost(fs: &FileSystem, history: &History, work
             Err(tachyon::error::FsError::BlockLost { .. }) if worker_died && !written_through(*n) => {}
             Ok(data) => return Err(format!("{path}: acknowledged with {} bytes, reads {} different bytes", intended(*n).len(), data.len())),
             Err(e) => return Err(format!("{path}: acknowledged but lost: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Every acknowledged ASYNC_THROUGH file still in place ends PERSISTED, across whatever
+/// leader changes happened (the waiting state is journaled, so a new leader carries on).
+/// Checked where no worker died: data only in a dead worker's memory cannot be persisted.
+pub async fn async_writes_end_persisted(fs: &FileSystem, history: &History) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (n, f) in history.files.iter().filter(|(n, _)| written_async(**n)) {
+        let (Some(_), Some(path)) = (f.write_acked_at, f.certain().and_then(|p| p.path(*n))) else { continue };
+        loop {
+            let state = fs.get_status(&path).await.map(|i| i.persistence_state).map_err(|e| format!("{path}: {e}"))?;
+            if state == "PERSISTED" {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{path}: acknowledged ASYNC_THROUGH but still {state} 30 s after the run"));
+            }
+            madsim::time::sleep(Duration::from_millis(200)).await;
         }
     }
     Ok(())

@@ -534,32 +534,27 @@ impl FileSystem {
         }
         let (ufs, target) = self.ufs_of(&reader.info.path, "persisting").await?;
         let request_id = self.next_request_id();
-        let mut upload = UfsUpload::start(ufs.clone(), target.clone(), &request_id).await?;
+        let mut upload = UfsUpload::start(ufs, target, &request_id).await?;
         let copied = async {
             while let Some(block) = reader.next_block().await? {
                 upload.write(&block).await?;
             }
-            upload.finish().await
+            upload.seal().await
         }
         .await;
-        if let Err(e) = copied {
-            upload.abandon().await;
-            return Err(e);
-        }
-        let req = PersistFileRequest { path: reader.info.path.clone(), request_id };
-        let recorded = self
-            .call("persistFile", |mut c| {
-                let req = req.clone();
-                async move { c.persist_file(req).await }
-            })
-            .await;
-        if let Err(FsError::NotFound { .. }) = &recorded {
-            // Deleted or renamed while being copied: the copy belongs to no file.
-            if let Err(e) = ufs.delete(&target).await {
-                tracing::warn!(path = %req.path, error = %e, "could not delete the under-storage copy of a file deleted while it was persisted");
+        let ufs_temp_name = match copied {
+            Ok(tmp) => tmp,
+            Err(e) => {
+                upload.abandon().await;
+                return Err(e);
             }
-        }
-        recorded
+        };
+        let req = PersistFileRequest { path: reader.info.path.clone(), request_id, ufs_temp_name };
+        self.call("persistFile", |mut c| {
+            let req = req.clone();
+            async move { c.persist_file(req).await }
+        })
+        .await
     }
 
     /// Compares every persisted file at or below `path` with its under-storage copy and
@@ -710,17 +705,13 @@ impl BlockUpload {
     }
 }
 
-/// A file being written to the under-storage under a temporary name, renamed to its path
-/// (never over an existing file) when complete.
+/// A file being written to the under-storage under a temporary name beside its path; the
+/// leader moves it into place (never over another file) when it records the file persisted.
 struct UfsUpload {
     ufs: Arc<dyn UnderFs>,
     writer: Option<Box<dyn UfsWriter>>,
     tmp: String,
-    target: String,
     unsynced: u64,
-    /// Length and CRC32C of everything written, to recognise an identical copy in place.
-    length: u64,
-    crc: u32,
 }
 
 impl UfsUpload {
@@ -729,15 +720,13 @@ impl UfsUpload {
         let (dir, name) = target.rsplit_once('/').unwrap_or(("", target.as_str()));
         let tmp = if dir.is_empty() { format!(".{name}.tachyon-{request_id}.tmp") } else { format!("{dir}/.{name}.tachyon-{request_id}.tmp") };
         let writer = ufs.create(&tmp).await.map_err(|e| ufs_error(&ufs, &tmp, e))?;
-        Ok(UfsUpload { ufs, writer: Some(writer), tmp, target, unsynced: 0, length: 0, crc: 0 })
+        Ok(UfsUpload { ufs, writer: Some(writer), tmp, unsynced: 0 })
     }
 
     async fn write(&mut self, data: &[u8]) -> Result<(), FsError> {
         let Some(w) = self.writer.as_mut() else { return Err(FsError::Internal { reason: "under-storage upload already finished".into() }) };
         w.write(data).await.map_err(|e| ufs_error(&self.ufs, &self.tmp, e))?;
         self.unsynced += data.len() as u64;
-        self.length += data.len() as u64;
-        self.crc = crc32c::crc32c_append(self.crc, data);
         if self.unsynced >= UFS_SYNC_BYTES {
             w.sync().await.map_err(|e| ufs_error(&self.ufs, &self.tmp, e))?;
             self.unsynced = 0;
@@ -745,27 +734,14 @@ impl UfsUpload {
         Ok(())
     }
 
-    /// Makes the data durable and puts it at its path. A file already there with exactly
-    /// these bytes is an earlier attempt of the same copy (a leader that died between the
-    /// copy and journaling it) and is kept; any other file there is never overwritten.
-    async fn finish(&mut self) -> Result<(), FsError> {
+    /// Makes the data durable under its temporary name and returns that name; the leader
+    /// moves it into place when it records the file persisted (under a journaled intent, so
+    /// a crash never leaves a copy at the final name that tachyon does not know).
+    async fn seal(&mut self) -> Result<String, FsError> {
         if let Some(w) = self.writer.take() {
             w.close().await.map_err(|e| ufs_error(&self.ufs, &self.tmp, e))?;
         }
-        match self.ufs.rename(&self.tmp, &self.target).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let existing = self.ufs.read(&self.target).await.map_err(|e| ufs_error(&self.ufs, &self.target, e))?;
-                if existing.len() as u64 == self.length && crc32c::crc32c(&existing) == self.crc {
-                    self.ufs.delete(&self.tmp).await.map_err(|e| ufs_error(&self.ufs, &self.tmp, e))?;
-                    return Ok(());
-                }
-                Err(FsError::AlreadyExists {
-                    path: format!("{} in the under-storage {} (move it away or delete it there first)", self.target, self.ufs.describe()),
-                })
-            }
-            Err(e) => Err(ufs_error(&self.ufs, &self.target, e)),
-        }
+        Ok(self.tmp.clone())
     }
 
     /// Deletes the temporary file (best effort).
@@ -871,14 +847,16 @@ impl FileWriter {
     /// file is readable after this.
     pub async fn close(mut self) -> Result<FileInfo, FsError> {
         self.finish_block().await?;
-        if let Some(through) = self.through.as_mut() {
-            through.finish().await?;
-        }
+        let ufs_temp_name = match self.through.as_mut() {
+            Some(through) => through.seal().await?,
+            None => String::new(),
+        };
         let req = CompleteFileRequest {
             path: self.info.path.clone(),
             length: self.total,
             request_id: self.fs.next_request_id(),
             persistence: self.write_type.persistence() as i32,
+            ufs_temp_name,
         };
         self.fs
             .call("completeFile", |mut c| {

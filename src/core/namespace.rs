@@ -1625,7 +1625,7 @@ mod tests {
     fn under_storage_intents_are_journaled_keep_their_names_out_of_listings_and_end() {
         let mut ns = Namespace::new();
         let f = file(&mut ns, "/d/f", 4, PersistenceState::Persisted, 1);
-        let copy = UfsCopy { mount_path: String::new(), from: "d/f".into(), to: "d/g".into() };
+        let copy = UfsCopy { mount_path: String::new(), from: "d/f".into(), to: "d/g".into(), temporary_source: false };
         let id = ns.next_sequence();
         let kinds = ns.plan_ufs_intent(UfsIntentKind::UfsRename, f, "", "/d/g", vec![copy.clone()]);
         let intent = UfsIntentEntry {

@@ -128,6 +128,21 @@ impl Master {
         Ok(())
     }
 
+    /// Checks with the journal itself that no newer leader has claimed it: what guards a
+    /// change outside the journal (under-storage copies), which no storage fences. A deposed
+    /// leader gets `NotLeader`.
+    pub async fn verify_still_leading(&self) -> Result<(), FsError> {
+        self.check_leading()?;
+        if !self.options.fencing {
+            return Ok(());
+        }
+        match self.journal.verify_epoch(self.epoch()).await {
+            Ok(()) => Ok(()),
+            Err(JournalError::Fenced { .. }) => Err(FsError::NotLeader { leader: String::new() }),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     /// Current time from the injected clock.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()

@@ -100,7 +100,22 @@ impl MasterRpc {
         let own = ownership_or_default(None, 0o644);
         let block_size = self.node.options().loaded_block_size;
         // Planned under the state lock, so names created meanwhile are skipped, not clashed with.
-        leader.mutate("", |st, now| st.ns.plan_load_from_under_storage(dir, &found, block_size, &own, MAX_LOADED_ENTRIES, now), |_| Ok(())).await
+        let mut loaded = 0;
+        leader
+            .mutate(
+                "",
+                |st, now| {
+                    let kinds = st.ns.plan_load_from_under_storage(dir, &found, block_size, &own, MAX_LOADED_ENTRIES, now)?;
+                    loaded = kinds.iter().filter(|k| !matches!(k, crate::proto::journal_entry::Kind::CompleteFile(_))).count();
+                    Ok(kinds)
+                },
+                |_| Ok(()),
+            )
+            .await?;
+        if loaded > 0 {
+            info!(path = %dir, loaded, "loaded names found only in the under-storage");
+        }
+        Ok(())
     }
 
     /// Runs a mutation planned on one path and answers with that path's new status.
@@ -133,10 +148,15 @@ impl MasterService for MasterRpc {
             if persistence != PersistenceState::NotPersisted && self.node.ufs_mounts().is_none() {
                 return Err(FsError::InvalidArgument { reason: format!("{}: this master has no under-storage to persist to", req.path) });
             }
-            self.mutate_path(&req.request_id, &req.path, |st, p, now| {
-                st.ns.plan_complete_file(p, req.length, persistence, |b| st.registry.committed_length(b), now)
-            })
-            .await
+            let plan = |st: &super::State, p: &FsPath, now| st.ns.plan_complete_file(p, req.length, persistence, |b| st.registry.committed_length(b), now);
+            if persistence != PersistenceState::Persisted || req.ufs_temp_name.is_empty() {
+                return self.mutate_path(&req.request_id, &req.path, plan).await;
+            }
+            let p = path(&req.path)?;
+            let leader = self.node.leader().await?;
+            let finish = |st: &super::State, now| plan(st, &p, now);
+            publish_upload(&self.node, &leader, &req.request_id, &p, &req.ufs_temp_name, UfsIntentKind::UfsComplete, finish).await?;
+            leader.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
         }
         .await;
         self.reply("completeFile", started, result)
@@ -145,7 +165,18 @@ impl MasterService for MasterRpc {
     async fn persist_file(&self, request: Request<PersistFileRequest>) -> RpcResult<FileInfo> {
         let started = tokio::time::Instant::now();
         let req = request.into_inner();
-        self.reply("persistFile", started, self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_persist_file(p, now)).await)
+        let result = async {
+            if req.ufs_temp_name.is_empty() {
+                return self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_persist_file(p, now)).await;
+            }
+            let p = path(&req.path)?;
+            let leader = self.node.leader().await?;
+            let finish = |st: &super::State, now| st.ns.plan_persist_file(&p, now);
+            publish_upload(&self.node, &leader, &req.request_id, &p, &req.ufs_temp_name, UfsIntentKind::UfsPersist, finish).await?;
+            leader.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
+        }
+        .await;
+        self.reply("persistFile", started, result)
     }
 
     async fn get_status(&self, request: Request<PathRequest>) -> RpcResult<FileInfo> {
@@ -497,7 +528,7 @@ pub(super) async fn rename_mirrored(node: &MasterNode, leader: &super::Master, r
         )
         .await?;
     let Some((intent, copies, points)) = planned else { return leader.mutate(request_id, plan_rename, |_| Ok(Empty {})).await };
-    let renamed = match carry_out(mounts, &points, &copies, Direction::Forward, Strictness::Strict).await {
+    let renamed = match fenced_carry_out(leader, mounts, &points, &copies).await {
         Ok(()) => {
             let plan = |st: &super::State, now| {
                 let mut kinds = plan_rename(st, now)?;
@@ -512,7 +543,7 @@ pub(super) async fn rename_mirrored(node: &MasterNode, leader: &super::Master, r
         Ok(_) => remove_emptied_dirs(mounts, &emptied).await,
         // Refused while this master still leads: put the copies back and end the intent.
         // (Unavailable: whether the rename is journaled is unknown; the next leader settles.)
-        Err(e) if !e.is_retryable() => {
+        Err(e) if !e.is_retryable() && leader.verify_still_leading().await.is_ok() => {
             if let Err(undo) = carry_out(mounts, &points, &copies, Direction::Back, Strictness::Lenient).await {
                 tracing::warn!(%src, error = %undo, "could not move every under-storage copy back after a failed rename");
             }
@@ -562,6 +593,8 @@ pub(super) async fn delete_mirrored(
         )
         .await?;
     let Some((intent, inode, copies, points)) = planned else { return leader.mutate(request_id, &plan, |_| Ok(())).await };
+    // Removing copies is not undone: only a master the journal still names does it.
+    leader.verify_still_leading().await?;
     carry_out(mounts, &points, &copies, Direction::Forward, Strictness::Lenient).await.map_err(|e| {
         tracing::warn!(path = %target, error = %e, "could not delete every under-storage copy; the delete is retried");
         e
@@ -569,6 +602,98 @@ pub(super) async fn delete_mirrored(
     leader.mutate(request_id, |st, now| finish_delete(st, intent, inode, now), |_| Ok(())).await?;
     remove_emptied_dirs(mounts, &dirs).await;
     Ok(())
+}
+
+/// Moves a client's sealed upload `temp` (beside `p`'s under-storage path) into place and
+/// journals `finish` (completing `p` as PERSISTED, or marking it persisted) together with
+/// the end of the intent that covered the move. Nothing lands at `p`'s under-storage name
+/// without a journaled intent, so a crash leaves no copy a listing would take for a new
+/// file; a refused or failed publish discards the upload.
+pub(super) async fn publish_upload(
+    node: &MasterNode,
+    leader: &super::Master,
+    request_id: &str,
+    p: &FsPath,
+    temp: &str,
+    kind: UfsIntentKind,
+    finish: impl Fn(&super::State, i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError>,
+) -> Result<(), FsError> {
+    if leader.read_unchecked(|st| st.ns.request_applied(request_id)).await {
+        return leader.mutate(request_id, &finish, |_| Ok(())).await;
+    }
+    let mounts = node.ufs_mounts().ok_or_else(|| FsError::InvalidArgument { reason: format!("{p}: this master has no under-storage") })?;
+    let mut planned = None;
+    let mut target = None;
+    let intended = leader
+        .mutate(
+            "",
+            |st, now| {
+                let location = st.ns.resolve_ufs(p);
+                target = Some((location.clone(), st.ns.mount_points()));
+                let beside = location.relative.rsplit_once('/').map_or("", |(dir, _)| dir);
+                let (temp_dir, temp_name) = temp.rsplit_once('/').unwrap_or(("", temp));
+                if temp_dir != beside || !crate::core::namespace::is_upload_temp_name(temp_name) {
+                    return Err(FsError::InvalidArgument { reason: format!("{temp} is not an upload beside {p}'s under-storage path") });
+                }
+                if finish(st, now)?.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let inode = st.ns.lookup(p)?.id;
+                let mount_path = location.mount.as_ref().map(|m| m.path.to_string()).unwrap_or_default();
+                let copy = UfsCopy { mount_path, from: temp.to_string(), to: location.relative, temporary_source: true };
+                planned = Some((st.ns.next_sequence(), copy.clone(), st.ns.mount_points()));
+                Ok(st.ns.plan_ufs_intent(kind, inode, request_id, "", vec![copy]))
+            },
+            |_| Ok(()),
+        )
+        .await;
+    let discard = |target: Option<(UfsLocation, Vec<MountPoint>)>| async move {
+        let Some((location, _)) = target else { return };
+        if let Ok((ufs, _)) = mounts.open(&location, "discarding an upload") {
+            if let Err(e) = ufs.delete(temp).await {
+                tracing::warn!(file = %temp, error = %e, "could not delete an unneeded upload");
+            }
+        }
+    };
+    match intended {
+        Err(e) => {
+            if !e.is_retryable() {
+                discard(target).await;
+            }
+            return Err(e);
+        }
+        Ok(()) if planned.is_none() => {
+            // Nothing to record (persisted meanwhile): the upload is not needed.
+            discard(target).await;
+            return leader.mutate(request_id, &finish, |_| Ok(())).await;
+        }
+        Ok(()) => {}
+    }
+    let Some((intent, copy, points)) = planned else { return Err(FsError::Internal { reason: "publish lost its plan".into() }) };
+    let copies = [copy];
+    let published = match fenced_carry_out(leader, mounts, &points, &copies).await {
+        Ok(()) => {
+            let plan = |st: &super::State, now| {
+                let mut kinds = finish(st, now)?;
+                kinds.extend(st.ns.plan_ufs_intent_done(intent)?);
+                Ok(kinds)
+            };
+            leader.mutate(request_id, plan, |_| Ok(())).await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &published {
+        if !e.is_retryable() && leader.verify_still_leading().await.is_ok() {
+            if let Err(undo) = carry_out(mounts, &points, &copies, Direction::Back, Strictness::Lenient).await {
+                tracing::warn!(%p, error = %undo, "could not take back a refused upload");
+            }
+            discard(target).await;
+            if let Err(e) = leader.mutate("", |st, _| st.ns.plan_ufs_intent_done(intent), |_| Ok(())).await {
+                tracing::warn!(intent, error = %e, "could not end a refused upload's intent; the next leader settles it");
+            }
+        }
+    }
+    published
 }
 
 /// The entries that end a delete whose copies are gone: the delete (unless the inode is
@@ -598,23 +723,63 @@ pub async fn settle_ufs_intents(node: &MasterNode, leader: &super::Master, only:
         .await;
     let mut unsettled = BTreeSet::new();
     for intent in intents {
-        let rename = intent.kind == UfsIntentKind::UfsRename as i32;
+        let kind = UfsIntentKind::try_from(intent.kind).unwrap_or(UfsIntentKind::UfsRename);
         let settled = async {
-            if rename {
-                let renamed = leader
-                    .read_unchecked(|st| st.ns.path_of(intent.inode_id).is_some_and(|p| p.to_string() == intent.renamed_path))
-                    .await;
-                let direction = if renamed { Direction::Forward } else { Direction::Back };
-                carry_out(mounts, &points, &intent.copies, direction, Strictness::Lenient).await?;
-                leader.mutate("", |st, _| st.ns.plan_ufs_intent_done(intent.id), |_| Ok(())).await
-            } else {
-                carry_out(mounts, &points, &intent.copies, Direction::Forward, Strictness::Lenient).await?;
-                leader.mutate(&intent.request_id, |st, now| finish_delete(st, intent.id, intent.inode_id, now), |_| Ok(())).await
+            let done = |st: &super::State, _| st.ns.plan_ufs_intent_done(intent.id);
+            match kind {
+                UfsIntentKind::UfsRename => {
+                    let renamed = leader
+                        .read_unchecked(|st| st.ns.path_of(intent.inode_id).is_some_and(|p| p.to_string() == intent.renamed_path))
+                        .await;
+                    let direction = if renamed { Direction::Forward } else { Direction::Back };
+                    carry_out(mounts, &points, &intent.copies, direction, Strictness::Lenient).await?;
+                    leader.mutate("", done, |_| Ok(())).await
+                }
+                UfsIntentKind::UfsDelete => {
+                    carry_out(mounts, &points, &intent.copies, Direction::Forward, Strictness::Lenient).await?;
+                    leader.mutate(&intent.request_id, |st, now| finish_delete(st, intent.id, intent.inode_id, now), |_| Ok(())).await
+                }
+                // A completion is the client's to retry: put its upload back where the retry
+                // finds it.
+                UfsIntentKind::UfsComplete => {
+                    carry_out(mounts, &points, &intent.copies, Direction::Back, Strictness::Lenient).await?;
+                    leader.mutate("", done, |_| Ok(())).await
+                }
+                // A persist is finished if the file still waits for it at the same name.
+                UfsIntentKind::UfsPersist => {
+                    let still_wanted = leader
+                        .read_unchecked(|st| {
+                            let waiting = st.ns.inode(intent.inode_id).is_some_and(|i| {
+                                matches!(i.kind, InodeKind::File { complete: true, persistence, .. } if persistence != PersistenceState::Persisted)
+                            });
+                            let same_place = st.ns.path_of(intent.inode_id).map(|p| st.ns.resolve_ufs(&p)).is_some_and(|l| {
+                                intent.copies.iter().all(|c| c.to == l.relative && c.mount_path == l.mount.as_ref().map(|m| m.path.to_string()).unwrap_or_default())
+                            });
+                            waiting && same_place
+                        })
+                        .await;
+                    if still_wanted {
+                        carry_out(mounts, &points, &intent.copies, Direction::Forward, Strictness::Lenient).await?;
+                        if copies_in_place(mounts, &points, &intent.copies).await? {
+                            let finish = |st: &super::State, now| {
+                                let mut kinds = vec![crate::proto::journal_entry::Kind::PersistFile(PersistFileEntry { id: intent.inode_id, time_ms: now })];
+                                kinds.extend(st.ns.plan_ufs_intent_done(intent.id)?);
+                                Ok(kinds)
+                            };
+                            return leader.mutate(&intent.request_id, finish, |_| Ok(())).await;
+                        }
+                    }
+                    carry_out(mounts, &points, &intent.copies, Direction::Back, Strictness::Lenient).await?;
+                    for copy in &intent.copies {
+                        discard_upload(mounts, &points, copy).await;
+                    }
+                    leader.mutate("", done, |_| Ok(())).await
+                }
             }
         }
         .await;
         match settled {
-            Ok(()) => info!(intent = intent.id, inode = intent.inode_id, rename, "settled under-storage work a previous leader left pending"),
+            Ok(()) => info!(intent = intent.id, inode = intent.inode_id, ?kind, "settled under-storage work a previous leader left pending"),
             Err(e) => {
                 tracing::warn!(intent = intent.id, error = %e, "cannot settle pending under-storage work yet; will retry");
                 unsettled.insert(intent.id);
@@ -622,6 +787,14 @@ pub async fn settle_ufs_intents(node: &MasterNode, leader: &super::Master, only:
         }
     }
     unsettled
+}
+
+/// Moves copies forward (strictly) only while the journal still names this master the
+/// leader. A deposed leader never touches the under-storage again, not even to undo: the
+/// new leader has settled the intent, and later operations may already use the names.
+async fn fenced_carry_out(leader: &super::Master, mounts: &UfsMounts, points: &[MountPoint], copies: &[UfsCopy]) -> Result<(), FsError> {
+    leader.verify_still_leading().await?;
+    carry_out(mounts, points, copies, Direction::Forward, Strictness::Strict).await
 }
 
 /// Which way [`carry_out`] goes.
@@ -663,14 +836,41 @@ async fn carry_out(mounts: &UfsMounts, points: &[MountPoint], copies: &[UfsCopy]
     Ok(())
 }
 
-async fn carry_out_one(mounts: &UfsMounts, points: &[MountPoint], copy: &UfsCopy, direction: Direction, strictness: Strictness) -> Result<(), FsError> {
+/// The under-storage holding a copy (by its mount path).
+fn ufs_of_copy(mounts: &UfsMounts, points: &[MountPoint], copy: &UfsCopy) -> Result<std::sync::Arc<dyn crate::underfs::UnderFs>, FsError> {
     let mount = match copy.mount_path.as_str() {
         "" => None,
         path => Some(points.iter().find(|m| m.path.to_string() == path).cloned().ok_or_else(|| FsError::Internal {
             reason: format!("the under-storage mounted at {path} is no longer mounted"),
         })?),
     };
-    let (ufs, _) = mounts.open(&UfsLocation { mount, relative: String::new() }, "moving under-storage copies")?;
+    Ok(mounts.open(&UfsLocation { mount, relative: String::new() }, "moving under-storage copies")?.0)
+}
+
+/// True if every copy's `to` exists.
+async fn copies_in_place(mounts: &UfsMounts, points: &[MountPoint], copies: &[UfsCopy]) -> Result<bool, FsError> {
+    for copy in copies {
+        let ufs = ufs_of_copy(mounts, points, copy)?;
+        let (dir, name) = copy.to.rsplit_once('/').unwrap_or(("", copy.to.as_str()));
+        let listed = ufs.list_status(dir).await.map_err(|e| FsError::Unavailable { reason: format!("under-storage {}: listing {dir}: {e}", ufs.describe()) })?;
+        if !listed.iter().any(|e| e.name == name && !e.is_directory) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Deletes a copy's temporary upload (best effort).
+async fn discard_upload(mounts: &UfsMounts, points: &[MountPoint], copy: &UfsCopy) {
+    if let Ok(ufs) = ufs_of_copy(mounts, points, copy) {
+        if let Err(e) = ufs.delete(&copy.from).await {
+            tracing::warn!(file = %copy.from, error = %e, "could not delete an unneeded upload");
+        }
+    }
+}
+
+async fn carry_out_one(mounts: &UfsMounts, points: &[MountPoint], copy: &UfsCopy, direction: Direction, strictness: Strictness) -> Result<(), FsError> {
+    let ufs = ufs_of_copy(mounts, points, copy)?;
     let io_error = |what: &str, e: std::io::Error| FsError::Unavailable { reason: format!("under-storage {}: {what}: {e}", ufs.describe()) };
     if copy.to.is_empty() {
         if direction == Direction::Forward {
@@ -685,12 +885,23 @@ async fn carry_out_one(mounts: &UfsMounts, points: &[MountPoint], copy: &UfsCopy
     if let Some((parent, _)) = to.rsplit_once('/') {
         ufs.mkdirs(parent).await.map_err(|e| io_error(&format!("creating {parent}"), e))?;
     }
-    match ufs.rename(from, to).await {
+    let moved = ufs.rename(from, to).await;
+    tracing::debug!(%from, %to, ok = moved.is_ok(), "under-storage copy moved");
+    match moved {
         Ok(()) => Ok(()),
         Err(e) if strictness == Strictness::Lenient && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) if strictness == Strictness::Lenient && e.kind() == std::io::ErrorKind::AlreadyExists => {
             tracing::warn!(%from, %to, "an under-storage copy exists at both names; leaving both");
             Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && copy.temporary_source && direction == Direction::Forward => {
+            // An earlier attempt of the same upload already in place is accepted; any other
+            // file there is never overwritten.
+            let (ours, theirs) = (ufs.read(from).await, ufs.read(to).await);
+            match (ours, theirs) {
+                (Ok(ours), Ok(theirs)) if ours == theirs => ufs.delete(from).await.map_err(|e| io_error(&format!("deleting {from}"), e)),
+                _ => Err(FsError::AlreadyExists { path: format!("{to} in the under-storage {} (move it away or delete it there first)", ufs.describe()) }),
+            }
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(FsError::AlreadyExists {
             path: format!("{to} in the under-storage {} (move it away or delete it there first)", ufs.describe()),
@@ -739,7 +950,7 @@ fn ufs_copies_under(st: &super::State, src: &FsPath, dst: Option<&FsPath>) -> Re
             }
             None => String::new(),
         };
-        copies.push(UfsCopy { mount_path: from.mount.map(|m| m.path.to_string()).unwrap_or_default(), from: from.relative, to });
+        copies.push(UfsCopy { mount_path: from.mount.map(|m| m.path.to_string()).unwrap_or_default(), from: from.relative, to, temporary_source: false });
     }
     Ok(copies)
 }
