@@ -93,6 +93,21 @@ pub struct Inode {
     pub ttl: Option<Ttl>,
 }
 
+impl Ttl {
+    /// The TTL change a request or journal entry carries: absent leaves the TTL alone, a
+    /// negative `ttl_ms` clears it, anything else sets it with `action` (a `TtlAction`).
+    pub fn change_from_wire(ttl_ms: Option<i64>, action: i32) -> Result<Option<Option<Ttl>>, String> {
+        match ttl_ms {
+            None => Ok(None),
+            Some(ms) if ms < 0 => Ok(Some(None)),
+            Some(ttl_ms) => {
+                let action = TtlAction::try_from(action).map_err(|_| format!("unknown TTL action {action}"))?;
+                Ok(Some(Some(Ttl { ttl_ms, action })))
+            }
+        }
+    }
+}
+
 /// Attributes to change with [`Namespace::plan_set_attribute`]; `None` leaves one alone.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AttributeChange {
@@ -127,6 +142,11 @@ pub struct UfsLocation {
 }
 
 impl UfsLocation {
+    /// The mount point's path as intents record it: empty for the root under-storage.
+    pub fn mount_path(&self) -> String {
+        self.mount.as_ref().map(|m| m.path.to_string()).unwrap_or_default()
+    }
+
     /// Where `path` lives given the mount `points`: below the deepest one on its way from
     /// the root, or in the root under-storage.
     pub fn resolve(points: &[MountPoint], path: &FsPath) -> UfsLocation {
@@ -322,7 +342,7 @@ impl Namespace {
     /// Names in the under-storage directory `dir` that pending intents are moving or
     /// removing: a listing must not load them as new files.
     pub fn ufs_names_in_flux(&self, dir: &UfsLocation) -> BTreeSet<String> {
-        let mount_path = dir.mount.as_ref().map(|m| m.path.to_string()).unwrap_or_default();
+        let mount_path = dir.mount_path();
         let mut names = BTreeSet::new();
         for copy in self.ufs_intents.values().flat_map(|i| &i.copies).filter(|c| c.mount_path == mount_path) {
             for path in [&copy.from, &copy.to].into_iter().filter(|p| !p.is_empty()) {
@@ -914,15 +934,7 @@ impl Namespace {
                 Vec::new()
             }
             Some(Kind::SetAttribute(e)) => {
-                let ttl = match e.ttl_ms {
-                    None => None,
-                    Some(ms) if ms < 0 => Some(None),
-                    Some(ms) => {
-                        let action = TtlAction::try_from(e.ttl_action)
-                            .map_err(|_| inconsistent(format!("inode {} has unknown TTL action {}", e.id, e.ttl_action)))?;
-                        Some(Some(Ttl { ttl_ms: ms, action }))
-                    }
-                };
+                let ttl = Ttl::change_from_wire(e.ttl_ms, e.ttl_action).map_err(|why| inconsistent(format!("inode {}: {why}", e.id)))?;
                 let inode = self.inodes.get(&e.id).ok_or_else(|| inconsistent(format!("no inode {}", e.id)))?;
                 let pinned_ids: Vec<InodeId> = match e.pinned {
                     Some(_) => std::iter::once(e.id).chain(self.descendants(inode).iter().map(|i| i.id)).collect(),
@@ -1201,14 +1213,8 @@ impl Namespace {
             return Err(format!("checkpoint has inodes under missing or non-directory parent {parent}"));
         }
         for r in &cp.inodes {
-            let ttl = match r.ttl_ms {
-                Some(ttl_ms) => {
-                    let action = TtlAction::try_from(r.ttl_action)
-                        .map_err(|_| format!("checkpoint inode {} has unknown TTL action {}", r.id, r.ttl_action))?;
-                    Some(Ttl { ttl_ms, action })
-                }
-                None => None,
-            };
+            // A checkpoint holds no negative TTL: absent means none.
+            let ttl = Ttl::change_from_wire(r.ttl_ms, r.ttl_action).map_err(|why| format!("checkpoint inode {}: {why}", r.id))?.flatten();
             if let Some(inode) = ns.inodes.get_mut(&r.id) {
                 inode.modification_time_ms = r.modification_time_ms;
                 inode.pinned = r.pinned;

@@ -281,15 +281,7 @@ impl MasterService for MasterRpc {
         let started = tokio::time::Instant::now();
         let req = request.into_inner();
         let result = async {
-            let ttl = match req.ttl_ms {
-                None => None,
-                Some(ms) if ms < 0 => Some(None),
-                Some(ttl_ms) => {
-                    let action = TtlAction::try_from(req.ttl_action)
-                        .map_err(|_| FsError::InvalidArgument { reason: format!("unknown TTL action {}", req.ttl_action) })?;
-                    Some(Some(Ttl { ttl_ms, action }))
-                }
-            };
+            let ttl = Ttl::change_from_wire(req.ttl_ms, req.ttl_action).map_err(|reason| FsError::InvalidArgument { reason })?;
             let change = AttributeChange { pinned: req.pinned, ttl };
             self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_set_attribute(p, change, now)).await
         }
@@ -639,7 +631,7 @@ pub(super) async fn publish_upload(
                     return Ok(Vec::new());
                 }
                 let inode = st.ns.lookup(p)?.id;
-                let mount_path = location.mount.as_ref().map(|m| m.path.to_string()).unwrap_or_default();
+                let mount_path = location.mount_path();
                 let copy = UfsCopy { mount_path, from: temp.to_string(), to: location.relative, temporary_source: true };
                 planned = Some((st.ns.next_sequence(), copy.clone(), st.ns.mount_points()));
                 Ok(st.ns.plan_ufs_intent(kind, inode, request_id, "", vec![copy]))
@@ -753,7 +745,7 @@ pub async fn settle_ufs_intents(node: &MasterNode, leader: &super::Master, only:
                                 matches!(i.kind, InodeKind::File { complete: true, persistence, .. } if persistence != PersistenceState::Persisted)
                             });
                             let same_place = st.ns.path_of(intent.inode_id).map(|p| st.ns.resolve_ufs(&p)).is_some_and(|l| {
-                                intent.copies.iter().all(|c| c.to == l.relative && c.mount_path == l.mount.as_ref().map(|m| m.path.to_string()).unwrap_or_default())
+                                intent.copies.iter().all(|c| c.to == l.relative && c.mount_path == l.mount_path())
                             });
                             waiting && same_place
                         })
@@ -950,7 +942,7 @@ fn ufs_copies_under(st: &super::State, src: &FsPath, dst: Option<&FsPath>) -> Re
             }
             None => String::new(),
         };
-        copies.push(UfsCopy { mount_path: from.mount.map(|m| m.path.to_string()).unwrap_or_default(), from: from.relative, to, temporary_source: false });
+        copies.push(UfsCopy { mount_path: from.mount_path(), from: from.relative, to, temporary_source: false });
     }
     Ok(copies)
 }
