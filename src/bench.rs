@@ -256,6 +256,7 @@ impl BenchCluster {
         let master_addr = format!("127.0.0.1:{}", free_port().map_err(|e| e.to_string())?);
         let master_opts = MasterOptions {
             address: master_addr.clone(),
+            bind_address: master_addr.clone(),
             journal_folder: journal_ufs.describe(),
             journal_limits: JournalLimits::default(),
             checkpoint_period_entries: u64::MAX,
@@ -289,6 +290,7 @@ impl BenchCluster {
                 data_port: free_port().map_err(|e| e.to_string())? as u32,
                 web_port: 0,
             },
+            bind_hosts: crate::worker::WorkerBindHosts::all("127.0.0.1"),
             memory_bytes,
             mem_dir: ram_dir.to_path_buf(),
             heartbeat_interval: Duration::from_millis(200),

@@ -56,6 +56,8 @@ pub const HOME: &str = "tachyon.home";
 pub const MASTER_HOSTNAME: &str = "tachyon.master.hostname";
 pub const MASTER_PORT: &str = "tachyon.master.port";
 pub const MASTER_WEB_PORT: &str = "tachyon.master.web.port";
+pub const MASTER_BIND_HOST: &str = "tachyon.master.bind.host";
+pub const MASTER_WEB_BIND_HOST: &str = "tachyon.master.web.bind.host";
 pub const JOURNAL_FOLDER: &str = "tachyon.master.journal.folder";
 pub const JOURNAL_SEGMENT_MAX: &str = "tachyon.master.journal.log.size.bytes.max";
 pub const JOURNAL_CHECKPOINT_PERIOD: &str = "tachyon.master.journal.checkpoint.period.entries";
@@ -65,6 +67,9 @@ pub const WORKER_HOSTNAME: &str = "tachyon.worker.hostname";
 pub const WORKER_PORT: &str = "tachyon.worker.port";
 pub const WORKER_DATA_PORT: &str = "tachyon.worker.data.port";
 pub const WORKER_WEB_PORT: &str = "tachyon.worker.web.port";
+pub const WORKER_BIND_HOST: &str = "tachyon.worker.bind.host";
+pub const WORKER_DATA_BIND_HOST: &str = "tachyon.worker.data.bind.host";
+pub const WORKER_WEB_BIND_HOST: &str = "tachyon.worker.web.bind.host";
 pub const WORKER_MEMORY_SIZE: &str = "tachyon.worker.memory.size";
 pub const WORKER_MEM_PATH: &str = "tachyon.worker.tieredstore.level0.dirs.path";
 pub const WORKER_HEARTBEAT_INTERVAL: &str = "tachyon.worker.block.heartbeat.interval.ms";
@@ -87,6 +92,7 @@ pub const ZOOKEEPER_SESSION_TIMEOUT: &str = "tachyon.zookeeper.session.timeout";
 pub const ZOOKEEPER_CONNECTION_TIMEOUT: &str = "tachyon.zookeeper.connection.timeout";
 pub const JOURNAL_TAILER_SLEEP: &str = "tachyon.master.journal.tailer.sleep.time";
 pub const UNDERFS_ADDRESS: &str = "tachyon.underfs.address";
+pub const DATA_FOLDER: &str = "tachyon.data.folder";
 pub const UNDERFS_S3_ENDPOINT: &str = "tachyon.underfs.s3.endpoint";
 pub const UNDERFS_S3_REGION: &str = "tachyon.underfs.s3.region";
 pub const UNDERFS_S3_PATH_STYLE: &str = "tachyon.underfs.s3.disable.dns.buckets";
@@ -99,6 +105,8 @@ pub const KEYS: &[KeyDef] = &[
     key(MASTER_HOSTNAME, "localhost", ValueType::String, "Externally visible address of the master (TACHYON_MASTER_ADDRESS)"),
     key(MASTER_PORT, "19998", ValueType::Port, "Master RPC port"),
     key(MASTER_WEB_PORT, "19999", ValueType::Port, "Master web UI port"),
+    key(MASTER_BIND_HOST, "", ValueType::String, "Master RPC: address to listen on; empty: the advertised host if it is a loopback address, else 0.0.0.0 (every interface)"),
+    key(MASTER_WEB_BIND_HOST, "", ValueType::String, "Master web UI: address to listen on; empty: the advertised host if it is a loopback address, else 0.0.0.0 (every interface)"),
     key(JOURNAL_FOLDER, "${tachyon.home}/journal", ValueType::String, "Journal folder: a local path, hdfs://... or s3://..."),
     key(JOURNAL_SEGMENT_MAX, "10MB", ValueType::Bytes, "A journal log segment is completed past this size"),
     key(JOURNAL_CHECKPOINT_PERIOD, "2000000", ValueType::Integer, "Write a checkpoint after this many journal entries"),
@@ -108,6 +116,9 @@ pub const KEYS: &[KeyDef] = &[
     key(WORKER_PORT, "29998", ValueType::Port, "Worker RPC port"),
     key(WORKER_DATA_PORT, "29999", ValueType::Port, "Worker data port"),
     key(WORKER_WEB_PORT, "30000", ValueType::Port, "Worker web UI port"),
+    key(WORKER_BIND_HOST, "", ValueType::String, "Worker RPC: address to listen on; empty: the advertised host if it is a loopback address, else 0.0.0.0 (every interface)"),
+    key(WORKER_DATA_BIND_HOST, "", ValueType::String, "Worker data: address to listen on; empty: the advertised host if it is a loopback address, else 0.0.0.0 (every interface)"),
+    key(WORKER_WEB_BIND_HOST, "", ValueType::String, "Worker web UI: address to listen on; empty: the advertised host if it is a loopback address, else 0.0.0.0 (every interface)"),
     key(WORKER_MEMORY_SIZE, "1GB", ValueType::Bytes, "Capacity of the worker's memory tier (TACHYON_WORKER_MEMORY_SIZE)"),
     key(WORKER_MEM_PATH, "/dev/shm", ValueType::String, "Folder of the memory tier, on a ramdisk/tmpfs (TACHYON_RAM_FOLDER)"),
     key(WORKER_HEARTBEAT_INTERVAL, "1000", ValueType::Duration, "Interval between worker heartbeats"),
@@ -131,7 +142,9 @@ pub const KEYS: &[KeyDef] = &[
     key(ZOOKEEPER_SESSION_TIMEOUT, "5s", ValueType::Duration, "ZooKeeper session timeout: a crashed leader is replaced after about this long"),
     key(ZOOKEEPER_CONNECTION_TIMEOUT, "3s", ValueType::Duration, "ZooKeeper connection timeout"),
     key(JOURNAL_TAILER_SLEEP, "200ms", ValueType::Duration, "How often a standby master reads new journal entries"),
-    key(UNDERFS_ADDRESS, "${tachyon.home}/underFSStorage", ValueType::String, "Root of the under-storage for file data"),
+    key(UNDERFS_ADDRESS, "${tachyon.home}/underFSStorage", ValueType::String, "Root of the under-storage (TACHYON_UNDERFS_ADDRESS)"),
+    key(DATA_FOLDER, "${tachyon.underfs.address}", ValueType::String,
+        "Under-storage folder holding the file data of tachyon's root (Tachyon 0.x's name; defaults to the under-storage root)"),
     key(UNDERFS_S3_ENDPOINT, "", ValueType::String, "S3 endpoint (http://host:port of an S3-compatible server); empty for AWS"),
     key(UNDERFS_S3_REGION, "us-east-1", ValueType::String, "S3 region"),
     key(UNDERFS_S3_PATH_STYLE, "false", ValueType::Bool, "Path-style S3 requests (endpoint/bucket/key) instead of bucket.endpoint/key"),
@@ -233,6 +246,7 @@ pub struct Config {
 
 /// Other names of keys, as Tachyon, Alluxio and Hadoop spelled them.
 const KEY_ALIASES: &[(&str, &str)] = &[
+    ("tachyon.usezookeeper", ZOOKEEPER_ENABLED),
     ("aws.accessKeyId", S3_ACCESS_KEY),
     ("fs.s3n.awsAccessKeyId", S3_ACCESS_KEY),
     ("fs.s3a.access.key", S3_ACCESS_KEY),
@@ -244,13 +258,64 @@ const KEY_ALIASES: &[(&str, &str)] = &[
 /// Maps `alluxio.x` to `tachyon.x` and the aliases of [`KEY_ALIASES`] to their key; other
 /// keys unchanged.
 pub fn canonical_key(key: &str) -> String {
-    if let Some((_, canonical)) = KEY_ALIASES.iter().find(|(alias, _)| *alias == key) {
-        return canonical.to_string();
-    }
-    match key.strip_prefix("alluxio.") {
+    let key = match key.strip_prefix("alluxio.") {
         Some(rest) => format!("tachyon.{rest}"),
         None => key.to_string(),
+    };
+    match KEY_ALIASES.iter().find(|(alias, _)| *alias == key) {
+        Some((_, canonical)) => canonical.to_string(),
+        None => key,
     }
+}
+
+/// Keys of older Tachyon releases that tachyon accepts but does not need, with what
+/// replaces them: setting one warns instead of failing, so an old configuration still starts.
+const OBSOLETE_KEYS: &[(&str, &str)] = &[(
+    "tachyon.workers.folder",
+    "workers stage uploads beside their final name under tachyon.data.folder, so no separate workers folder is used",
+)];
+
+/// Set by `bin/tachyon-start.sh` to the host name it read from `conf/masters` or
+/// `conf/workers`: the process's own advertised host unless configured otherwise (it ranks
+/// just above the defaults, so every configured value wins).
+pub const LAUNCH_HOSTNAME_VAR: &str = "TACHYON_LAUNCH_HOSTNAME";
+
+/// True for names that only this machine can reach: `localhost`, `127.x.y.z`, `::1`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The address to listen on: `configured` if set; else the advertised host when it is a
+/// loopback address (only this machine can reach it anyway, and several processes can
+/// share a port on 127.0.0.1, .2, .3), else `0.0.0.0`, every interface, as Alluxio does.
+pub fn derive_bind_host(advertised: &str, configured: &str) -> String {
+    match configured.trim() {
+        "" if is_loopback_host(advertised) => advertised.trim().to_string(),
+        "" => "0.0.0.0".to_string(),
+        c => c.to_string(),
+    }
+}
+
+/// Parses a ZooKeeper server list `host:port[,host:port...]`.
+pub fn parse_server_list(list: &str) -> Result<Vec<(String, u16)>, String> {
+    let mut servers = Vec::new();
+    for (i, item) in list.split(',').enumerate() {
+        let item = item.trim();
+        let Some((host, port)) = item.rsplit_once(':') else {
+            return Err(format!("server {} {item:?} is not host:port", i + 1));
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
+            return Err(format!("server {} {item:?} has no valid host name", i + 1));
+        }
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => servers.push((host.to_string(), p)),
+            _ => return Err(format!("server {} {item:?} has no valid port (1-65535)", i + 1)),
+        }
+    }
+    Ok(servers)
 }
 
 /// True for keys whose values are never shown (credentials).
@@ -273,6 +338,14 @@ impl Config {
             .or_else(|| std::env::current_dir().ok())
             .unwrap_or_else(|| PathBuf::from("."));
         cfg.values.insert(HOME.into(), (home.display().to_string(), Source::Default));
+        let own_hostname_key = match inputs.role {
+            Some(Role::Master) => Some(MASTER_HOSTNAME),
+            Some(Role::Worker) => Some(WORKER_HOSTNAME),
+            _ => None,
+        };
+        if let (Some(key), Some(host)) = (own_hostname_key, inputs.env.get(LAUNCH_HOSTNAME_VAR).filter(|h| !h.is_empty())) {
+            cfg.set(key, host.clone(), Source::Environment(LAUNCH_HOSTNAME_VAR.into()));
+        }
 
         if let Some(dir) = &inputs.conf_dir {
             for name in ["tachyon-site.properties", "alluxio-site.properties"] {
@@ -326,6 +399,10 @@ impl Config {
 
     fn set(&mut self, key: &str, value: String, source: Source) {
         let key = canonical_key(key);
+        if let Some((_, replacement)) = OBSOLETE_KEYS.iter().find(|(name, _)| *name == key) {
+            self.warnings.push(format!("{key} (from {source}) is not used: {replacement}"));
+            return;
+        }
         if key_def(&key).is_none() {
             if key.starts_with("tachyon.") {
                 self.warnings.push(format!("unknown configuration key {key} (from {source}) is ignored"));
@@ -370,6 +447,9 @@ impl Config {
                 reason,
             };
             match k.value_type {
+                ValueType::String if k.name == ZOOKEEPER_ADDRESS && !value.trim().is_empty() => {
+                    parse_server_list(value).map_err(invalid)?;
+                }
                 ValueType::String => {}
                 ValueType::Bool => {
                     parse_bool(value).map_err(invalid)?;
@@ -463,6 +543,12 @@ impl Config {
             return -1;
         }
         parse_duration_ms(self.raw(key)).map_or(-1, |ms| ms.min(i64::MAX as u64) as i64)
+    }
+
+    /// The address to listen on for `bind_key` (a `*.bind.host` key), given the advertised
+    /// host of `hostname_key` (see [`derive_bind_host`]).
+    pub fn bind_host(&self, bind_key: &str, hostname_key: &str) -> String {
+        derive_bind_host(&self.string(hostname_key), &self.string(bind_key))
     }
 
     /// The master's RPC address `host:port`.
@@ -671,5 +757,66 @@ mod tests {
         let c = Config::load(&inputs(&[], &["tachyon.zookeeper.address=${tachyon.master.hostname}:2181"])).unwrap();
         assert_eq!(c.string(ZOOKEEPER_ADDRESS), "localhost:2181");
         assert!(Config::load(&inputs(&[], &["tachyon.zookeeper.address=${nope}"])).is_err());
+    }
+
+    #[test]
+    fn seed_document_keys_of_older_releases_are_honoured() {
+        let c = Config::load(&inputs(
+            &[("TACHYON_JAVA_OPTS", "-Dtachyon.usezookeeper=true -Dtachyon.zookeeper.address=zk1:2181 -Dtachyon.workers.folder=/x/workers")],
+            &["tachyon.data.folder=/ufs/tmp/tachyon/data"],
+        ))
+        .unwrap();
+        assert!(c.bool(ZOOKEEPER_ENABLED), "tachyon.usezookeeper is tachyon.zookeeper.enabled");
+        assert_eq!(c.string(DATA_FOLDER), "/ufs/tmp/tachyon/data");
+        assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings());
+        assert!(c.warnings()[0].contains("tachyon.workers.folder") && c.warnings()[0].contains("tachyon.data.folder"));
+        let c = Config::load(&inputs(&[("TACHYON_UNDERFS_ADDRESS", "hdfs://nn:9000/t")], &["alluxio.usezookeeper=false"])).unwrap();
+        assert_eq!(c.string(DATA_FOLDER), "hdfs://nn:9000/t", "the data folder follows the under-storage root");
+        assert!(!c.bool(ZOOKEEPER_ENABLED));
+    }
+
+    #[test]
+    fn a_launch_hostname_ranks_below_everything_configured() {
+        let launched = [(LAUNCH_HOSTNAME_VAR, "h2")];
+        let c = Config::load(&inputs(&launched, &[])).unwrap();
+        assert_eq!(c.string(MASTER_HOSTNAME), "h2");
+        assert_eq!(c.string(WORKER_HOSTNAME), "localhost", "a master's launch host is not a worker's");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tachyon-site.properties"), "tachyon.master.hostname=site-host\n").unwrap();
+        let mut i = inputs(&launched, &[]);
+        i.conf_dir = Some(dir.path().to_path_buf());
+        assert_eq!(Config::load(&i).unwrap().string(MASTER_HOSTNAME), "site-host");
+        let mut i = inputs(&launched, &[]);
+        i.role = Some(Role::Worker);
+        let c = Config::load(&i).unwrap();
+        assert_eq!((c.string(WORKER_HOSTNAME).as_str(), c.string(MASTER_HOSTNAME).as_str()), ("h2", "localhost"));
+        i.role = Some(Role::Client);
+        assert_eq!(Config::load(&i).unwrap().string(WORKER_HOSTNAME), "localhost");
+    }
+
+    #[test]
+    fn bind_hosts_default_to_every_interface_except_for_loopback_names() {
+        assert_eq!(derive_bind_host("10.1.2.3", ""), "0.0.0.0");
+        assert_eq!(derive_bind_host("node7.example", ""), "0.0.0.0");
+        assert_eq!(derive_bind_host("127.0.0.2", ""), "127.0.0.2");
+        assert_eq!(derive_bind_host("localhost", " "), "localhost");
+        assert_eq!(derive_bind_host("::1", ""), "::1");
+        assert_eq!(derive_bind_host("node7.example", "10.0.0.9"), "10.0.0.9");
+        let c = Config::load(&inputs(&[("TACHYON_MASTER_ADDRESS", "m1.example")], &["tachyon.master.web.bind.host=192.0.2.1"])).unwrap();
+        assert_eq!(c.bind_host(MASTER_BIND_HOST, MASTER_HOSTNAME), "0.0.0.0");
+        assert_eq!(c.bind_host(MASTER_WEB_BIND_HOST, MASTER_HOSTNAME), "192.0.2.1");
+        assert_eq!(c.bind_host(WORKER_BIND_HOST, WORKER_HOSTNAME), "localhost");
+    }
+
+    #[test]
+    fn a_zookeeper_address_typo_is_one_clear_error() {
+        assert_eq!(parse_server_list("a:2181, b:2182"), Ok(vec![("a".into(), 2181), ("b".into(), 2182)]));
+        assert_eq!(parse_server_list("[::1]:2181"), Ok(vec![("::1".into(), 2181)]));
+        for (bad, why) in [("zk1:21a81", "valid port"), ("zk1", "not host:port"), ("zk1:2181,,zk2:2181", "server 2"), (":2181", "host name"), ("zk1:0", "valid port")] {
+            let err = parse_server_list(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+            let err = Config::load(&inputs(&[], &[&format!("tachyon.zookeeper.address={bad}")])).unwrap_err().to_string();
+            assert!(err.contains(ZOOKEEPER_ADDRESS) && err.contains(bad) && !err.contains('\n'), "{err}");
+        }
     }
 }

@@ -16,6 +16,8 @@ pub mod metrics;
 pub mod rpc;
 pub mod runtime;
 pub mod shell;
+#[cfg(not(madsim))]
+pub mod startup;
 pub mod underfs;
 pub mod watch;
 #[cfg(not(madsim))]

@@ -47,6 +47,10 @@ enum Command {
         /// Also print where the value came from.
         #[arg(long)]
         source: bool,
+        /// Load the configuration as this process does: master, worker or client (the
+        /// default); each reads its own *_JAVA_OPTS and launch host name.
+        #[arg(long, value_parser = ["master", "worker", "client"], default_value = "client")]
+        role: String,
     },
     /// Write, read back and verify test files against the running cluster.
     #[command(name = "runTests")]
@@ -227,9 +231,14 @@ async fn main() -> ExitCode {
             init_logging("warn");
             read_journal(&cli.defines).await
         }
-        Command::GetConf { key, source } => {
+        Command::GetConf { key, source, role } => {
             init_logging("warn");
-            get_conf(key, source, &cli.defines)
+            let role = match role.as_str() {
+                "master" => Role::Master,
+                "worker" => Role::Worker,
+                _ => Role::Client,
+            };
+            get_conf(key, source, role, &cli.defines)
         }
         Command::RunTests => {
             init_logging("warn");
@@ -264,17 +273,22 @@ async fn main() -> ExitCode {
 /// `bench --ufs [URI]`: the under-storage benchmarks on URI or `tachyon.underfs.address`.
 async fn bench_under_storage(uri: String, concurrency: usize, duration: std::time::Duration, file_mb: usize, files: usize, defines: &[String]) -> Result<(), String> {
     let cfg = load_config(Role::Client, defines)?;
-    let uri = if uri.is_empty() { cfg.string(tachyon::config::UNDERFS_ADDRESS) } else { uri };
+    let uri = if uri.is_empty() { cfg.string(tachyon::config::DATA_FOLDER) } else { uri };
     let opts = tachyon::bench::UfsBenchOptions { concurrency: concurrency.clamp(1, 1024), duration, file_bytes: file_mb.clamp(1, 4096) << 20, files: files.clamp(1, 64) };
     tachyon::bench::run_under_storage(&uri, &tachyon::underfs::UfsOptions::from_config(&cfg), opts, &mut std::io::stdout()).await
 }
 
 async fn run_master(defines: &[String]) -> Result<(), String> {
     let cfg = load_config(Role::Master, defines)?;
+    start_checks(&cfg, tachyon::startup::Process::Master)?;
     let options = tachyon::master::MasterOptions::from_config(&cfg);
     let coordinator = tachyon::coordinator::from_config(&cfg).map_err(|e| e.to_string())?;
     let journal_ufs = open_journal_folder(&cfg)?;
-    let web_bind = format!("{}:{}", cfg.string(tachyon::config::MASTER_HOSTNAME), cfg.port(tachyon::config::MASTER_WEB_PORT));
+    let web_bind = format!(
+        "{}:{}",
+        cfg.bind_host(tachyon::config::MASTER_WEB_BIND_HOST, tachyon::config::MASTER_HOSTNAME),
+        cfg.port(tachyon::config::MASTER_WEB_PORT)
+    );
     // The web UI and background persistence read the cluster like any client: through the
     // coordinator; the client also holds the under-storage for file data.
     let fs = tachyon::client::FileSystem::from_config(&cfg).map_err(|e| e.to_string())?;
@@ -287,8 +301,17 @@ async fn run_master(defines: &[String]) -> Result<(), String> {
     tachyon::master::node::run_node(node, shutdown_signal()).await.map_err(|e| e.to_string())
 }
 
+/// The start-up checks of a master or worker: a problem stops it with one line.
+fn start_checks(cfg: &Config, process: tachyon::startup::Process) -> Result<(), String> {
+    for warning in tachyon::startup::check(cfg, process)? {
+        tracing::warn!("{warning}");
+    }
+    Ok(())
+}
+
 async fn run_worker(defines: &[String]) -> Result<(), String> {
     let cfg = load_config(Role::Worker, defines)?;
+    start_checks(&cfg, tachyon::startup::Process::Worker)?;
     let options = tachyon::worker::WorkerOptions::from_config(&cfg);
     let coordinator = tachyon::coordinator::from_config(&cfg).map_err(|e| e.to_string())?;
     tachyon::worker::run_worker(options, coordinator, shutdown_signal()).await.map_err(|e| e.to_string())
@@ -358,8 +381,8 @@ async fn read_journal(defines: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn get_conf(key: Option<String>, source: bool, defines: &[String]) -> Result<(), String> {
-    let cfg = load_config(Role::Client, defines)?;
+fn get_conf(key: Option<String>, source: bool, role: Role, defines: &[String]) -> Result<(), String> {
+    let cfg = load_config(role, defines)?;
     match key {
         Some(k) => {
             let (value, src) = cfg.get_with_source(&k).ok_or_else(|| format!("unknown configuration key {k}"))?;

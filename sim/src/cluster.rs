@@ -15,7 +15,7 @@ use tachyon::journal::{Journal, JournalLimits};
 use tachyon::master::MasterOptions;
 use tachyon::proto::WorkerNetAddress;
 use tachyon::rpc::RetryPolicy;
-use tachyon::worker::WorkerOptions;
+use tachyon::worker::{WorkerBindHosts, WorkerOptions};
 
 use crate::coordinator::SimCoordinator;
 use crate::store::{serve_store, RemoteStore, SimStore, STORE_PORT};
@@ -156,6 +156,7 @@ impl SimCluster {
                         async move {
                             let options = MasterOptions {
                                 address: master_address(i),
+                                bind_address: master_address(i),
                                 journal_folder: "sim://journal".into(),
                                 journal_limits: JournalLimits { segment_max_bytes: 64 << 10, ..JournalLimits::default() },
                                 checkpoint_period_entries: t.checkpoint_period_entries,
@@ -197,6 +198,7 @@ impl SimCluster {
                         async move {
                             let options = WorkerOptions {
                                 address: WorkerNetAddress { host: format!("10.0.2.{}", i + 1), rpc_port: 29998, data_port: 29999, web_port: 30000 },
+                                bind_hosts: WorkerBindHosts::all(&format!("10.0.2.{}", i + 1)),
                                 memory_bytes: 64 << 20,
                                 mem_dir,
                                 heartbeat_interval: Duration::from_millis(100),

@@ -282,12 +282,13 @@ impl FileSystem {
         format!("{:016x}-{}", self.inner.client_id, self.inner.next_request.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// A client configured from `cfg`, with the under-storage of `tachyon.underfs.address`.
+    /// A client configured from `cfg`, with the root's file data in `tachyon.data.folder`
+    /// (by default `tachyon.underfs.address`).
     pub fn from_config(cfg: &Config) -> Result<Self, FsError> {
-        let address = cfg.string(config::UNDERFS_ADDRESS);
+        let address = cfg.string(config::DATA_FOLDER);
         let options = UfsOptions::from_config(cfg);
         let ufs = crate::underfs::open(&address, &options)
-            .map_err(|e| FsError::InvalidArgument { reason: format!("{}={address}: {e}", config::UNDERFS_ADDRESS) })?;
+            .map_err(|e| FsError::InvalidArgument { reason: format!("{}={address}: {e}", config::DATA_FOLDER) })?;
         Ok(Self::build(ClientOptions::from_config(cfg), crate::coordinator::from_config(cfg)?, UfsMounts::new(Some(ufs), options)))
     }
 

@@ -29,8 +29,10 @@ use crate::runtime::Clock;
 /// Settings of a master, validated from [`Config`].
 #[derive(Clone, Debug)]
 pub struct MasterOptions {
-    /// `host:port` this master serves RPC on and is known by.
+    /// `host:port` this master is known by (advertised to workers, clients and ZooKeeper).
     pub address: String,
+    /// `host:port` this master listens on for RPC (see [`config::derive_bind_host`]).
+    pub bind_address: String,
     pub journal_folder: String,
     pub journal_limits: JournalLimits,
     pub checkpoint_period_entries: u64,
@@ -51,6 +53,7 @@ impl MasterOptions {
     pub fn from_config(cfg: &Config) -> Self {
         MasterOptions {
             address: cfg.master_address(),
+            bind_address: format!("{}:{}", cfg.bind_host(config::MASTER_BIND_HOST, config::MASTER_HOSTNAME), cfg.port(config::MASTER_PORT)),
             journal_folder: cfg.string(config::JOURNAL_FOLDER),
             journal_limits: JournalLimits {
                 segment_max_bytes: cfg.bytes(config::JOURNAL_SEGMENT_MAX).max(1024),

@@ -197,7 +197,7 @@ pub async fn run_master(
 /// Runs an already built master process (so a caller can also hand the node to, say, the
 /// web UI) until `shutdown` completes.
 pub async fn run_node(node: Arc<MasterNode>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
-    let bind = resolve(&node.options.address).await.map_err(RunError::Bind)?;
+    let bind = resolve(&node.options.bind_address).await.map_err(RunError::Bind)?;
     // A master on an unformatted journal is a set-up mistake: say so at once.
     if !node.journal.is_formatted().await? {
         return Err(JournalError::NotFormatted { folder: node.journal.folder() }.into());

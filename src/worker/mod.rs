@@ -30,12 +30,29 @@ use store::BlockStore;
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
     pub address: WorkerNetAddress,
+    /// Hosts the RPC, data and web servers listen on (see [`config::derive_bind_host`]).
+    pub bind_hosts: WorkerBindHosts,
     pub memory_bytes: u64,
     /// The folder of this worker's memory tier.
     pub mem_dir: PathBuf,
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
     pub chunk_bytes: usize,
+}
+
+/// The hosts a worker's three servers listen on.
+#[derive(Clone, Debug)]
+pub struct WorkerBindHosts {
+    pub rpc: String,
+    pub data: String,
+    pub web: String,
+}
+
+impl WorkerBindHosts {
+    /// All three servers on one host.
+    pub fn all(host: &str) -> Self {
+        WorkerBindHosts { rpc: host.to_string(), data: host.to_string(), web: host.to_string() }
+    }
 }
 
 impl WorkerOptions {
@@ -51,6 +68,11 @@ impl WorkerOptions {
                 rpc_port: port as u32,
                 data_port: cfg.port(config::WORKER_DATA_PORT) as u32,
                 web_port: cfg.port(config::WORKER_WEB_PORT) as u32,
+            },
+            bind_hosts: WorkerBindHosts {
+                rpc: cfg.bind_host(config::WORKER_BIND_HOST, config::WORKER_HOSTNAME),
+                data: cfg.bind_host(config::WORKER_DATA_BIND_HOST, config::WORKER_HOSTNAME),
+                web: cfg.bind_host(config::WORKER_WEB_BIND_HOST, config::WORKER_HOSTNAME),
             },
             memory_bytes: cfg.bytes(config::WORKER_MEMORY_SIZE),
             mem_dir,
@@ -328,19 +350,20 @@ pub async fn run_worker(
     coordinator: Arc<dyn Coordinator>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), FsError> {
-    let host = options.address.host.clone();
-    let rpc_addr = crate::master::service::resolve(&format!("{host}:{}", options.address.rpc_port)).await?;
-    let data_addr = crate::master::service::resolve(&format!("{host}:{}", options.address.data_port)).await?;
+    let binds = options.bind_hosts.clone();
+    let rpc_addr = crate::master::service::resolve(&format!("{}:{}", binds.rpc, options.address.rpc_port)).await?;
+    let data_addr = crate::master::service::resolve(&format!("{}:{}", binds.data, options.address.data_port)).await?;
     let web_port = options.address.web_port;
+    #[cfg(not(madsim))]
+    let web_addr = crate::master::service::resolve(&format!("{}:{web_port}", binds.web)).await?;
     let worker = Worker::new(options, coordinator)?;
     let heartbeats = tokio::spawn(worker.clone().heartbeat_loop());
     #[cfg(not(madsim))]
     let web = (web_port != 0).then(|| {
-        let bind = std::net::SocketAddr::new(rpc_addr.ip(), web_port as u16);
-        tokio::spawn(crate::web::serve(bind, crate::web::worker_router(worker.clone()), "worker"))
+        tokio::spawn(crate::web::serve(web_addr, crate::web::worker_router(worker.clone()), "worker"))
     });
     #[cfg(madsim)]
-    let _ = web_port;
+    let _ = (web_port, &binds.web);
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let stop_rpc = {
         let mut rx = stop_tx.subscribe();

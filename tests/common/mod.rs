@@ -330,7 +330,7 @@ impl Cluster {
         let overrides = self.defines().iter().map(|d| d.trim_start_matches("-D").to_string()).collect();
         let inputs = tachyon::config::ConfigInputs { conf_dir: None, env, overrides, role: Some(tachyon::config::Role::Client) };
         let cfg = tachyon::config::Config::load(&inputs).unwrap();
-        tachyon::underfs::open(&cfg.string(tachyon::config::UNDERFS_ADDRESS), &tachyon::underfs::UfsOptions::from_config(&cfg)).unwrap()
+        tachyon::underfs::open(&cfg.string(tachyon::config::DATA_FOLDER), &tachyon::underfs::UfsOptions::from_config(&cfg)).unwrap()
     }
 
     /// How this cluster's clients find the leader.
