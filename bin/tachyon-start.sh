@@ -7,7 +7,7 @@
 #   tachyon-start.sh masters   a master on every host of conf/masters
 #   tachyon-start.sh workers   a worker on every host of conf/workers
 #   tachyon-start.sh all       masters, then workers
-# Loopback hosts (localhost, 127.x) start locally; other hosts through ssh.
+# Loopback hosts (localhost, 127.x) start locally; other hosts through ssh ($TACHYON_SSH).
 set -euo pipefail
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/tachyon-config.sh"
 
@@ -20,41 +20,40 @@ mkdir -p "$TACHYON_LOGS_DIR" "$TACHYON_RUN_DIR"
 # Asks the cluster with a short retry budget, so readiness polls stay quick.
 quick() { "$TACHYON_BIN" -Dtachyon.user.rpc.retry.max.duration=200ms "$@"; }
 
-# start_process ROLE HOST: starts ROLE locally as HOST; no-op if already running.
+# start_process ROLE: starts ROLE on this machine; no-op if it is already running. The pid
+# file and log are named after the host the process advertises (TACHYON_MASTER_ADDRESS,
+# tachyon.master.hostname, ...), so several masters on one machine, or hosts sharing
+# TACHYON_HOME, keep apart. Nothing here overrides the configuration.
 start_process() {
-  local role=$1 host=$2
+  local role=$1 host pid
+  host=$("$TACHYON_BIN" getConf --role "$role" "tachyon.$role.hostname") || return 1
   local pidfile="$TACHYON_RUN_DIR/$role-$host.pid" log="$TACHYON_LOGS_DIR/$role-$host.log"
-  if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    echo "$role on $host is already running (pid $(cat "$pidfile"))"
+  pid=$(tachyon_pidfile_pid "$pidfile" 2>/dev/null)
+  if [[ -n "$pid" ]] && tachyon_pid_running "$pid" "$role"; then
+    echo "$role on $host is already running (pid $pid)"
     return 0
   fi
-  local defines=()
-  case "$role" in
-    master) defines+=("-Dtachyon.master.hostname=$host") ;;
-    worker) defines+=("-Dtachyon.worker.hostname=$host") ;;
-  esac
-  if [[ "$role" == master && -n "${TACHYON_MASTER_ADDRESS:-}" && "$host" == localhost ]]; then
-    defines=("-Dtachyon.master.hostname=$TACHYON_MASTER_ADDRESS")
-  fi
-  nohup setsid "$TACHYON_BIN" "${defines[@]}" "$role" >>"$log" 2>&1 </dev/null &
-  echo $! >"$pidfile"
+  nohup setsid "$TACHYON_BIN" "$role" >>"$log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid $(tachyon_boot_id)" >"$pidfile"
   sleep 0.3
-  if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  if ! tachyon_pid_running "$pid" "$role"; then
     echo "Error: $role on $host exited at start; the end of $log says:" >&2
     tail -n 5 "$log" >&2
     rm -f "$pidfile"
     return 1
   fi
-  echo "Started $role on $host (pid $(cat "$pidfile"), log $log)"
+  echo "Started $role on $host (pid $pid, log $log)"
 }
 
-# start_on ROLE HOST: locally for loopback hosts, else through ssh.
+# start_on ROLE HOST: a host of conf/masters or conf/workers. Loopback hosts start here,
+# others through ssh; either way the process advertises HOST unless configured otherwise.
 start_on() {
   local role=$1 host=$2
   if tachyon_is_local_host "$host"; then
-    start_process "$role" "$host"
+    TACHYON_LAUNCH_HOSTNAME=$host start_process "$role"
   else
-    ssh -o StrictHostKeyChecking=no "$host" "$TACHYON_HOME/bin/tachyon-start.sh $role"
+    tachyon_ssh "$host" "TACHYON_LAUNCH_HOSTNAME=$(printf %q "$host") $(printf %q "$TACHYON_HOME/bin/tachyon-start.sh") $role"
   fi
 }
 
@@ -86,17 +85,16 @@ format_local_journal_if_new() {
 case "$mode" in
   local)
     format_local_journal_if_new
-    start_process master localhost
+    start_process master
     wait_for "the master" quick fs leader
-    start_process worker localhost
+    start_process worker
     wait_for "the worker to register" live_workers_at_least 1
     echo
     quick fs report
     echo
     echo "Tachyon is running. Try: bin/tachyon fs ls /    bin/tachyon runTests    bin/tachyon-stop.sh"
     ;;
-  master) start_process master localhost ;;
-  worker) start_process worker localhost ;;
+  master|worker) start_process "$mode" ;;
   masters) for h in $(tachyon_hosts "$TACHYON_CONF_DIR/masters"); do start_on master "$h"; done ;;
   workers) for h in $(tachyon_hosts "$TACHYON_CONF_DIR/workers"); do start_on worker "$h"; done ;;
   all)

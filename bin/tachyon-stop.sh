@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Stops tachyon processes started by tachyon-start.sh.
-#   tachyon-stop.sh [all|local]   every master and worker started from this installation
-#   tachyon-stop.sh master|worker the masters (or workers) on this machine
+#   tachyon-stop.sh [all]            workers and masters on every host of conf/workers and
+#                                    conf/masters (via ssh), then all left on this machine
+#   tachyon-stop.sh local            every master and worker started on this machine
+#   tachyon-stop.sh master|worker    the masters (or workers) on this machine
 #   tachyon-stop.sh masters|workers  on every host of conf/masters (conf/workers), via ssh
 # Processes get SIGTERM (a master completes its journal segment), then SIGKILL after 15 s.
 set -euo pipefail
@@ -10,43 +12,64 @@ set -euo pipefail
 mode=${1:-all}
 
 stop_pidfile() {
-  local pidfile=$1 pid
-  pid=$(cat "$pidfile" 2>/dev/null || true)
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+  local pidfile=$1 name pid
+  name=$(basename "$pidfile" .pid)
+  pid=$(tachyon_pidfile_pid "$pidfile")
+  [[ -n "$pid" ]] || return 0 # written on another host sharing TACHYON_HOME, or empty
+  if tachyon_pid_running "$pid" "${name%%-*}"; then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 150); do
-      kill -0 "$pid" 2>/dev/null || break
+      tachyon_pid_running "$pid" "${name%%-*}" || break
       sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "$(basename "$pidfile" .pid) did not stop in 15 s: killing it"
+    if tachyon_pid_running "$pid" "${name%%-*}"; then
+      echo "$name did not stop in 15 s: killing it"
       kill -KILL "$pid" 2>/dev/null || true
+      # Gone means exited (a zombie's socket and files are already released).
+      for _ in $(seq 1 100); do
+        tachyon_pid_running "$pid" "${name%%-*}" || break
+        sleep 0.1
+      done
     fi
-    echo "Stopped $(basename "$pidfile" .pid) (pid $pid)"
+    echo "Stopped $name (pid $pid)"
   fi
   rm -f "$pidfile"
 }
 
+# stop_role ROLE: with TACHYON_LAUNCH_HOSTNAME (one host of conf/masters or conf/workers)
+# only that host's process, else every ROLE process started on this machine.
 stop_role() {
   local role=$1 f
   shopt -s nullglob
+  if [[ -n "${TACHYON_LAUNCH_HOSTNAME:-}" ]]; then
+    f="$TACHYON_RUN_DIR/$role-$TACHYON_LAUNCH_HOSTNAME.pid"
+    [[ ! -f "$f" ]] || stop_pidfile "$f"
+    return 0
+  fi
   for f in "$TACHYON_RUN_DIR"/"$role"-*.pid; do stop_pidfile "$f"; done
 }
 
-stop_remote() {
+stop_hosts() {
   local role=$1 list=$2 h
   for h in $(tachyon_hosts "$list"); do
-    if ! tachyon_is_local_host "$h"; then
-      ssh -o StrictHostKeyChecking=no "$h" "$TACHYON_HOME/bin/tachyon-stop.sh $role"
+    if tachyon_is_local_host "$h"; then
+      TACHYON_LAUNCH_HOSTNAME=$h stop_role "$role"
+    else
+      tachyon_ssh "$h" "TACHYON_LAUNCH_HOSTNAME=$(printf %q "$h") $(printf %q "$TACHYON_HOME/bin/tachyon-stop.sh") $role"
     fi
   done
-  stop_role "$role"
 }
 
 case "$mode" in
-  all|local) stop_role worker; stop_role master ;;
+  all)
+    stop_hosts worker "$TACHYON_CONF_DIR/workers"
+    stop_hosts master "$TACHYON_CONF_DIR/masters"
+    stop_role worker
+    stop_role master
+    ;;
+  local) stop_role worker; stop_role master ;;
   master|worker) stop_role "$mode" ;;
-  masters) stop_remote master "$TACHYON_CONF_DIR/masters" ;;
-  workers) stop_remote worker "$TACHYON_CONF_DIR/workers" ;;
-  *) sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 1 ;;
+  masters) stop_hosts master "$TACHYON_CONF_DIR/masters" ;;
+  workers) stop_hosts worker "$TACHYON_CONF_DIR/workers" ;;
+  *) sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 1 ;;
 esac

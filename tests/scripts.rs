@@ -95,7 +95,8 @@ fn fault_tolerant_cluster_through_the_scripts_survives_a_leader_kill() {
 
     let pidfile = h.join("run").join(format!("master-{leader_host}.pid"));
     let pid = std::fs::read_to_string(&pidfile).unwrap();
-    assert!(Command::new("kill").args(["-KILL", pid.trim()]).status().unwrap().success());
+    let pid = pid.split_whitespace().next().unwrap();
+    assert!(Command::new("kill").args(["-KILL", pid]).status().unwrap().success());
     assert_eq!(script(h, "tachyon", &["fs", "cat", "/ft/README.md"], &opts).stdout, original, "file after failover");
     let new_leader = ok(script(h, "tachyon", &["fs", "leader"], &opts), "leader").trim().to_string();
     assert_ne!(new_leader, leader);
