@@ -4,7 +4,8 @@
 #   - moto's S3-compatible server (PyPI moto[server]==5.2.5) in a venv;
 #   - Hadoop 2.7.3's NameNode and DataNode jars, from the PyPI sdist of pyspark 2.4.8
 #     (no Hadoop package exists in the registries we reach). Needs java (Debian's
-#     zookeeper package brings it).
+#     zookeeper package brings it);
+#   - the deploy checker's Python tools (kubernetes-validate, dockerfile) in a venv.
 # The tests find them through TACHYON_TEST_CACHE (default ~/.cache/tachyon).
 set -euo pipefail
 cache=${TACHYON_TEST_CACHE:-$HOME/.cache/tachyon}
@@ -15,6 +16,16 @@ if [ ! -x "$cache/moto-venv/bin/moto_server" ]; then
   rm -rf "$cache/moto-venv"
   python3 -m venv "$cache/moto-venv"
   "$cache/moto-venv/bin/pip" install -q 'moto[server]==5.2.5'
+fi
+
+# The offline checker of the container image and Kubernetes manifests (deploy/check.py):
+# kubernetes-validate carries the Kubernetes API schemas; dockerfile wraps the official
+# Dockerfile parser.
+if [ ! -x "$cache/deploy-venv/bin/kubernetes-validate" ] || ! "$cache/deploy-venv/bin/python" -c 'import dockerfile' 2>/dev/null; then
+  echo "== installing kubernetes-validate==1.37.0 and dockerfile==3.4.0 into $cache/deploy-venv"
+  rm -rf "$cache/deploy-venv"
+  python3 -m venv "$cache/deploy-venv"
+  "$cache/deploy-venv/bin/pip" install -q 'kubernetes-validate==1.37.0' 'dockerfile==3.4.0'
 fi
 
 jars="$cache/hadoop/pyspark-2.4.8/deps/jars"

@@ -34,8 +34,12 @@ enum Command {
     },
     /// Create an empty journal (refuses to wipe a non-empty one without -f).
     Format {
-        #[arg(short = 'f')]
+        #[arg(short = 'f', conflicts_with = "if_unformatted")]
         force: bool,
+        /// Format only a journal folder never formatted; leave a formatted one as it is
+        /// (safe for several masters starting at once, e.g. Kubernetes init containers).
+        #[arg(long)]
+        if_unformatted: bool,
     },
     /// Print the journal's checkpoints and entries.
     #[command(name = "readJournal")]
@@ -223,9 +227,9 @@ async fn main() -> ExitCode {
             init_logging("warn");
             run_fs(command, &cli.defines).await
         }
-        Command::Format { force } => {
+        Command::Format { force, if_unformatted } => {
             init_logging("warn");
-            format(force, &cli.defines).await
+            format(force, if_unformatted, &cli.defines).await
         }
         Command::ReadJournal => {
             init_logging("warn");
@@ -327,10 +331,17 @@ fn journal_of(cfg: &Config) -> Result<Journal, String> {
     Ok(Journal::new(open_journal_folder(cfg)?, JournalLimits::default()))
 }
 
-async fn format(force: bool, defines: &[String]) -> Result<(), String> {
+async fn format(force: bool, if_unformatted: bool, defines: &[String]) -> Result<(), String> {
     let cfg = load_config(Role::Master, defines)?;
     let journal = journal_of(&cfg)?;
-    journal.format(force).await.map_err(|e| e.to_string())?;
+    if if_unformatted {
+        if !journal.format_if_unformatted().await.map_err(|e| e.to_string())? {
+            println!("Journal at {} is already formatted; left as it is", journal.folder());
+            return Ok(());
+        }
+    } else {
+        journal.format(force).await.map_err(|e| e.to_string())?;
+    }
     println!("Formatted journal at {}", journal.folder());
     Ok(())
 }

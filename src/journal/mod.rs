@@ -161,6 +161,28 @@ impl Journal {
         Ok(self.ufs.list("").await.map_err(self.io("list"))?.iter().any(|n| n == FORMAT_MARKER))
     }
 
+    /// Formats the journal unless it already is: only creates (folders, then the marker),
+    /// never deletes, so several masters starting at once (Kubernetes init containers) can
+    /// all call it while one of them may already run. Returns whether it formatted.
+    pub async fn format_if_unformatted(&self) -> Result<bool, JournalError> {
+        if self.is_formatted().await? {
+            return Ok(false);
+        }
+        let files = self.ufs.list(LOGS).await.map_err(self.io("list logs"))?.len() + self.ufs.list(CHECKPOINTS).await.map_err(self.io("list checkpoints"))?.len();
+        if files > 0 {
+            return Err(JournalError::NotEmpty { folder: self.folder(), files });
+        }
+        self.ufs.mkdirs(LOGS).await.map_err(self.io("mkdir logs"))?;
+        self.ufs.mkdirs(CHECKPOINTS).await.map_err(self.io("mkdir checkpoints"))?;
+        self.write_format_marker().await?;
+        Ok(true)
+    }
+
+    async fn write_format_marker(&self) -> Result<(), JournalError> {
+        let marker = format!("tachyon journal, format version {}\n", format::FORMAT_VERSION);
+        self.ufs.write_atomic(FORMAT_MARKER, marker.as_bytes()).await.map_err(self.io("write marker"))
+    }
+
     /// Creates an empty journal. Refuses to wipe one holding entries unless `force`.
     pub async fn format(&self, force: bool) -> Result<(), JournalError> {
         let logs = self.ufs.list(LOGS).await.map_err(self.io("list logs"))?;
@@ -177,8 +199,7 @@ impl Journal {
         }
         self.ufs.mkdirs(LOGS).await.map_err(self.io("mkdir logs"))?;
         self.ufs.mkdirs(CHECKPOINTS).await.map_err(self.io("mkdir checkpoints"))?;
-        let marker = format!("tachyon journal, format version {}\n", format::FORMAT_VERSION);
-        self.ufs.write_atomic(FORMAT_MARKER, marker.as_bytes()).await.map_err(self.io("write marker"))?;
+        self.write_format_marker().await?;
         info!(folder = %self.folder(), "journal formatted");
         Ok(())
     }

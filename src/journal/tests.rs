@@ -46,6 +46,26 @@ async fn unformatted_journal_is_refused_and_format_guards_data() {
 }
 
 #[tokio::test]
+async fn format_if_unformatted_only_creates_and_leaves_a_live_journal_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(dir.path(), JournalLimits::default());
+    assert!(j.format_if_unformatted().await.unwrap(), "a new folder is formatted");
+    let (mut ns, w) = j.take_over().await.unwrap();
+    mkdirs(&mut ns, &w, &["/kept"]).await;
+    let epochs_before = std::fs::read_dir(dir.path().join("epochs")).map(|d| d.count()).unwrap_or(0);
+    // Another master's init step while this one leads: nothing changes, the writer goes on.
+    assert!(!j.format_if_unformatted().await.unwrap());
+    assert_eq!(std::fs::read_dir(dir.path().join("epochs")).map(|d| d.count()).unwrap_or(0), epochs_before);
+    mkdirs(&mut ns, &w, &["/after"]).await;
+    w.close().await;
+    let recovered = j.recover().await.unwrap().namespace;
+    assert_eq!(recovered, ns);
+    // Entries without the marker are somebody's data: refused, never wiped.
+    std::fs::remove_file(dir.path().join(FORMAT_MARKER)).unwrap();
+    assert!(matches!(j.format_if_unformatted().await, Err(JournalError::NotEmpty { .. })));
+}
+
+#[tokio::test]
 async fn recovery_after_crash_and_clean_close_gives_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
     let (j, w, mut ns) = fresh(dir.path(), JournalLimits::default()).await;

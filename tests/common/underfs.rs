@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use super::free_port;
 
-/// Where `bin/install-test-services.sh` put the servers.
-fn cache_dir() -> PathBuf {
+/// Where `bin/install-test-services.sh` put the servers and tools.
+pub fn cache_dir() -> PathBuf {
     match std::env::var_os("TACHYON_TEST_CACHE") {
         Some(d) => PathBuf::from(d),
         None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/tachyon"),
