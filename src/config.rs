@@ -318,6 +318,13 @@ pub fn parse_server_list(list: &str) -> Result<Vec<(String, u16)>, String> {
     Ok(servers)
 }
 
+/// True for every key tachyon understands under this name: a key, an alias of one, or an
+/// older key it accepts with a warning.
+pub fn is_accepted_key(key: &str) -> bool {
+    let key = canonical_key(key);
+    key_def(&key).is_some() || OBSOLETE_KEYS.iter().any(|(name, _)| *name == key)
+}
+
 /// True for keys whose values are never shown (credentials).
 pub fn is_secret_key(key: &str) -> bool {
     key_def(&canonical_key(key)).is_some_and(|k| k.secret)
