@@ -176,7 +176,7 @@ fn every_readme_command_resolves() {
         match program {
             "bin/tachyon" => check_tachyon_command(command, args),
             "bin/tachyon-start.sh" | "bin/tachyon-stop.sh" | "bin/tachyon-cluster" => {
-                let script = &program[..];
+                let script = program;
                 for arg in args {
                     if arg.starts_with("--") {
                         assert!(read(script).contains(arg), "{command}: {script} has no {arg}");
@@ -268,4 +268,20 @@ fn every_section_and_link_the_docs_point_at_exists() {
         }
     }
     assert!(links >= 3, "{links} links found: is the scanner broken?");
+}
+
+/// Seed 003's EC2 scripts are not shipped: running them says what replaces them, and the
+/// replacements it names exist.
+#[test]
+fn seed_003s_ec2_scripts_point_at_their_replacements() {
+    for script in ["deploy/vagrant/create", "deploy/vagrant/destroy"] {
+        let out = Command::new(root().join(script)).args(["3", "aws"]).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{script}: {said}");
+        for replacement in ["bin/tachyon-cluster create --masters 3 --workers 2", "bin/tachyon-start.sh all", "kubectl apply -k deploy/kubernetes"] {
+            assert!(said.contains(replacement), "{script} does not name {replacement}: {said}");
+        }
+    }
+    assert!(script_has_mode("bin/tachyon-cluster", "create") && read("bin/tachyon-cluster").contains("--masters"));
+    assert!(root().join("deploy/kubernetes/kustomization.yaml").exists());
 }

@@ -127,8 +127,18 @@ fn write_netns_ssh(home: &Path, hosts: &Hosts) -> PathBuf {
     path
 }
 
+/// A child process killed and reaped when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts a ZooKeeper server inside the namespace of `ZOOKEEPER`; waits until it serves.
-fn start_zookeeper(hosts: &Hosts, dir: &Path) {
+fn start_zookeeper(hosts: &Hosts, dir: &Path) -> Reaped {
     let data = dir.join("zk");
     std::fs::create_dir_all(&data).unwrap();
     let cfg = data.join("zoo.cfg");
@@ -142,7 +152,7 @@ fn start_zookeeper(hosts: &Hosts, dir: &Path) {
     )
     .unwrap();
     let log = std::fs::File::create(dir.join("zk.log")).unwrap();
-    hosts
+    let server = hosts
         .on(ZOOKEEPER, &["java", "-Xmx128m", "-XX:+UseSerialGC", "-cp"])
         .arg(format!("{}:/usr/share/java/zookeeper.jar", data.display()))
         .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
@@ -152,11 +162,12 @@ fn start_zookeeper(hosts: &Hosts, dir: &Path) {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
+    let server = Reaped(server);
     let probe = format!("exec 3<>/dev/tcp/{ZOOKEEPER}/2181 && echo srvr >&3 && cat <&3");
     for _ in 0..300 {
         let out = hosts.on(ADMIN, &["bash", "-c", &probe]).output().unwrap();
         if String::from_utf8_lossy(&out.stdout).contains("Mode:") {
-            return;
+            return server;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -195,7 +206,7 @@ fn three_masters_and_two_workers_on_five_hosts_survive_leader_kills() {
         ),
     )
     .unwrap();
-    start_zookeeper(&hosts, dir.path());
+    let _zookeeper = start_zookeeper(&hosts, dir.path());
 
     // Everything the admin runs, from the admin host: a login shell there has only PATH.
     let admin = |args: &[&str]| -> Output {
