@@ -97,9 +97,13 @@ pub fn ls_line(info: &FileInfo) -> String {
 
 /// `ls [-R] path`.
 pub async fn ls(fs: &FileSystem, path: &str, recursive: bool, out: &mut dyn Write) -> ShellResult {
-    for f in fs.list_status(path, recursive).await? {
-        writeln!(out, "{}", ls_line(&f)).ok();
-    }
+    fs.list_status_pages(path, recursive, |page| {
+        for f in &page {
+            writeln!(out, "{}", ls_line(f)).ok();
+        }
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
 

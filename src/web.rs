@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 use crate::client::FileSystem;
 use crate::config::Config;
 use crate::core::path::FsPath;
-use crate::master::{file_info, list_infos};
+use crate::core::namespace::block_count;
+use crate::master::{file_info_with_blocks, list_page_infos, DEFAULT_LIST_PAGE_ENTRIES};
 use crate::master::node::MasterNode;
 use crate::proto::{FileInfo, MasterStatus};
 use crate::worker::Worker;
@@ -36,6 +37,24 @@ td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#eef}
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
+
+/// Percent-encodes a query parameter value (a path): only unreserved characters and `/`
+/// stay, so the result is also safe inside HTML attributes.
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => out.push(b as char),
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+/// Blocks of a file listed on its browse page; more are counted, not listed.
+const MAX_BLOCKS_SHOWN: usize = 1000;
 
 fn page(title: &str, nav: &[(&str, &str)], body: &str) -> Html<String> {
     let links: String = nav.iter().map(|(href, name)| format!("<a href=\"{href}\">{name}</a>")).collect();
@@ -114,22 +133,27 @@ impl MasterUi {
         })
     }
 
-    /// The leader's view of `path`: the inode and, for a directory, its children.
-    async fn browse_json(&self, path: &str) -> Result<Value, (StatusCode, String)> {
+    /// The leader's view of `path`: the inode and, for a directory, one page of its
+    /// children (those after `after`), with where the next page starts.
+    async fn browse_json(&self, path: &str, after: Option<&str>) -> Result<Value, (StatusCode, String)> {
         let p = FsPath::parse(path).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        let after = after.filter(|a| !a.is_empty()).map(FsPath::parse).transpose().map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
         let listed = self
             .node
-            .leader_state(|st| -> Result<(FileInfo, Vec<FileInfo>), String> {
+            .leader_state(|st| -> Result<(FileInfo, Vec<FileInfo>, Option<String>), String> {
                 let inode = st.ns.lookup(&p).map_err(|e| e.to_string())?;
-                let info = file_info(st, inode, &p);
-                let children = if inode.is_directory() { list_infos(st, inode, false) } else { Vec::new() };
-                Ok((info, children))
+                let info = file_info_with_blocks(st, inode, &p, MAX_BLOCKS_SHOWN);
+                if !inode.is_directory() {
+                    return Ok((info, Vec::new(), None));
+                }
+                let (children, next) = list_page_infos(st, inode, &p, false, after.as_ref(), DEFAULT_LIST_PAGE_ENTRIES).map_err(|e| e.to_string())?;
+                Ok((info, children, next))
             })
             .await
             .ok_or((StatusCode::SERVICE_UNAVAILABLE, "this master is a standby: browse on the leader".to_string()))?;
-        let (info, children) = listed.map_err(|e| (StatusCode::NOT_FOUND, e))?;
+        let (info, children, next) = listed.map_err(|e| (StatusCode::NOT_FOUND, e))?;
         let preview = if info.is_directory || !info.complete { None } else { self.preview(&info.path).await };
-        Ok(json!({"file": file_json(&info), "children": children.iter().map(file_json).collect::<Vec<_>>(), "preview": preview}))
+        Ok(json!({"file": file_json(&info), "children": children.iter().map(file_json).collect::<Vec<_>>(), "next_after": next, "preview": preview}))
     }
 
     /// The first bytes of a file, read from a worker like any client would.
@@ -226,6 +250,8 @@ fn file_json(f: &FileInfo) -> Value {
 #[derive(serde::Deserialize)]
 struct PathQuery {
     path: Option<String>,
+    /// Paging of a directory: list the children after this path.
+    after: Option<String>,
 }
 
 type Ui = State<Arc<MasterUi>>;
@@ -276,7 +302,7 @@ async fn overview_page(State(ui): Ui) -> Html<String> {
 
 async fn browse_page(State(ui): Ui, Query(q): Query<PathQuery>) -> Response {
     let path = q.path.unwrap_or_else(|| "/".into());
-    let data = match ui.browse_json(&path).await {
+    let data = match ui.browse_json(&path, q.after.as_deref()).await {
         Ok(d) => d,
         Err((code, msg)) => {
             let leader = ui.node.coordinator().leader_address().await.ok().flatten().unwrap_or_default();
@@ -302,16 +328,19 @@ async fn browse_page(State(ui): Ui, Query(q): Query<PathQuery>) -> Response {
             let _ = write!(
                 body,
                 "<tr><td><a href=\"/browse?path={}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}%</td><td>{}</td></tr>",
-                esc(c["path"].as_str().unwrap_or_default()),
+                url_encode(c["path"].as_str().unwrap_or_default()),
                 esc(&name),
                 bytes(c["length"].as_u64().unwrap_or(0)),
-                c["blocks"].as_array().map_or(0, Vec::len),
+                block_count(c["length"].as_u64().unwrap_or(0), c["block_size"].as_u64().unwrap_or(0)),
                 esc(c["persistence"].as_str().unwrap_or_default()),
                 c["in_memory_percentage"],
                 c["complete"]
             );
         }
         body.push_str("</table>");
+        if let Some(next) = data["next_after"].as_str() {
+            let _ = write!(body, "<p><a href=\"/browse?path={}&amp;after={}\">Next page</a></p>", url_encode(&path), url_encode(next));
+        }
     } else {
         let _ = write!(
             body,
@@ -336,6 +365,10 @@ async fn browse_page(State(ui): Ui, Query(q): Query<PathQuery>) -> Response {
             let _ = write!(body, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", b["id"], b["length"], locations.join(", "));
         }
         body.push_str("</table>");
+        let total = block_count(f["length"].as_u64().unwrap_or(0), f["block_size"].as_u64().unwrap_or(0));
+        if total > MAX_BLOCKS_SHOWN as u64 {
+            let _ = write!(body, "<p>The first {MAX_BLOCKS_SHOWN} of {total} blocks.</p>");
+        }
         if let Some(p) = data["preview"].as_str() {
             let _ = write!(body, "<h2>First {PREVIEW_BYTES} bytes</h2><pre class=\"preview\">{}</pre>", esc(p));
         }
@@ -392,7 +425,7 @@ pub fn master_router(ui: Arc<MasterUi>) -> Router {
         .route(
             "/api/browse",
             get(|State(ui): Ui, Query(q): Query<PathQuery>| async move {
-                match ui.browse_json(&q.path.unwrap_or_else(|| "/".into())).await {
+                match ui.browse_json(&q.path.unwrap_or_else(|| "/".into()), q.after.as_deref()).await {
                     Ok(v) => Json(v).into_response(),
                     Err((code, msg)) => (code, Json(json!({"error": msg}))).into_response(),
                 }

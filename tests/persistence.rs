@@ -357,3 +357,43 @@ async fn listings_look_at_the_under_storage_again_as_the_sync_interval_says() {
     // The default (0) looks every time.
     assert!(c.run_ok(&["fs", "ls", "/sync"]).contains("/sync/second"));
 }
+
+/// Regression (found by probing a running cluster): the rename of a directory holding some
+/// 2,300 persisted files with long paths needed one journal entry larger than replay
+/// accepts, and afterwards no master could read the journal. Now the rename is refused
+/// before anything changes, with a clear error; nothing moved; the journal replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_too_big_for_one_journal_entry_is_refused_and_the_journal_stays_readable() {
+    use futures::StreamExt;
+    let mut c = started().await;
+    let fs = c.client();
+    // A directory path of about 3,770 bytes: 15 names of 250 bytes.
+    let long: String = (0..15u8).map(|i| format!("/{}", char::from(b'a' + i).to_string().repeat(250))).collect();
+    let dir = format!("/big{long}");
+    const FILES: usize = 2300;
+    let written: Vec<Result<_, FsError>> = futures::stream::iter(0..FILES)
+        .map(|i| {
+            let (fs, path) = (fs.clone(), format!("{dir}/f{i:05}"));
+            async move { fs.write_file(&path, b"x", with(WriteType::Through)).await }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(written.iter().all(|w| w.is_ok()), "{:?}", written.iter().find(|w| w.is_err()));
+
+    let err = fs.rename("/big", "/moved").await.unwrap_err();
+    assert!(matches!(&err, FsError::InvalidArgument { reason } if reason.contains("journal entry")), "{err}");
+    assert_eq!(fs.list_status(&dir, false).await.unwrap().len(), FILES, "nothing was renamed");
+    assert!(matches!(fs.get_status("/moved").await, Err(FsError::NotFound { .. })));
+    assert_eq!(ufs_copy(&c, &format!("{dir}/f00000")).as_deref(), Some(&b"x"[..]), "no under-storage copy moved");
+
+    // The journal replays: readJournal finds no damaged record, and a restarted master
+    // recovers every file.
+    let dump = c.run_ok(&["readJournal"]);
+    assert!(!dump.contains("!!") && !dump.contains("ERROR"), "{}", &dump[dump.len().saturating_sub(2000)..]);
+    c.kill_master();
+    c.start_master();
+    let fs = c.client();
+    assert_eq!(fs.list_status(&dir, false).await.unwrap().len(), FILES);
+    assert_eq!(fs.read_file(&format!("{dir}/f02299")).await.unwrap(), b"x");
+}

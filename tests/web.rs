@@ -324,6 +324,34 @@ async fn the_web_ui_shows_the_leader_and_every_file_before_and_after_a_failover(
     browser.click_link_containing(&c.master_address(leader));
     assert!(browser.page().contains(">ui/<"), "the standby's link leads to the leader's listing: {}", browser.page());
 
+    // A big directory is listed a page at a time; names that need escaping in a URL work.
+    {
+        use futures::StreamExt;
+        let opts = || CreateOptions { block_size: None, recursive: true, write_type: None };
+        let made: Vec<_> = futures::stream::iter(0..1003)
+            .map(|i| {
+                let fs = fs.clone();
+                async move { fs.write_file(&format!("/many/f{i:04}"), b"", opts()).await }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        assert!(made.iter().all(|m| m.is_ok()));
+        fs.write_file("/many/zz a&b #1%.txt", b"odd", opts()).await.unwrap();
+    }
+    let first = json_get(&lw, "/api/browse?path=/many");
+    assert_eq!(first["children"].as_array().unwrap().len(), 1000);
+    assert_eq!(first["next_after"], "/many/f0999");
+    let rest = json_get(&lw, "/api/browse?path=/many&after=/many/f0999");
+    let rest_names: Vec<&str> = rest["children"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(rest_names, ["f1000", "f1001", "f1002", "zz a&b #1%.txt"]);
+    assert!(rest["next_after"].is_null());
+    browser.open(&format!("{lw}/browse?path=/many"));
+    browser.click_link("Next page");
+    assert!(browser.page().contains("f1002"), "{}", browser.page());
+    browser.click_link("zz a&b #1%.txt");
+    assert!(browser.page().contains("(3 bytes)"), "{}", browser.page());
+
     // Kill the leader: the other master's UI shows the same file.
     c.kill_master_at(leader);
     let became = eventually(|| async { http_get(&sw, "/readyz").0 == 200 }).await;

@@ -337,14 +337,42 @@ impl FileSystem {
     }
 
     /// The entries of a directory (everything below it with `recursive`); a file lists itself.
+    /// Listed entries carry no block lists.
     pub async fn list_status(&self, path: &str, recursive: bool) -> Result<Vec<FileInfo>, FsError> {
-        let req = ListStatusRequest { path: path.to_string(), recursive, sync_interval_ms: self.inner.options.metadata_sync_interval_ms };
-        self.call("listStatus", |mut c| {
-            let req = req.clone();
-            async move { c.list_status(req).await }
+        let mut all = Vec::new();
+        self.list_status_pages(path, recursive, |page| {
+            all.extend(page);
+            Ok(())
         })
-        .await
-        .map(|r| r.files)
+        .await?;
+        Ok(all)
+    }
+
+    /// [`Self::list_status`] a page at a time (the master bounds each page), handing each
+    /// page to `each` as it arrives: a listing of millions of entries never has to fit in
+    /// memory or in one message.
+    pub async fn list_status_pages(&self, path: &str, recursive: bool, mut each: impl FnMut(Vec<FileInfo>) -> Result<(), FsError>) -> Result<(), FsError> {
+        let mut start_after = String::new();
+        loop {
+            let req = ListStatusRequest {
+                path: path.to_string(),
+                recursive,
+                sync_interval_ms: self.inner.options.metadata_sync_interval_ms,
+                start_after: start_after.clone(),
+                limit: 0,
+            };
+            let page = self
+                .call("listStatus", |mut c| {
+                    let req = req.clone();
+                    async move { c.list_status(req).await }
+                })
+                .await?;
+            each(page.files)?;
+            if page.next_start_after.is_empty() {
+                return Ok(());
+            }
+            start_after = page.next_start_after;
+        }
     }
 
     /// Creates a directory.

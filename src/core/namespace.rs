@@ -450,6 +450,59 @@ impl Namespace {
         }
     }
 
+    /// One page of `dir`'s listing, in the order of [`Self::children`] or, with `recursive`,
+    /// [`Self::descendants`]: at most `limit` inodes after the path `after` (the last entry
+    /// of the previous page; `None` from the start), and whether more follow. `after` is a
+    /// position in name order, so a page resumes right even if that entry was deleted or
+    /// renamed meanwhile. The work is bounded by the page size and the depth, never by the
+    /// size of a directory.
+    pub fn list_page<'a>(&'a self, dir: &'a Inode, dir_path: &FsPath, recursive: bool, after: Option<&FsPath>, limit: usize) -> Result<(Vec<&'a Inode>, bool), FsError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        type Siblings<'a> = std::collections::btree_map::Range<'a, String, InodeId>;
+        let InodeKind::Directory { children } = &dir.kind else { return Ok((vec![dir], false)) };
+        let mut stack: Vec<Siblings<'_>> = Vec::new();
+        match after {
+            None => stack.push(children.range::<str, _>(..)),
+            Some(after) => {
+                let rel = after.components().strip_prefix(dir_path.components()).filter(|r| !r.is_empty() && (recursive || r.len() == 1));
+                let Some(rel) = rel else {
+                    return Err(FsError::InvalidArgument { reason: format!("listing {dir_path}: cannot resume after {after}, not an entry of this listing") });
+                };
+                let mut level = Some(children);
+                for (depth, name) in rel.iter().enumerate() {
+                    let Some(siblings) = level else { break };
+                    stack.push(siblings.range::<str, _>((Excluded(name.as_str()), Unbounded)));
+                    let entry = siblings.get(name).and_then(|id| self.inodes.get(id));
+                    level = match entry.map(|i| &i.kind) {
+                        Some(InodeKind::Directory { children }) => Some(children),
+                        _ => None,
+                    };
+                    if depth + 1 == rel.len() {
+                        // `after` itself was listed; with `recursive` what is below it comes next.
+                        if let (true, Some(below)) = (recursive, level) {
+                            stack.push(below.range::<str, _>(..));
+                        }
+                    }
+                }
+            }
+        }
+        let mut page = Vec::new();
+        while page.len() < limit {
+            let Some(top) = stack.last_mut() else { break };
+            let Some((_, id)) = top.next() else {
+                stack.pop();
+                continue;
+            };
+            let inode = self.inodes.get(id).ok_or_else(|| FsError::Internal { reason: format!("dangling child {id}") })?;
+            page.push(inode);
+            if let (true, InodeKind::Directory { children }) = (recursive, &inode.kind) {
+                stack.push(children.range::<str, _>(..));
+            }
+        }
+        let more = stack.iter().any(|s| s.clone().next().is_some());
+        Ok((page, more))
+    }
+
     /// Every inode below `dir` (not `dir` itself), depth first, each directory before its children.
     pub fn descendants(&self, dir: &Inode) -> Vec<&Inode> {
         let mut out = Vec::new();
@@ -1335,6 +1388,45 @@ mod tests {
         let applied = ns.apply_operation(kinds, 1);
         assert_eq!(applied.error, None);
         applied.effects
+    }
+
+    #[test]
+    fn listing_pages_resume_in_order_whatever_changed_between_pages() {
+        let mut ns = Namespace::new();
+        for d in ["/d/a/x", "/d/a/y", "/d/a-b", "/d/c/z/deep", "/d/e"] {
+            let kinds = ns.plan_create_directory(&p(d), true, false, &own(), 1).unwrap();
+            commit(&mut ns, kinds);
+        }
+        let dir_path = p("/d");
+        let dir = ns.lookup(&dir_path).unwrap();
+        let names = |page: &[&Inode]| page.iter().map(|i| ns.path_of(i.id).unwrap().to_string()).collect::<Vec<_>>();
+        let everything = names(&ns.descendants(dir));
+        // Recursive pages of every size concatenate to the full listing.
+        for limit in 1..=everything.len() + 1 {
+            let (mut all, mut after) = (Vec::new(), None::<FsPath>);
+            loop {
+                let (page, more) = ns.list_page(dir, &dir_path, true, after.as_ref(), limit).unwrap();
+                assert!(page.len() <= limit);
+                all.extend(names(&page));
+                if !more {
+                    break;
+                }
+                after = Some(p(all.last().unwrap()));
+            }
+            assert_eq!(all, everything, "page size {limit}");
+        }
+        assert_eq!(everything, ["/d/a", "/d/a/x", "/d/a/y", "/d/a-b", "/d/c", "/d/c/z", "/d/c/z/deep", "/d/e"]);
+        // Non-recursive: children only, resumable by name.
+        let (page, more) = ns.list_page(dir, &dir_path, false, Some(&p("/d/a")), 2).unwrap();
+        assert_eq!((names(&page), more), (vec!["/d/a-b".to_string(), "/d/c".to_string()], true));
+        // The last entry of a page disappeared: the next page starts at the next name.
+        let (page, more) = ns.list_page(dir, &dir_path, true, Some(&p("/d/c/gone/below")), 2).unwrap();
+        assert_eq!((names(&page), more), (vec!["/d/c/z".to_string(), "/d/c/z/deep".to_string()], true));
+        let (page, more) = ns.list_page(dir, &dir_path, true, Some(&p("/d/b")), 10).unwrap();
+        assert_eq!((names(&page).len(), more), (4, false));
+        // A resume point outside the listing is refused.
+        assert!(ns.list_page(dir, &dir_path, false, Some(&p("/d/a/x")), 5).is_err());
+        assert!(ns.list_page(dir, &dir_path, true, Some(&p("/elsewhere")), 5).is_err());
     }
 
     #[test]

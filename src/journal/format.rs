@@ -30,8 +30,19 @@ pub const CHECKPOINT_MAGIC: &[u8; 8] = b"TACHYONC";
 pub const SEGMENT_HEADER_LEN: usize = 12;
 /// Bytes of a record header (length + checksum).
 pub const RECORD_HEADER_LEN: usize = 8;
-/// Largest encoded entry accepted; anything larger is corruption.
+/// Largest encoded entry accepted; anything larger is corruption. The writer refuses to
+/// write a larger one and the master refuses to plan one, so everything written replays.
 pub const MAX_ENTRY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Bytes an entry's fields besides its kind and request id take at most (sequence, epoch,
+/// flag, field tags and lengths).
+const ENTRY_FIELDS_BOUND_BYTES: usize = 64;
+
+/// An upper bound of the encoded size of an entry holding `kind` and `request_id`, known
+/// before its sequence and epoch are assigned.
+pub fn entry_bytes_bound(kind: &crate::proto::journal_entry::Kind, request_id: &str) -> usize {
+    kind.encoded_len() + request_id.len() + ENTRY_FIELDS_BOUND_BYTES
+}
 
 /// A segment or checkpoint could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -75,6 +75,8 @@ pub enum JournalError {
     WriterFailed(String),
     #[error("fenced: a newer leader (epoch {newer}) has taken over from epoch {mine}")]
     Fenced { mine: u64, newer: u64 },
+    #[error("journal entry {sequence} would take {bytes} bytes, more than the {max} one entry may (replay would refuse it); nothing was written", max = format::MAX_ENTRY_BYTES)]
+    EntryTooLarge { sequence: u64, bytes: usize },
 }
 
 /// Bounds of the journal writer.
@@ -595,6 +597,11 @@ impl JournalWriter {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return Ok(self.durable.borrow().next);
         };
+        // What replay would refuse is never written.
+        use prost::Message as _;
+        if let Some(e) = entries.iter().find(|e| e.encoded_len() > format::MAX_ENTRY_BYTES) {
+            return Err(JournalError::EntryTooLarge { sequence: e.sequence, bytes: e.encoded_len() });
+        }
         let mut bytes = Vec::new();
         for e in entries {
             format::encode_entry(e, &mut bytes);

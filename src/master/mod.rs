@@ -203,6 +203,7 @@ impl Master {
                 return self.answer_when_durable(st.ns.next_sequence(), respond(&st)).await;
             }
             let kinds = plan(&st, now)?;
+            check_entry_sizes(&kinds, request_id)?;
             let applied = st.ns.apply_request(kinds, epoch, request_id);
             for effect in applied.effects {
                 match effect {
@@ -322,13 +323,47 @@ impl Master {
 
 /// The client-facing descriptions of a directory's children (all descendants with
 /// `recursive`), in name order.
-pub fn list_infos(st: &State, dir: &Inode, recursive: bool) -> Vec<FileInfo> {
-    let listed = if recursive { st.ns.descendants(dir) } else { st.ns.children(dir) };
-    listed.into_iter().filter_map(|i| st.ns.path_of(i.id).map(|ip| file_info(st, i, &ip))).collect()
+/// Entries of a listing page when the client does not ask for a number.
+pub const DEFAULT_LIST_PAGE_ENTRIES: usize = 1000;
+/// Most entries of a listing page, whatever the client asks.
+pub const MAX_LIST_PAGE_ENTRIES: usize = 10_000;
+/// A listing page stops growing past this many encoded bytes (gRPC refuses messages over
+/// 4 MiB by default; a path may take 4 KiB).
+pub const MAX_LIST_PAGE_BYTES: usize = 2 << 20;
+
+/// One page of the listing of `dir` (at `dir_path`): entries without block lists, and the
+/// path the next page starts after (`None` on the last page). See [`Namespace::list_page`].
+pub fn list_page_infos(st: &State, dir: &Inode, dir_path: &FsPath, recursive: bool, after: Option<&FsPath>, limit: usize) -> Result<(Vec<FileInfo>, Option<String>), FsError> {
+    use prost::Message as _;
+    let limit = match limit {
+        0 => DEFAULT_LIST_PAGE_ENTRIES,
+        n => n.min(MAX_LIST_PAGE_ENTRIES),
+    };
+    let (inodes, mut more) = st.ns.list_page(dir, dir_path, recursive, after, limit)?;
+    let mut infos = Vec::with_capacity(inodes.len());
+    let mut bytes = 0;
+    for inode in inodes {
+        let Some(path) = st.ns.path_of(inode.id) else { continue };
+        let info = file_info_with_blocks(st, inode, &path, 0);
+        bytes += info.encoded_len() + 8;
+        if bytes > MAX_LIST_PAGE_BYTES && !infos.is_empty() {
+            more = true;
+            break;
+        }
+        infos.push(info);
+    }
+    let next = if more { infos.last().map(|i| i.path.clone()) } else { None };
+    Ok((infos, next))
 }
 
-/// Builds the client-facing description of an inode.
+/// Builds the client-facing description of an inode, with its blocks and their locations.
 pub fn file_info(st: &State, inode: &Inode, path: &FsPath) -> FileInfo {
+    file_info_with_blocks(st, inode, path, usize::MAX)
+}
+
+/// [`file_info`] listing at most the first `max_blocks` blocks (listings list none, the web
+/// UI a page: a file may have millions).
+pub fn file_info_with_blocks(st: &State, inode: &Inode, path: &FsPath, max_blocks: usize) -> FileInfo {
     let (is_directory, length, block_size, complete, persistence) = match inode.kind {
         InodeKind::Directory { .. } => (true, 0, 0, false, PersistenceState::Persisted),
         InodeKind::File { block_size, length, complete, persistence } => (false, length, block_size, complete, persistence),
@@ -342,7 +377,9 @@ pub fn file_info(st: &State, inode: &Inode, path: &FsPath) -> FileInfo {
             if !locations.is_empty() {
                 in_memory_bytes += len;
             }
-            blocks.push(BlockInfo { block_id: id, length: len, locations });
+            if blocks.len() < max_blocks {
+                blocks.push(BlockInfo { block_id: id, length: len, locations });
+            }
         }
     }
     let in_memory_percentage = (in_memory_bytes * 100).checked_div(length).unwrap_or(100) as u32;
@@ -350,7 +387,7 @@ pub fn file_info(st: &State, inode: &Inode, path: &FsPath) -> FileInfo {
         InodeKind::Directory { children } => children.len() as u64,
         InodeKind::File { .. } => 0,
     };
-    debug_assert!(!complete || blocks.len() as u64 == block_count(length, block_size));
+    debug_assert!(max_blocks != usize::MAX || !complete || blocks.len() as u64 == block_count(length, block_size));
     FileInfo {
         id: inode.id,
         path: path.to_string(),
@@ -377,5 +414,20 @@ pub fn ttl_action_name(action: crate::proto::TtlAction) -> &'static str {
     match action {
         crate::proto::TtlAction::TtlDelete => "DELETE",
         crate::proto::TtlAction::TtlFree => "FREE",
+    }
+}
+
+/// Refuses an operation whose journal entry replay could not read back: checked at
+/// planning time, before anything is applied, so the request fails and nothing changes.
+fn check_entry_sizes(kinds: &[Kind], request_id: &str) -> Result<(), FsError> {
+    let max = crate::journal::format::MAX_ENTRY_BYTES;
+    match kinds.iter().map(|k| crate::journal::format::entry_bytes_bound(k, request_id)).find(|bytes| *bytes > max) {
+        None => Ok(()),
+        Some(bytes) => Err(FsError::InvalidArgument {
+            reason: format!(
+                "this operation needs a journal entry of {bytes} bytes, more than the {max} one entry may hold \
+                 (a rename or delete of a directory with very many persisted files below it: rename or delete its subdirectories one by one)"
+            ),
+        }),
     }
 }

@@ -205,7 +205,8 @@ impl MasterService for MasterRpc {
             let now = self.node.leader().await?.now_ms();
             let key = p.to_string();
             let last = self.synced_at_ms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).copied();
-            if sync_due(last, now, req.sync_interval_ms) {
+            // The under-storage is looked at for the first page only.
+            if req.start_after.is_empty() && sync_due(last, now, req.sync_interval_ms) {
                 self.load_from_under_storage(&p).await?;
                 let mut synced = self.synced_at_ms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if synced.len() >= MAX_SYNC_RECORDS {
@@ -219,9 +220,11 @@ impl MasterService for MasterRpc {
                 .read(|st| {
                     let inode = st.ns.lookup(&p)?;
                     if !inode.is_directory() {
-                        return Ok(ListStatusResponse { files: vec![file_info(st, inode, &p)] });
+                        return Ok(ListStatusResponse { files: vec![file_info(st, inode, &p)], next_start_after: String::new() });
                     }
-                    Ok(ListStatusResponse { files: super::list_infos(st, inode, req.recursive) })
+                    let after = (!req.start_after.is_empty()).then(|| path(&req.start_after)).transpose()?;
+                    let (files, next) = super::list_page_infos(st, inode, &p, req.recursive, after.as_ref(), req.limit as usize)?;
+                    Ok(ListStatusResponse { files, next_start_after: next.unwrap_or_default() })
                 })
                 .await
         }
