@@ -149,13 +149,18 @@ impl MasterService for MasterRpc {
                 return Err(FsError::InvalidArgument { reason: format!("{}: this master has no under-storage to persist to", req.path) });
             }
             let plan = |st: &super::State, p: &FsPath, now| st.ns.plan_complete_file(p, req.length, persistence, |b| st.registry.committed_length(b), now);
-            if persistence != PersistenceState::Persisted || req.ufs_temp_name.is_empty() {
+            if persistence != PersistenceState::Persisted {
                 return self.mutate_path(&req.request_id, &req.path, plan).await;
+            }
+            // PERSISTED means "my data is the upload I name": without one it would be a
+            // file of any claimed length backed by nothing.
+            if req.ufs_temp_name.is_empty() {
+                return Err(FsError::InvalidArgument { reason: format!("{}: a PERSISTED completion must name its under-storage upload", req.path) });
             }
             let p = path(&req.path)?;
             let leader = self.node.leader().await?;
             let finish = |st: &super::State, now| plan(st, &p, now);
-            publish_upload(&self.node, &leader, &req.request_id, &p, &req.ufs_temp_name, UfsIntentKind::UfsComplete, finish).await?;
+            publish_upload(&self.node, &leader, &req.request_id, &p, &req.ufs_temp_name, req.length, UfsIntentKind::UfsComplete, finish).await?;
             leader.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
         }
         .await;
@@ -167,12 +172,18 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             if req.ufs_temp_name.is_empty() {
-                return self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_persist_file(p, now)).await;
+                // Only a file persisted already needs no upload.
+                let plan = |st: &super::State, p: &FsPath, now| match st.ns.plan_persist_file(p, now)? {
+                    kinds if kinds.is_empty() => Ok(kinds),
+                    _ => Err(FsError::InvalidArgument { reason: format!("{p}: persisting needs its under-storage upload") }),
+                };
+                return self.mutate_path(&req.request_id, &req.path, plan).await;
             }
             let p = path(&req.path)?;
             let leader = self.node.leader().await?;
+            let length = leader.read(|st| st.ns.lookup(&p).map(|i| match i.kind { InodeKind::File { length, .. } => length, InodeKind::Directory { .. } => 0 })).await?;
             let finish = |st: &super::State, now| st.ns.plan_persist_file(&p, now);
-            publish_upload(&self.node, &leader, &req.request_id, &p, &req.ufs_temp_name, UfsIntentKind::UfsPersist, finish).await?;
+            publish_upload(&self.node, &leader, &req.request_id, &p, &req.ufs_temp_name, length, UfsIntentKind::UfsPersist, finish).await?;
             leader.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
         }
         .await;
@@ -603,13 +614,17 @@ pub(super) async fn delete_mirrored(
 /// journals `finish` (completing `p` as PERSISTED, or marking it persisted) together with
 /// the end of the intent that covered the move. Nothing lands at `p`'s under-storage name
 /// without a journaled intent, so a crash leaves no copy a listing would take for a new
-/// file; a refused or failed publish discards the upload.
+/// file; a refused or failed publish discards the upload. Only a temporary upload name
+/// beside `p`'s under-storage path is ever touched, and only if it holds exactly
+/// `expected_length` bytes (a completion's length is never taken on trust).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn publish_upload(
     node: &MasterNode,
     leader: &super::Master,
     request_id: &str,
     p: &FsPath,
     temp: &str,
+    expected_length: u64,
     kind: UfsIntentKind,
     finish: impl Fn(&super::State, i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError>,
 ) -> Result<(), FsError> {
@@ -617,19 +632,31 @@ pub(super) async fn publish_upload(
         return leader.mutate(request_id, &finish, |_| Ok(())).await;
     }
     let mounts = node.ufs_mounts().ok_or_else(|| FsError::InvalidArgument { reason: format!("{p}: this master has no under-storage") })?;
+    let location = leader.read(|st| Ok(st.ns.resolve_ufs(p))).await?;
+    check_upload_name(&location, temp, p)?;
+    let (ufs, _) = mounts.open(&location, "checking an upload")?;
+    let (dir, name) = temp.rsplit_once('/').unwrap_or(("", temp));
+    let listed = ufs.list_status(dir).await.map_err(|e| FsError::Unavailable { reason: format!("under-storage {}: listing {dir}: {e}", ufs.describe()) })?;
+    match listed.iter().find(|e| e.name == name && !e.is_directory).map(|e| e.length) {
+        Some(length) if length == expected_length => {}
+        Some(length) => {
+            if let Err(e) = ufs.delete(temp).await {
+                tracing::warn!(file = %temp, error = %e, "could not delete a refused upload");
+            }
+            return Err(FsError::InvalidArgument { reason: format!("{p}: the upload holds {length} bytes, not the {expected_length} the request claims") });
+        }
+        None => return Err(FsError::InvalidArgument { reason: format!("{p}: no upload {temp} in the under-storage") }),
+    }
     let mut planned = None;
     let mut target = None;
     let intended = leader
         .mutate(
             "",
             |st, now| {
+                // Renamed meanwhile: the upload is no longer beside it (and is discarded).
                 let location = st.ns.resolve_ufs(p);
                 target = Some((location.clone(), st.ns.mount_points()));
-                let beside = location.relative.rsplit_once('/').map_or("", |(dir, _)| dir);
-                let (temp_dir, temp_name) = temp.rsplit_once('/').unwrap_or(("", temp));
-                if temp_dir != beside || !crate::core::namespace::is_upload_temp_name(temp_name) {
-                    return Err(FsError::InvalidArgument { reason: format!("{temp} is not an upload beside {p}'s under-storage path") });
-                }
+                check_upload_name(&location, temp, p)?;
                 if finish(st, now)?.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -689,6 +716,17 @@ pub(super) async fn publish_upload(
         }
     }
     published
+}
+
+/// An upload a client names must be a temporary upload name in the directory of `p`'s
+/// under-storage path `location`: nothing else is moved, read or deleted on its word.
+fn check_upload_name(location: &UfsLocation, temp: &str, p: &FsPath) -> Result<(), FsError> {
+    let beside = location.relative.rsplit_once('/').map_or("", |(dir, _)| dir);
+    let (temp_dir, temp_name) = temp.rsplit_once('/').unwrap_or(("", temp));
+    if temp_dir != beside || !crate::core::namespace::is_upload_temp_name(temp_name) {
+        return Err(FsError::InvalidArgument { reason: format!("{temp} is not an upload beside {p}'s under-storage path") });
+    }
+    Ok(())
 }
 
 /// The entries that end a delete whose copies are gone: the delete (unless the inode is

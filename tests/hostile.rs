@@ -1,0 +1,81 @@
+//! Hostile requests sent over the real RPC to a real master (regressions of what probing a
+//! running cluster found): each gets a clear error, and the namespace and the master's host
+//! are left intact.
+
+mod common;
+
+use common::Cluster;
+use tachyon::error::FsError;
+use tachyon::proto::master_service_client::MasterServiceClient;
+use tachyon::proto::{CompleteFileRequest, CreateFileRequest, PathRequest, PersistFileRequest, PersistenceState};
+
+/// A raw gRPC client of the master, once it serves (the library client retries until then).
+async fn raw_master(c: &Cluster) -> MasterServiceClient<tonic::transport::Channel> {
+    c.client().list_status("/", false).await.unwrap();
+    MasterServiceClient::connect(format!("http://{}", c.master_address(0))).await.unwrap()
+}
+
+fn create(path: &str, request_id: &str) -> CreateFileRequest {
+    CreateFileRequest { path: path.into(), block_size_bytes: 1 << 20, recursive: true, ownership: None, request_id: request_id.into() }
+}
+
+fn complete(path: &str, length: u64, temp: &str, request_id: &str) -> CompleteFileRequest {
+    CompleteFileRequest { path: path.into(), length, request_id: request_id.into(), persistence: PersistenceState::Persisted as i32, ufs_temp_name: temp.into() }
+}
+
+fn invalid_argument(result: Result<tonic::Response<impl std::fmt::Debug>, tonic::Status>, what: &str) -> String {
+    match result.map_err(FsError::from) {
+        Err(FsError::InvalidArgument { reason }) => reason,
+        other => panic!("{what}: expected InvalidArgument, got {other:?}"),
+    }
+}
+
+/// A PERSISTED completion is backed by the upload it names, holding exactly the claimed
+/// length: no upload, a name that is not an upload beside the file (a path out of the
+/// under-storage), or a length of 2^64-1 are refused, and nothing outside uploads is
+/// touched. A persist without an upload is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persisted_completions_are_backed_by_their_upload() {
+    let c = Cluster::start();
+    let mut m = raw_master(&c).await;
+    let ufs = c.path().join("underFSStorage");
+    m.create_file(create("/h/f", "r1")).await.unwrap();
+
+    let reason = invalid_argument(m.complete_file(complete("/h/f", u64::MAX, "", "r2")).await, "no upload");
+    assert!(reason.contains("must name its under-storage upload"), "{reason}");
+
+    // A name outside the upload convention, pointing out of the under-storage: refused, and
+    // the file it names is neither moved nor deleted.
+    let sentinel = c.path().join("sentinel");
+    std::fs::write(&sentinel, b"keep me").unwrap();
+    for temp in ["../sentinel", "h/../../sentinel", "h/f", "other/.f.tachyon-x.tmp"] {
+        let reason = invalid_argument(m.complete_file(complete("/h/f", 7, temp, "r3")).await, temp);
+        assert!(reason.contains("is not an upload beside"), "{temp}: {reason}");
+    }
+    assert_eq!(std::fs::read(&sentinel).unwrap(), b"keep me");
+
+    // A real upload, with a length claim that does not match it.
+    std::fs::create_dir_all(ufs.join("h")).unwrap();
+    std::fs::write(ufs.join("h/.f.tachyon-r4.tmp"), b"one").unwrap();
+    let reason = invalid_argument(m.complete_file(complete("/h/f", u64::MAX, "h/.f.tachyon-r4.tmp", "r4")).await, "wrong length");
+    assert!(reason.contains("holds 3 bytes"), "{reason}");
+    let reason = invalid_argument(m.complete_file(complete("/h/f", 3, "h/.f.tachyon-gone.tmp", "r5")).await, "missing upload");
+    assert!(reason.contains("no upload"), "{reason}");
+    let status = m.get_status(PathRequest { path: "/h/f".into() }).await.unwrap().into_inner();
+    assert!(!status.complete && status.length == 0, "the file stays incomplete: {status:?}");
+
+    // The honest completion still works, and reads back what was uploaded.
+    std::fs::write(ufs.join("h/.f.tachyon-r6.tmp"), b"one").unwrap();
+    m.complete_file(complete("/h/f", 3, "h/.f.tachyon-r6.tmp", "r6")).await.unwrap();
+    assert_eq!(c.client().read_file("/h/f").await.unwrap(), b"one");
+
+    // Persisting a file held only in memory needs its upload.
+    let fs = c.client();
+    m.create_file(create("/h/mem", "r7")).await.unwrap();
+    m.complete_file(CompleteFileRequest { path: "/h/mem".into(), length: 0, request_id: "r8".into(), persistence: 0, ufs_temp_name: String::new() })
+        .await
+        .unwrap();
+    let reason = invalid_argument(m.persist_file(PersistFileRequest { path: "/h/mem".into(), request_id: "r9".into(), ufs_temp_name: String::new() }).await, "persist");
+    assert!(reason.contains("needs its under-storage upload"), "{reason}");
+    assert_eq!(fs.get_status("/h/mem").await.unwrap().persistence_state, "NOT_PERSISTED");
+}
