@@ -635,9 +635,8 @@ pub(super) async fn publish_upload(
     let location = leader.read(|st| Ok(st.ns.resolve_ufs(p))).await?;
     check_upload_name(&location, temp, p)?;
     let (ufs, _) = mounts.open(&location, "checking an upload")?;
-    let (dir, name) = temp.rsplit_once('/').unwrap_or(("", temp));
-    let listed = ufs.list_status(dir).await.map_err(|e| FsError::Unavailable { reason: format!("under-storage {}: listing {dir}: {e}", ufs.describe()) })?;
-    match listed.iter().find(|e| e.name == name && !e.is_directory).map(|e| e.length) {
+    let uploaded = ufs.file_length(temp).await.map_err(|e| FsError::Unavailable { reason: format!("under-storage {}: looking up {temp}: {e}", ufs.describe()) })?;
+    match uploaded {
         Some(length) if length == expected_length => {}
         Some(length) => {
             if let Err(e) = ufs.delete(temp).await {

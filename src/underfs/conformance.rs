@@ -17,6 +17,10 @@ pub async fn run(ufs: &dyn UnderFs) {
     assert_eq!(ufs.read_range("d/a", 50, 5).await.unwrap(), b"", "a range after the end is empty");
     let listed = ufs.list_status("d").await.unwrap();
     assert_eq!(listed, vec![super::UnderStorageEntry { name: "a".into(), is_directory: false, length: 11 }], "written in two syncs");
+    assert_eq!(ufs.file_length("d/a").await.unwrap(), Some(11), "written in two syncs");
+    assert_eq!(ufs.file_length("d/missing").await.unwrap(), None);
+    assert_eq!(ufs.file_length("d").await.unwrap(), None, "a directory is not a file");
+    assert_eq!(ufs.file_length("nowhere/x").await.unwrap(), None);
 
     let err = ufs.create("d/a").await.err().expect("create over an existing file must fail");
     assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);

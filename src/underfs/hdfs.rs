@@ -165,6 +165,17 @@ impl UnderFs for HdfsUnderFs {
         Ok(entries)
     }
 
+    async fn file_length(&self, path: &str) -> io::Result<Option<u64>> {
+        match self.client.get_file_info(&self.full(path)).await {
+            Ok(s) if !s.isdir => Ok(Some(s.length as u64)),
+            Ok(_) => Ok(None),
+            Err(e) => {
+                let e = self.error("look up", path)(e);
+                if e.kind() == io::ErrorKind::NotFound { Ok(None) } else { Err(e) }
+            }
+        }
+    }
+
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         // HDFS refuses to rename onto an existing file without `overwrite`: no clobber.
         self.client.rename(&self.full(from), &self.full(to), false).await.map_err(self.error("rename", from))

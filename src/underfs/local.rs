@@ -102,12 +102,26 @@ impl UnderFs for LocalUnderFs {
         };
         let mut entries = Vec::new();
         while let Some(entry) = rd.next_entry().await? {
-            let meta = entry.metadata().await?;
+            let meta = match entry.metadata().await {
+                Ok(meta) => meta,
+                // Removed or renamed between reading the directory and looking at it.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             let name = entry.file_name().to_string_lossy().into_owned();
             entries.push(UnderStorageEntry { name, is_directory: meta.is_dir(), length: if meta.is_dir() { 0 } else { meta.len() } });
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
+    }
+
+    async fn file_length(&self, path: &str) -> io::Result<Option<u64>> {
+        match tokio::fs::metadata(self.full(path)).await {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {

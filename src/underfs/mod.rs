@@ -53,6 +53,13 @@ pub trait UnderFs: Send + Sync + 'static {
         Err(io::Error::new(io::ErrorKind::Unsupported, format!("{}: listing with file status is not supported", self.describe())))
     }
 
+    /// The length of the file at `path`; `None` if there is no file there (nothing, or a
+    /// directory). The default lists the parent; backends override it with a single lookup.
+    async fn file_length(&self, path: &str) -> io::Result<Option<u64>> {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        Ok(self.list_status(dir).await?.into_iter().find(|e| e.name == name && !e.is_directory).map(|e| e.length))
+    }
+
     /// Renames a file; the target must not exist.
     async fn rename(&self, from: &str, to: &str) -> io::Result<()>;
     /// Deletes a file; deleting a missing file is not an error.

@@ -306,6 +306,20 @@ impl UnderFs for S3UnderFs {
         Ok(entries)
     }
 
+    async fn file_length(&self, path: &str) -> io::Result<Option<u64>> {
+        // The file's own key as the prefix: the object, its parts folder, and any longer
+        // names that start the same; never the whole directory.
+        let key = self.key(path);
+        let (keys, dirs) = self.list_prefix(&key).await?;
+        let Some(size) = keys.iter().find(|(k, _)| *k == key).map(|(_, size)| *size) else { return Ok(None) };
+        let parts_dir = format!("{key}{PARTS_SUFFIX}/");
+        let parts: u64 = match dirs.iter().any(|d| *d == parts_dir) {
+            true => self.list_prefix(&parts_dir).await?.0.iter().map(|(_, size)| size).sum(),
+            false => 0,
+        };
+        Ok(Some(size + parts))
+    }
+
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         let data = self.read(from).await?;
         self.put(&self.key(to), data, true).await?;
