@@ -313,7 +313,7 @@ impl UnderFs for S3UnderFs {
         let (keys, dirs) = self.list_prefix(&key).await?;
         let Some(size) = keys.iter().find(|(k, _)| *k == key).map(|(_, size)| *size) else { return Ok(None) };
         let parts_dir = format!("{key}{PARTS_SUFFIX}/");
-        let parts: u64 = match dirs.iter().any(|d| *d == parts_dir) {
+        let parts: u64 = match dirs.contains(&parts_dir) {
             true => self.list_prefix(&parts_dir).await?.0.iter().map(|(_, size)| size).sum(),
             false => 0,
         };
