@@ -397,6 +397,8 @@ fn get_conf(key: Option<String>, source: bool, role: Role, defines: &[String]) -
     match key {
         Some(k) => {
             let (value, src) = cfg.get_with_source(&k).ok_or_else(|| format!("unknown configuration key {k}"))?;
+            // A credential is never printed, not even when asked for by name.
+            let value = if tachyon::config::is_secret_key(&k) && !value.is_empty() { "******" } else { value.as_str() };
             if source {
                 println!("{value} ({src})");
             } else {

@@ -79,3 +79,61 @@ async fn persisted_completions_are_backed_by_their_upload() {
     assert!(reason.contains("needs its under-storage upload"), "{reason}");
     assert_eq!(fs.get_status("/h/mem").await.unwrap().persistence_state, "NOT_PERSISTED");
 }
+
+/// Strings a client or a would-be worker controls are checked before they reach the journal,
+/// a listing or a terminal; cached block files are readable by the worker's user only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_and_worker_strings_are_bounded_and_block_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    use tachyon::proto::{InodeOwnership, RegisterWorkerRequest, WorkerNetAddress};
+    let mut c = Cluster::start();
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let mut m = raw_master(&c).await;
+    let journal_bytes = || -> u64 { std::fs::read_dir(c.journal().join("logs")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum() };
+    let before = journal_bytes();
+
+    // A 135 KB owner name would have been copied into each of the five parents it creates.
+    let huge_owner = InodeOwnership { owner: "o".repeat(135_000), group: "g".into(), mode: 0o644 };
+    let req = CreateFileRequest { ownership: Some(huge_owner), ..create("/deep/a/b/c/d/e", "h1") };
+    let reason = invalid_argument(m.create_file(req).await, "huge owner");
+    assert!(reason.contains("owner name longer than"), "{reason}");
+    for (owner, group, mode) in [("a\nb", "g", 0o644), ("a", "g", 0o100644)] {
+        let req = CreateFileRequest { ownership: Some(InodeOwnership { owner: owner.into(), group: group.into(), mode }), ..create("/deep/x", "h2") };
+        invalid_argument(m.create_file(req).await, owner);
+    }
+    assert!(matches!(c.client().get_status("/deep").await, Err(FsError::NotFound { .. })));
+    assert!(journal_bytes() - before < 4096, "refused requests wrote {} journal bytes", journal_bytes() - before);
+
+    // Anyone reaching the master cannot register a "worker" whose name breaks listings.
+    let evil = WorkerNetAddress { host: "evil\ntachyon_master_is_leader 1".into(), rpc_port: 1, data_port: 2, web_port: 3 };
+    let req = RegisterWorkerRequest { address: Some(evil), capacity_bytes: 1 << 30, used_bytes: 0, blocks: Vec::new() };
+    invalid_argument(m.register_worker(req).await, "evil worker");
+    let report = c.run_ok(&["fs", "report"]);
+    assert!(report.contains("Live workers: 1") && !report.contains("evil"), "{report}");
+
+    // Block files and their folders are private to the worker's user.
+    c.client().write_file("/private", b"not for other users", tachyon::client::CreateOptions { block_size: None, recursive: true, write_type: None }).await.unwrap();
+    let tiers: Vec<_> = std::fs::read_dir(c.path().join("ram/tachyonworker")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(tiers.len(), 1);
+    assert_eq!(std::fs::metadata(&tiers[0]).unwrap().permissions().mode() & 0o777, 0o700);
+    let blocks: Vec<_> = std::fs::read_dir(&tiers[0]).unwrap().map(|e| e.unwrap()).filter(|e| e.file_type().unwrap().is_file()).collect();
+    assert!(!blocks.is_empty());
+    for b in blocks {
+        assert_eq!(b.metadata().unwrap().permissions().mode() & 0o777, 0o600, "{:?}", b.path());
+    }
+}
+
+/// `getConf` never prints a credential, not even when asked for it by name.
+#[test]
+fn get_conf_masks_a_secret_asked_for_by_name() {
+    let out = std::process::Command::new(common::tachyon_bin())
+        .args(["-Ds3a.secretKey=TOPSECRET-42", "getConf", "s3a.secretKey"])
+        .env_remove("TACHYON_CONF_DIR")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.trim() == "******", "{stdout}");
+    let all = std::process::Command::new(common::tachyon_bin()).args(["-Dfs.s3a.secret.key=TOPSECRET-42", "getConf", "--source", "fs.s3a.secret.key"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&all.stdout).contains("TOPSECRET"));
+}

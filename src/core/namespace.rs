@@ -203,6 +203,27 @@ pub struct UnderStorageEntry {
     pub length: u64,
 }
 
+/// Longest owner or group name (POSIX allows 32 bytes; directory services more).
+pub const MAX_OWNER_BYTES: usize = 256;
+
+/// Checks an owner, group and mode a client sent: bounded, printable names (they are copied
+/// into every parent a create makes and shown in listings and terminals) and only
+/// permission bits.
+pub fn check_ownership(o: &InodeOwnership) -> Result<(), FsError> {
+    for (what, name) in [("owner", &o.owner), ("group", &o.group)] {
+        if name.len() > MAX_OWNER_BYTES {
+            return Err(FsError::InvalidArgument { reason: format!("{what} name longer than {MAX_OWNER_BYTES} bytes") });
+        }
+        if name.chars().any(|c| c.is_control() || c == ':' || c.is_whitespace()) {
+            return Err(FsError::InvalidArgument { reason: format!("{what} name {name:?} has a control character, a space or ':'") });
+        }
+    }
+    if o.mode > 0o7777 {
+        return Err(FsError::InvalidArgument { reason: format!("mode {:o} has bits besides the permission bits (at most 7777)", o.mode) });
+    }
+    Ok(())
+}
+
 /// True for the temporary name a client writes a file's under-storage copy under
 /// (`.<name>.tachyon-<request>.tmp`) before renaming it into place.
 pub fn is_upload_temp_name(name: &str) -> bool {
@@ -1427,6 +1448,16 @@ mod tests {
         // A resume point outside the listing is refused.
         assert!(ns.list_page(dir, &dir_path, false, Some(&p("/d/a/x")), 5).is_err());
         assert!(ns.list_page(dir, &dir_path, true, Some(&p("/elsewhere")), 5).is_err());
+    }
+
+    #[test]
+    fn ownership_names_are_bounded_and_printable() {
+        assert_eq!(check_ownership(&own()), Ok(()));
+        let with = |owner: &str, group: &str, mode: u32| InodeOwnership { owner: owner.into(), group: group.into(), mode };
+        assert_eq!(check_ownership(&with("", "", 0)), Ok(()), "empty names: the master's defaults apply");
+        for bad in [with(&"x".repeat(MAX_OWNER_BYTES + 1), "g", 0o644), with("a\nb", "g", 0o644), with("a", "g:h", 0o644), with("a", "g h", 0o644), with("a", "g", 0o10000)] {
+            assert!(check_ownership(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -16,6 +16,30 @@ use crate::proto::WorkerNetAddress;
 /// Identifies a worker registration with this master.
 pub type WorkerId = u64;
 
+/// Longest worker host name (DNS allows 253 bytes).
+pub const MAX_WORKER_HOST_BYTES: usize = 253;
+
+/// Checks the address a worker registers with: a host name or IP address (no characters
+/// that could break a listing, a metrics label or a terminal) and real ports.
+pub fn check_worker_address(a: &WorkerNetAddress) -> Result<(), crate::error::FsError> {
+    let invalid = |reason: String| crate::error::FsError::InvalidArgument { reason };
+    let host_ok = !a.host.is_empty()
+        && a.host.len() <= MAX_WORKER_HOST_BYTES
+        && a.host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'));
+    if !host_ok {
+        return Err(invalid(format!("worker host {:?} is not a host name or IP address", a.host.chars().take(64).collect::<String>())));
+    }
+    for (what, port) in [("RPC", a.rpc_port), ("data", a.data_port)] {
+        if port == 0 || port > u32::from(u16::MAX) {
+            return Err(invalid(format!("worker {what} port {port} is not a port")));
+        }
+    }
+    if a.web_port > u32::from(u16::MAX) {
+        return Err(invalid(format!("worker web port {} is not a port", a.web_port)));
+    }
+    Ok(())
+}
+
 /// What the registry knows of one worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerState {
@@ -234,6 +258,20 @@ mod tests {
 
     fn addr(port: u32) -> WorkerNetAddress {
         WorkerNetAddress { host: "h".into(), rpc_port: port, data_port: port + 1, web_port: port + 2 }
+    }
+
+    #[test]
+    fn worker_addresses_are_host_names_and_ports() {
+        for host in ["h", "worker-7.example.com", "10.0.0.4", "[::1]", "fe80::1"] {
+            assert_eq!(check_worker_address(&WorkerNetAddress { host: host.into(), ..addr(10) }), Ok(()), "{host}");
+        }
+        let too_long = "a".repeat(MAX_WORKER_HOST_BYTES + 1);
+        for host in ["", "evil\ntachyon_master_is_leader 1", "h\u{1b}[2J", "a b", "h/x", too_long.as_str()] {
+            assert!(check_worker_address(&WorkerNetAddress { host: host.into(), ..addr(10) }).is_err(), "{host:?}");
+        }
+        assert!(check_worker_address(&WorkerNetAddress { rpc_port: 0, ..addr(10) }).is_err());
+        assert!(check_worker_address(&WorkerNetAddress { data_port: 70000, ..addr(10) }).is_err());
+        assert!(check_worker_address(&WorkerNetAddress { web_port: 70000, ..addr(10) }).is_err());
     }
 
     #[test]

@@ -45,12 +45,15 @@ fn path(raw: &str) -> Result<FsPath, FsError> {
     FsPath::parse(raw)
 }
 
-fn ownership_or_default(o: Option<InodeOwnership>, default_mode: u32) -> InodeOwnership {
+/// The ownership a request carries (checked: bounded, printable), `default_mode` if it has
+/// no mode.
+fn ownership_or_default(o: Option<InodeOwnership>, default_mode: u32) -> Result<InodeOwnership, FsError> {
     let mut o = o.unwrap_or_default();
+    crate::core::namespace::check_ownership(&o)?;
     if o.mode == 0 {
         o.mode = default_mode;
     }
-    o
+    Ok(o)
 }
 
 type RpcResult<T> = Result<Response<T>, Status>;
@@ -97,7 +100,7 @@ impl MasterRpc {
         if found.is_empty() {
             return Ok(());
         }
-        let own = ownership_or_default(None, 0o644);
+        let own = ownership_or_default(None, 0o644)?;
         let block_size = self.node.options().loaded_block_size;
         // Planned under the state lock, so names created meanwhile are skipped, not clashed with.
         let mut loaded = 0;
@@ -135,8 +138,11 @@ impl MasterService for MasterRpc {
     async fn create_file(&self, request: Request<CreateFileRequest>) -> RpcResult<FileInfo> {
         let started = tokio::time::Instant::now();
         let req = request.into_inner();
-        let own = ownership_or_default(req.ownership, 0o644);
-        self.reply("createFile", started, self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)).await)
+        let result = match ownership_or_default(req.ownership, 0o644) {
+            Ok(own) => self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)).await,
+            Err(e) => Err(e),
+        };
+        self.reply("createFile", started, result)
     }
 
     async fn complete_file(&self, request: Request<CompleteFileRequest>) -> RpcResult<FileInfo> {
@@ -246,11 +252,11 @@ impl MasterService for MasterRpc {
     async fn create_directory(&self, request: Request<CreateDirectoryRequest>) -> RpcResult<FileInfo> {
         let started = tokio::time::Instant::now();
         let req = request.into_inner();
-        let own = ownership_or_default(req.ownership, 0o755);
-        self.reply("createDirectory", started, 
-            self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_directory(p, req.recursive, req.allow_exists, &own, now))
-                .await,
-        )
+        let result = match ownership_or_default(req.ownership, 0o755) {
+            Ok(own) => self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_directory(p, req.recursive, req.allow_exists, &own, now)).await,
+            Err(e) => Err(e),
+        };
+        self.reply("createDirectory", started, result)
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> RpcResult<Empty> {
@@ -319,7 +325,7 @@ impl MasterService for MasterRpc {
                 let ufs = mounts.open_mount(&mount)?;
                 ufs.list("").await.map_err(|e| FsError::InvalidArgument { reason: format!("cannot list {}: {e}", ufs.describe()) })?;
             }
-            let own = ownership_or_default(None, 0o755);
+            let own = ownership_or_default(None, 0o755)?;
             leader
                 .mutate(&req.request_id, |st, now| st.ns.plan_mount(&p, &req.ufs_uri, &req.options, &own, now), |st| {
                     Ok(file_info(st, st.ns.lookup(&p)?, &p))
@@ -421,6 +427,7 @@ impl MasterService for MasterRpc {
         let Some(address) = req.address else {
             return Err(FsError::InvalidArgument { reason: "worker address missing".into() }.into());
         };
+        crate::core::registry::check_worker_address(&address)?;
         let blocks: Vec<(u64, u64)> = req.blocks.iter().map(|b| (b.block_id, b.length)).collect();
         let (id, orphans) = self
             .node

@@ -175,6 +175,11 @@ impl BlockStore {
             fs::remove_dir_all(&tmp_dir).map_err(|e| io_err("clean", &tmp_dir, e))?;
         }
         fs::create_dir_all(&tmp_dir).map_err(|e| io_err("create", &tmp_dir, e))?;
+        // Blocks are the users' data: only the worker's user reads the tier folder.
+        for private in [dir, tmp_dir.as_path()] {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(private, fs::Permissions::from_mode(0o700)).map_err(|e| io_err("restrict", private, e))?;
+        }
         let mut index = BlockIndex::new(capacity);
         for entry in fs::read_dir(dir).map_err(|e| io_err("list", dir, e))? {
             let entry = entry.map_err(|e| io_err("list", dir, e))?;
@@ -244,10 +249,7 @@ impl BlockStore {
             self.delete_file(v);
         }
         let mut temp = TempBlock { store: self.clone(), block, reserve, written: 0, map: None, path: self.tmp_dir.join(block.to_string()), done: false };
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
+        let file = std::os::unix::fs::OpenOptionsExt::mode(fs::OpenOptions::new().read(true).write(true).create_new(true), 0o600)
             .open(&temp.path)
             .map_err(|e| io_err("create", &temp.path, e))?;
         file.set_len(reserve).map_err(|e| io_err("size", &temp.path, e))?;
