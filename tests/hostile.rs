@@ -137,3 +137,56 @@ fn get_conf_masks_a_secret_asked_for_by_name() {
     let all = std::process::Command::new(common::tachyon_bin()).args(["-Dfs.s3a.secret.key=TOPSECRET-42", "getConf", "--source", "fs.s3a.secret.key"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&all.stdout).contains("TOPSECRET"));
 }
+
+/// The body of `GET base+path` (plain HTTP/1.0 on loopback).
+fn http_body(base: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A known secret, given as configuration and as a mount option, shows up in no log, no
+/// `getConf` or `fs mount` output, no `readJournal` dump, no web page, no `/api` JSON and no
+/// metrics, of the master or the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_never_shows_in_logs_conf_journal_dump_web_ui_or_metrics() {
+    const SECRET: &str = "S3CR3T-v4lue-7f1c";
+    let mut c = Cluster::start_with_defines(vec![format!("-Ds3a.secretKey={SECRET}"), "-Ds3a.accessKeyId=AKID".into()]);
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let fs = c.client();
+    let opts = tachyon::client::CreateOptions { block_size: None, recursive: true, write_type: None };
+    fs.write_file("/s/file", b"data", opts).await.unwrap();
+    let folder = c.path().join("mounted");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("there"), b"x").unwrap();
+    let options = std::collections::BTreeMap::from([("s3a.secretKey".to_string(), SECRET.to_string()), ("s3a.accessKeyId".to_string(), "AKID".to_string())]);
+    fs.mount("/mnt", folder.to_str().unwrap(), options).await.unwrap();
+    assert_eq!(fs.list_status("/mnt", false).await.unwrap().len(), 1);
+
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for args in [&["getConf"][..], &["getConf", "s3a.secretKey"], &["getConf", "--source", "s3a.secretKey"], &["readJournal"], &["fs", "mount"], &["fs", "ls", "-R", "/"]] {
+        seen.push((format!("tachyon {}", args.join(" ")), c.run_ok(args)));
+    }
+    let (master, worker) = (c.master_web(0), c.worker_web(0));
+    for page in ["/", "/config", "/browse?path=/", "/browse?path=/mnt", "/workers", "/metrics", "/api/overview", "/api/config", "/api/browse?path=/mnt", "/api/workers"] {
+        seen.push((format!("master {page}"), http_body(&master, page)));
+    }
+    for page in ["/", "/metrics", "/api/blocks"] {
+        seen.push((format!("worker {page}"), http_body(&worker, page)));
+    }
+    for log in ["master0.log", "worker0.log"] {
+        seen.push((log.to_string(), std::fs::read_to_string(c.path().join(log)).unwrap_or_default()));
+    }
+    for (what, text) in &seen {
+        assert!(!text.is_empty(), "{what} printed nothing: the check would be vacuous");
+        assert!(!text.contains(SECRET), "{what} shows the secret");
+    }
+    // Where the key is listed, it is listed masked.
+    assert!(seen[0].1.contains("s3a.secretKey=******"), "{}", seen[0].1);
+    assert!(seen.iter().any(|(what, text)| what == "tachyon fs mount" && text.contains("******")));
+}
