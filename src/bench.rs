@@ -263,6 +263,7 @@ impl BenchCluster {
             worker_timeout_ms: 60_000,
             tailer_sleep_ms: 200,
             fencing: true,
+            leader_lease: true,
             loaded_block_size: BENCH_BLOCK_BYTES,
             ttl_check_interval_ms: 60_000,
         };

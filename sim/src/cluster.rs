@@ -33,6 +33,10 @@ pub struct Topology {
     pub checkpoint_period_entries: u64,
     /// Journal fencing on the masters (off only to prove the checkers catch split brain).
     pub fencing: bool,
+    /// The leader lease on the masters (off only to prove the checkers catch stale reads).
+    pub leader_lease: bool,
+    /// How late a master acts on the end of its ZooKeeper session.
+    pub session_notice_delay: Duration,
 }
 
 fn ip(a: u8, b: u8) -> IpAddr {
@@ -163,10 +167,11 @@ impl SimCluster {
                                 worker_timeout_ms: 3000,
                                 tailer_sleep_ms: 50,
                                 fencing: t.fencing,
+                                leader_lease: t.leader_lease,
                                 loaded_block_size: 1 << 20,
                                 ttl_check_interval_ms: 60_000,
                             };
-                            let coordinator: Arc<dyn Coordinator> = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout));
+                            let coordinator: Arc<dyn Coordinator> = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout).with_notice_delay(t.session_notice_delay));
                             // As in production, the master reaches the data under-storage
                             // through a client of the cluster (background persistence too).
                             let persister = FileSystem::with_under_fs(client_options(), coordinator.clone(), data_store());
@@ -241,6 +246,15 @@ impl SimCluster {
     /// A client that only ever talks to master `i`, whoever leads.
     pub fn client_of_master(&self, i: usize) -> FileSystem {
         FileSystem::with_under_fs(client_options(), Arc::new(tachyon::coordinator::StaticCoordinator::new(master_address(i))), data_store())
+    }
+
+    /// A client of master `i` only that gives up on a request after 40 ms without retrying,
+    /// so it keeps issuing new requests while that master is frozen.
+    pub fn impatient_client_of_master(&self, i: usize) -> FileSystem {
+        let mut options = client_options();
+        options.retry.max_duration = Duration::ZERO;
+        options.request_timeout = Duration::from_millis(40);
+        FileSystem::new(options, Arc::new(tachyon::coordinator::StaticCoordinator::new(master_address(i))))
     }
 
     /// The index of the master that currently serves as leader, if any.

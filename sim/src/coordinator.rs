@@ -29,12 +29,21 @@ pub struct SimCoordinator {
     server: SocketAddr,
     session_timeout: Duration,
     shared: Mutex<Option<Arc<ZkClient>>>,
+    /// How late a leader acts on its session's end (a client that learns it from its next
+    /// ping, or a slow event thread): the window the leader lease must cover.
+    notice_delay: Duration,
 }
 
 impl SimCoordinator {
     /// A coordinator that connects lazily, with sessions of `session_timeout`.
     pub fn new(server: SocketAddr, session_timeout: Duration) -> Self {
-        SimCoordinator { server, session_timeout, shared: Mutex::new(None) }
+        SimCoordinator { server, session_timeout, shared: Mutex::new(None), notice_delay: Duration::ZERO }
+    }
+
+    /// The same, but a leader notices the end of its session `delay` late.
+    pub fn with_notice_delay(mut self, delay: Duration) -> Self {
+        self.notice_delay = delay;
+        self
     }
 
     async fn shared_client(&self) -> Result<Arc<ZkClient>, FsError> {
@@ -66,6 +75,7 @@ async fn ensure(client: &ZkClient, path: &str) -> Result<(), FsError> {
 struct SimSession {
     client: Mutex<Option<Arc<ZkClient>>>,
     ended: watch::Receiver<bool>,
+    session_timeout: Duration,
 }
 
 #[async_trait]
@@ -84,6 +94,15 @@ impl LeaderSession for SimSession {
         }
         let mut ended = self.ended.clone();
         let _ = tokio::time::timeout(Duration::from_secs(2), ended.wait_for(|e| *e)).await;
+    }
+
+    async fn confirm_alive(&self) -> bool {
+        let Some(client) = self.client.lock().await.clone() else { return false };
+        client.children(ROOT).await.is_ok()
+    }
+
+    fn lease_duration(&self) -> Option<Duration> {
+        Some(tachyon::coordinator::Lease::duration_for(self.session_timeout))
     }
 }
 
@@ -127,15 +146,18 @@ impl Coordinator for SimCoordinator {
             }
             client.wait_gone(&format!("{ELECTION}/{}", candidates[pos - 1])).await.map_err(|e| unavailable("watch predecessor", e))?;
         }
+        let granted_at = tokio::time::Instant::now();
         let epoch = next_epoch(&client, last_epoch).await?;
         let (lost_tx, lost_rx) = watch::channel(false);
         let mut states = client.state_watcher();
+        let notice_delay = self.notice_delay;
         tokio::spawn(async move {
             let _ = states.wait_for(|s| *s != SessionState::Connected).await;
+            tokio::time::sleep(notice_delay).await;
             lost_tx.send_replace(true);
         });
-        let session = SimSession { client: Mutex::new(Some(client)), ended: lost_rx.clone() };
-        Ok(Leadership::new(epoch, lost_rx, Arc::new(session)))
+        let session = SimSession { client: Mutex::new(Some(client)), ended: lost_rx.clone(), session_timeout: self.session_timeout };
+        Ok(Leadership::new(epoch, lost_rx, Arc::new(session), granted_at))
     }
 
     async fn register_master(&self, address: &str) -> Result<(), FsError> {

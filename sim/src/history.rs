@@ -56,10 +56,22 @@ impl FileHistory {
     }
 }
 
-/// Every file's history.
+/// What a read of marker `/v/m<k>` saw: the marker was acknowledged at `acked_at` (by
+/// another client, through whichever master led), the read started at `started_at`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarkerRead {
+    pub marker: u64,
+    pub acked_at: Instant,
+    pub started_at: Instant,
+    /// `Some(true)` found, `Some(false)` "no such file", `None` the read failed.
+    pub found: Option<bool>,
+}
+
+/// Every file's history, and the marker reads.
 #[derive(Clone, Debug, Default)]
 pub struct History {
     pub files: BTreeMap<u64, FileHistory>,
+    pub reads: Vec<MarkerRead>,
 }
 
 impl History {
@@ -90,5 +102,6 @@ impl History {
     /// Merges another client's history (disjoint file numbers).
     pub fn merge(&mut self, other: History) {
         self.files.extend(other.files);
+        self.reads.extend(other.reads);
     }
 }

@@ -20,6 +20,12 @@
 //! for_ms = 0             # how long a pause or error window lasts
 //! count = 0              # for kill_each_new_leader
 //! pinned_client = false  # a second client that only talks to the first leader
+//! pinned_reader = false  # a reader that only talks to the first leader and keeps reading
+//!                        # the newest marker (/v/m<k>) the main client then creates
+//! quiet_before_faults_ms = 0 # the main client starts nothing in this window before each
+//!                        # step (so a paused leader has no write in flight)
+//! session_notice_delay_ms = 0 # how late a master acts on the end of its ZooKeeper session
+//! async_writes = true    # the main client also writes ASYNC_THROUGH files
 //! max_failover_ms = 10000 # bound from a leader fault to the next acknowledged write
 //! ```
 
@@ -31,11 +37,12 @@ use std::time::Duration;
 use madsim::time::Instant;
 use serde::Deserialize;
 use tachyon::client::{CreateOptions, FileSystem, WriteType};
+use tachyon::error::FsError;
 use tachyon::proto::FileInfo;
 use tachyon::journal::{Journal, JournalLimits};
 
 use crate::cluster::{SimCluster, Topology};
-use crate::history::{History, Place};
+use crate::history::{History, MarkerRead, Place};
 
 /// One scenario file.
 #[derive(Clone, Debug, Deserialize)]
@@ -55,16 +62,35 @@ pub struct Scenario {
     /// A second client pinned to the first leader (it keeps talking to a deposed one).
     #[serde(default)]
     pub pinned_client: bool,
+    /// A reader pinned to the first leader, reading the markers the main client creates:
+    /// what `reads_see_every_acknowledged_write` judges.
+    #[serde(default)]
+    pub pinned_reader: bool,
+    /// The main client starts no operation in this window before each step.
+    #[serde(default)]
+    pub quiet_before_faults_ms: u64,
+    /// How late a master acts on the end of its ZooKeeper session (its client learns it
+    /// from a ping that was due, or its event handling lags).
+    #[serde(default)]
+    pub session_notice_delay_ms: u64,
+    /// Whether the main client writes ASYNC_THROUGH files (whose background persistence
+    /// keeps the leader journaling even while no client writes).
+    #[serde(default = "switched_on")]
+    pub async_writes: bool,
     /// Journal fencing on the masters; `false` only in the test proving the checkers bite.
-    #[serde(default = "fencing_on")]
+    #[serde(default = "switched_on")]
     pub fencing: bool,
+    /// The leader lease on the masters; `false` only in the test proving the stale-read
+    /// checker bites.
+    #[serde(default = "switched_on")]
+    pub leader_lease: bool,
 }
 
 fn default_max_failover_ms() -> u64 {
     10_000
 }
 
-fn fencing_on() -> bool {
+fn switched_on() -> bool {
     true
 }
 
@@ -176,6 +202,8 @@ pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
         session_timeout: Duration::from_millis(s.session_timeout_ms),
         checkpoint_period_entries: 40,
         fencing: s.fencing,
+        leader_lease: s.leader_lease,
+        session_notice_delay: Duration::from_millis(s.session_notice_delay_ms),
     };
     let cluster = SimCluster::start(topology, seed).await;
     let start = Instant::now();
@@ -186,10 +214,22 @@ pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
     // optionally a second one that only ever talks to the first leader).
     let fs = cluster.client();
     let end = start + Duration::from_millis(s.duration_ms);
-    let mut workloads = vec![tokio::spawn(work_continuously(fs.clone(), 0, end))];
+    // With a pinned reader, the main client also creates markers, which the reader keeps
+    // reading from the first leader.
+    let markers = s.pinned_reader.then(Markers::default);
+    let quiet: Vec<(Instant, Instant)> = s
+        .step
+        .iter()
+        .map(|st| (start + Duration::from_millis(st.at_ms.saturating_sub(s.quiet_before_faults_ms)), start + Duration::from_millis(st.at_ms)))
+        .collect();
+    let main = Workload { fs: fs.clone(), first: 0, end, markers: markers.clone(), quiet, async_writes: s.async_writes };
+    let mut workloads = vec![tokio::spawn(main.run())];
     if s.pinned_client {
-        let pinned = cluster.client_of_master(first_leader);
-        workloads.push(tokio::spawn(work_continuously(pinned, PINNED_FIRST_FILE, end)));
+        let pinned = Workload { fs: cluster.client_of_master(first_leader), first: PINNED_FIRST_FILE, end, markers: None, quiet: Vec::new(), async_writes: true };
+        workloads.push(tokio::spawn(pinned.run()));
+    }
+    if let Some(markers) = markers {
+        workloads.push(tokio::spawn(read_markers_continuously(cluster.impatient_client_of_master(first_leader), markers, end)));
     }
     let mut fault_times = Vec::new();
     for step in &s.step {
@@ -213,6 +253,7 @@ pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
     let worker_killed = s.step.iter().any(|st| st.action == Action::KillWorker);
     let listed = fs.list_status("/w", false).await.map_err(|e| format!("list /w: {e}"))?;
     metadata_history_is_linearizable(&history, &listed)?;
+    reads_see_every_acknowledged_write(&history)?;
     no_acknowledged_write_lost(&fs, &history, worker_killed).await?;
     if !worker_killed {
         async_writes_end_persisted(&fs, &history).await?;
@@ -239,31 +280,93 @@ pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
 /// File numbers of the pinned client start here.
 const PINNED_FIRST_FILE: u64 = 1_000_000;
 
-/// Writes `/w/f<n>`, `n` counting up from `first`, until `end`; renames about one in five
-/// acknowledged files to `/w/r<n>` and deletes one in ten (choices from the seeded RNG).
-/// Returns what it did and saw.
-async fn work_continuously(fs: FileSystem, first: u64, end: Instant) -> History {
+/// Markers `/v/m<k>` (directories) the main client created, with when each was
+/// acknowledged, in order.
+type Markers = Arc<std::sync::Mutex<Vec<(u64, Instant)>>>;
+
+/// Reads the newest acknowledged marker again and again until `end` (a new read every few
+/// milliseconds, each given up after a few tens: while its master is frozen, a fresh read
+/// is always on its way, as with a busy application), recording what each read saw.
+async fn read_markers_continuously(fs: FileSystem, markers: Markers, end: Instant) -> History {
     let mut history = History::default();
-    let mut n = first;
     while Instant::now() < end {
-        let opts = CreateOptions { block_size: None, recursive: true, write_type: Some(write_type_of(n)) };
-        let original = format!("/w/f{n}");
-        let acked = fs.write_file(&original, &intended(n), opts).await.is_ok();
-        history.write(n, acked, Instant::now());
-        if acked {
-            match madsim::rand::random::<u32>() % 10 {
-                0 | 1 => {
-                    let ok = fs.rename(&original, &format!("/w/r{n}")).await.is_ok();
-                    history.move_to(n, Place::Renamed, ok);
-                }
-                2 => {
-                    let ok = fs.delete(&original, false).await.is_ok();
-                    history.move_to(n, Place::Gone, ok);
-                }
-                _ => {}
-            }
+        let newest = markers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).last().copied();
+        if let Some((marker, acked_at)) = newest {
+            let started_at = Instant::now();
+            let found = match fs.get_status(&format!("/v/m{marker}")).await {
+                Ok(_) => Some(true),
+                Err(FsError::NotFound { .. }) => Some(false),
+                Err(_) => None,
+            };
+            history.reads.push(MarkerRead { marker, acked_at, started_at, found });
         }
-        n += 1;
+        madsim::time::sleep(Duration::from_millis(3)).await;
+    }
+    history
+}
+
+/// One client's part of the workload.
+struct Workload {
+    fs: FileSystem,
+    /// Its first file number (clients never share files).
+    first: u64,
+    end: Instant,
+    /// Create marker `/v/m<k>` after each file and record it once acknowledged.
+    markers: Option<Markers>,
+    /// Windows in which it starts nothing (it waits for their end).
+    quiet: Vec<(Instant, Instant)>,
+    /// Whether it writes the ASYNC_THROUGH files (else it skips their numbers).
+    async_writes: bool,
+}
+
+impl Workload {
+    /// Writes `/w/f<n>`, `n` counting up from `first`, until `end`; renames about one in
+    /// five acknowledged files to `/w/r<n>` and deletes one in ten (choices from the seeded
+    /// RNG); creates markers if asked. Returns what it did and saw.
+    async fn run(self) -> History {
+        let Workload { fs, first, end, markers, quiet, async_writes } = self;
+        let mut history = History::default();
+        let mut n = first;
+        while Instant::now() < end {
+            if let Some((_, until)) = quiet.iter().find(|(from, until)| (*from..*until).contains(&Instant::now())) {
+                madsim::time::sleep_until(*until).await;
+            }
+            if !async_writes && written_async(n) {
+                n += 1;
+                continue;
+            }
+            history.merge(one_round(&fs, n, first, markers.as_ref()).await);
+            n += 1;
+        }
+        history
+    }
+}
+
+/// One round of a workload: file `n` (and marker `n - first`).
+async fn one_round(fs: &FileSystem, n: u64, first: u64, markers: Option<&Markers>) -> History {
+    let mut history = History::default();
+    if let Some(log) = markers {
+        let k = n - first;
+        if fs.create_directory(&format!("/v/m{k}"), true, false).await.is_ok() {
+            log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((k, Instant::now()));
+        }
+    }
+    let opts = CreateOptions { block_size: None, recursive: true, write_type: Some(write_type_of(n)) };
+    let original = format!("/w/f{n}");
+    let acked = fs.write_file(&original, &intended(n), opts).await.is_ok();
+    history.write(n, acked, Instant::now());
+    if acked {
+        match madsim::rand::random::<u32>() % 10 {
+            0 | 1 => {
+                let ok = fs.rename(&original, &format!("/w/r{n}")).await.is_ok();
+                history.move_to(n, Place::Renamed, ok);
+            }
+            2 => {
+                let ok = fs.delete(&original, false).await.is_ok();
+                history.move_to(n, Place::Gone, ok);
+            }
+            _ => {}
+        }
     }
     history
 }
@@ -399,6 +502,23 @@ async fn random_faults(cluster: &SimCluster, length: Duration, fault_times: &mut
 /// Every file ends in a place its history allows, and no file is in two places. Each file
 /// has one client operating on it in sequence, so this is linearizability of the whole
 /// metadata history (see [`crate::history`]).
+/// Reads are operations of the history too: a read that started after a marker's creation
+/// was acknowledged must find it, whichever master answers (a deposed leader answering
+/// from its stale memory would not).
+pub fn reads_see_every_acknowledged_write(history: &History) -> Result<(), String> {
+    let stale: Vec<&MarkerRead> = history.reads.iter().filter(|r| r.found == Some(false) && r.started_at >= r.acked_at).collect();
+    match stale.first() {
+        None => Ok(()),
+        Some(r) => Err(format!(
+            "stale read: /v/m{} was acknowledged, and a read that started {} ms later did not find it ({} stale reads of {})",
+            r.marker,
+            r.started_at.duration_since(r.acked_at).as_millis(),
+            stale.len(),
+            history.reads.len()
+        )),
+    }
+}
+
 pub fn metadata_history_is_linearizable(history: &History, listed: &[FileInfo]) -> Result<(), String> {
     let mut observed: BTreeMap<u64, Place> = BTreeMap::new();
     for f in listed.iter().filter(|f| !f.is_directory) {

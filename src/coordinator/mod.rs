@@ -9,17 +9,61 @@ pub mod conformance;
 #[cfg(not(madsim))]
 pub mod zookeeper;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::time::Instant;
 use crate::watch;
 
 use crate::config::{self, Config};
 use crate::error::FsError;
 
-/// What the coordinator granted a master: an epoch, and a signal that turns true once
-/// leadership is lost (session expired, node deleted). The session ends when the last clone
-/// of the `Leadership` is dropped or [`Leadership::resign`] is called.
+/// A leader's lease on the monotonic clock: the leader may answer as leader until
+/// `valid_until`, the send time of its last round trip its coordinator answered plus the
+/// lease duration. A coordinator expires a session no sooner than its timeout after the
+/// last request it received, and elects no successor before that, so a duration a margin
+/// below the session timeout means no successor can serve while the lease holds, even when
+/// this process was frozen and has not yet heard that its session ended. Pure: the caller
+/// passes the instants.
+#[derive(Debug)]
+pub struct Lease {
+    /// `None`: a lease that never runs out (a single static master).
+    duration: Option<Duration>,
+    valid_until: std::sync::Mutex<Instant>,
+}
+
+impl Lease {
+    /// A lease granted by a round trip sent at `sent_at`.
+    pub fn new(duration: Option<Duration>, sent_at: Instant) -> Self {
+        Lease { duration, valid_until: std::sync::Mutex::new(sent_at + duration.unwrap_or_default()) }
+    }
+
+    /// A round trip sent at `sent_at` was answered: the lease runs until `sent_at` plus the
+    /// duration (never shorter than before).
+    pub fn confirm(&self, sent_at: Instant) {
+        if let Some(d) = self.duration {
+            let mut until = self.valid_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            *until = (*until).max(sent_at + d);
+        }
+    }
+
+    /// True while the lease holds at `now`.
+    pub fn is_valid(&self, now: Instant) -> bool {
+        self.duration.is_none() || now < *self.valid_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The lease duration for a session of `session_timeout`: a third below it, room for
+    /// the coordinator's and this host's clocks to run at somewhat different rates.
+    pub fn duration_for(session_timeout: Duration) -> Duration {
+        session_timeout * 2 / 3
+    }
+}
+
+/// What the coordinator granted a master: an epoch, a signal that turns true once
+/// leadership is lost (session expired, node deleted), and a [`Lease`] kept alive by round
+/// trips to the coordinator. The session ends when the last clone of the `Leadership` is
+/// dropped or [`Leadership::resign`] is called.
 #[derive(Clone)]
 pub struct Leadership {
     /// The leadership term, strictly larger than any earlier leader's; written into every
@@ -27,6 +71,7 @@ pub struct Leadership {
     pub epoch: u64,
     lost: watch::Receiver<bool>,
     session: Arc<dyn LeaderSession>,
+    lease: Arc<Lease>,
 }
 
 impl std::fmt::Debug for Leadership {
@@ -36,14 +81,26 @@ impl std::fmt::Debug for Leadership {
 }
 
 impl Leadership {
-    /// Leadership from an implementation's session.
-    pub fn new(epoch: u64, lost: watch::Receiver<bool>, session: Arc<dyn LeaderSession>) -> Self {
-        Leadership { epoch, lost, session }
+    /// Leadership from an implementation's session; `granted_at` is when the request that
+    /// made this master the leader was sent (its lease starts there). While leadership
+    /// lasts, a task renews the lease with a round trip every third of its duration.
+    pub fn new(epoch: u64, lost: watch::Receiver<bool>, session: Arc<dyn LeaderSession>, granted_at: Instant) -> Self {
+        let lease = Arc::new(Lease::new(session.lease_duration(), granted_at));
+        if let Some(duration) = session.lease_duration() {
+            tokio::spawn(renew_lease(Arc::downgrade(&session), lease.clone(), duration, lost.clone()));
+        }
+        Leadership { epoch, lost, session, lease }
     }
 
     /// True once leadership is gone for good.
     pub fn is_lost(&self) -> bool {
         *self.lost.borrow()
+    }
+
+    /// True while the lease holds: the coordinator answered recently enough that no
+    /// successor can have been elected. A master answers as leader only then.
+    pub fn lease_holds(&self) -> bool {
+        self.lease.is_valid(Instant::now())
     }
 
     /// Resolves when leadership is lost.
@@ -63,6 +120,22 @@ impl Leadership {
     }
 }
 
+/// Renews `lease` while the session lives and leadership is not lost: a round trip every
+/// third of the lease; one that fails or takes longer than the lease renews nothing.
+async fn renew_lease(session: Weak<dyn LeaderSession>, lease: Arc<Lease>, duration: Duration, lost: watch::Receiver<bool>) {
+    loop {
+        tokio::time::sleep(duration / 3).await;
+        let Some(session) = session.upgrade() else { return };
+        if *lost.borrow() {
+            return;
+        }
+        let sent_at = Instant::now();
+        if let Ok(true) = tokio::time::timeout(duration, session.confirm_alive()).await {
+            lease.confirm(sent_at);
+        }
+    }
+}
+
 /// The implementation side of a [`Leadership`].
 #[async_trait]
 pub trait LeaderSession: Send + Sync + 'static {
@@ -70,6 +143,12 @@ pub trait LeaderSession: Send + Sync + 'static {
     async fn announce(&self, address: &str, epoch: u64) -> Result<(), FsError>;
     /// Ends the leadership session.
     async fn resign(&self);
+    /// One round trip to the coordinator on this session: true if it answered (so the
+    /// session was alive when the request was sent).
+    async fn confirm_alive(&self) -> bool;
+    /// How long an answered round trip keeps the lease; `None` for sessions that never
+    /// expire (a single static master).
+    fn lease_duration(&self) -> Option<Duration>;
 }
 
 /// Who leads, and how a master becomes the leader.
@@ -112,6 +191,12 @@ impl LeaderSession for StaticSession {
         Ok(())
     }
     async fn resign(&self) {}
+    async fn confirm_alive(&self) -> bool {
+        true
+    }
+    fn lease_duration(&self) -> Option<Duration> {
+        None
+    }
 }
 
 #[async_trait]
@@ -125,7 +210,7 @@ impl Coordinator for StaticCoordinator {
             return Err(FsError::NotLeader { leader: self.master_address.clone() });
         }
         let (tx, rx) = watch::channel(false);
-        Ok(Leadership::new(last_epoch + 1, rx, Arc::new(StaticSession { _lost: tx })))
+        Ok(Leadership::new(last_epoch + 1, rx, Arc::new(StaticSession { _lost: tx }), Instant::now()))
     }
 
     async fn register_master(&self, _address: &str) -> Result<(), FsError> {
@@ -161,5 +246,22 @@ mod tests {
         assert!(!l.is_lost());
         assert!(matches!(c.campaign("h:2", 4).await, Err(FsError::NotLeader { leader }) if leader == "h:1"));
         assert_eq!(c.masters().await.unwrap(), vec!["h:1".to_string()]);
+        assert!(l.lease_holds(), "a static master's lease never runs out");
+    }
+
+    #[test]
+    fn a_lease_holds_for_its_duration_after_the_last_answered_send() {
+        let t0 = Instant::now();
+        let d = Lease::duration_for(Duration::from_secs(3));
+        assert_eq!(d, Duration::from_secs(2));
+        let lease = Lease::new(Some(d), t0);
+        assert!(lease.is_valid(t0 + Duration::from_millis(1999)));
+        assert!(!lease.is_valid(t0 + d), "expired exactly at sent + duration");
+        lease.confirm(t0 + Duration::from_secs(1));
+        assert!(lease.is_valid(t0 + Duration::from_millis(2999)));
+        assert!(!lease.is_valid(t0 + Duration::from_secs(3)));
+        lease.confirm(t0);
+        assert!(lease.is_valid(t0 + Duration::from_millis(2999)), "an older answer never shortens it");
+        assert!(Lease::new(None, t0).is_valid(t0 + Duration::from_secs(1_000_000)));
     }
 }

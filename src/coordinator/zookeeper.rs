@@ -133,6 +133,8 @@ struct ZkSession {
     leader_path: String,
     /// Turns true once the session has ended.
     ended: watch::Receiver<bool>,
+    /// The session timeout the server granted (it may lower the one asked for).
+    session_timeout: Duration,
 }
 
 /// How long resigning waits for ZooKeeper to confirm the session is closed.
@@ -160,6 +162,15 @@ impl LeaderSession for ZkSession {
         if tokio::time::timeout(RESIGN_WAIT, ended.wait_for(|e| *e)).await.is_err() {
             warn!("ZooKeeper did not confirm the end of the leader's session; it will expire on its own");
         }
+    }
+
+    async fn confirm_alive(&self) -> bool {
+        let Some(client) = self.client.lock().await.clone() else { return false };
+        client.check_stat(&self.leader_path).await.is_ok()
+    }
+
+    fn lease_duration(&self) -> Option<Duration> {
+        Some(crate::coordinator::Lease::duration_for(self.session_timeout))
     }
 }
 
@@ -198,6 +209,8 @@ impl Coordinator for ZkCoordinator {
                 watcher.changed().await;
             }
         }
+        // The lease starts at the send time of the last request on this session.
+        let granted_at = tokio::time::Instant::now();
         let epoch = self.next_epoch(&client, last_epoch).await?;
         let (lost_tx, lost_rx) = watch::channel(false);
         let mut states = client.state_watcher();
@@ -223,8 +236,9 @@ impl Coordinator for ZkCoordinator {
             }
         });
         info!(address, epoch, "elected leader");
-        let session = ZkSession { client: Mutex::new(Some(client)), leader_path: o.leader_path.clone(), ended: lost_rx.clone() };
-        Ok(Leadership::new(epoch, lost_rx, Arc::new(session)))
+        let session_timeout = client.session_timeout().min(o.session_timeout);
+        let session = ZkSession { client: Mutex::new(Some(client)), leader_path: o.leader_path.clone(), ended: lost_rx.clone(), session_timeout };
+        Ok(Leadership::new(epoch, lost_rx, Arc::new(session), granted_at))
     }
 
     async fn register_master(&self, address: &str) -> Result<(), FsError> {

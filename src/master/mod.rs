@@ -42,6 +42,9 @@ pub struct MasterOptions {
     /// The journal writer's epoch check (always on; the simulator turns it off only to
     /// prove its checkers catch what fencing prevents).
     pub fencing: bool,
+    /// Answer as leader only while the leader lease holds (always on; the simulator turns
+    /// it off only to prove its checkers catch the stale reads the lease prevents).
+    pub leader_lease: bool,
     /// Block size of files found in the under-storage and loaded into the namespace.
     pub loaded_block_size: u64,
     /// How often the leader runs the actions of expired TTLs.
@@ -63,6 +66,7 @@ impl MasterOptions {
             worker_timeout_ms: cfg.duration_ms(config::MASTER_WORKER_TIMEOUT) as i64,
             tailer_sleep_ms: cfg.duration_ms(config::JOURNAL_TAILER_SLEEP).max(10),
             fencing: true,
+            leader_lease: true,
             loaded_block_size: cfg.bytes(config::USER_BLOCK_SIZE).max(1),
             ttl_check_interval_ms: cfg.duration_ms(config::MASTER_TTL_CHECK_INTERVAL).max(10),
         }
@@ -122,10 +126,15 @@ impl Master {
         })
     }
 
-    /// Fails once leadership is lost, so nothing is answered after a newer leader may serve.
+    /// Fails once leadership is lost, or while the leader lease has run out (this master
+    /// may have been frozen or cut off long enough for a successor to be elected, before its
+    /// coordinator client noticed), so nothing is answered after a newer leader may serve.
     /// (With fencing off, a simulator-only switch, a master trusts its election forever.)
     fn check_leading(&self) -> Result<(), FsError> {
         if self.options.fencing && self.leadership.is_lost() {
+            return Err(FsError::NotLeader { leader: String::new() });
+        }
+        if self.options.leader_lease && !self.leadership.lease_holds() {
             return Err(FsError::NotLeader { leader: String::new() });
         }
         Ok(())
