@@ -26,6 +26,24 @@ fn script_with_env(home: &Path, name: &str, args: &[&str], java_opts: &str, env:
         .unwrap()
 }
 
+/// `TACHYON_JAVA_OPTS` as the fault-tolerance guide has them (ZooKeeper, a journal folder
+/// every master reaches), with free ports so tests do not collide.
+fn fault_tolerant_opts(zk: &common::zk::ZooKeeper, home: &Path) -> String {
+    format!(
+        "-Dtachyon.zookeeper.enabled=true -Dtachyon.zookeeper.address={} -Dtachyon.zookeeper.session.timeout=2s \
+         -Dtachyon.master.journal.folder={}/shared-journal -Dtachyon.master.port={} -Dtachyon.worker.port={} \
+         -Dtachyon.worker.data.port={} -Dtachyon.master.web.port={} -Dtachyon.worker.web.port={} \
+         -Dtachyon.user.rpc.retry.max.duration=30s",
+        zk.servers(),
+        home.display(),
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+        common::free_port()
+    )
+}
+
 fn ok(out: Output, what: &str) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{what} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -73,19 +91,7 @@ fn fault_tolerant_cluster_through_the_scripts_survives_a_leader_kill() {
     std::fs::create_dir_all(h.join("conf")).unwrap();
     std::fs::write(h.join("conf/masters"), "# three masters on one machine\n127.0.0.1\n127.0.0.2\n127.0.0.3\n").unwrap();
     std::fs::write(h.join("conf/workers"), "127.0.0.1\n").unwrap();
-    let opts = format!(
-        "-Dtachyon.zookeeper.enabled=true -Dtachyon.zookeeper.address={} -Dtachyon.zookeeper.session.timeout=2s \
-         -Dtachyon.master.journal.folder={}/shared-journal -Dtachyon.master.port={} -Dtachyon.worker.port={} \
-         -Dtachyon.worker.data.port={} -Dtachyon.master.web.port={} -Dtachyon.worker.web.port={} \
-         -Dtachyon.user.rpc.retry.max.duration=30s",
-        zk.servers(),
-        h.display(),
-        common::free_port(),
-        common::free_port(),
-        common::free_port(),
-        common::free_port(),
-        common::free_port()
-    );
+    let opts = fault_tolerant_opts(&zk, h);
     ok(script(h, "tachyon", &["format"], &opts), "format");
     let started = ok(script(h, "tachyon-start.sh", &["all"], &opts), "start all");
     assert_eq!(started.matches("Started master").count(), 3, "{started}");
@@ -161,19 +167,7 @@ fn seed_000_masters_started_one_by_one_restart_after_kill_9() {
     let zk = common::zk::ZooKeeper::standalone();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let opts = format!(
-        "-Dtachyon.zookeeper.enabled=true -Dtachyon.zookeeper.address={} -Dtachyon.zookeeper.session.timeout=2s \
-         -Dtachyon.master.journal.folder={}/journal -Dtachyon.master.port={} -Dtachyon.worker.port={} \
-         -Dtachyon.worker.data.port={} -Dtachyon.master.web.port={} -Dtachyon.worker.web.port={} \
-         -Dtachyon.user.rpc.retry.max.duration=30s -Dtachyon.user.block.size.bytes.default=256KB",
-        zk.servers(),
-        h.display(),
-        common::free_port(),
-        common::free_port(),
-        common::free_port(),
-        common::free_port(),
-        common::free_port()
-    );
+    let opts = format!("{} -Dtachyon.user.block.size.bytes.default=256KB", fault_tolerant_opts(&zk, h));
     let masters = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
     let start_master = |addr: &str| ok(script_with_env(h, "tachyon-start.sh", &["master"], &opts, &[("TACHYON_MASTER_ADDRESS", addr)]), "start master");
     ok(script(h, "tachyon", &["format"], &opts), "format");
@@ -292,4 +286,21 @@ fn bad_addresses_stop_a_process_with_one_clear_line() {
     let started = script(h, "tachyon-start.sh", &["master"], &format!("{ports} -Dtachyon.master.bind.host=192.0.2.1"));
     let stderr = String::from_utf8_lossy(&started.stderr);
     assert!(!started.status.success() && stderr.contains("exited at start") && stderr.contains("cannot listen on"), "{stderr}");
+}
+
+/// Alluxio's names for the configuration files work through the scripts as the seed
+/// documents use them: `conf/alluxio-env.sh` (its `ALLUXIO_*` variables and
+/// `ALLUXIO_JAVA_OPTS`) and `conf/alluxio-site.properties` (`alluxio.*` keys).
+#[test]
+fn alluxio_env_and_site_files_are_read() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    std::fs::create_dir_all(h.join("conf")).unwrap();
+    std::fs::write(h.join("conf/alluxio-env.sh"), "export ALLUXIO_MASTER_HOSTNAME=127.0.0.7\nexport ALLUXIO_JAVA_OPTS=\"-Dalluxio.zookeeper.address=zk9:2181\"\n").unwrap();
+    std::fs::write(h.join("conf/alluxio-site.properties"), "alluxio.master.port=19555\nalluxio.zookeeper.enabled=true\n").unwrap();
+    let get = |key: &str| ok(script(h, "tachyon", &["getConf", "--role", "master", "--source", key], ""), key).trim().to_string();
+    assert_eq!(get("tachyon.master.hostname"), "127.0.0.7 (environment variable ALLUXIO_MASTER_HOSTNAME)");
+    assert_eq!(get("tachyon.zookeeper.address"), "zk9:2181 (-D option in ALLUXIO_JAVA_OPTS)");
+    assert!(get("tachyon.master.port").starts_with("19555 ("), "{}", get("tachyon.master.port"));
+    assert!(get("alluxio.zookeeper.enabled").starts_with("true ("));
 }

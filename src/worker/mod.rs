@@ -157,6 +157,8 @@ impl Worker {
         }
         let (_, channel) = self.master.get().await?;
         let removed = self.store.take_removed();
+        // Deletions in the answer were decided before any commit after this mark.
+        let mark = self.store.commit_mark();
         let req = HeartbeatRequest { worker_id: id, used_bytes: self.store.usage().0, removed_block_ids: removed.clone() };
         let resp = match master_client(channel).heartbeat(req).await {
             Ok(r) => r.into_inner(),
@@ -166,7 +168,7 @@ impl Worker {
             }
         };
         for block in resp.delete_block_ids {
-            self.store.remove(block);
+            self.store.remove_unless_recommitted(block, mark);
         }
         if resp.register {
             info!(worker_id = id, "master does not know this worker (restart or failover): registering again");
@@ -314,7 +316,7 @@ impl BlockDataService for BlockDataRpc {
         // Block ids are never reused and blocks never change, so a block this worker still
         // holds (freed, its deletion not yet carried out) is the data being sent: keep it and
         // commit it again instead of failing a cache fill.
-        if let Some(length) = self.0.store.block_length(first.block_id) {
+        if let Some(length) = self.0.store.block_length(first.block_id).filter(|_| self.0.store.recommit(first.block_id)) {
             while stream.message().await?.is_some() {}
             self.0.commit_to_master(first.block_id, length).await?;
             return Ok(Response::new(WriteBlockResponse { length }));

@@ -22,6 +22,8 @@ struct BlockMeta {
     length: u64,
     last_access: u64,
     evictable: bool,
+    /// The access counter when the block was last committed (see [`BlockIndex::mark`]).
+    committed_at: u64,
 }
 
 /// Space accounting and eviction order of a tier; no IO.
@@ -95,7 +97,7 @@ impl BlockIndex {
     pub fn commit(&mut self, block: BlockId, length: u64, reserved: u64) {
         self.release(reserved);
         self.access_counter += 1;
-        let meta = BlockMeta { length, last_access: self.access_counter, evictable: false };
+        let meta = BlockMeta { length, last_access: self.access_counter, evictable: false, committed_at: self.access_counter };
         if let Some(old) = self.blocks.insert(block, meta) {
             self.used -= old.length;
         }
@@ -133,6 +135,28 @@ impl BlockIndex {
         let m = self.blocks.remove(&block)?;
         self.used -= m.length;
         Some(m.length)
+    }
+
+    /// A point in this index's history: a block committed after it has a later mark.
+    pub fn mark(&self) -> u64 {
+        self.access_counter
+    }
+
+    /// Records that a block held here was committed again (to a master that had asked for
+    /// its deletion); false if it is not here.
+    pub fn recommit(&mut self, block: BlockId) -> bool {
+        self.access_counter += 1;
+        let counter = self.access_counter;
+        self.blocks.get_mut(&block).map(|m| m.committed_at = counter).is_some()
+    }
+
+    /// Removes a block unless it was committed after `mark`: a deletion the master ordered
+    /// before a newer commit of the same block is stale. Returns its length if removed.
+    pub fn remove_committed_by(&mut self, block: BlockId, mark: u64) -> Option<u64> {
+        match self.blocks.get(&block) {
+            Some(m) if m.committed_at <= mark => self.remove(block),
+            _ => None,
+        }
     }
 
     /// Length of a block held here.
@@ -307,6 +331,24 @@ impl BlockStore {
         }
     }
 
+    /// The index's current mark, taken before asking the master what to delete.
+    pub fn commit_mark(&self) -> u64 {
+        lock(&self.index).mark()
+    }
+
+    /// Removes a block the master asked to delete, unless it was committed again after
+    /// `mark` (a cache fill of the same block raced the deletion order).
+    pub fn remove_unless_recommitted(&self, block: BlockId, mark: u64) {
+        if lock(&self.index).remove_committed_by(block, mark).is_some() {
+            self.delete_file(block);
+        }
+    }
+
+    /// Records that a block held here is committed again; false if it is not here.
+    pub fn recommit(&self, block: BlockId) -> bool {
+        lock(&self.index).recommit(block)
+    }
+
     fn delete_file(&self, block: BlockId) {
         let path = self.block_path(block);
         if let Err(e) = fs::remove_file(&path) {
@@ -402,6 +444,22 @@ mod tests {
         assert_eq!(idx.least_recently_used(10), vec![1, 3]);
         idx.touch(1);
         assert_eq!(idx.least_recently_used(1), vec![3]);
+    }
+
+    #[test]
+    fn a_deletion_ordered_before_a_newer_commit_of_the_block_is_stale() {
+        let mut idx = BlockIndex::new(100);
+        idx.commit(1, 10, 0);
+        idx.commit(2, 10, 0);
+        let mark = idx.mark();
+        // A cache fill of block 1 commits it again after the master's order was asked for.
+        assert!(idx.recommit(1));
+        assert!(!idx.recommit(9), "only a block held here");
+        assert_eq!(idx.remove_committed_by(1, mark), None, "the newer commit stays");
+        assert_eq!(idx.remove_committed_by(2, mark), Some(10), "an older one goes");
+        assert_eq!(idx.remove_committed_by(2, mark), None);
+        assert_eq!(idx.report(), vec![(1, 10)]);
+        assert_eq!(idx.remove_committed_by(1, idx.mark()), Some(10), "a later order removes it");
     }
 
     #[test]
