@@ -265,6 +265,7 @@ impl BenchCluster {
             fencing: true,
             leader_lease: true,
             loaded_block_size: BENCH_BLOCK_BYTES,
+            min_block_size_bytes: 1,
             ttl_check_interval_ms: 60_000,
         };
         Journal::new(journal_ufs.clone(), JournalLimits::default()).format(false).await.map_err(|e| e.to_string())?;

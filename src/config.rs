@@ -63,6 +63,7 @@ pub const JOURNAL_SEGMENT_MAX: &str = "tachyon.master.journal.log.size.bytes.max
 pub const JOURNAL_CHECKPOINT_PERIOD: &str = "tachyon.master.journal.checkpoint.period.entries";
 pub const MASTER_WORKER_TIMEOUT: &str = "tachyon.master.worker.timeout";
 pub const MASTER_TTL_CHECK_INTERVAL: &str = "tachyon.master.ttl.checker.interval.ms";
+pub const MASTER_MIN_BLOCK_SIZE: &str = "tachyon.master.block.size.bytes.min";
 pub const WORKER_HOSTNAME: &str = "tachyon.worker.hostname";
 pub const WORKER_PORT: &str = "tachyon.worker.port";
 pub const WORKER_DATA_PORT: &str = "tachyon.worker.data.port";
@@ -112,6 +113,8 @@ pub const KEYS: &[KeyDef] = &[
     key(JOURNAL_CHECKPOINT_PERIOD, "2000000", ValueType::Integer, "Write a checkpoint after this many journal entries"),
     key(MASTER_WORKER_TIMEOUT, "5min", ValueType::Duration, "A worker silent this long is declared lost"),
     key(MASTER_TTL_CHECK_INTERVAL, "60000", ValueType::Duration, "How often the leader looks for files and directories whose TTL ran out"),
+    key(MASTER_MIN_BLOCK_SIZE, "64KB", ValueType::Bytes,
+        "Smallest block size a new file may have (a tiny one would give a file millions of blocks to track)"),
     key(WORKER_HOSTNAME, "localhost", ValueType::String, "Externally visible address of the worker"),
     key(WORKER_PORT, "29998", ValueType::Port, "Worker RPC port"),
     key(WORKER_DATA_PORT, "29999", ValueType::Port, "Worker data port"),

@@ -103,6 +103,9 @@ async fn client_and_worker_strings_are_bounded_and_block_files_are_private() {
         invalid_argument(m.create_file(req).await, owner);
     }
     assert!(matches!(c.client().get_status("/deep").await, Err(FsError::NotFound { .. })));
+    // A block size of one byte would give a file millions of blocks to track and list.
+    let reason = invalid_argument(m.create_file(CreateFileRequest { block_size_bytes: 1, ..create("/tiny", "h3") }).await, "tiny blocks");
+    assert!(reason.contains("below the minimum"), "{reason}");
     assert!(journal_bytes() - before < 4096, "refused requests wrote {} journal bytes", journal_bytes() - before);
 
     // Anyone reaching the master cannot register a "worker" whose name breaks listings.

@@ -102,6 +102,8 @@ async fn masters_fail_over_with_journal_and_data_on(journal: String, data: Strin
     // Small segments: standbys tail completed segments (all HDFS readers can see), and a
     // take-over must also read the open one.
     extra.push("-Dtachyon.master.journal.log.size.bytes.max=4KB".into());
+    // 4 KB blocks, so every file spans several.
+    extra.push("-Dtachyon.master.block.size.bytes.min=4KB".into());
     let mut c = Cluster::start_ha_with(&zk.servers(), 2, extra);
     c.start_worker(0);
     let fs = c.client();

@@ -169,6 +169,7 @@ impl SimCluster {
                                 fencing: t.fencing,
                                 leader_lease: t.leader_lease,
                                 loaded_block_size: 1 << 20,
+                                min_block_size_bytes: 4096,
                                 ttl_check_interval_ms: 60_000,
                             };
                             let coordinator: Arc<dyn Coordinator> = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout).with_notice_delay(t.session_notice_delay));

@@ -203,6 +203,17 @@ pub struct UnderStorageEntry {
     pub length: u64,
 }
 
+/// Checks a new file's block size against the smallest allowed (`0` means the default and
+/// is fine): a tiny block size would give one file millions of blocks to track and list.
+pub fn check_block_size(block_size: u64, min_block_size: u64) -> Result<(), FsError> {
+    if block_size != 0 && block_size < min_block_size {
+        return Err(FsError::InvalidArgument {
+            reason: format!("block size {block_size} bytes is below the minimum of {min_block_size} (tachyon.master.block.size.bytes.min)"),
+        });
+    }
+    Ok(())
+}
+
 /// Longest owner or group name (POSIX allows 32 bytes; directory services more).
 pub const MAX_OWNER_BYTES: usize = 256;
 
@@ -1448,6 +1459,13 @@ mod tests {
         // A resume point outside the listing is refused.
         assert!(ns.list_page(dir, &dir_path, false, Some(&p("/d/a/x")), 5).is_err());
         assert!(ns.list_page(dir, &dir_path, true, Some(&p("/elsewhere")), 5).is_err());
+    }
+
+    #[test]
+    fn block_sizes_below_the_minimum_are_refused() {
+        assert_eq!(check_block_size(0, 65536), Ok(()), "0: the client's default");
+        assert_eq!(check_block_size(65536, 65536), Ok(()));
+        assert!(matches!(check_block_size(1, 65536), Err(FsError::InvalidArgument { reason }) if reason.contains("tachyon.master.block.size.bytes.min")));
     }
 
     #[test]

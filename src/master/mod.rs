@@ -45,6 +45,8 @@ pub struct MasterOptions {
     /// Answer as leader only while the leader lease holds (always on; the simulator turns
     /// it off only to prove its checkers catch the stale reads the lease prevents).
     pub leader_lease: bool,
+    /// Smallest block size a client may create a file with.
+    pub min_block_size_bytes: u64,
     /// Block size of files found in the under-storage and loaded into the namespace.
     pub loaded_block_size: u64,
     /// How often the leader runs the actions of expired TTLs.
@@ -68,6 +70,7 @@ impl MasterOptions {
             fencing: true,
             leader_lease: true,
             loaded_block_size: cfg.bytes(config::USER_BLOCK_SIZE).max(1),
+            min_block_size_bytes: cfg.bytes(config::MASTER_MIN_BLOCK_SIZE).max(1),
             ttl_check_interval_ms: cfg.duration_ms(config::MASTER_TTL_CHECK_INTERVAL).max(10),
         }
     }

@@ -139,7 +139,10 @@ impl MasterService for MasterRpc {
         let started = tokio::time::Instant::now();
         let req = request.into_inner();
         let result = match ownership_or_default(req.ownership, 0o644) {
-            Ok(own) => self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)).await,
+            Ok(own) => match crate::core::namespace::check_block_size(req.block_size_bytes, self.node.options().min_block_size_bytes) {
+                Ok(()) => self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         self.reply("createFile", started, result)
