@@ -193,3 +193,47 @@ async fn a_secret_never_shows_in_logs_conf_journal_dump_web_ui_or_metrics() {
     assert!(seen[0].1.contains("s3a.secretKey=******"), "{}", seen[0].1);
     assert!(seen.iter().any(|(what, text)| what == "tachyon fs mount" && text.contains("******")));
 }
+
+/// Malformed paths over the raw RPC get `InvalidPath` and change nothing; a repeated slash is
+/// folded as the shell and Alluxio do; a block read past its end or with a length that would
+/// overflow is refused by the worker, and a short read stops at the block's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_paths_and_out_of_range_reads_are_refused() {
+    use tachyon::proto::block_data_service_client::BlockDataServiceClient;
+    use tachyon::proto::{CreateDirectoryRequest, ReadBlockRequest};
+    let mut c = Cluster::start();
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let mut m = raw_master(&c).await;
+    let mkdir = |path: String| CreateDirectoryRequest { path, recursive: true, allow_exists: false, ownership: None, request_id: String::new() };
+    let long_name = format!("/{}", "n".repeat(256));
+    let long_path = "/p".repeat(2049);
+    for bad in ["/a/../b".to_string(), "/a/./b".into(), "relative/x".into(), "/a\0b".into(), "/a\nb".into(), long_name, long_path] {
+        match m.create_directory(mkdir(bad.clone())).await.map_err(FsError::from) {
+            Err(FsError::InvalidPath { .. }) => {}
+            other => panic!("{:?}: expected InvalidPath, got {other:?}", bad.chars().take(40).collect::<String>()),
+        }
+    }
+    m.create_directory(mkdir("//a///b//".into())).await.unwrap();
+    let fs = c.client();
+    let root: Vec<String> = fs.list_status("/", true).await.unwrap().into_iter().map(|f| f.path).collect();
+    assert_eq!(root, ["/a", "/a/b"], "only the folded path was created");
+
+    // Reads of a block past its end.
+    let data = common::content(10_000, 3);
+    let info = fs.write_file("/a/f", &data, tachyon::client::CreateOptions { block_size: None, recursive: true, write_type: None }).await.unwrap();
+    let block = &info.blocks[0];
+    let loc = &block.locations[0];
+    let mut worker = BlockDataServiceClient::connect(format!("http://{}:{}", loc.host, loc.data_port)).await.unwrap();
+    let read = |offset: u64, length: u64| ReadBlockRequest { block_id: block.block_id, offset, length };
+    match worker.read_block(read(10_001, 1)).await.map_err(FsError::from) {
+        Err(FsError::InvalidArgument { reason }) => assert!(reason.contains("past block end"), "{reason}"),
+        other => panic!("offset past the end: {other:?}"),
+    }
+    let mut tail = Vec::new();
+    let mut stream = worker.read_block(read(9_990, u64::MAX)).await.unwrap().into_inner();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        tail.extend_from_slice(&chunk.data);
+    }
+    assert_eq!(tail, data[9_990..], "a length running past the end (even u64::MAX) stops at the end");
+}

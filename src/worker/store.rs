@@ -407,6 +407,9 @@ impl TempBlock {
         self.done = true;
         lock(&self.store.index).commit(self.block, self.written, self.reserve);
         lock(&self.store.writing).remove(&self.block);
+        // Stored again after an earlier copy was deleted: that deletion is no news any more
+        // (reporting it would make the master forget the new copy).
+        lock(&self.store.removed).retain(|b| *b != self.block);
         Ok(self.written)
     }
 }
@@ -484,6 +487,13 @@ mod tests {
         reopened.remove(7);
         assert_eq!(reopened.take_removed(), vec![7]);
         assert!(!dir.path().join("7").exists());
+        // Deleted, then stored again before the next report: the deletion is not reported.
+        reopened.remove(7);
+        let mut t = reopened.begin_write(7, 11).unwrap();
+        t.write(b"hello block").unwrap();
+        t.commit().unwrap();
+        assert_eq!(reopened.take_removed(), Vec::<BlockId>::new());
+        assert_eq!(reopened.report(), vec![(7, 11)]);
     }
 
     #[test]
