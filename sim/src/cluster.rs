@@ -249,12 +249,12 @@ impl SimCluster {
         FileSystem::with_under_fs(client_options(), Arc::new(tachyon::coordinator::StaticCoordinator::new(master_address(i))), data_store())
     }
 
-    /// A client of master `i` only that gives up on a request after 40 ms without retrying,
-    /// so it keeps issuing new requests while that master is frozen.
+    /// A client of master `i` only that gives up on a request after 250 ms without
+    /// retrying, so it keeps issuing new requests while that master is frozen.
     pub fn impatient_client_of_master(&self, i: usize) -> FileSystem {
         let mut options = client_options();
         options.retry.max_duration = Duration::ZERO;
-        options.request_timeout = Duration::from_millis(40);
+        options.request_timeout = Duration::from_millis(250);
         FileSystem::new(options, Arc::new(tachyon::coordinator::StaticCoordinator::new(master_address(i))))
     }
 

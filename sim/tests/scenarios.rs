@@ -205,6 +205,27 @@ fn without_fencing_a_zombie_leaders_acknowledgements_are_caught() {
     }
 }
 
+/// Proof the stale-read checker bites: without the leader lease, a leader frozen past its
+/// session timeout answers the pinned reader from memory when it wakes, before it acts on
+/// its lost session, and misses markers its successor acknowledged meanwhile; the same
+/// seeds pass with the lease on.
+#[test]
+fn without_the_leader_lease_a_zombie_leaders_stale_reads_are_caught() {
+    let mut s = scenario_file("zombie_reads");
+    s.leader_lease = false;
+    let caught: Vec<(u64, String)> = (1..=16).filter_map(|seed| run_seed(&s, seed).err().map(|e| (seed, e))).collect();
+    for (seed, e) in &caught {
+        println!("lease off, seed {seed}: caught: {e}");
+    }
+    assert!(caught.iter().any(|(_, e)| e.contains("stale read")), "no seed caught a stale read without the lease: {caught:?}");
+    s.leader_lease = true;
+    for (seed, _) in caught {
+        if let Err(e) = run_seed(&s, seed) {
+            panic!("seed {seed} fails even with the lease: {e}");
+        }
+    }
+}
+
 /// Proof the checkers bite: a store that acknowledges flushes without keeping the bytes
 /// loses acknowledged writes once the leader dies, and a checker says so.
 #[test]
@@ -260,3 +281,4 @@ fn every_scenario_passes_madsim_check_determinism() {
         .collect();
     assert!(failures.is_empty(), "replay with: MADSIM_TEST_CHECK_DETERMINISM=1 SIM_SCENARIO=<name> MADSIM_TEST_SEED={seed} cargo sim -- every_fault --nocapture\n{}", failures.join("\n"));
 }
+
