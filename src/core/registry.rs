@@ -53,6 +53,8 @@ pub struct WorkerState {
     pub blocks: BTreeMap<BlockId, u64>,
     /// Blocks the worker must delete, sent with the next heartbeat answer.
     pub pending_deletes: BTreeSet<BlockId>,
+    /// The worker's commit mark of each block it committed to this master.
+    pub commit_marks: BTreeMap<BlockId, u64>,
 }
 
 /// The answer to a heartbeat.
@@ -138,19 +140,25 @@ impl Registry {
         let pending_deletes = self.workers.get(&id).map(|w| w.pending_deletes.clone()).unwrap_or_default();
         self.workers.insert(
             id,
-            WorkerState { id, address, capacity_bytes, used_bytes, last_heartbeat_ms: now_ms, lost: false, blocks, pending_deletes },
+            WorkerState { id, address, capacity_bytes, used_bytes, last_heartbeat_ms: now_ms, lost: false, blocks, pending_deletes, commit_marks: BTreeMap::new() },
         );
         id
     }
 
-    /// Records a heartbeat; the answer tells the worker what to do.
-    pub fn heartbeat(&mut self, id: WorkerId, used_bytes: u64, removed: &[BlockId], now_ms: i64) -> HeartbeatCommand {
+    /// Records a heartbeat; the answer tells the worker what to do. `removed` lists the
+    /// blocks the worker deleted, as of its commit mark `removed_as_of`: a block it committed
+    /// with a later mark was stored again since, and keeps its location.
+    pub fn heartbeat(&mut self, id: WorkerId, used_bytes: u64, removed: &[BlockId], removed_as_of: u64, now_ms: i64) -> HeartbeatCommand {
         let Some(w) = self.workers.get_mut(&id).filter(|w| !w.lost) else {
             return HeartbeatCommand { register: true, delete_blocks: Vec::new() };
         };
         w.used_bytes = used_bytes;
         w.last_heartbeat_ms = now_ms;
         for b in removed {
+            if w.commit_marks.get(b).is_some_and(|mark| *mark > removed_as_of) {
+                continue;
+            }
+            w.commit_marks.remove(b);
             w.blocks.remove(b);
             w.pending_deletes.remove(b);
             if let Some(set) = self.locations.get_mut(b) {
@@ -164,9 +172,10 @@ impl Registry {
         HeartbeatCommand { register: false, delete_blocks }
     }
 
-    /// Records a block a worker has stored.
-    pub fn commit_block(&mut self, id: WorkerId, block: BlockId, length: u64, used_bytes: u64, now_ms: i64) -> Result<(), RegistryError> {
+    /// Records a block a worker has stored, with the worker's commit mark of it.
+    pub fn commit_block(&mut self, id: WorkerId, block: BlockId, length: u64, used_bytes: u64, commit_mark: u64, now_ms: i64) -> Result<(), RegistryError> {
         let w = self.workers.get_mut(&id).filter(|w| !w.lost).ok_or(RegistryError::UnknownWorker(id))?;
+        w.commit_marks.insert(block, commit_mark);
         // Stored again after a free (read back from under-storage): the new copy stays.
         w.pending_deletes.remove(&block);
         w.blocks.insert(block, length);
@@ -189,6 +198,7 @@ impl Registry {
             for id in self.locations.remove(b).unwrap_or_default() {
                 if let Some(w) = self.workers.get_mut(&id) {
                     w.blocks.remove(b);
+                    w.commit_marks.remove(b);
                     w.pending_deletes.insert(*b);
                 }
             }
@@ -280,8 +290,8 @@ mod tests {
         let a = r.register(addr(1), 10, 0, &[], 0);
         let b = r.register(addr(5), 10, 0, &[], 0);
         assert_eq!((a, b), (100, 101));
-        assert_eq!(r.heartbeat(a, 3, &[], 10), HeartbeatCommand::default());
-        assert_eq!(r.heartbeat(999, 3, &[], 10), HeartbeatCommand { register: true, delete_blocks: vec![] });
+        assert_eq!(r.heartbeat(a, 3, &[], 0, 10), HeartbeatCommand::default());
+        assert_eq!(r.heartbeat(999, 3, &[], 0, 10), HeartbeatCommand { register: true, delete_blocks: vec![] });
         let b0 = block_id(7, 0);
         assert_eq!(r.register(addr(1), 10, 4, &[(b0, 4)], 20), a);
         assert_eq!(r.locations(b0).iter().map(|w| w.id).collect::<Vec<_>>(), vec![a]);
@@ -293,27 +303,34 @@ mod tests {
         let mut r = Registry::new(1, 1000);
         let w = r.register(addr(1), 10, 0, &[], 0);
         let b = block_id(3, 0);
-        r.commit_block(w, b, 5, 5, 1).unwrap();
+        r.commit_block(w, b, 5, 5, 0, 1).unwrap();
         r.remove_blocks(&[b]);
         assert!(r.locations(b).is_empty());
-        r.commit_block(w, b, 5, 5, 2).unwrap();
-        assert_eq!(r.heartbeat(w, 5, &[], 3), HeartbeatCommand::default(), "no delete of the new copy");
+        r.commit_block(w, b, 5, 5, 0, 2).unwrap();
+        assert_eq!(r.heartbeat(w, 5, &[], 0, 3), HeartbeatCommand::default(), "no delete of the new copy");
         assert_eq!(r.locations(b).len(), 1);
+        // A removal the worker reported as of mark 7 does not drop a copy it committed at
+        // mark 8 (stored again after the removal); one reported as of mark 8 does.
+        r.commit_block(w, b, 5, 5, 8, 4).unwrap();
+        r.heartbeat(w, 5, &[b], 7, 5);
+        assert_eq!(r.locations(b).len(), 1, "the newer copy stays");
+        r.heartbeat(w, 5, &[b], 8, 6);
+        assert!(r.locations(b).is_empty(), "a removal after the commit drops it");
     }
 
     #[test]
     fn deleted_files_turn_into_delete_commands() {
         let mut r = Registry::new(1, 1000);
         let w = r.register(addr(1), 10, 0, &[], 0);
-        r.commit_block(w, block_id(3, 0), 5, 5, 1).unwrap();
-        r.commit_block(w, block_id(3, 1), 2, 7, 1).unwrap();
-        r.commit_block(w, block_id(4, 0), 1, 8, 1).unwrap();
+        r.commit_block(w, block_id(3, 0), 5, 5, 0, 1).unwrap();
+        r.commit_block(w, block_id(3, 1), 2, 7, 0, 1).unwrap();
+        r.commit_block(w, block_id(4, 0), 1, 8, 0, 1).unwrap();
         r.remove_files(&[3]);
         assert_eq!(r.locations(block_id(3, 0)).len(), 0);
-        let cmd = r.heartbeat(w, 8, &[], 2);
+        let cmd = r.heartbeat(w, 8, &[], 0, 2);
         assert_eq!(cmd.delete_blocks, vec![block_id(3, 0), block_id(3, 1)]);
         // Once the worker reports them removed, they are no longer sent.
-        let cmd = r.heartbeat(w, 1, &[block_id(3, 0), block_id(3, 1)], 3);
+        let cmd = r.heartbeat(w, 1, &[block_id(3, 0), block_id(3, 1)], 0, 3);
         assert_eq!(cmd, HeartbeatCommand::default());
         assert_eq!(r.committed_length(block_id(4, 0)), Some(1));
     }
@@ -324,12 +341,12 @@ mod tests {
         let w1 = r.register(addr(1), 10, 0, &[(block_id(2, 0), 3)], 0);
         let w2 = r.register(addr(5), 10, 0, &[(block_id(2, 0), 3)], 0);
         assert_eq!(r.tick(1000), vec![]);
-        r.heartbeat(w2, 0, &[], 900);
+        r.heartbeat(w2, 0, &[], 0, 900);
         let lost = r.tick(1001);
         assert_eq!(lost, vec![LostWorker { id: w1, address: addr(1), blocks: vec![block_id(2, 0)] }]);
         assert_eq!(r.locations(block_id(2, 0)).iter().map(|w| w.id).collect::<Vec<_>>(), vec![w2]);
-        assert!(r.heartbeat(w1, 0, &[], 1002).register);
-        assert_eq!(r.commit_block(w1, 9, 1, 1, 1002), Err(RegistryError::UnknownWorker(w1)));
+        assert!(r.heartbeat(w1, 0, &[], 0, 1002).register);
+        assert_eq!(r.commit_block(w1, 9, 1, 1, 0, 1002), Err(RegistryError::UnknownWorker(w1)));
         assert_eq!(r.register(addr(1), 10, 0, &[], 1003), w1);
         assert!(r.live_worker(w1).is_some());
     }

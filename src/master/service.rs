@@ -138,11 +138,10 @@ impl MasterService for MasterRpc {
     async fn create_file(&self, request: Request<CreateFileRequest>) -> RpcResult<FileInfo> {
         let started = tokio::time::Instant::now();
         let req = request.into_inner();
-        let result = match ownership_or_default(req.ownership, 0o644) {
-            Ok(own) => match crate::core::namespace::check_block_size(req.block_size_bytes, self.node.options().min_block_size_bytes) {
-                Ok(()) => self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)).await,
-                Err(e) => Err(e),
-            },
+        let checked = ownership_or_default(req.ownership, 0o644)
+            .and_then(|own| crate::core::namespace::check_block_size(req.block_size_bytes, self.node.options().min_block_size_bytes).map(|()| own));
+        let result = match checked {
+            Ok(own) => self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)).await,
             Err(e) => Err(e),
         };
         self.reply("createFile", started, result)
@@ -459,7 +458,7 @@ impl MasterService for MasterRpc {
             .node
             .leader()
             .await?
-            .with_registry(|st, now| st.registry.heartbeat(req.worker_id, req.used_bytes, &req.removed_block_ids, now))
+            .with_registry(|st, now| st.registry.heartbeat(req.worker_id, req.used_bytes, &req.removed_block_ids, req.removed_as_of, now))
             .await;
         Ok(Response::new(HeartbeatResponse { register: cmd.register, delete_block_ids: cmd.delete_blocks }))
     }
@@ -485,7 +484,7 @@ impl MasterService for MasterRpc {
                     _ => return Err(FsError::NotFound { path: format!("file of block {} (inode {file})", req.block_id) }),
                 }
                 st.registry
-                    .commit_block(req.worker_id, req.block_id, req.length, req.used_bytes, now)
+                    .commit_block(req.worker_id, req.block_id, req.length, req.used_bytes, req.commit_mark, now)
                     .map_err(|e| FsError::Unavailable { reason: e.to_string() })
             })
             .await;

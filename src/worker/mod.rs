@@ -157,9 +157,10 @@ impl Worker {
         }
         let (_, channel) = self.master.get().await?;
         let removed = self.store.take_removed();
-        // Deletions in the answer were decided before any commit after this mark.
+        // The removals were assembled, and the deletions in the answer will be decided,
+        // before any commit after this mark.
         let mark = self.store.commit_mark();
-        let req = HeartbeatRequest { worker_id: id, used_bytes: self.store.usage().0, removed_block_ids: removed.clone() };
+        let req = HeartbeatRequest { worker_id: id, used_bytes: self.store.usage().0, removed_block_ids: removed.clone(), removed_as_of: mark };
         let resp = match master_client(channel).heartbeat(req).await {
             Ok(r) => r.into_inner(),
             Err(status) => {
@@ -244,7 +245,8 @@ impl Worker {
                 id = self.register().await?;
             }
             let (_, channel) = self.master.get().await?;
-            let req = CommitBlockRequest { worker_id: id, block_id: block, length, used_bytes: self.store.usage().0 };
+            let commit_mark = self.store.committed_mark(block).unwrap_or(0);
+            let req = CommitBlockRequest { worker_id: id, block_id: block, length, used_bytes: self.store.usage().0, commit_mark };
             match master_client(channel).commit_block(req).await.map_err(FsError::from) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_retryable() && attempt == 0 => {

@@ -159,6 +159,11 @@ impl BlockIndex {
         }
     }
 
+    /// The mark at which a block held here was last committed.
+    pub fn committed_at(&self, block: BlockId) -> Option<u64> {
+        self.blocks.get(&block).map(|m| m.committed_at)
+    }
+
     /// Length of a block held here.
     pub fn length(&self, block: BlockId) -> Option<u64> {
         self.blocks.get(&block).map(|m| m.length)
@@ -342,6 +347,11 @@ impl BlockStore {
         if lock(&self.index).remove_committed_by(block, mark).is_some() {
             self.delete_file(block);
         }
+    }
+
+    /// The commit mark of a block held here.
+    pub fn committed_mark(&self, block: BlockId) -> Option<u64> {
+        lock(&self.index).committed_at(block)
     }
 
     /// Records that a block held here is committed again; false if it is not here.
