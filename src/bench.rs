@@ -14,6 +14,7 @@ use crate::core::path::FsPath;
 use crate::journal::{format, Journal, JournalLimits};
 use crate::master::node::MasterNode;
 use crate::master::MasterOptions;
+use crate::security::SecurityOptions;
 use crate::proto::master_service_client::MasterServiceClient;
 use crate::proto::{CreateFileRequest, InodeOwnership, PathRequest};
 use crate::rpc::RetryPolicy;
@@ -267,6 +268,7 @@ impl BenchCluster {
             loaded_block_size: BENCH_BLOCK_BYTES,
             min_block_size_bytes: 1,
             ttl_check_interval_ms: 60_000,
+            security: SecurityOptions::unchecked(),
         };
         Journal::new(journal_ufs.clone(), JournalLimits::default()).format(false).await.map_err(|e| e.to_string())?;
         let coordinator = Arc::new(StaticCoordinator::new(master_addr.clone()));
@@ -298,6 +300,7 @@ impl BenchCluster {
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_timeout: Duration::from_secs(10),
             chunk_bytes: 1 << 20,
+            cluster_secret: String::new(),
         };
         let shutdown = stopped(stop_rx);
         cluster.tasks.push(tokio::spawn(async move {
@@ -325,8 +328,7 @@ impl BenchCluster {
             chunk_bytes: 1 << 20,
             write_type: crate::client::WriteType::MustCache,
             read_type: crate::client::ReadType::CachePromote,
-            owner: "bench".into(),
-            group: "bench".into(),
+            security: SecurityOptions { login_user: "bench".into(), ..SecurityOptions::unchecked() },
             request_timeout: Duration::from_secs(30),
             metadata_sync_interval_ms: 0,
         };

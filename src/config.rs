@@ -26,6 +26,8 @@ pub enum ValueType {
     DurationOrNever,
     /// One of the listed words.
     Enum(&'static [&'static str]),
+    /// An octal permission mask such as `022`.
+    OctalMask,
 }
 
 /// One known key.
@@ -99,6 +101,18 @@ pub const UNDERFS_S3_REGION: &str = "tachyon.underfs.s3.region";
 pub const UNDERFS_S3_PATH_STYLE: &str = "tachyon.underfs.s3.disable.dns.buckets";
 pub const S3_ACCESS_KEY: &str = "s3a.accessKeyId";
 pub const S3_SECRET_KEY: &str = "s3a.secretKey";
+pub const AUTHENTICATION_TYPE: &str = "tachyon.security.authentication.type";
+pub const LOGIN_USERNAME: &str = "tachyon.security.login.username";
+pub const AUTHENTICATION_CUSTOM_SECRET: &str = "tachyon.security.authentication.custom.secret";
+pub const CLUSTER_SECRET: &str = "tachyon.security.cluster.secret";
+pub const PERMISSION_ENABLED: &str = "tachyon.security.authorization.permission.enabled";
+pub const PERMISSION_SUPERGROUP: &str = "tachyon.security.authorization.permission.supergroup";
+pub const PERMISSION_UMASK: &str = "tachyon.security.authorization.permission.umask";
+pub const GROUP_MAPPING_OVERRIDES: &str = "tachyon.security.group.mapping.static.overrides";
+pub const GROUP_MAPPING_CACHE_TIMEOUT: &str = "tachyon.security.group.mapping.cache.timeout.ms";
+
+/// Authentication types (see `security::AuthType`).
+pub const AUTHENTICATION_TYPES: &[&str] = &["NOSASL", "SIMPLE", "CUSTOM"];
 
 /// Every key tachyon knows, with its default and type.
 pub const KEYS: &[KeyDef] = &[
@@ -153,6 +167,17 @@ pub const KEYS: &[KeyDef] = &[
     key(UNDERFS_S3_PATH_STYLE, "false", ValueType::Bool, "Path-style S3 requests (endpoint/bucket/key) instead of bucket.endpoint/key"),
     key(S3_ACCESS_KEY, "", ValueType::String, "S3 access key id (aliases aws.accessKeyId, fs.s3n.awsAccessKeyId, fs.s3a.access.key)"),
     secret_key(S3_SECRET_KEY, "S3 secret key, never shown (aliases aws.secretKey, fs.s3n.awsSecretAccessKey, fs.s3a.secret.key)"),
+    key(AUTHENTICATION_TYPE, "SIMPLE", ValueType::Enum(AUTHENTICATION_TYPES),
+        "NOSASL: callers are not identified and nothing is checked; SIMPLE: clients name their user; CUSTOM: as SIMPLE, and clients prove they hold the custom secret"),
+    key(LOGIN_USERNAME, "", ValueType::String, "The user this process acts as; empty: the operating-system user"),
+    secret_key(AUTHENTICATION_CUSTOM_SECRET, "CUSTOM authentication: the secret clients and masters share, never shown"),
+    secret_key(CLUSTER_SECRET, "The secret masters and workers share so no client can pose as a worker, never shown"),
+    key(PERMISSION_ENABLED, "true", ValueType::Bool, "Check POSIX permissions of every request (never with NOSASL)"),
+    key(PERMISSION_SUPERGROUP, "supergroup", ValueType::String, "Members of this group are superusers, as is the user the master runs as"),
+    key(PERMISSION_UMASK, "022", ValueType::OctalMask, "Permission bits cleared from the mode of every new file and directory"),
+    key(GROUP_MAPPING_OVERRIDES, "", ValueType::String,
+        "Groups of users, overriding the master host's /etc/group: user=group1,group2;user2= (Hadoop's format)"),
+    key(GROUP_MAPPING_CACHE_TIMEOUT, "60000", ValueType::Duration, "How long the master keeps a user's groups before looking them up again"),
 ];
 
 /// Environment variables of `tachyon-env.sh` that set a key directly.
@@ -460,6 +485,9 @@ impl Config {
                 ValueType::String if k.name == ZOOKEEPER_ADDRESS && !value.trim().is_empty() => {
                     parse_server_list(value).map_err(invalid)?;
                 }
+                ValueType::String if k.name == GROUP_MAPPING_OVERRIDES => {
+                    crate::security::parse_group_overrides(value).map_err(invalid)?;
+                }
                 ValueType::String => {}
                 ValueType::Bool => {
                     parse_bool(value).map_err(invalid)?;
@@ -485,6 +513,9 @@ impl Config {
                     if !choices.iter().any(|c| c.eq_ignore_ascii_case(value.trim())) {
                         return Err(invalid(format!("expected one of {}", choices.join(", "))));
                     }
+                }
+                ValueType::OctalMask => {
+                    crate::core::permission::parse_umask(value).map_err(invalid)?;
                 }
             }
         }

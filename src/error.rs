@@ -38,6 +38,10 @@ pub enum FsError {
     NotLeader { leader: String },
     #[error("internal error: {reason}")]
     Internal { reason: String },
+    #[error("{path}: permission denied: {reason}")]
+    PermissionDenied { path: String, reason: String },
+    #[error("not authenticated: {reason}")]
+    Unauthenticated { reason: String },
 }
 
 impl FsError {
@@ -63,6 +67,8 @@ impl FsError {
             FsError::Unavailable { .. } => "Unavailable",
             FsError::NotLeader { .. } => "NotLeader",
             FsError::Internal { .. } => "Internal",
+            FsError::PermissionDenied { .. } => "PermissionDenied",
+            FsError::Unauthenticated { .. } => "Unauthenticated",
         }
     }
 
@@ -77,12 +83,13 @@ impl FsError {
             | FsError::FileIncomplete { path }
             | FsError::FileAlreadyComplete { path }
             | FsError::NotPersisted { path } => vec![path.clone()],
-            FsError::InvalidPath { path, reason } => vec![path.clone(), reason.clone()],
+            FsError::InvalidPath { path, reason } | FsError::PermissionDenied { path, reason } => vec![path.clone(), reason.clone()],
             FsError::BlockLost { path, block_id } => vec![path.clone(), block_id.to_string()],
             FsError::InvalidArgument { reason }
             | FsError::OutOfSpace { reason }
             | FsError::Unavailable { reason }
-            | FsError::Internal { reason } => vec![reason.clone()],
+            | FsError::Internal { reason }
+            | FsError::Unauthenticated { reason } => vec![reason.clone()],
             FsError::NotLeader { leader } => vec![leader.clone()],
         }
     }
@@ -105,6 +112,8 @@ impl FsError {
             "Unavailable" => FsError::Unavailable { reason: s(0)? },
             "NotLeader" => FsError::NotLeader { leader: s(0)? },
             "Internal" => FsError::Internal { reason: s(0)? },
+            "PermissionDenied" => FsError::PermissionDenied { path: s(0)?, reason: s(1)? },
+            "Unauthenticated" => FsError::Unauthenticated { reason: s(0)? },
             _ => return None,
         })
     }
@@ -118,6 +127,8 @@ impl FsError {
             FsError::OutOfSpace { .. } => Code::ResourceExhausted,
             FsError::Unavailable { .. } | FsError::NotLeader { .. } => Code::Unavailable,
             FsError::Internal { .. } => Code::Internal,
+            FsError::PermissionDenied { .. } => Code::PermissionDenied,
+            FsError::Unauthenticated { .. } => Code::Unauthenticated,
             _ => Code::FailedPrecondition,
         }
     }
@@ -158,6 +169,8 @@ impl From<tonic::Status> for FsError {
             tonic::Code::NotFound => FsError::NotFound { path: reason },
             tonic::Code::InvalidArgument => FsError::InvalidArgument { reason },
             tonic::Code::ResourceExhausted => FsError::OutOfSpace { reason },
+            tonic::Code::PermissionDenied => FsError::PermissionDenied { path: String::new(), reason },
+            tonic::Code::Unauthenticated => FsError::Unauthenticated { reason },
             _ => FsError::Internal { reason: format!("{:?}: {reason}", status.code()) },
         }
     }
@@ -185,6 +198,8 @@ mod tests {
             FsError::Unavailable { reason: "down".into() },
             FsError::NotLeader { leader: "h:1".into() },
             FsError::Internal { reason: "bug".into() },
+            FsError::PermissionDenied { path: "/a".into(), reason: "user=x".into() },
+            FsError::Unauthenticated { reason: "no user".into() },
         ];
         for e in all {
             let back = FsError::from(tonic::Status::from(e.clone()));

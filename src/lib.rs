@@ -15,6 +15,7 @@ pub mod master;
 pub mod metrics;
 pub mod rpc;
 pub mod runtime;
+pub mod security;
 pub mod shell;
 #[cfg(not(madsim))]
 pub mod startup;

@@ -285,7 +285,13 @@ async fn bench_under_storage(uri: String, concurrency: usize, duration: std::tim
 async fn run_master(defines: &[String]) -> Result<(), String> {
     let cfg = load_config(Role::Master, defines)?;
     start_checks(&cfg, tachyon::startup::Process::Master)?;
-    let options = tachyon::master::MasterOptions::from_config(&cfg);
+    let options = tachyon::master::MasterOptions::from_config(&cfg).map_err(|e| e.to_string())?;
+    if options.security.auth_type != tachyon::security::AuthType::NoSasl && options.security.cluster_secret.is_empty() {
+        tracing::warn!(
+            "{} is not set: anyone who reaches this master's port can register as a worker and commit blocks",
+            tachyon::config::CLUSTER_SECRET
+        );
+    }
     let coordinator = tachyon::coordinator::from_config(&cfg).map_err(|e| e.to_string())?;
     let journal_ufs = open_journal_folder(&cfg)?;
     let web_bind = format!(

@@ -13,6 +13,7 @@ use tachyon::client::{ClientOptions, FileSystem};
 use tachyon::coordinator::Coordinator;
 use tachyon::journal::{Journal, JournalLimits};
 use tachyon::master::MasterOptions;
+use tachyon::security::SecurityOptions;
 use tachyon::proto::WorkerNetAddress;
 use tachyon::rpc::RetryPolicy;
 use tachyon::worker::{WorkerBindHosts, WorkerOptions};
@@ -123,8 +124,7 @@ fn client_options() -> ClientOptions {
         chunk_bytes: 64 << 10,
         write_type: tachyon::client::WriteType::MustCache,
         read_type: tachyon::client::ReadType::CachePromote,
-        owner: "sim".into(),
-        group: "sim".into(),
+        security: tachyon::security::SecurityOptions { login_user: "sim".into(), ..tachyon::security::SecurityOptions::unchecked() },
         request_timeout: Duration::from_secs(2),
         metadata_sync_interval_ms: 0,
     }
@@ -171,6 +171,7 @@ impl SimCluster {
                                 loaded_block_size: 1 << 20,
                                 min_block_size_bytes: 4096,
                                 ttl_check_interval_ms: 60_000,
+                                security: SecurityOptions::unchecked(),
                             };
                             let coordinator: Arc<dyn Coordinator> = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout).with_notice_delay(t.session_notice_delay));
                             // As in production, the master reaches the data under-storage
@@ -210,6 +211,7 @@ impl SimCluster {
                                 heartbeat_interval: Duration::from_millis(100),
                                 heartbeat_timeout: Duration::from_secs(2),
                                 chunk_bytes: 64 << 10,
+                                cluster_secret: String::new(),
                             };
                             let coordinator = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout));
                             let result = tachyon::worker::run_worker(options, coordinator, std::future::pending()).await;

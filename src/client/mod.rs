@@ -38,18 +38,18 @@ pub struct ClientOptions {
     pub chunk_bytes: usize,
     pub write_type: WriteType,
     pub read_type: ReadType,
-    pub owner: String,
-    pub group: String,
+    /// Who this client is (its user, authentication type and umask).
+    pub security: crate::security::SecurityOptions,
     pub request_timeout: Duration,
     /// Listings look at the under-storage again after this long (0 always, -1 only once).
     pub metadata_sync_interval_ms: i64,
 }
 
 impl ClientOptions {
-    /// Reads the client's settings; the user identity is this process's user.
-    pub fn from_config(cfg: &Config) -> Self {
-        let owner = current_user();
-        ClientOptions {
+    /// Reads the client's settings; the user is `tachyon.security.login.username` or this
+    /// process's user.
+    pub fn from_config(cfg: &Config) -> Result<Self, FsError> {
+        Ok(ClientOptions {
             retry: RetryPolicy {
                 base_sleep: Duration::from_millis(cfg.duration_ms(config::USER_RETRY_BASE_SLEEP).max(1)),
                 max_sleep: Duration::from_millis(cfg.duration_ms(config::USER_RETRY_MAX_SLEEP).max(1)),
@@ -61,11 +61,10 @@ impl ClientOptions {
             // Validated against the same names when the configuration loads.
             write_type: WriteType::parse(&cfg.string(config::USER_WRITE_TYPE)).unwrap_or(WriteType::MustCache),
             read_type: ReadType::parse(&cfg.string(config::USER_READ_TYPE)).unwrap_or(ReadType::CachePromote),
-            group: owner.clone(),
-            owner,
+            security: crate::security::SecurityOptions::from_config(cfg)?,
             request_timeout: Duration::from_secs(30),
             metadata_sync_interval_ms: cfg.duration_or_never_ms(config::USER_METADATA_SYNC_INTERVAL),
-        }
+        })
     }
 }
 
@@ -246,7 +245,7 @@ impl FileSystem {
     /// Every mount point the leader knows, in path order (options included: this client
     /// needs them to reach the mounted under-storage).
     pub async fn mount_points(&self) -> Result<Vec<MountPoint>, FsError> {
-        let table = self.call("getMountTable", |mut c| async move { c.get_mount_table(Empty {}).await }).await?;
+        let table = self.call("getMountTable", |mut c| { let req = self.signed(Empty {}); async move { c.get_mount_table(req).await } }).await?;
         table
             .mounts
             .into_iter()
@@ -260,7 +259,7 @@ impl FileSystem {
     pub async fn mount(&self, path: &str, ufs_uri: &str, options: BTreeMap<String, String>) -> Result<FileInfo, FsError> {
         let req = MountRequest { path: path.to_string(), ufs_uri: ufs_uri.to_string(), options, request_id: self.next_request_id() };
         self.call("mount", |mut c| {
-            let req = req.clone();
+            let req = self.signed(req.clone());
             async move { c.mount(req).await }
         })
         .await
@@ -270,7 +269,7 @@ impl FileSystem {
     pub async fn unmount(&self, path: &str) -> Result<(), FsError> {
         let req = UnmountRequest { path: path.to_string(), request_id: self.next_request_id() };
         self.call("unmount", |mut c| {
-            let req = req.clone();
+            let req = self.signed(req.clone());
             async move { c.unmount(req).await }
         })
         .await
@@ -289,7 +288,7 @@ impl FileSystem {
         let options = UfsOptions::from_config(cfg);
         let ufs = crate::underfs::open(&address, &options)
             .map_err(|e| FsError::InvalidArgument { reason: format!("{}={address}: {e}", config::DATA_FOLDER) })?;
-        Ok(Self::build(ClientOptions::from_config(cfg), crate::coordinator::from_config(cfg)?, UfsMounts::new(Some(ufs), options)))
+        Ok(Self::build(ClientOptions::from_config(cfg)?, crate::coordinator::from_config(cfg)?, UfsMounts::new(Some(ufs), options)))
     }
 
     /// The client's settings.
@@ -297,8 +296,17 @@ impl FileSystem {
         &self.inner.options
     }
 
-    fn ownership(&self) -> InodeOwnership {
-        InodeOwnership { owner: self.inner.options.owner.clone(), group: self.inner.options.group.clone(), mode: 0 }
+    /// What a new inode asks for: owned by this client's user (the master decides unless it
+    /// runs NOSASL), with `full_mode` less the client's umask.
+    fn ownership(&self, full_mode: u32) -> InodeOwnership {
+        let security = &self.inner.options.security;
+        let user = security.login_user.clone();
+        InodeOwnership { group: user.clone(), owner: user, mode: crate::core::permission::apply_umask(full_mode, security.umask) }
+    }
+
+    /// A request carrying this client's identity.
+    fn signed<T>(&self, message: T) -> tonic::Request<T> {
+        self.inner.options.security.sign_client(message)
     }
 
     /// Calls the leader master, retrying through unavailability and failover.
@@ -321,7 +329,7 @@ impl FileSystem {
     pub async fn get_status(&self, path: &str) -> Result<FileInfo, FsError> {
         let req = PathRequest { path: path.to_string() };
         self.call("getStatus", |mut c| {
-            let req = req.clone();
+            let req = self.signed(req.clone());
             async move { c.get_status(req).await }
         })
         .await
@@ -363,7 +371,7 @@ impl FileSystem {
             };
             let page = self
                 .call("listStatus", |mut c| {
-                    let req = req.clone();
+                    let req = self.signed(req.clone());
                     async move { c.list_status(req).await }
                 })
                 .await?;
@@ -381,11 +389,11 @@ impl FileSystem {
             path: path.to_string(),
             recursive,
             allow_exists,
-            ownership: Some(self.ownership()),
+            ownership: Some(self.ownership(0o777)),
             request_id: self.next_request_id(),
         };
         self.call("createDirectory", |mut c| {
-            let req = req.clone();
+            let req = self.signed(req.clone());
             async move { c.create_directory(req).await }
         })
         .await
@@ -395,7 +403,7 @@ impl FileSystem {
     pub async fn delete(&self, path: &str, recursive: bool) -> Result<(), FsError> {
         let req = DeleteRequest { path: path.to_string(), recursive, request_id: self.next_request_id() };
         self.call("delete", |mut c| {
-            let req = req.clone();
+            let req = self.signed(req.clone());
             async move { c.delete(req).await }
         })
         .await
@@ -406,7 +414,7 @@ impl FileSystem {
     pub async fn rename(&self, src: &str, dst: &str) -> Result<(), FsError> {
         let req = RenameRequest { src: src.to_string(), dst: dst.to_string(), request_id: self.next_request_id() };
         self.call("rename", |mut c| {
-            let req = req.clone();
+            let req = self.signed(req.clone());
             async move { c.rename(req).await }
         })
         .await
@@ -417,7 +425,7 @@ impl FileSystem {
     pub async fn free(&self, path: &str, recursive: bool) -> Result<u64, FsError> {
         let req = FreeRequest { path: path.to_string(), recursive };
         self.call("free", |mut c| {
-            let req = req.clone();
+            let req = self.signed(req.clone());
             async move { c.free(req).await }
         })
         .await
@@ -447,9 +455,30 @@ impl FileSystem {
             ttl_ms: ttl.map(|(ms, _)| ms),
             ttl_action: ttl.map_or(TtlAction::TtlDelete, |(_, a)| a) as i32,
             request_id: self.next_request_id(),
+            ..SetAttributeRequest::default()
         };
+        self.send_set_attribute(req).await
+    }
+
+    /// Changes owner (superusers only), group (superusers, or the owner into a group it is
+    /// in) and/or mode (the owner or a superuser) of `path`, and with `recursive` of
+    /// everything below it.
+    pub async fn set_ownership(&self, path: &str, change: crate::core::namespace::OwnershipChange) -> Result<FileInfo, FsError> {
+        let req = SetAttributeRequest {
+            path: path.to_string(),
+            owner: change.owner,
+            group: change.group,
+            mode: change.mode,
+            recursive: change.recursive,
+            request_id: self.next_request_id(),
+            ..SetAttributeRequest::default()
+        };
+        self.send_set_attribute(req).await
+    }
+
+    async fn send_set_attribute(&self, req: SetAttributeRequest) -> Result<FileInfo, FsError> {
         self.call("setAttribute", |mut c| {
-            let req = req.clone();
+            let req = self.signed(req.clone());
             async move { c.set_attribute(req).await }
         })
         .await
@@ -457,18 +486,18 @@ impl FileSystem {
 
     /// Every worker the leader knows.
     pub async fn workers(&self) -> Result<Vec<WorkerReport>, FsError> {
-        self.call("getWorkers", |mut c| async move { c.get_workers(Empty {}).await }).await.map(|r| r.workers)
+        self.call("getWorkers", |mut c| { let req = self.signed(Empty {}); async move { c.get_workers(req).await } }).await.map(|r| r.workers)
     }
 
     /// The leader's view of the masters and the cluster.
     pub async fn master_info(&self) -> Result<MasterInfoResponse, FsError> {
-        self.call("getMasterInfo", |mut c| async move { c.get_master_info(Empty {}).await }).await
+        self.call("getMasterInfo", |mut c| { let req = self.signed(Empty {}); async move { c.get_master_info(req).await } }).await
     }
 
     /// Every running master the coordinator lists, each as it describes itself (role, epoch,
     /// applied journal sequence); a master that does not answer is listed as unreachable.
     pub async fn masters(&self) -> Result<Vec<MasterStatus>, FsError> {
-        let answers = self.ask_each_master(|mut c| async move { c.get_master_info(Empty {}).await }).await?;
+        let answers = self.ask_each_master(|mut c| { let req = self.signed(Empty {}); async move { c.get_master_info(req).await } }).await?;
         let mut statuses = Vec::with_capacity(answers.len());
         for (address, answer) in answers {
             match answer {
@@ -503,7 +532,7 @@ impl FileSystem {
     /// Every running master's namespace digest and position (a full pass over each
     /// master's namespace: for consistency checks). Masters that do not answer are left out.
     pub async fn state_digests(&self) -> Result<Vec<StateDigest>, FsError> {
-        let answers = self.ask_each_master(|mut c| async move { c.get_state_digest(Empty {}).await }).await?;
+        let answers = self.ask_each_master(|mut c| { let req = self.signed(Empty {}); async move { c.get_state_digest(req).await } }).await?;
         Ok(answers.into_iter().filter_map(|(_, answer)| answer.ok()).collect())
     }
 
@@ -518,12 +547,12 @@ impl FileSystem {
             path: path.to_string(),
             block_size_bytes: block_size,
             recursive: opts.recursive,
-            ownership: Some(self.ownership()),
+            ownership: Some(self.ownership(0o666)),
             request_id: request_id.clone(),
         };
         let info = self
             .call("createFile", |mut c| {
-                let req = req.clone();
+                let req = self.signed(req.clone());
                 async move { c.create_file(req).await }
             })
             .await?;
@@ -542,7 +571,7 @@ impl FileSystem {
             .options
             .retry
             .run(&self.inner.leader, "getWorkers", |channel| async move {
-                let all = MasterServiceClient::new(channel).get_workers(Empty {}).await.map_err(status)?.into_inner().workers;
+                let all = MasterServiceClient::new(channel).get_workers(self.signed(Empty {})).await.map_err(status)?.into_inner().workers;
                 let live: Vec<WorkerReport> = all.into_iter().filter(|w| !w.lost).collect();
                 if live.is_empty() {
                     return Err(FsError::Unavailable { reason: "no live worker to write to".into() });
@@ -580,7 +609,7 @@ impl FileSystem {
         };
         let req = PersistFileRequest { path: reader.info.path.clone(), request_id, ufs_temp_name };
         self.call("persistFile", |mut c| {
-            let req = req.clone();
+            let req = self.signed(req.clone());
             async move { c.persist_file(req).await }
         })
         .await
@@ -889,7 +918,7 @@ impl FileWriter {
         };
         self.fs
             .call("completeFile", |mut c| {
-                let req = req.clone();
+                let req = self.fs.signed(req.clone());
                 async move { c.complete_file(req).await }
             })
             .await

@@ -4,4 +4,5 @@
 
 pub mod namespace;
 pub mod path;
+pub mod permission;
 pub mod registry;

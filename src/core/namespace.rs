@@ -17,11 +17,12 @@ use std::collections::BTreeMap;
 use prost::Message;
 
 use crate::core::path::FsPath;
+use crate::core::permission::{self, Caller, Checks};
 use crate::error::FsError;
 use crate::proto::journal_entry::Kind;
 use crate::proto::{
     Checkpoint, CompleteFileEntry, CreateDirectoryEntry, CreateFileEntry, DeleteEntry, InodeOwnership, InodeRecord,
-    JournalEntry, MountEntry, MountRecord, PersistFileEntry, PersistenceState, RenameEntry, SetAttributeEntry, TtlAction,
+    JournalEntry, MountEntry, MountRecord, PersistFileEntry, PersistenceState, RenameEntry, SetAttributeEntry, SetOwnershipEntry, TtlAction,
     UfsCopy, UfsIntentDoneEntry, UfsIntentEntry, UfsIntentKind, UnmountEntry,
 };
 
@@ -114,6 +115,17 @@ pub struct AttributeChange {
     pub pinned: Option<bool>,
     /// `Some(None)` clears the TTL.
     pub ttl: Option<Option<Ttl>>,
+}
+
+/// Owner, group and mode to set with [`Namespace::plan_set_ownership`]; `None` leaves one
+/// alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnershipChange {
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub mode: Option<u32>,
+    /// Also every inode below the path.
+    pub recursive: bool,
 }
 
 /// An under-storage mounted at a directory of the namespace.
@@ -463,6 +475,79 @@ impl Namespace {
         Ok(current)
     }
 
+    /// Checks that `caller` may do what `checks` asks on `path`, on the tree as it is now
+    /// (HDFS's rules; see [`permission`]). Parts of the path that do not exist are not
+    /// checked: the plan that follows reports them. A superuser passes everything.
+    pub fn check_access(&self, caller: &Caller, path: &FsPath, checks: Checks) -> Result<(), FsError> {
+        if caller.superuser {
+            return Ok(());
+        }
+        let components = path.components();
+        let mut chain: Vec<&Inode> = Vec::with_capacity(components.len() + 1);
+        let mut current = &self.inodes[&ROOT_ID];
+        chain.push(current);
+        for name in components {
+            let InodeKind::Directory { children } = &current.kind else { break };
+            let Some(child) = children.get(name).and_then(|id| self.inodes.get(id)) else { break };
+            chain.push(child);
+            current = child;
+        }
+        let target = (chain.len() == components.len() + 1).then(|| current);
+        let above = &chain[..chain.len() - usize::from(target.is_some())];
+        let require = |depth: usize, inode: &Inode, want: u32| {
+            if permission::permits(&inode.ownership, caller, want) {
+                Ok(())
+            } else {
+                Err(permission::denied(caller, &permission::bits_string(want), &components_path(&components[..depth]), &inode.ownership, inode.is_directory()))
+            }
+        };
+        for (depth, dir) in above.iter().enumerate().filter(|(_, d)| d.is_directory()) {
+            require(depth, dir, permission::EXECUTE)?;
+        }
+        if let (Some(want), Some(deepest)) = (checks.ancestor, above.last().filter(|d| d.is_directory())) {
+            require(above.len() - 1, deepest, want)?;
+        }
+        let parent = (!components.is_empty()).then(|| chain.get(components.len() - 1)).flatten().copied();
+        if let (Some(want), Some(parent)) = (checks.parent, parent) {
+            require(components.len() - 1, parent, want)?;
+        }
+        let Some(target) = target else { return Ok(()) };
+        if let Some(want) = checks.target {
+            require(components.len(), target, want)?;
+        }
+        if checks.sticky {
+            if let Some(parent) = parent.filter(|p| p.ownership.mode & permission::STICKY_BIT != 0) {
+                if caller.user != parent.ownership.owner && caller.user != target.ownership.owner {
+                    return Err(FsError::PermissionDenied {
+                        path: path.to_string(),
+                        reason: format!(
+                            "user={}: the sticky bit of {} lets only {} or the owner of the directory remove or rename it",
+                            caller.user,
+                            components_path(&components[..components.len() - 1]),
+                            target.ownership.owner
+                        ),
+                    });
+                }
+            }
+        }
+        if checks.owner && caller.user != target.ownership.owner {
+            return Err(FsError::PermissionDenied {
+                path: path.to_string(),
+                reason: format!("user={} is not the owner ({}) and not a superuser", caller.user, target.ownership.owner),
+            });
+        }
+        if let (Some(want), true) = (checks.subtree, target.is_directory()) {
+            let dirs = std::iter::once(target).chain(self.descendants(target));
+            for dir in dirs.filter(|d| matches!(&d.kind, InodeKind::Directory { children } if !children.is_empty())) {
+                if !permission::permits(&dir.ownership, caller, want) {
+                    let at = self.path_of(dir.id).map(|p| p.to_string()).unwrap_or_default();
+                    return Err(permission::denied(caller, &permission::bits_string(want), &at, &dir.ownership, true));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The absolute path of an inode.
     pub fn path_of(&self, id: InodeId) -> Option<FsPath> {
         let mut names = Vec::new();
@@ -701,7 +786,7 @@ impl Namespace {
                 continue;
             }
             let id = take_id(&mut next_id)?;
-            let ownership = Some(ownership.clone());
+            let ownership = Some(if e.is_directory { directory_ownership(ownership) } else { ownership.clone() });
             if e.is_directory {
                 entries.push(Kind::CreateDirectory(CreateDirectoryEntry { id, parent_id: dir_id, name: e.name.clone(), ownership, time_ms: now_ms }));
             } else {
@@ -747,6 +832,55 @@ impl Namespace {
             Some(Some(t)) => (Some(t.ttl_ms), t.action),
         };
         Ok(vec![Kind::SetAttribute(SetAttributeEntry { id: inode.id, time_ms: now_ms, pinned, ttl_ms, ttl_action: ttl_action as i32 })])
+    }
+
+    /// Plans changing owner, group and/or mode of `path` (and with `recursive` of
+    /// everything below it) for `caller`: chown is for superusers, chgrp for superusers and
+    /// owners in the new group, chmod for superusers and owners (of every inode changed).
+    /// Plans nothing if nothing would change.
+    pub fn plan_set_ownership(&self, caller: &Caller, path: &FsPath, change: &OwnershipChange, now_ms: i64) -> Result<Vec<Kind>, FsError> {
+        let probe = InodeOwnership {
+            owner: change.owner.clone().unwrap_or_default(),
+            group: change.group.clone().unwrap_or_default(),
+            mode: change.mode.unwrap_or(0),
+        };
+        check_ownership(&probe)?;
+        if change.owner.as_deref() == Some("") {
+            return Err(FsError::InvalidArgument { reason: "the new owner is empty".into() });
+        }
+        let inode = self.lookup(path)?;
+        let affected: Vec<&Inode> = if change.recursive { std::iter::once(inode).chain(self.descendants(inode)).collect() } else { vec![inode] };
+        if !caller.superuser {
+            if change.owner.is_some() {
+                return Err(FsError::PermissionDenied { path: path.to_string(), reason: format!("user={}: only a superuser may change the owner", caller.user) });
+            }
+            if let Some(group) = change.group.as_deref().filter(|g| !caller.in_group(g)) {
+                return Err(FsError::PermissionDenied { path: path.to_string(), reason: format!("user={} is not in group {group}", caller.user) });
+            }
+            if let Some(other) = affected.iter().find(|i| i.ownership.owner != caller.user) {
+                let at = self.path_of(other.id).map(|p| p.to_string()).unwrap_or_default();
+                return Err(FsError::PermissionDenied {
+                    path: at,
+                    reason: format!("user={} is not the owner ({}) and not a superuser", caller.user, other.ownership.owner),
+                });
+            }
+        }
+        let differs = |i: &&Inode| {
+            change.owner.as_ref().is_some_and(|o| *o != i.ownership.owner)
+                || change.group.as_ref().is_some_and(|g| *g != i.ownership.group)
+                || change.mode.is_some_and(|m| m != i.ownership.mode)
+        };
+        if !affected.iter().any(differs) {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Kind::SetOwnership(SetOwnershipEntry {
+            id: inode.id,
+            time_ms: now_ms,
+            owner: change.owner.clone(),
+            group: change.group.clone(),
+            mode: change.mode,
+            recursive: change.recursive,
+        })])
     }
 
     /// Plans mounting the under-storage `ufs_uri` at `path`, which must not exist (its parent
@@ -955,7 +1089,7 @@ impl Namespace {
                 id,
                 parent_id,
                 name: name.clone(),
-                ownership: Some(ownership.clone()),
+                ownership: Some(directory_ownership(ownership)),
                 time_ms: now_ms,
             }));
             parent_id = id;
@@ -1032,6 +1166,28 @@ impl Namespace {
                 }
                 if let (Some(i), Some(ttl)) = (self.inodes.get_mut(&e.id), ttl) {
                     i.ttl = ttl;
+                }
+                Vec::new()
+            }
+            Some(Kind::SetOwnership(e)) => {
+                if e.mode.is_some_and(|m| m > permission::MODE_BITS) {
+                    return Err(inconsistent(format!("inode {}: mode {:o} has more than permission bits", e.id, e.mode.unwrap_or(0))));
+                }
+                let inode = self.inodes.get(&e.id).ok_or_else(|| inconsistent(format!("no inode {}", e.id)))?;
+                let ids: Vec<InodeId> =
+                    if e.recursive { std::iter::once(e.id).chain(self.descendants(inode).iter().map(|i| i.id)).collect() } else { vec![e.id] };
+                for id in ids {
+                    if let Some(i) = self.inodes.get_mut(&id) {
+                        if let Some(owner) = &e.owner {
+                            i.ownership.owner.clone_from(owner);
+                        }
+                        if let Some(group) = &e.group {
+                            i.ownership.group.clone_from(group);
+                        }
+                        if let Some(mode) = e.mode {
+                            i.ownership.mode = mode;
+                        }
+                    }
                 }
                 Vec::new()
             }
@@ -1391,6 +1547,11 @@ fn take_id(next: &mut InodeId) -> Result<InodeId, FsError> {
     Ok(id)
 }
 
+/// `ownership` for a directory made on the way (see [`permission::directory_mode`]).
+fn directory_ownership(ownership: &InodeOwnership) -> InodeOwnership {
+    InodeOwnership { mode: permission::directory_mode(ownership.mode), ..ownership.clone() }
+}
+
 fn components_path(components: &[String]) -> String {
     let mut s = String::new();
     for c in components {
@@ -1411,6 +1572,11 @@ mod tests {
         InodeOwnership { owner: "alice".into(), group: "staff".into(), mode: 0o644 }
     }
 
+    /// [`own`] for a directory made on the way: executable where readable, `u+wx`.
+    fn dir_own() -> InodeOwnership {
+        InodeOwnership { mode: 0o755, ..own() }
+    }
+
     fn p(s: &str) -> FsPath {
         FsPath::parse(s).unwrap()
     }
@@ -1420,6 +1586,111 @@ mod tests {
         let applied = ns.apply_operation(kinds, 1);
         assert_eq!(applied.error, None);
         applied.effects
+    }
+
+    fn user(name: &str, groups: &[&str]) -> Caller {
+        Caller { user: name.into(), groups: groups.iter().map(|g| g.to_string()).collect(), superuser: false }
+    }
+
+    /// Creates `path` (a directory if it ends in '/') owned by `owner:group` with `mode`.
+    fn make(ns: &mut Namespace, path: &str, owner: &str, group: &str, mode: u32) {
+        let o = InodeOwnership { owner: owner.into(), group: group.into(), mode };
+        let kinds = match path.strip_suffix('/') {
+            Some(dir) => ns.plan_create_directory(&p(dir), false, false, &o, 1).unwrap(),
+            None => ns.plan_create_file(&p(path), 1024, false, &o, 1).unwrap(),
+        };
+        commit(ns, kinds);
+    }
+
+    /// /home (root 755), /home/alice (alice:staff 750), /home/alice/notes (alice 640),
+    /// /tmp (root 1777), /tmp/bobs (bob 644), /shared (root:dev 775), /shared/x/ (bob 700) + /shared/x/y.
+    fn permission_tree() -> Namespace {
+        let mut ns = Namespace::new();
+        make(&mut ns, "/home/", "root", "root", 0o755);
+        make(&mut ns, "/home/alice/", "alice", "staff", 0o750);
+        make(&mut ns, "/home/alice/notes", "alice", "staff", 0o640);
+        make(&mut ns, "/tmp/", "root", "root", 0o1777);
+        make(&mut ns, "/tmp/bobs", "bob", "bob", 0o644);
+        make(&mut ns, "/shared/", "root", "dev", 0o775);
+        make(&mut ns, "/shared/x/", "bob", "bob", 0o700);
+        make(&mut ns, "/shared/x/y", "bob", "bob", 0o600);
+        ns
+    }
+
+    fn denied_at(r: Result<(), FsError>) -> String {
+        match r {
+            Err(FsError::PermissionDenied { path, .. }) => path,
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn permission_checks_follow_hdfs_rules_with_exact_outcomes() {
+        let ns = permission_tree();
+        let (alice, bob, carol) = (user("alice", &["staff"]), user("bob", &["bob", "dev"]), user("carol", &["staff"]));
+        // Traverse needs x on every directory above; the target's own bits decide reads.
+        assert_eq!(ns.check_access(&alice, &p("/home/alice/notes"), Checks::READ_TARGET), Ok(()));
+        assert_eq!(ns.check_access(&carol, &p("/home/alice/notes"), Checks::READ_TARGET), Ok(()), "group staff reads");
+        assert_eq!(denied_at(ns.check_access(&bob, &p("/home/alice/notes"), Checks::READ_TARGET)), "/home/alice", "no x on alice's home");
+        assert_eq!(denied_at(ns.check_access(&carol, &p("/home/alice/notes"), Checks::WRITE_TARGET)), "/home/alice/notes");
+        let err = ns.check_access(&carol, &p("/home/alice/notes"), Checks::WRITE_TARGET).unwrap_err().to_string();
+        assert!(err.contains("user=carol") && err.contains("access=-w-") && err.contains("alice:staff") && err.contains("-rw-r-----"), "{err}");
+        // Listing needs r-x on the directory.
+        assert_eq!(ns.check_access(&carol, &p("/home/alice"), Checks::list(false)), Ok(()));
+        assert_eq!(denied_at(ns.check_access(&bob, &p("/home/alice"), Checks::list(false))), "/home/alice");
+        // Creating needs w on the deepest existing ancestor, also for missing parents.
+        assert_eq!(denied_at(ns.check_access(&alice, &p("/new"), Checks::CREATE)), "/");
+        assert_eq!(ns.check_access(&alice, &p("/home/alice/a/b/c"), Checks::CREATE), Ok(()));
+        assert_eq!(denied_at(ns.check_access(&carol, &p("/home/alice/a/b/c"), Checks::CREATE)), "/home/alice");
+        assert_eq!(ns.check_access(&bob, &p("/shared/new"), Checks::CREATE), Ok(()), "group dev writes /shared");
+        // Sticky /tmp: anyone creates, only the owner (or /tmp's owner) removes.
+        assert_eq!(ns.check_access(&alice, &p("/tmp/mine"), Checks::CREATE), Ok(()));
+        assert_eq!(denied_at(ns.check_access(&alice, &p("/tmp/bobs"), Checks::delete(false))), "/tmp/bobs");
+        assert_eq!(ns.check_access(&bob, &p("/tmp/bobs"), Checks::delete(false)), Ok(()));
+        assert_eq!(ns.check_access(&user("root", &[]), &p("/tmp/bobs"), Checks::delete(false)), Ok(()), "the directory's owner");
+        // A recursive delete needs rwx on every non-empty directory below.
+        assert_eq!(denied_at(ns.check_access(&user("dave", &["dev"]), &p("/shared/x"), Checks::delete(true))), "/shared/x");
+        assert_eq!(ns.check_access(&bob, &p("/shared/x"), Checks::delete(true)), Ok(()));
+        // Ownership checks; a missing target is left to the plan.
+        assert_eq!(denied_at(ns.check_access(&carol, &p("/home/alice/notes"), Checks::OWNER)), "/home/alice/notes");
+        assert_eq!(ns.check_access(&alice, &p("/home/alice/missing"), Checks::WRITE_TARGET), Ok(()));
+        // The superuser passes everything.
+        assert_eq!(ns.check_access(&Caller::superuser("root"), &p("/shared/x/y"), Checks::delete(true)), Ok(()));
+    }
+
+    #[test]
+    fn ownership_changes_are_planned_for_whom_may_make_them_and_applied_exactly() {
+        let mut ns = permission_tree();
+        let (alice, carol) = (user("alice", &["staff", "dev"]), user("carol", &["staff"]));
+        let change = |owner: Option<&str>, group: Option<&str>, mode: Option<u32>, recursive| OwnershipChange {
+            owner: owner.map(String::from),
+            group: group.map(String::from),
+            mode,
+            recursive,
+        };
+        let home = p("/home/alice");
+        assert!(matches!(ns.plan_set_ownership(&alice, &home, &change(Some("carol"), None, None, false), 5), Err(FsError::PermissionDenied { .. })), "chown needs a superuser");
+        assert!(matches!(ns.plan_set_ownership(&carol, &home, &change(None, None, Some(0o777), false), 5), Err(FsError::PermissionDenied { .. })), "chmod needs the owner");
+        assert!(matches!(ns.plan_set_ownership(&alice, &home, &change(None, Some("ops"), None, false), 5), Err(FsError::PermissionDenied { .. })), "chgrp into a group alice is not in");
+        assert!(ns.plan_set_ownership(&alice, &home, &change(None, None, Some(0o750), false), 5).unwrap().is_empty(), "nothing changes");
+        assert!(ns.plan_set_ownership(&alice, &home, &change(None, None, Some(0o10000), false), 5).is_err(), "only permission bits");
+        let kinds = ns.plan_set_ownership(&alice, &home, &change(None, Some("dev"), Some(0o700), true), 5).unwrap();
+        let id = ns.lookup(&home).unwrap().id;
+        assert_eq!(kinds, vec![Kind::SetOwnership(SetOwnershipEntry { id, time_ms: 5, owner: None, group: Some("dev".into()), mode: Some(0o700), recursive: true })]);
+        commit(&mut ns, kinds);
+        for path in ["/home/alice", "/home/alice/notes"] {
+            assert_eq!(ns.lookup(&p(path)).unwrap().ownership, InodeOwnership { owner: "alice".into(), group: "dev".into(), mode: 0o700 }, "{path}");
+        }
+        // A recursive chmod by someone who does not own everything below is refused whole.
+        let root = Caller::superuser("root");
+        let chown = ns.plan_set_ownership(&root, &p("/home/alice/notes"), &change(Some("bob"), None, None, false), 6).unwrap();
+        commit(&mut ns, chown);
+        let refused = ns.plan_set_ownership(&alice, &home, &change(None, None, Some(0o755), true), 7);
+        assert!(matches!(&refused, Err(FsError::PermissionDenied { path, .. }) if path == "/home/alice/notes"), "{refused:?}");
+        // Survives a checkpoint.
+        let back = Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap();
+        assert_eq!(back.lookup(&p("/home/alice/notes")).unwrap().ownership.owner, "bob");
+        assert_eq!(back.digest(), ns.digest());
     }
 
     #[test]
@@ -1489,7 +1760,7 @@ mod tests {
                     id: 1,
                     parent_id: 0,
                     name: "a".into(),
-                    ownership: Some(own()),
+                    ownership: Some(dir_own()),
                     time_ms: 7
                 }),
                 Kind::CreateDirectory(CreateDirectoryEntry {
@@ -1521,7 +1792,7 @@ mod tests {
             entry("..", true, 0),
         ];
         let kinds = ns.plan_load_from_under_storage(&p("/mnt"), &found, 10, &own(), 100, 5).unwrap();
-        let dir = |id, parent_id, name: &str| Kind::CreateDirectory(CreateDirectoryEntry { id, parent_id, name: name.into(), ownership: Some(own()), time_ms: 5 });
+        let dir = |id, parent_id, name: &str| Kind::CreateDirectory(CreateDirectoryEntry { id, parent_id, name: name.into(), ownership: Some(dir_own()), time_ms: 5 });
         assert_eq!(
             kinds,
             vec![

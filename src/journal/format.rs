@@ -20,8 +20,17 @@ use prost::Message;
 
 use crate::proto::{Checkpoint, JournalEntry};
 
-/// Version written into every segment and checkpoint header.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version written into every segment and checkpoint header. Version 2 added
+/// `SetOwnership` entries; a build that reads only version 1 would skip them unseen, so it
+/// must refuse the file instead.
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest version this build reads: version 1 files are version 2 without `SetOwnership`.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
+
+/// True if this build reads files of format `version`.
+pub fn is_readable_version(version: u32) -> bool {
+    (OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version)
+}
 /// Magic bytes that open a log segment.
 pub const SEGMENT_MAGIC: &[u8; 8] = b"TACHYONJ";
 /// Magic bytes that open a checkpoint.
@@ -49,7 +58,7 @@ pub fn entry_bytes_bound(kind: &crate::proto::journal_entry::Kind, request_id: &
 pub enum FormatError {
     #[error("not a tachyon journal file (bad magic)")]
     BadMagic,
-    #[error("journal format version {0} is not supported (this build reads version {FORMAT_VERSION})")]
+    #[error("journal format version {0} is not supported (this build reads versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})")]
     UnsupportedVersion(u32),
     #[error("truncated header")]
     TruncatedHeader,
@@ -120,7 +129,7 @@ pub fn decode_segment(bytes: &[u8]) -> Result<DecodedSegment, FormatError> {
         return Err(FormatError::BadMagic);
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != FORMAT_VERSION {
+    if !is_readable_version(version) {
         return Err(FormatError::UnsupportedVersion(version));
     }
     let mut entries = Vec::new();
@@ -175,7 +184,7 @@ pub fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, FormatError> {
         return Err(FormatError::BadMagic);
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().map_err(|_| FormatError::TruncatedHeader)?);
-    if version != FORMAT_VERSION {
+    if !is_readable_version(version) {
         return Err(FormatError::UnsupportedVersion(version));
     }
     let len = u64::from_le_bytes(bytes[12..20].try_into().map_err(|_| FormatError::TruncatedHeader)?);

@@ -6,6 +6,7 @@
 //! wait until they are durable; only then answer. Reads wait until everything they saw is
 //! durable too, so no client ever observes state a crash could take back.
 
+pub mod auth;
 pub mod node;
 pub mod service;
 
@@ -51,12 +52,14 @@ pub struct MasterOptions {
     pub loaded_block_size: u64,
     /// How often the leader runs the actions of expired TTLs.
     pub ttl_check_interval_ms: u64,
+    /// Who may call and what they may do.
+    pub security: crate::security::SecurityOptions,
 }
 
 impl MasterOptions {
     /// Reads the master's settings.
-    pub fn from_config(cfg: &Config) -> Self {
-        MasterOptions {
+    pub fn from_config(cfg: &Config) -> Result<Self, FsError> {
+        Ok(MasterOptions {
             address: cfg.master_address(),
             bind_address: format!("{}:{}", cfg.bind_host(config::MASTER_BIND_HOST, config::MASTER_HOSTNAME), cfg.port(config::MASTER_PORT)),
             journal_folder: cfg.string(config::JOURNAL_FOLDER),
@@ -72,7 +75,8 @@ impl MasterOptions {
             loaded_block_size: cfg.bytes(config::USER_BLOCK_SIZE).max(1),
             min_block_size_bytes: cfg.bytes(config::MASTER_MIN_BLOCK_SIZE).max(1),
             ttl_check_interval_ms: cfg.duration_ms(config::MASTER_TTL_CHECK_INTERVAL).max(10),
-        }
+            security: crate::security::SecurityOptions::from_config(cfg)?,
+        })
     }
 }
 

@@ -62,6 +62,8 @@ pub struct MasterNode {
     /// A client with the under-storage for file data: persists ASYNC_THROUGH files while
     /// leading. `None` where no under-storage is configured (the simulator).
     persister: Option<crate::client::FileSystem>,
+    /// Verifies callers against `options.security`.
+    auth: super::auth::Authenticator,
 }
 
 impl MasterNode {
@@ -69,7 +71,9 @@ impl MasterNode {
     pub fn new(options: MasterOptions, clock: Arc<dyn Clock>, coordinator: Arc<dyn Coordinator>, journal_ufs: Arc<dyn UnderFs>) -> Self {
         let journal = Journal::new(journal_ufs, options.journal_limits.clone()).with_fencing(options.fencing);
         let start_time_ms = clock.now_ms();
+        let auth = super::auth::Authenticator::new(options.security.clone(), clock.clone());
         MasterNode {
+            auth,
             options,
             clock,
             coordinator,
@@ -87,6 +91,11 @@ impl MasterNode {
     pub fn with_under_storage(mut self, client: crate::client::FileSystem) -> Self {
         self.persister = Some(client);
         self
+    }
+
+    /// Verifies callers (identity, worker membership, ownership of what they create).
+    pub fn auth(&self) -> &super::auth::Authenticator {
+        &self.auth
     }
 
     /// This master's settings.

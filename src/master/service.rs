@@ -10,7 +10,8 @@ use tracing::info;
 
 use super::file_info;
 use super::node::MasterNode;
-use crate::core::namespace::{file_of_block, AttributeChange, Inode, InodeKind, Mount, MountPoint, Ttl, UfsLocation};
+use crate::core::namespace::{file_of_block, AttributeChange, Inode, InodeKind, Mount, MountPoint, OwnershipChange, Ttl, UfsLocation};
+use crate::core::permission::{Caller, Checks};
 use crate::underfs::mounts::UfsMounts;
 use crate::core::path::FsPath;
 use crate::error::FsError;
@@ -45,17 +46,6 @@ fn path(raw: &str) -> Result<FsPath, FsError> {
     FsPath::parse(raw)
 }
 
-/// The ownership a request carries (checked: bounded, printable), `default_mode` if it has
-/// no mode.
-fn ownership_or_default(o: Option<InodeOwnership>, default_mode: u32) -> Result<InodeOwnership, FsError> {
-    let mut o = o.unwrap_or_default();
-    crate::core::namespace::check_ownership(&o)?;
-    if o.mode == 0 {
-        o.mode = default_mode;
-    }
-    Ok(o)
-}
-
 type RpcResult<T> = Result<Response<T>, Status>;
 
 /// Most under-storage names loaded into the namespace by one listing.
@@ -71,6 +61,16 @@ impl MasterRpc {
 }
 
 impl MasterRpc {
+    /// The verified caller of a client request.
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, FsError> {
+        self.node.auth().caller(request.metadata())
+    }
+
+    /// Fails unless a worker request proves the cluster secret.
+    fn check_worker<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.node.auth().check_worker(request.metadata()).map_err(Status::from)
+    }
+
     /// Serves `node`'s requests.
     pub fn new(node: Arc<MasterNode>) -> Self {
         MasterRpc { node, synced_at_ms: Arc::new(std::sync::Mutex::new(BTreeMap::new())) }
@@ -100,7 +100,7 @@ impl MasterRpc {
         if found.is_empty() {
             return Ok(());
         }
-        let own = ownership_or_default(None, 0o644)?;
+        let own = self.node.auth().master_ownership(0o666);
         let block_size = self.node.options().loaded_block_size;
         // Planned under the state lock, so names created meanwhile are skipped, not clashed with.
         let mut loaded = 0;
@@ -137,11 +137,21 @@ impl MasterRpc {
 impl MasterService for MasterRpc {
     async fn create_file(&self, request: Request<CreateFileRequest>) -> RpcResult<FileInfo> {
         let started = tokio::time::Instant::now();
+        let caller = self.caller(&request);
         let req = request.into_inner();
-        let checked = ownership_or_default(req.ownership, 0o644)
-            .and_then(|own| crate::core::namespace::check_block_size(req.block_size_bytes, self.node.options().min_block_size_bytes).map(|()| own));
+        let checked = caller.and_then(|caller| {
+            let own = self.node.auth().new_ownership(&caller, req.ownership, 0o666)?;
+            crate::core::namespace::check_block_size(req.block_size_bytes, self.node.options().min_block_size_bytes)?;
+            Ok((caller, own))
+        });
         let result = match checked {
-            Ok(own) => self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)).await,
+            Ok((caller, own)) => {
+                self.mutate_path(&req.request_id, &req.path, |st, p, now| {
+                    st.ns.check_access(&caller, p, Checks::CREATE)?;
+                    st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)
+                })
+                .await
+            }
             Err(e) => Err(e),
         };
         self.reply("createFile", started, result)
@@ -149,14 +159,19 @@ impl MasterService for MasterRpc {
 
     async fn complete_file(&self, request: Request<CompleteFileRequest>) -> RpcResult<FileInfo> {
         let started = tokio::time::Instant::now();
+        let caller = self.caller(&request);
         let req = request.into_inner();
         let result = async {
+            let caller = caller?;
             let persistence = PersistenceState::try_from(req.persistence)
                 .map_err(|_| FsError::InvalidArgument { reason: format!("unknown persistence state {}", req.persistence) })?;
             if persistence != PersistenceState::NotPersisted && self.node.ufs_mounts().is_none() {
                 return Err(FsError::InvalidArgument { reason: format!("{}: this master has no under-storage to persist to", req.path) });
             }
-            let plan = |st: &super::State, p: &FsPath, now| st.ns.plan_complete_file(p, req.length, persistence, |b| st.registry.committed_length(b), now);
+            let plan = |st: &super::State, p: &FsPath, now| {
+                st.ns.check_access(&caller, p, Checks::WRITE_TARGET)?;
+                st.ns.plan_complete_file(p, req.length, persistence, |b| st.registry.committed_length(b), now)
+            };
             if persistence != PersistenceState::Persisted {
                 return self.mutate_path(&req.request_id, &req.path, plan).await;
             }
@@ -177,11 +192,13 @@ impl MasterService for MasterRpc {
 
     async fn persist_file(&self, request: Request<PersistFileRequest>) -> RpcResult<FileInfo> {
         let started = tokio::time::Instant::now();
+        let caller = self.caller(&request);
         let req = request.into_inner();
         let result = async {
+            let caller = caller?;
             if req.ufs_temp_name.is_empty() {
                 // Only a file persisted already needs no upload.
-                let plan = |st: &super::State, p: &FsPath, now| match st.ns.plan_persist_file(p, now)? {
+                let plan = |st: &super::State, p: &FsPath, now| match st.ns.check_access(&caller, p, Checks::WRITE_TARGET).and_then(|()| st.ns.plan_persist_file(p, now))? {
                     kinds if kinds.is_empty() => Ok(kinds),
                     _ => Err(FsError::InvalidArgument { reason: format!("{p}: persisting needs its under-storage upload") }),
                 };
@@ -189,8 +206,16 @@ impl MasterService for MasterRpc {
             }
             let p = path(&req.path)?;
             let leader = self.node.leader().await?;
-            let length = leader.read(|st| st.ns.lookup(&p).map(|i| match i.kind { InodeKind::File { length, .. } => length, InodeKind::Directory { .. } => 0 })).await?;
-            let finish = |st: &super::State, now| st.ns.plan_persist_file(&p, now);
+            let length = leader
+                .read(|st| {
+                    st.ns.check_access(&caller, &p, Checks::WRITE_TARGET)?;
+                    st.ns.lookup(&p).map(|i| match i.kind { InodeKind::File { length, .. } => length, InodeKind::Directory { .. } => 0 })
+                })
+                .await?;
+            let finish = |st: &super::State, now| {
+                st.ns.check_access(&caller, &p, Checks::WRITE_TARGET)?;
+                st.ns.plan_persist_file(&p, now)
+            };
             publish_upload(&self.node, &leader, &req.request_id, &p, &req.ufs_temp_name, length, UfsIntentKind::UfsPersist, finish).await?;
             leader.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
         }
@@ -201,13 +226,18 @@ impl MasterService for MasterRpc {
     async fn get_status(&self, request: Request<PathRequest>) -> RpcResult<FileInfo> {
         let started = tokio::time::Instant::now();
         let result = async {
+            let caller = self.caller(&request)?;
             let p = path(&request.get_ref().path)?;
             let leader = self.node.leader().await?;
-            match leader.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await {
+            let status = |st: &super::State| {
+                st.ns.check_access(&caller, &p, Checks::READ_TARGET)?;
+                Ok(file_info(st, st.ns.lookup(&p)?, &p))
+            };
+            match leader.read(status).await {
                 // Not known to tachyon: maybe only in the under-storage.
                 Err(FsError::NotFound { .. }) if !p.is_root() => {
                     self.load_from_under_storage(&p.parent().unwrap_or_else(FsPath::root)).await?;
-                    leader.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
+                    leader.read(status).await
                 }
                 other => other,
             }
@@ -218,9 +248,17 @@ impl MasterService for MasterRpc {
 
     async fn list_status(&self, request: Request<ListStatusRequest>) -> RpcResult<ListStatusResponse> {
         let started = tokio::time::Instant::now();
+        let caller = self.caller(&request);
         let req = request.into_inner();
         let result = async {
+            let caller = caller?;
             let p = path(&req.path)?;
+            let checks = |st: &super::State| match st.ns.lookup(&p) {
+                Ok(i) if i.is_directory() => st.ns.check_access(&caller, &p, Checks::list(req.recursive)),
+                _ => st.ns.check_access(&caller, &p, Checks::READ_TARGET),
+            };
+            // Checked before the under-storage is looked at for this caller, and again with the answer.
+            self.node.leader().await?.read(checks).await?;
             let now = self.node.leader().await?.now_ms();
             let key = p.to_string();
             let last = self.synced_at_ms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).copied();
@@ -237,6 +275,7 @@ impl MasterService for MasterRpc {
                 .leader()
                 .await?
                 .read(|st| {
+                    checks(st)?;
                     let inode = st.ns.lookup(&p)?;
                     if !inode.is_directory() {
                         return Ok(ListStatusResponse { files: vec![file_info(st, inode, &p)], next_start_after: String::new() });
@@ -253,9 +292,16 @@ impl MasterService for MasterRpc {
 
     async fn create_directory(&self, request: Request<CreateDirectoryRequest>) -> RpcResult<FileInfo> {
         let started = tokio::time::Instant::now();
+        let caller = self.caller(&request);
         let req = request.into_inner();
-        let result = match ownership_or_default(req.ownership, 0o755) {
-            Ok(own) => self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_create_directory(p, req.recursive, req.allow_exists, &own, now)).await,
+        let result = match caller.and_then(|c| self.node.auth().new_ownership(&c, req.ownership, 0o777).map(|own| (c, own))) {
+            Ok((caller, own)) => {
+                self.mutate_path(&req.request_id, &req.path, |st, p, now| {
+                    st.ns.check_access(&caller, p, Checks::CREATE)?;
+                    st.ns.plan_create_directory(p, req.recursive, req.allow_exists, &own, now)
+                })
+                .await
+            }
             Err(e) => Err(e),
         };
         self.reply("createDirectory", started, result)
@@ -263,11 +309,17 @@ impl MasterService for MasterRpc {
 
     async fn delete(&self, request: Request<DeleteRequest>) -> RpcResult<Empty> {
         let started = tokio::time::Instant::now();
+        let caller = self.caller(&request);
         let req = request.into_inner();
         let result = async {
+            let caller = caller?;
             let p = path(&req.path)?;
             let leader = self.node.leader().await?;
-            delete_mirrored(&self.node, &leader, &req.request_id, &p, |st, now| st.ns.plan_delete(&p, req.recursive, now)).await?;
+            let plan = |st: &super::State, now| {
+                st.ns.check_access(&caller, &p, Checks::delete(req.recursive))?;
+                st.ns.plan_delete(&p, req.recursive, now)
+            };
+            delete_mirrored(&self.node, &leader, &req.request_id, &p, plan).await?;
             Ok(Empty {})
         }
         .await;
@@ -276,11 +328,13 @@ impl MasterService for MasterRpc {
 
     async fn rename(&self, request: Request<RenameRequest>) -> RpcResult<Empty> {
         let started = tokio::time::Instant::now();
+        let caller = self.caller(&request);
         let req = request.into_inner();
         let result = async {
+            let caller = caller?;
             let (src, dst) = (path(&req.src)?, path(&req.dst)?);
             let leader = self.node.leader().await?;
-            rename_mirrored(&self.node, &leader, &req.request_id, &src, &dst).await
+            rename_mirrored(&self.node, &leader, &caller, &req.request_id, &src, &dst).await
         }
         .await;
         self.reply("rename", started, result)
@@ -288,11 +342,18 @@ impl MasterService for MasterRpc {
 
     async fn free(&self, request: Request<FreeRequest>) -> RpcResult<FreeResponse> {
         let started = tokio::time::Instant::now();
+        let caller = self.caller(&request);
         let req = request.into_inner();
         let result = async {
+            let caller = caller?;
             let p = path(&req.path)?;
             let leader = self.node.leader().await?;
-            let blocks_freed = leader.with_registry(|st, _now| free_cached(st, &p, req.recursive)).await?;
+            let blocks_freed = leader
+                .with_registry(|st, _now| {
+                    st.ns.check_access(&caller, &p, Checks::READ_TARGET)?;
+                    free_cached(st, &p, req.recursive)
+                })
+                .await?;
             Ok(FreeResponse { blocks_freed })
         }
         .await;
@@ -301,11 +362,26 @@ impl MasterService for MasterRpc {
 
     async fn set_attribute(&self, request: Request<SetAttributeRequest>) -> RpcResult<FileInfo> {
         let started = tokio::time::Instant::now();
+        let caller = self.caller(&request);
         let req = request.into_inner();
         let result = async {
+            let caller = caller?;
             let ttl = Ttl::change_from_wire(req.ttl_ms, req.ttl_action).map_err(|reason| FsError::InvalidArgument { reason })?;
             let change = AttributeChange { pinned: req.pinned, ttl };
-            self.mutate_path(&req.request_id, &req.path, |st, p, now| st.ns.plan_set_attribute(p, change, now)).await
+            let ownership = OwnershipChange { owner: req.owner.clone(), group: req.group.clone(), mode: req.mode, recursive: req.recursive };
+            self.mutate_path(&req.request_id, &req.path, |st, p, now| {
+                let mut kinds = Vec::new();
+                if change != AttributeChange::default() {
+                    st.ns.check_access(&caller, p, Checks::WRITE_TARGET)?;
+                    kinds.extend(st.ns.plan_set_attribute(p, change, now)?);
+                }
+                if ownership.owner.is_some() || ownership.group.is_some() || ownership.mode.is_some() {
+                    st.ns.check_access(&caller, p, Checks::TRAVERSE)?;
+                    kinds.extend(st.ns.plan_set_ownership(&caller, p, &ownership, now)?);
+                }
+                Ok(kinds)
+            })
+            .await
         }
         .await;
         self.reply("setAttribute", started, result)
@@ -313,8 +389,11 @@ impl MasterService for MasterRpc {
 
     async fn mount(&self, request: Request<MountRequest>) -> RpcResult<FileInfo> {
         let started = tokio::time::Instant::now();
+        let caller = self.caller(&request);
         let req = request.into_inner();
         let result = async {
+            let caller = caller?;
+            require_superuser(&caller, "mount", &req.path)?;
             let p = path(&req.path)?;
             let leader = self.node.leader().await?;
             let Some(mounts) = self.node.ufs_mounts() else {
@@ -327,7 +406,7 @@ impl MasterService for MasterRpc {
                 let ufs = mounts.open_mount(&mount)?;
                 ufs.list("").await.map_err(|e| FsError::InvalidArgument { reason: format!("cannot list {}: {e}", ufs.describe()) })?;
             }
-            let own = ownership_or_default(None, 0o755)?;
+            let own = self.node.auth().new_ownership(&caller, None, 0o777)?;
             leader
                 .mutate(&req.request_id, |st, now| st.ns.plan_mount(&p, &req.ufs_uri, &req.options, &own, now), |st| {
                     Ok(file_info(st, st.ns.lookup(&p)?, &p))
@@ -340,8 +419,10 @@ impl MasterService for MasterRpc {
 
     async fn unmount(&self, request: Request<UnmountRequest>) -> RpcResult<Empty> {
         let started = tokio::time::Instant::now();
+        let caller = self.caller(&request);
         let req = request.into_inner();
         let result = async {
+            require_superuser(&caller?, "unmount", &req.path)?;
             let p = path(&req.path)?;
             self.node.leader().await?.mutate(&req.request_id, |st, now| st.ns.plan_unmount(&p, now), |_| Ok(Empty {})).await
         }
@@ -349,9 +430,10 @@ impl MasterService for MasterRpc {
         self.reply("unmount", started, result)
     }
 
-    async fn get_mount_table(&self, _request: Request<Empty>) -> RpcResult<MountTableResponse> {
+    async fn get_mount_table(&self, request: Request<Empty>) -> RpcResult<MountTableResponse> {
         let started = tokio::time::Instant::now();
         let result = async {
+            self.caller(&request)?;
             let leader = self.node.leader().await?;
             leader
                 .read(|st| {
@@ -369,7 +451,8 @@ impl MasterService for MasterRpc {
         self.reply("getMountTable", started, result)
     }
 
-    async fn get_workers(&self, _request: Request<Empty>) -> RpcResult<WorkersResponse> {
+    async fn get_workers(&self, request: Request<Empty>) -> RpcResult<WorkersResponse> {
+        self.caller(&request)?;
         let workers = self
             .node
             .leader()
@@ -392,7 +475,8 @@ impl MasterService for MasterRpc {
         Ok(Response::new(WorkersResponse { workers }))
     }
 
-    async fn get_master_info(&self, _request: Request<Empty>) -> RpcResult<MasterInfoResponse> {
+    async fn get_master_info(&self, request: Request<Empty>) -> RpcResult<MasterInfoResponse> {
+        self.caller(&request)?;
         let node = &self.node;
         let leader = node.coordinator().leader_address().await.ok().flatten().unwrap_or_default();
         let mut info = MasterInfoResponse {
@@ -420,11 +504,13 @@ impl MasterService for MasterRpc {
         Ok(Response::new(info))
     }
 
-    async fn get_state_digest(&self, _request: Request<Empty>) -> RpcResult<StateDigest> {
+    async fn get_state_digest(&self, request: Request<Empty>) -> RpcResult<StateDigest> {
+        self.caller(&request)?;
         Ok(Response::new(self.node.state_digest().await))
     }
 
     async fn register_worker(&self, request: Request<RegisterWorkerRequest>) -> RpcResult<RegisterWorkerResponse> {
+        self.check_worker(&request)?;
         let req = request.into_inner();
         let Some(address) = req.address else {
             return Err(FsError::InvalidArgument { reason: "worker address missing".into() }.into());
@@ -453,6 +539,7 @@ impl MasterService for MasterRpc {
     }
 
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> RpcResult<HeartbeatResponse> {
+        self.check_worker(&request)?;
         let req = request.into_inner();
         let cmd = self
             .node
@@ -465,6 +552,7 @@ impl MasterService for MasterRpc {
 
     async fn commit_block(&self, request: Request<CommitBlockRequest>) -> RpcResult<Empty> {
         let started = tokio::time::Instant::now();
+        self.check_worker(&request)?;
         let req = request.into_inner();
         let result = self
             .node
@@ -493,6 +581,7 @@ impl MasterService for MasterRpc {
 
     async fn filter_evictable(&self, request: Request<EvictableRequest>) -> RpcResult<EvictableResponse> {
         let started = tokio::time::Instant::now();
+        self.check_worker(&request)?;
         let req = request.into_inner();
         let result = async {
             if req.block_ids.len() > MAX_EVICTION_CANDIDATES {
@@ -509,6 +598,16 @@ impl MasterService for MasterRpc {
     }
 }
 
+/// Fails unless `caller` is a superuser: mounting decides what the master reads and
+/// deletes on its own host and credentials.
+fn require_superuser(caller: &Caller, what: &str, path: &str) -> Result<(), FsError> {
+    if caller.superuser {
+        Ok(())
+    } else {
+        Err(FsError::PermissionDenied { path: path.to_string(), reason: format!("user={}: only a superuser may {what}", caller.user) })
+    }
+}
+
 /// Most blocks a worker may ask about in one [`EvictableRequest`].
 pub const MAX_EVICTION_CANDIDATES: usize = 4096;
 
@@ -516,8 +615,19 @@ pub const MAX_EVICTION_CANDIDATES: usize = 4096;
 /// it. The copies to move are journaled first as an intent (so listings leave those names
 /// alone and a new leader settles them), then moved, then the rename is journaled together
 /// with the intent's end. A failed move is undone.
-pub(super) async fn rename_mirrored(node: &MasterNode, leader: &super::Master, request_id: &str, src: &FsPath, dst: &FsPath) -> Result<Empty, FsError> {
-    let plan_rename = |st: &super::State, now| st.ns.plan_rename(src, dst, now);
+pub(super) async fn rename_mirrored(
+    node: &MasterNode,
+    leader: &super::Master,
+    caller: &Caller,
+    request_id: &str,
+    src: &FsPath,
+    dst: &FsPath,
+) -> Result<Empty, FsError> {
+    let plan_rename = |st: &super::State, now| {
+        st.ns.check_access(caller, src, Checks::REMOVE)?;
+        st.ns.check_access(caller, dst, Checks::CREATE)?;
+        st.ns.plan_rename(src, dst, now)
+    };
     let mounts = match node.ufs_mounts() {
         Some(m) if !leader.read_unchecked(|st| st.ns.request_applied(request_id)).await => m,
         // No under-storage, or a retry of an applied rename: answered from its request id.

@@ -38,6 +38,8 @@ pub struct WorkerOptions {
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
     pub chunk_bytes: usize,
+    /// Proves to the master that this worker belongs to the cluster (empty: no proof).
+    pub cluster_secret: String,
 }
 
 /// The hosts a worker's three servers listen on.
@@ -79,6 +81,7 @@ impl WorkerOptions {
             heartbeat_interval: Duration::from_millis(cfg.duration_ms(config::WORKER_HEARTBEAT_INTERVAL).max(10)),
             heartbeat_timeout: Duration::from_millis(cfg.duration_ms(config::WORKER_HEARTBEAT_TIMEOUT).max(100)),
             chunk_bytes: cfg.bytes(config::USER_CHUNK_SIZE).clamp(4096, 16 << 20) as usize,
+            cluster_secret: cfg.string(config::CLUSTER_SECRET),
         }
     }
 }
@@ -105,6 +108,13 @@ pub struct Worker {
     store: Arc<BlockStore>,
     master: LeaderChannel,
     worker_id: AtomicU64,
+}
+
+impl Worker {
+    /// A request to the master carrying this worker's proof of the cluster secret.
+    fn signed<T>(&self, message: T) -> tonic::Request<T> {
+        crate::security::sign_worker(&self.options.cluster_secret, message)
+    }
 }
 
 fn master_client(channel: tonic::transport::Channel) -> MasterServiceClient<tonic::transport::Channel> {
@@ -142,7 +152,7 @@ impl Worker {
         let (used, capacity) = self.store.usage();
         let blocks = self.store.report().into_iter().map(|(block_id, length)| BlockReport { block_id, length }).collect();
         let req = RegisterWorkerRequest { address: Some(self.options.address.clone()), capacity_bytes: capacity, used_bytes: used, blocks };
-        let id = master_client(channel).register_worker(req).await.map_err(FsError::from)?.into_inner().worker_id;
+        let id = master_client(channel).register_worker(self.signed(req)).await.map_err(FsError::from)?.into_inner().worker_id;
         self.worker_id.store(id, Ordering::Release);
         info!(worker_id = id, "registered with the leader master");
         Ok(id)
@@ -161,7 +171,7 @@ impl Worker {
         // before any commit after this mark.
         let mark = self.store.commit_mark();
         let req = HeartbeatRequest { worker_id: id, used_bytes: self.store.usage().0, removed_block_ids: removed.clone(), removed_as_of: mark };
-        let resp = match master_client(channel).heartbeat(req).await {
+        let resp = match master_client(channel).heartbeat(self.signed(req)).await {
             Ok(r) => r.into_inner(),
             Err(status) => {
                 self.store.restore_removed(removed);
@@ -231,7 +241,7 @@ impl Worker {
         let id = self.worker_id.load(Ordering::Acquire);
         let (_, channel) = self.master.get().await?;
         let req = EvictableRequest { worker_id: id, block_ids: candidates.clone() };
-        let allowed = master_client(channel).filter_evictable(req).await.map_err(FsError::from)?.into_inner().block_ids;
+        let allowed = master_client(channel).filter_evictable(self.signed(req)).await.map_err(FsError::from)?.into_inner().block_ids;
         debug!(candidates = candidates.len(), evictable = allowed.len(), "asked the master which blocks may be evicted");
         self.store.set_evictable(&candidates, &allowed.into_iter().collect());
         Ok(())
@@ -247,7 +257,7 @@ impl Worker {
             let (_, channel) = self.master.get().await?;
             let commit_mark = self.store.committed_mark(block).unwrap_or(0);
             let req = CommitBlockRequest { worker_id: id, block_id: block, length, used_bytes: self.store.usage().0, commit_mark };
-            match master_client(channel).commit_block(req).await.map_err(FsError::from) {
+            match master_client(channel).commit_block(self.signed(req)).await.map_err(FsError::from) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_retryable() && attempt == 0 => {
                     self.master.reset().await;

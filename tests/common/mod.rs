@@ -314,8 +314,7 @@ impl Cluster {
             chunk_bytes: 256 << 10,
             write_type: tachyon::client::WriteType::MustCache,
             read_type: tachyon::client::ReadType::CachePromote,
-            owner: "tester".into(),
-            group: "testers".into(),
+            security: tachyon::security::SecurityOptions::simple_as(&tachyon::client::current_user()),
             request_timeout: Duration::from_secs(3),
             metadata_sync_interval_ms: 0,
         };
