@@ -142,6 +142,27 @@ enum FsCommand {
     Pin { path: String },
     /// Unpin a file or directory.
     Unpin { path: String },
+    /// Change the mode: octal (755, 1777) or symbolic (u+x,go-w, a=r, +t); the owner or a superuser.
+    Chmod {
+        #[arg(short = 'R')]
+        recursive: bool,
+        mode: String,
+        path: String,
+    },
+    /// Change the owner (and with OWNER:GROUP the group); superusers only.
+    Chown {
+        #[arg(short = 'R')]
+        recursive: bool,
+        owner: String,
+        path: String,
+    },
+    /// Change the group; the owner (into a group it is in) or a superuser.
+    Chgrp {
+        #[arg(short = 'R')]
+        recursive: bool,
+        group: String,
+        path: String,
+    },
     /// Delete (or free) a file or directory once this many milliseconds have passed since its creation.
     #[command(name = "setTtl")]
     SetTtl {
@@ -459,6 +480,9 @@ async fn run_fs(command: FsCommand, defines: &[String]) -> Result<(), String> {
         FsCommand::Unmount { path } => shell::unmount(&fs, &path, out).await,
         FsCommand::Pin { path } => shell::pin(&fs, &path, true, out).await,
         FsCommand::Unpin { path } => shell::pin(&fs, &path, false, out).await,
+        FsCommand::Chmod { recursive, mode, path } => shell::chmod(&fs, &mode, &path, recursive, out).await,
+        FsCommand::Chown { recursive, owner, path } => shell::chown(&fs, &owner, &path, recursive, out).await,
+        FsCommand::Chgrp { recursive, group, path } => shell::chgrp(&fs, &group, &path, recursive, out).await,
         FsCommand::SetTtl { path, ttl_ms, action } => match shell::parse_ttl_action(&action) {
             Ok(action) => shell::set_ttl(&fs, &path, Some((ttl_ms, action)), out).await,
             Err(e) => Err(e),

@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::client::{CreateOptions, FileSystem, WriteType};
+use crate::core::namespace::OwnershipChange;
+use crate::core::permission::mode_string as tachyon_mode_string;
 use crate::error::FsError;
 use crate::master::ttl_action_name;
 use crate::proto::{FileInfo, TtlAction};
@@ -60,16 +62,9 @@ pub fn format_time_ms(ms: i64) -> String {
 }
 
 fn mode_string(info: &FileInfo) -> String {
-    let mode = info.ownership.as_ref().map(|o| o.mode).unwrap_or(0);
-    let mut s = String::from(if info.is_directory { "d" } else { "-" });
-    for shift in [6, 3, 0] {
-        let bits = (mode >> shift) & 7;
-        s.push(if bits & 4 != 0 { 'r' } else { '-' });
-        s.push(if bits & 2 != 0 { 'w' } else { '-' });
-        s.push(if bits & 1 != 0 { 'x' } else { '-' });
-    }
-    s
+    tachyon_mode_string(info.is_directory, info.ownership.as_ref().map(|o| o.mode).unwrap_or(0))
 }
+
 
 /// One `ls` line: mode, owner, group, size, modification time, memory state, path.
 pub fn ls_line(info: &FileInfo) -> String {
@@ -388,6 +383,66 @@ pub async fn pin(fs: &FileSystem, path: &str, pinned: bool, out: &mut dyn Write)
     fs.set_pinned(path, pinned).await?;
     let what = if pinned { "pinned" } else { "unpinned" };
     writeln!(out, "File '{path}' was successfully {what}.").ok();
+    Ok(())
+}
+
+/// `chmod [-R] MODE path`: octal (`755`, `1777`: one request, recursive on the master) or
+/// symbolic (`u+x,go-w`: each inode's new mode follows from its current one, so with -R
+/// every inode below is changed by a request of its own).
+pub async fn chmod(fs: &FileSystem, mode: &str, path: &str, recursive: bool, out: &mut dyn Write) -> ShellResult {
+    let octal = !mode.is_empty() && mode.chars().all(|c| c.is_ascii_digit());
+    if octal {
+        let bits = crate::core::permission::change_mode(mode, 0, false).map_err(ShellError::Usage)?;
+        fs.set_ownership(path, OwnershipChange { mode: Some(bits), recursive, ..OwnershipChange::default() }).await?;
+        writeln!(out, "Changed permission of {path} to {bits:o}").ok();
+        return Ok(());
+    }
+    // Checked once up front, so a bad mode changes nothing.
+    crate::core::permission::change_mode(mode, 0, false).map_err(ShellError::Usage)?;
+    let mut targets = vec![fs.get_status(path).await?];
+    if recursive && targets[0].is_directory {
+        fs.list_status_pages(path, true, |page| {
+            targets.extend(page);
+            Ok(())
+        })
+        .await?;
+    }
+    for info in targets {
+        let current = info.ownership.as_ref().map(|o| o.mode).unwrap_or(0);
+        let bits = crate::core::permission::change_mode(mode, current, info.is_directory).map_err(ShellError::Usage)?;
+        if bits != current {
+            fs.set_ownership(&info.path, OwnershipChange { mode: Some(bits), ..OwnershipChange::default() }).await?;
+        }
+        writeln!(out, "Changed permission of {} to {bits:o}", info.path).ok();
+    }
+    Ok(())
+}
+
+/// `chown [-R] OWNER[:GROUP] path` (superusers only).
+pub async fn chown(fs: &FileSystem, owner_group: &str, path: &str, recursive: bool, out: &mut dyn Write) -> ShellResult {
+    let (owner, group) = match owner_group.split_once(':') {
+        Some((o, g)) => (o, Some(g)),
+        None => (owner_group, None),
+    };
+    if owner.is_empty() || group == Some("") {
+        return Err(ShellError::Usage(format!("{owner_group:?}: expected OWNER or OWNER:GROUP")));
+    }
+    let change = OwnershipChange { owner: Some(owner.to_string()), group: group.map(String::from), mode: None, recursive };
+    fs.set_ownership(path, change).await?;
+    match group {
+        Some(g) => writeln!(out, "Changed owner:group of {path} to {owner}:{g}.").ok(),
+        None => writeln!(out, "Changed owner of {path} to {owner}.").ok(),
+    };
+    Ok(())
+}
+
+/// `chgrp [-R] GROUP path` (the owner into a group it is in, or a superuser).
+pub async fn chgrp(fs: &FileSystem, group: &str, path: &str, recursive: bool, out: &mut dyn Write) -> ShellResult {
+    if group.is_empty() {
+        return Err(ShellError::Usage("chgrp needs a group name".into()));
+    }
+    fs.set_ownership(path, OwnershipChange { group: Some(group.to_string()), recursive, ..OwnershipChange::default() }).await?;
+    writeln!(out, "Changed group of {path} to {group}.").ok();
     Ok(())
 }
 

@@ -219,7 +219,6 @@ async fn a_three_node_zookeeper_ensemble_survives_a_server_loss_and_a_master_fai
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_request_is_applied_once_even_across_a_failover() {
-    use tachyon::proto::master_service_client::MasterServiceClient;
     use tachyon::proto::{CreateFileRequest, RenameRequest};
     let zk = ZooKeeper::standalone();
     let mut c = Cluster::start_ha(&zk.servers(), 2);
@@ -227,7 +226,7 @@ async fn a_retried_request_is_applied_once_even_across_a_failover() {
     let addresses: Vec<String> = (0..2).map(|i| c.master_address(i)).collect();
     let raw = |i: usize| {
         let address = addresses[i].clone();
-        async move { MasterServiceClient::new(tachyon::rpc::connect(&address, Duration::from_secs(3)).await.unwrap()) }
+        async move { common::raw_master_at(&address).await }
     };
     let create = CreateFileRequest {
         path: "/idem/f".into(),

@@ -6,13 +6,12 @@ mod common;
 
 use common::Cluster;
 use tachyon::error::FsError;
-use tachyon::proto::master_service_client::MasterServiceClient;
 use tachyon::proto::{CompleteFileRequest, CreateFileRequest, PathRequest, PersistFileRequest, PersistenceState};
 
 /// A raw gRPC client of the master, once it serves (the library client retries until then).
-async fn raw_master(c: &Cluster) -> MasterServiceClient<tonic::transport::Channel> {
+async fn raw_master(c: &Cluster) -> common::RawMaster {
     c.client().list_status("/", false).await.unwrap();
-    MasterServiceClient::connect(format!("http://{}", c.master_address(0))).await.unwrap()
+    common::raw_master_at(&c.master_address(0)).await
 }
 
 fn create(path: &str, request_id: &str) -> CreateFileRequest {

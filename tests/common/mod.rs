@@ -21,6 +21,28 @@ pub fn tachyon_bin() -> &'static str {
     env!("CARGO_BIN_EXE_tachyon")
 }
 
+/// A raw gRPC client of one master that names the test's user (SIMPLE), as the library does.
+pub type RawMaster = tachyon::proto::master_service_client::MasterServiceClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>>,
+>;
+
+/// Adds the SIMPLE identity of this process's user to a raw request.
+fn identify(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let signed = tachyon::security::SecurityOptions::simple_as(&tachyon::client::current_user()).sign_client(());
+    for key in [tachyon::security::AUTH_TYPE_HEADER, tachyon::security::USER_HEADER] {
+        if let Some(v) = signed.metadata().get(key) {
+            request.metadata_mut().insert(key, v.clone());
+        }
+    }
+    Ok(request)
+}
+
+/// A raw client of the master at `address` (connects with a 3 s timeout).
+pub async fn raw_master_at(address: &str) -> RawMaster {
+    let channel = tachyon::rpc::connect(address, Duration::from_secs(3)).await.unwrap();
+    tachyon::proto::master_service_client::MasterServiceClient::with_interceptor(channel, identify as fn(_) -> _)
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -301,8 +323,13 @@ impl Cluster {
         }
     }
 
-    /// A client of this cluster.
+    /// A client of this cluster, as this process's user (SIMPLE).
     pub fn client(&self) -> FileSystem {
+        self.client_with(tachyon::security::SecurityOptions::simple_as(&tachyon::client::current_user()))
+    }
+
+    /// A client of this cluster with the identity `security` gives it.
+    pub fn client_with(&self, security: tachyon::security::SecurityOptions) -> FileSystem {
         let options = ClientOptions {
             retry: RetryPolicy {
                 base_sleep: Duration::from_millis(20),
@@ -314,7 +341,7 @@ impl Cluster {
             chunk_bytes: 256 << 10,
             write_type: tachyon::client::WriteType::MustCache,
             read_type: tachyon::client::ReadType::CachePromote,
-            security: tachyon::security::SecurityOptions::simple_as(&tachyon::client::current_user()),
+            security,
             request_timeout: Duration::from_secs(3),
             metadata_sync_interval_ms: 0,
         };
