@@ -13,6 +13,7 @@ use crate::coordinator::StaticCoordinator;
 use crate::core::path::FsPath;
 use crate::journal::{format, Journal, JournalLimits};
 use crate::master::node::MasterNode;
+use crate::error::FsError;
 use crate::master::MasterOptions;
 use crate::security::SecurityOptions;
 use crate::proto::master_service_client::MasterServiceClient;
@@ -49,6 +50,22 @@ fn line(out: &mut dyn Write, name: &str, value: f64, unit: &str, baseline_name: 
     let ratio = if baseline > 0.0 { value / baseline } else { 0.0 };
     let _ = writeln!(out, "{name:<44} {value:>12.1} {unit:<9} {baseline_name:<34} {baseline:>12.1} {unit:<9} ratio {ratio:>6.3}");
 }
+
+/// getStatus of `path` ops/s through raw gRPC, as the user `security` names.
+async fn getstatus_rate(channel: &tonic::transport::Channel, security: &SecurityOptions, path: &str, opts: &BenchOptions) -> f64 {
+    let (channel, security, path) = (channel.clone(), security.clone(), path.to_string());
+    ops_per_second(opts.concurrency, opts.duration, move |_| {
+        let mut client = MasterServiceClient::new(channel.clone());
+        let req = security.sign_client(PathRequest { path: path.clone() });
+        async move { client.get_status(req).await.is_ok() }
+    })
+    .await
+}
+
+/// The user the benchmark master runs as (a superuser: no permission checks).
+const BENCH_SUPERUSER: &str = "bench";
+/// A user of the benchmark cluster whose every request is permission-checked.
+const BENCH_USER: &str = "bench-user";
 
 /// Runs `op` from `concurrency` tasks until `duration` passes; returns completed ops/s.
 async fn ops_per_second<F, Fut>(concurrency: usize, duration: Duration, op: F) -> f64
@@ -107,14 +124,14 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     let channel = crate::rpc::connect(&master_addr, Duration::from_secs(30)).await.map_err(|e| e.to_string())?;
 
     // ── create-file ops/s through gRPC (each journaled and fsync'd) ──
+    let superuser = SecurityOptions::simple_as(BENCH_SUPERUSER);
     let create_rate = {
-        let channel = channel.clone();
+        let (channel, superuser) = (channel.clone(), superuser.clone());
         ops_per_second(opts.concurrency, opts.duration, move |i| {
             let mut client = MasterServiceClient::new(channel.clone());
-            async move {
-                let req = CreateFileRequest { path: format!("/bench/f{i}"), block_size_bytes: 1 << 20, recursive: true, ..CreateFileRequest::default() };
-                client.create_file(req).await.is_ok()
-            }
+            let req = CreateFileRequest { path: format!("/bench/f{i}"), block_size_bytes: 1 << 20, recursive: true, ..CreateFileRequest::default() };
+            let req = superuser.sign_client(req);
+            async move { client.create_file(req).await.is_ok() }
         })
         .await
     };
@@ -122,14 +139,7 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
 
     // ── getStatus ops/s vs an in-process namespace lookup ──
     fs.write_file("/bench/status", b"x", CreateOptions { recursive: true, ..Default::default() }).await.map_err(|e| e.to_string())?;
-    let status_rate = {
-        let channel = channel.clone();
-        ops_per_second(opts.concurrency, opts.duration, move |_| {
-            let mut client = MasterServiceClient::new(channel.clone());
-            async move { client.get_status(PathRequest { path: "/bench/status".into() }).await.is_ok() }
-        })
-        .await
-    };
+    let status_rate = getstatus_rate(&channel, &superuser, "/bench/status", &opts).await;
     let lookup_rate = {
         let ns = ns.lock().await.clone();
         let p = FsPath::root().join("d0");
@@ -143,6 +153,22 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
         n as f64 / start.elapsed().as_secs_f64()
     };
     line(out, "getStatus via gRPC", status_rate, "ops/s", "in-process namespace lookup", lookup_rate);
+
+    // ── what permission checks cost: the same getStatus 8 directories deep, checked
+    //    (another user: x on every directory, r on the file) and unchecked (the superuser) ──
+    let deep = "/bench/p1/p2/p3/p4/p5/p6/p7/status";
+    fs.write_file(deep, b"x", CreateOptions { recursive: true, ..Default::default() }).await.map_err(|e| e.to_string())?;
+    let user = SecurityOptions::simple_as(BENCH_USER);
+    // The checks are live: the same user is refused a file only its owner may read.
+    fs.write_file("/bench/private", b"x", CreateOptions::default()).await.map_err(|e| e.to_string())?;
+    fs.set_ownership("/bench/private", crate::core::namespace::OwnershipChange { mode: Some(0o600), ..Default::default() }).await.map_err(|e| e.to_string())?;
+    let refused = MasterServiceClient::new(channel.clone()).get_status(user.sign_client(PathRequest { path: "/bench/private".into() })).await;
+    if !matches!(refused.map_err(FsError::from), Err(FsError::PermissionDenied { .. })) {
+        return Err("permission checks are not in effect for the benchmark user".into());
+    }
+    let checked_rate = getstatus_rate(&channel, &user, deep, &opts).await;
+    let unchecked_rate = getstatus_rate(&channel, &superuser, deep, &opts).await;
+    line(out, "getStatus, permissions checked (8 deep)", checked_rate, "ops/s", "same path as superuser, unchecked", unchecked_rate);
 
     // ── journal replay vs raw decode ──
     let replay_dir = root.join("replay-journal");
@@ -268,7 +294,9 @@ impl BenchCluster {
             loaded_block_size: BENCH_BLOCK_BYTES,
             min_block_size_bytes: 1,
             ttl_check_interval_ms: 60_000,
-            security: SecurityOptions::unchecked(),
+            // As deployed by default: SIMPLE identities, permissions checked; "bench" is
+            // the master's own user (a superuser).
+            security: SecurityOptions::simple_as(BENCH_SUPERUSER),
         };
         Journal::new(journal_ufs.clone(), JournalLimits::default()).format(false).await.map_err(|e| e.to_string())?;
         let coordinator = Arc::new(StaticCoordinator::new(master_addr.clone()));
@@ -328,7 +356,7 @@ impl BenchCluster {
             chunk_bytes: 1 << 20,
             write_type: crate::client::WriteType::MustCache,
             read_type: crate::client::ReadType::CachePromote,
-            security: SecurityOptions { login_user: "bench".into(), ..SecurityOptions::unchecked() },
+            security: SecurityOptions::simple_as(BENCH_SUPERUSER),
             request_timeout: Duration::from_secs(30),
             metadata_sync_interval_ms: 0,
         };
