@@ -121,7 +121,7 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     .await?;
     let fs = cluster.client(true);
     let master_addr = cluster.master_addr.clone();
-    let channel = crate::rpc::connect(&master_addr, Duration::from_secs(30)).await.map_err(|e| e.to_string())?;
+    let channel = crate::rpc::connect(&master_addr, Duration::from_secs(30), None).await.map_err(|e| e.to_string())?;
 
     // ── create-file ops/s through gRPC (each journaled and fsync'd) ──
     let superuser = SecurityOptions::simple_as(BENCH_SUPERUSER);
@@ -328,7 +328,7 @@ impl BenchCluster {
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_timeout: Duration::from_secs(10),
             chunk_bytes: 1 << 20,
-            cluster_secret: String::new(),
+            security: SecurityOptions::unchecked(),
         };
         let shutdown = stopped(stop_rx);
         cluster.tasks.push(tokio::spawn(async move {

@@ -110,6 +110,10 @@ pub const PERMISSION_SUPERGROUP: &str = "tachyon.security.authorization.permissi
 pub const PERMISSION_UMASK: &str = "tachyon.security.authorization.permission.umask";
 pub const GROUP_MAPPING_OVERRIDES: &str = "tachyon.security.group.mapping.static.overrides";
 pub const GROUP_MAPPING_CACHE_TIMEOUT: &str = "tachyon.security.group.mapping.cache.timeout.ms";
+pub const TLS_ENABLED: &str = "tachyon.network.tls.enabled";
+pub const TLS_CERT_FILE: &str = "tachyon.network.tls.cert.file";
+pub const TLS_KEY_FILE: &str = "tachyon.network.tls.key.file";
+pub const TLS_CA_FILE: &str = "tachyon.network.tls.ca.file";
 
 /// Authentication types (see `security::AuthType`).
 pub const AUTHENTICATION_TYPES: &[&str] = &["NOSASL", "SIMPLE", "CUSTOM"];
@@ -178,6 +182,10 @@ pub const KEYS: &[KeyDef] = &[
     key(GROUP_MAPPING_OVERRIDES, "", ValueType::String,
         "Groups of users, overriding the master host's /etc/group: user=group1,group2;user2= (Hadoop's format)"),
     key(GROUP_MAPPING_CACHE_TIMEOUT, "60000", ValueType::Duration, "How long the master keeps a user's groups before looking them up again"),
+    key(TLS_ENABLED, "false", ValueType::Bool, "TLS on master and worker RPC and the web UIs"),
+    key(TLS_CERT_FILE, "", ValueType::String, "PEM certificate chain a master or worker presents (RPC and web UI)"),
+    key(TLS_KEY_FILE, "", ValueType::String, "PEM private key of that certificate"),
+    key(TLS_CA_FILE, "", ValueType::String, "PEM CA certificates trusted when connecting to masters and workers"),
 ];
 
 /// Environment variables of `tachyon-env.sh` that set a key directly.

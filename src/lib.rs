@@ -19,6 +19,7 @@ pub mod security;
 pub mod shell;
 #[cfg(not(madsim))]
 pub mod startup;
+pub mod tls;
 pub mod underfs;
 pub mod watch;
 #[cfg(not(madsim))]

@@ -307,6 +307,10 @@ async fn run_master(defines: &[String]) -> Result<(), String> {
     let cfg = load_config(Role::Master, defines)?;
     start_checks(&cfg, tachyon::startup::Process::Master)?;
     let options = tachyon::master::MasterOptions::from_config(&cfg).map_err(|e| e.to_string())?;
+    let tls = options.security.tls.clone();
+    if let Some(t) = &tls {
+        t.server_identity().map_err(|e| e.to_string())?;
+    }
     if options.security.auth_type != tachyon::security::AuthType::NoSasl && options.security.cluster_secret.is_empty() {
         tracing::warn!(
             "{} is not set: anyone who reaches this master's port can register as a worker and commit blocks",
@@ -328,7 +332,7 @@ async fn run_master(defines: &[String]) -> Result<(), String> {
     );
     let ui = std::sync::Arc::new(tachyon::web::MasterUi::new(node.clone(), std::sync::Arc::new(cfg), fs));
     let bind = tachyon::master::service::resolve(&web_bind).await.map_err(|e| e.to_string())?;
-    tokio::spawn(tachyon::web::serve(bind, tachyon::web::master_router(ui), "master"));
+    tokio::spawn(tachyon::web::serve(bind, tachyon::web::master_router(ui), "master", tls));
     tachyon::master::node::run_node(node, shutdown_signal()).await.map_err(|e| e.to_string())
 }
 
@@ -343,7 +347,7 @@ fn start_checks(cfg: &Config, process: tachyon::startup::Process) -> Result<(), 
 async fn run_worker(defines: &[String]) -> Result<(), String> {
     let cfg = load_config(Role::Worker, defines)?;
     start_checks(&cfg, tachyon::startup::Process::Worker)?;
-    let options = tachyon::worker::WorkerOptions::from_config(&cfg);
+    let options = tachyon::worker::WorkerOptions::from_config(&cfg).map_err(|e| e.to_string())?;
     let coordinator = tachyon::coordinator::from_config(&cfg).map_err(|e| e.to_string())?;
     tachyon::worker::run_worker(options, coordinator, shutdown_signal()).await.map_err(|e| e.to_string())
 }

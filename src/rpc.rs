@@ -11,20 +11,33 @@ use tracing::debug;
 
 use crate::coordinator::Coordinator;
 use crate::error::FsError;
+use crate::tls::TlsConfig;
 
 /// How long to wait for a TCP connection before calling a server unavailable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Opens a channel to `host:port`.
-pub async fn connect(address: &str, request_timeout: Duration) -> Result<Channel, FsError> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+/// Opens a channel to `host:port`, with TLS if `tls` is given. A server whose certificate
+/// this process does not trust is refused for good (`Unauthenticated`, not retried); other
+/// failures are `Unavailable`.
+pub async fn connect(address: &str, request_timeout: Duration, tls: Option<&TlsConfig>) -> Result<Channel, FsError> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
         .map_err(|e| FsError::InvalidArgument { reason: format!("bad address {address:?}: {e}") })?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(request_timeout);
-    endpoint
-        .connect()
-        .await
-        .map_err(|e| FsError::Unavailable { reason: format!("cannot connect to {address}: {e}") })
+    #[cfg(not(madsim))]
+    let endpoint = match tls {
+        Some(tls) => endpoint.tls_config(tls.client()).map_err(|e| FsError::InvalidArgument { reason: format!("TLS settings: {e}") })?,
+        None => endpoint,
+    };
+    endpoint.connect().await.map_err(|e| {
+        let reason = format!("cannot connect to {address}: {}", crate::tls::describe_connect_error(&e, tls.is_some()));
+        if reason.contains(crate::config::TLS_CA_FILE) {
+            FsError::Unauthenticated { reason }
+        } else {
+            FsError::Unavailable { reason }
+        }
+    })
 }
 
 /// A channel to whichever master leads, re-resolved after a failure.
@@ -32,12 +45,13 @@ pub struct LeaderChannel {
     coordinator: Arc<dyn Coordinator>,
     cached: Mutex<Option<(String, Channel)>>,
     request_timeout: Duration,
+    tls: Option<TlsConfig>,
 }
 
 impl LeaderChannel {
     /// A lazily connected channel to the leader.
-    pub fn new(coordinator: Arc<dyn Coordinator>, request_timeout: Duration) -> Self {
-        LeaderChannel { coordinator, cached: Mutex::new(None), request_timeout }
+    pub fn new(coordinator: Arc<dyn Coordinator>, request_timeout: Duration, tls: Option<TlsConfig>) -> Self {
+        LeaderChannel { coordinator, cached: Mutex::new(None), request_timeout, tls }
     }
 
     /// The coordinator the leader is found through.
@@ -56,7 +70,7 @@ impl LeaderChannel {
             .leader_address()
             .await?
             .ok_or_else(|| FsError::Unavailable { reason: "no leader master is known yet".into() })?;
-        let channel = connect(&leader, self.request_timeout).await?;
+        let channel = connect(&leader, self.request_timeout, self.tls.as_ref()).await?;
         *cached = Some((leader.clone(), channel.clone()));
         Ok((leader, channel))
     }

@@ -69,6 +69,8 @@ pub struct SecurityOptions {
     /// Groups by user that replace the operating system's answer.
     pub group_overrides: BTreeMap<String, Vec<String>>,
     pub group_cache_ms: u64,
+    /// TLS on every connection this process makes or serves (`None`: plain).
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl std::fmt::Debug for SecurityOptions {
@@ -82,6 +84,7 @@ impl std::fmt::Debug for SecurityOptions {
             .field("permissions_enabled", &self.permissions_enabled)
             .field("supergroup", &self.supergroup)
             .field("umask", &format_args!("{:03o}", self.umask))
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +103,7 @@ impl SecurityOptions {
             umask: 0o022,
             group_overrides: BTreeMap::new(),
             group_cache_ms: 60_000,
+            tls: None,
         }
     }
 
@@ -131,6 +135,7 @@ impl SecurityOptions {
             group_overrides: parse_group_overrides(&cfg.string(config::GROUP_MAPPING_OVERRIDES))
                 .map_err(|r| invalid(config::GROUP_MAPPING_OVERRIDES, r))?,
             group_cache_ms: cfg.duration_ms(config::GROUP_MAPPING_CACHE_TIMEOUT),
+            tls: crate::tls::TlsConfig::from_config(cfg)?,
         })
     }
 

@@ -99,7 +99,8 @@ impl MasterUi {
     /// The web UI address of a master known by its RPC address (same web port everywhere).
     fn web_url(&self, rpc_address: &str) -> String {
         let host = rpc_address.rsplit_once(':').map(|(h, _)| h).unwrap_or(rpc_address);
-        format!("http://{host}:{}", self.web_port)
+        let scheme = if self.config.bool(crate::config::TLS_ENABLED) { "https" } else { "http" };
+        format!("{scheme}://{host}:{}", self.web_port)
     }
 
     async fn overview_json(&self) -> Value {
@@ -498,15 +499,25 @@ pub fn worker_router(worker: Arc<Worker>) -> Router {
         .with_state(worker)
 }
 
-/// Serves `router` on `bind` until the process ends; logs and returns if it cannot bind.
-pub async fn serve(bind: SocketAddr, router: Router, what: &'static str) {
-    match tokio::net::TcpListener::bind(bind).await {
-        Ok(listener) => {
-            tracing::info!(%bind, what, "web UI listening");
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(%bind, what, error = %e, "web UI stopped");
+/// Serves `router` on `bind` (HTTPS when `tls` is given) until the process ends; logs and
+/// returns if it cannot bind.
+pub async fn serve(bind: SocketAddr, router: Router, what: &'static str, tls: Option<crate::tls::TlsConfig>) {
+    let listener = match tokio::net::TcpListener::bind(bind).await {
+        Ok(listener) => listener,
+        Err(e) => return tracing::error!(%bind, what, error = %e, "cannot bind the web UI; serving without it"),
+    };
+    tracing::info!(%bind, what, tls = tls.is_some(), "web UI listening");
+    let served = match tls {
+        None => axum::serve(listener, router).await,
+        Some(tls) => {
+            let tls_listener = tls.rustls_server().map_err(|e| e.to_string()).and_then(|c| crate::tls::TlsListener::new(listener, c).map_err(|e| e.to_string()));
+            match tls_listener {
+                Ok(tls_listener) => axum::serve(tls_listener, router).await,
+                Err(e) => return tracing::error!(%bind, what, error = %e, "cannot serve the web UI over TLS"),
             }
         }
-        Err(e) => tracing::error!(%bind, what, error = %e, "cannot bind the web UI; serving without it"),
+    };
+    if let Err(e) = served {
+        tracing::error!(%bind, what, error = %e, "web UI stopped");
     }
 }

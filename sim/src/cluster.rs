@@ -211,7 +211,7 @@ impl SimCluster {
                                 heartbeat_interval: Duration::from_millis(100),
                                 heartbeat_timeout: Duration::from_secs(2),
                                 chunk_bytes: 64 << 10,
-                                cluster_secret: String::new(),
+                                security: SecurityOptions::unchecked(),
                             };
                             let coordinator = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout));
                             let result = tachyon::worker::run_worker(options, coordinator, std::future::pending()).await;

@@ -219,7 +219,7 @@ impl FileSystem {
     }
 
     fn build(options: ClientOptions, coordinator: Arc<dyn Coordinator>, mounts: UfsMounts) -> Self {
-        let leader = LeaderChannel::new(coordinator, options.request_timeout);
+        let leader = LeaderChannel::new(coordinator, options.request_timeout, options.security.tls.clone());
         // Randomly keyed hashing gives 64 random bits without another dependency.
         let client_id = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
         FileSystem { inner: Arc::new(Inner { options, mounts, leader, client_id, next_request: AtomicU64::new(0) }) }
@@ -520,7 +520,7 @@ impl FileSystem {
     {
         let mut answers = Vec::new();
         for address in self.inner.leader.coordinator().masters().await? {
-            let answer = match rpc::connect(&address, self.inner.options.request_timeout).await {
+            let answer = match rpc::connect(&address, self.inner.options.request_timeout, self.inner.options.security.tls.as_ref()).await {
                 Ok(channel) => ask(MasterServiceClient::new(channel)).await.map(tonic::Response::into_inner).map_err(status),
                 Err(e) => Err(e),
             };
@@ -731,7 +731,7 @@ struct BlockUpload {
 impl BlockUpload {
     /// Opens the stream of block `id`, reserving `reserve` bytes on the worker.
     async fn start(fs: &FileSystem, worker: &WorkerNetAddress, id: u64, reserve: u64) -> Result<Self, FsError> {
-        let channel = rpc::connect(&data_address(worker), fs.inner.options.request_timeout).await?;
+        let channel = rpc::connect(&data_address(worker), fs.inner.options.request_timeout, fs.inner.options.security.tls.as_ref()).await?;
         let (tx, rx) = mpsc::channel::<WriteBlockChunk>(4);
         tx.send(WriteBlockChunk { block_id: id, length: reserve, data: Bytes::new() })
             .await
@@ -1080,7 +1080,7 @@ impl FileReader {
 
     /// Short-circuit: map the block file of a worker on this host.
     async fn read_local(&self, loc: &WorkerNetAddress, block: &BlockInfo) -> Result<Bytes, FsError> {
-        let channel = rpc::connect(&format!("{}:{}", loc.host, loc.rpc_port), self.fs.inner.options.request_timeout).await?;
+        let channel = rpc::connect(&format!("{}:{}", loc.host, loc.rpc_port), self.fs.inner.options.request_timeout, self.fs.inner.options.security.tls.as_ref()).await?;
         let resp = WorkerServiceClient::new(channel)
             .open_local_block(BlockRequest { block_id: block.block_id })
             .await
@@ -1100,7 +1100,7 @@ impl FileReader {
 
     /// Streams the block from a worker's data port.
     async fn read_remote(&self, loc: &WorkerNetAddress, block: &BlockInfo) -> Result<Bytes, FsError> {
-        let channel = rpc::connect(&data_address(loc), self.fs.inner.options.request_timeout).await?;
+        let channel = rpc::connect(&data_address(loc), self.fs.inner.options.request_timeout, self.fs.inner.options.security.tls.as_ref()).await?;
         let mut stream = BlockDataServiceClient::new(channel)
             .read_block(ReadBlockRequest { block_id: block.block_id, offset: 0, length: 0 })
             .await

@@ -220,9 +220,12 @@ pub async fn run_node(node: Arc<MasterNode>, shutdown: impl std::future::Future<
         let mut stop = stop_rx.clone();
         let svc = MasterServiceServer::new(MasterRpc::new(node.clone()));
         info!(%bind, "master RPC listening");
-        tonic::transport::Server::builder().add_service(svc).serve_with_shutdown(bind, async move {
-            wait_stopped(&mut stop).await;
-        })
+        crate::tls::server_builder(node.options.security.tls.as_ref())
+            .map_err(|e| RunError::Serve(e.to_string()))?
+            .add_service(svc)
+            .serve_with_shutdown(bind, async move {
+                wait_stopped(&mut stop).await;
+            })
     };
     let registration = tokio::spawn(keep_registered(node.clone()));
     // The role loop finishes its own shutdown (complete the segment, resign) after the

@@ -38,8 +38,9 @@ pub struct WorkerOptions {
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
     pub chunk_bytes: usize,
-    /// Proves to the master that this worker belongs to the cluster (empty: no proof).
-    pub cluster_secret: String,
+    /// The cluster secret (proving to the master that this worker belongs to the
+    /// cluster) and TLS.
+    pub security: crate::security::SecurityOptions,
 }
 
 /// The hosts a worker's three servers listen on.
@@ -60,11 +61,11 @@ impl WorkerBindHosts {
 impl WorkerOptions {
     /// Reads the worker's settings. The tier folder is per worker address so several
     /// workers can share one host.
-    pub fn from_config(cfg: &Config) -> Self {
+    pub fn from_config(cfg: &Config) -> Result<Self, FsError> {
         let host = cfg.string(config::WORKER_HOSTNAME);
         let port = cfg.port(config::WORKER_PORT);
         let mem_dir = PathBuf::from(cfg.string(config::WORKER_MEM_PATH)).join("tachyonworker").join(format!("{host}_{port}"));
-        WorkerOptions {
+        Ok(WorkerOptions {
             address: WorkerNetAddress {
                 host,
                 rpc_port: port as u32,
@@ -81,8 +82,8 @@ impl WorkerOptions {
             heartbeat_interval: Duration::from_millis(cfg.duration_ms(config::WORKER_HEARTBEAT_INTERVAL).max(10)),
             heartbeat_timeout: Duration::from_millis(cfg.duration_ms(config::WORKER_HEARTBEAT_TIMEOUT).max(100)),
             chunk_bytes: cfg.bytes(config::USER_CHUNK_SIZE).clamp(4096, 16 << 20) as usize,
-            cluster_secret: cfg.string(config::CLUSTER_SECRET),
-        }
+            security: crate::security::SecurityOptions::from_config(cfg)?,
+        })
     }
 }
 
@@ -113,7 +114,7 @@ pub struct Worker {
 impl Worker {
     /// A request to the master carrying this worker's proof of the cluster secret.
     fn signed<T>(&self, message: T) -> tonic::Request<T> {
-        crate::security::sign_worker(&self.options.cluster_secret, message)
+        crate::security::sign_worker(&self.options.security.cluster_secret, message)
     }
 }
 
@@ -128,7 +129,7 @@ impl Worker {
         let (used, cap) = store.usage();
         info!(dir = %options.mem_dir.display(), used, capacity = cap, blocks = store.report().len(), "memory tier opened");
         // A paused master must not hold a heartbeat for long: the next one asks who leads.
-        let master = LeaderChannel::new(coordinator, options.heartbeat_timeout.min(MAX_MASTER_RPC_TIME));
+        let master = LeaderChannel::new(coordinator, options.heartbeat_timeout.min(MAX_MASTER_RPC_TIME), options.security.tls.clone());
         Ok(Arc::new(Worker { options, store, master, worker_id: AtomicU64::new(UNREGISTERED) }))
     }
 
@@ -374,7 +375,7 @@ pub async fn run_worker(
     let heartbeats = tokio::spawn(worker.clone().heartbeat_loop());
     #[cfg(not(madsim))]
     let web = (web_port != 0).then(|| {
-        tokio::spawn(crate::web::serve(web_addr, crate::web::worker_router(worker.clone()), "worker"))
+        tokio::spawn(crate::web::serve(web_addr, crate::web::worker_router(worker.clone()), "worker", worker.options.security.tls.clone()))
     });
     #[cfg(madsim)]
     let _ = (web_port, &binds.web);
@@ -396,10 +397,11 @@ pub async fn run_worker(
         let _ = stop_tx.send(());
     });
     info!(%rpc_addr, %data_addr, "worker listening");
-    let rpc = tonic::transport::Server::builder()
+    let tls = worker.options.security.tls.as_ref();
+    let rpc = crate::tls::server_builder(tls)?
         .add_service(WorkerServiceServer::new(WorkerRpc(worker.clone())))
         .serve_with_shutdown(rpc_addr, stop_rpc);
-    let data = tonic::transport::Server::builder()
+    let data = crate::tls::server_builder(tls)?
         .add_service(BlockDataServiceServer::new(BlockDataRpc(worker.clone())))
         .serve_with_shutdown(data_addr, stop_data);
     let (r1, r2) = tokio::join!(rpc, data);

@@ -39,7 +39,7 @@ fn identify(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic
 
 /// A raw client of the master at `address` (connects with a 3 s timeout).
 pub async fn raw_master_at(address: &str) -> RawMaster {
-    let channel = tachyon::rpc::connect(address, Duration::from_secs(3)).await.unwrap();
+    let channel = tachyon::rpc::connect(address, Duration::from_secs(3), None).await.unwrap();
     tachyon::proto::master_service_client::MasterServiceClient::with_interceptor(channel, identify as fn(_) -> _)
 }
 
