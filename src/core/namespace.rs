@@ -492,7 +492,7 @@ impl Namespace {
             chain.push(child);
             current = child;
         }
-        let target = (chain.len() == components.len() + 1).then(|| current);
+        let target = (chain.len() == components.len() + 1).then_some(current);
         let above = &chain[..chain.len() - usize::from(target.is_some())];
         let require = |depth: usize, inode: &Inode, want: u32| {
             if permission::permits(&inode.ownership, caller, want) {

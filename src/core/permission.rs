@@ -173,7 +173,7 @@ pub fn change_mode(spec: &str, current: u32, is_directory: bool) -> Result<u32, 
     }
     let mut mode = current & MODE_BITS;
     for clause in spec.split(',') {
-        let who_len = clause.find(|c| matches!(c, '+' | '-' | '=')).ok_or_else(|| format!("{clause:?}: expected [ugoa]*[+-=][rwxXt]*"))?;
+        let who_len = clause.find(['+', '-', '=']).ok_or_else(|| format!("{clause:?}: expected [ugoa]*[+-=][rwxXt]*"))?;
         let mut who = 0u32;
         for c in clause[..who_len].chars() {
             who |= match c {

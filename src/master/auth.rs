@@ -68,7 +68,7 @@ impl Authenticator {
         let groups = self.groups_of(&user);
         let superuser = !self.options.permissions_enabled
             || user == self.options.login_user
-            || (!self.options.supergroup.is_empty() && groups.iter().any(|g| *g == self.options.supergroup));
+            || (!self.options.supergroup.is_empty() && groups.contains(&self.options.supergroup));
         Ok(Caller { user, groups, superuser })
     }
 
