@@ -151,13 +151,19 @@ fn http_body(base: &str, path: &str) -> String {
     out
 }
 
-/// A known secret, given as configuration and as a mount option, shows up in no log, no
+/// A known secret, given as configuration (S3 key, custom authentication secret, cluster
+/// secret) and as a mount option, shows up in no log, no
 /// `getConf` or `fs mount` output, no `readJournal` dump, no web page, no `/api` JSON and no
 /// metrics, of the master or the worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_never_shows_in_logs_conf_journal_dump_web_ui_or_metrics() {
     const SECRET: &str = "S3CR3T-v4lue-7f1c";
-    let mut c = Cluster::start_with_defines(vec![format!("-Ds3a.secretKey={SECRET}"), "-Ds3a.accessKeyId=AKID".into()]);
+    let mut c = Cluster::start_with_defines(vec![
+        format!("-Ds3a.secretKey={SECRET}"),
+        "-Ds3a.accessKeyId=AKID".into(),
+        format!("-Dtachyon.security.cluster.secret={SECRET}"),
+        format!("-Dtachyon.security.authentication.custom.secret={SECRET}"),
+    ]);
     c.start_worker(0);
     c.wait_for_workers(1).await;
     let fs = c.client();
@@ -171,7 +177,16 @@ async fn a_secret_never_shows_in_logs_conf_journal_dump_web_ui_or_metrics() {
     assert_eq!(fs.list_status("/mnt", false).await.unwrap().len(), 1);
 
     let mut seen: Vec<(String, String)> = Vec::new();
-    for args in [&["getConf"][..], &["getConf", "s3a.secretKey"], &["getConf", "--source", "s3a.secretKey"], &["readJournal"], &["fs", "mount"], &["fs", "ls", "-R", "/"]] {
+    for args in [
+        &["getConf"][..],
+        &["getConf", "s3a.secretKey"],
+        &["getConf", "--source", "s3a.secretKey"],
+        &["getConf", "tachyon.security.cluster.secret"],
+        &["getConf", "alluxio.security.authentication.custom.secret"],
+        &["readJournal"],
+        &["fs", "mount"],
+        &["fs", "ls", "-R", "/"],
+    ] {
         seen.push((format!("tachyon {}", args.join(" ")), c.run_ok(args)));
     }
     let (master, worker) = (c.master_web(0), c.worker_web(0));

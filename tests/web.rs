@@ -171,6 +171,12 @@ impl Browser {
         self.command("POST", &format!("/element/{id}/click"), serde_json::json!({}));
     }
 
+    /// The text of an open JavaScript alert, if a page raised one.
+    fn alert_text(&self) -> Option<String> {
+        let (status, text) = http("GET", &self.driver, &format!("/session/{}/alert/text", self.session), None);
+        (status == 200).then(|| serde_json::from_str::<serde_json::Value>(&text).unwrap()["value"].to_string())
+    }
+
     fn page(&self) -> String {
         self.command("GET", "/source", serde_json::json!({})).as_str().unwrap_or_default().to_string()
     }
@@ -351,6 +357,33 @@ async fn the_web_ui_shows_the_leader_and_every_file_before_and_after_a_failover(
     assert!(browser.page().contains("f1002"), "{}", browser.page());
     browser.click_link("zz a&b #1%.txt");
     assert!(browser.page().contains("(3 bytes)"), "{}", browser.page());
+
+    // Names are shown as text, never run: a directory "<script>alert(1)<" holding "script>"
+    // (together the path /<script>alert(1)</script>) and a file whose name closes an
+    // attribute and opens an element.
+    fs.write_file("/xss/<script>alert(1)</script>", b"s", CreateOptions { block_size: None, recursive: true, write_type: None }).await.unwrap();
+    fs.write_file("/xss/\"><img src=x onerror=alert(2)>", b"i", CreateOptions { block_size: None, recursive: true, write_type: None }).await.unwrap();
+    browser.open(&format!("{lw}/browse?path=/xss"));
+    assert_eq!(browser.alert_text(), None, "a name ran as script");
+    let listing = browser.page();
+    assert!(listing.contains("&lt;script&gt;alert(1)&lt;") && !listing.contains("<script>alert(1)"), "{listing}");
+    assert!(!listing.contains("<img src=x"), "{listing}");
+    browser.click_link_containing("<script>alert(1)<");
+    assert_eq!(browser.alert_text(), None, "a name ran as script");
+    browser.click_link("script>");
+    assert!(browser.page().contains("(1 bytes)"), "{}", browser.page());
+    browser.screenshot("7-escaped-names");
+
+    // No request to the UI changes the namespace: every page is a GET that reads, and other
+    // methods are refused.
+    let digest_before = fs.state_digests().await.unwrap();
+    for page in ["/", "/browse?path=/xss", "/workers", "/config", "/api/overview", "/api/browse?path=/many", "/api/workers", "/api/config", "/metrics"] {
+        assert_eq!(http_get(&lw, page).0, 200, "{page}");
+        for method in ["POST", "PUT", "DELETE"] {
+            assert_eq!(http(method, &lw, page.split('?').next().unwrap_or(page), Some("{}")).0, 405, "{method} {page}");
+        }
+    }
+    assert_eq!(fs.state_digests().await.unwrap(), digest_before, "a web request changed the namespace");
 
     // Kill the leader: the other master's UI shows the same file.
     c.kill_master_at(leader);
