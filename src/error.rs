@@ -134,6 +134,22 @@ impl FsError {
     }
 }
 
+/// Longest field of an error sent over gRPC: messages travel in HTTP/2 trailers, which
+/// clients bound (16 KiB by default), so an error echoing a huge request must be cut.
+pub const MAX_WIRE_FIELD_BYTES: usize = 4200;
+
+/// `text` cut to at most `max` bytes (at a character boundary), marked with "…" if cut.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// Separates kind and fields in the status details; never appears in paths (control char).
 const FIELD_SEPARATOR: char = '\u{1f}';
 
@@ -142,9 +158,9 @@ impl From<FsError> for tonic::Status {
         let mut details = e.kind().to_string();
         for f in e.fields() {
             details.push(FIELD_SEPARATOR);
-            details.push_str(&f);
+            details.push_str(&shorten(&f, MAX_WIRE_FIELD_BYTES));
         }
-        tonic::Status::with_details(e.code(), e.to_string(), Bytes::from(details))
+        tonic::Status::with_details(e.code(), shorten(&e.to_string(), MAX_WIRE_FIELD_BYTES), Bytes::from(details))
     }
 }
 
@@ -205,6 +221,21 @@ mod tests {
             let back = FsError::from(tonic::Status::from(e.clone()));
             assert_eq!(back, e);
         }
+    }
+
+    #[test]
+    fn huge_fields_are_cut_on_the_wire_and_still_decode() {
+        let e = FsError::InvalidPath { path: format!("/{}é", "x".repeat(100_000)), reason: "too long".into() };
+        let status = tonic::Status::from(e);
+        assert!(status.message().len() <= MAX_WIRE_FIELD_BYTES + 3);
+        match FsError::from(status) {
+            FsError::InvalidPath { path, reason } => {
+                assert!(path.ends_with('…') && path.len() <= MAX_WIRE_FIELD_BYTES + 3, "{}", path.len());
+                assert_eq!(reason, "too long");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(shorten("añb", 2), "a…", "cut at a character boundary");
     }
 
     #[test]

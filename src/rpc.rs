@@ -16,6 +16,28 @@ use crate::tls::TlsConfig;
 /// How long to wait for a TCP connection before calling a server unavailable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Most requests one connection may have in flight at a server (HTTP/2 streams); a client
+/// with more queues them (its HTTP/2 layer honours the server's setting).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+/// Largest request header block a server accepts.
+pub const MAX_HEADER_LIST_BYTES: u32 = 16 << 10;
+/// Streams a client may open and reset before the server drops the connection (HTTP/2
+/// "rapid reset").
+const MAX_PENDING_RESETS: usize = 32;
+/// Largest request a master decodes: a worker's block report of about a million blocks.
+pub const MAX_MASTER_REQUEST_BYTES: usize = 32 << 20;
+/// Largest message a worker decodes: one data chunk (at most 16 MiB) and its header.
+pub const MAX_WORKER_REQUEST_BYTES: usize = (16 << 20) + (64 << 10);
+
+/// A gRPC server with tachyon's per-connection limits, serving TLS when `tls` is given.
+pub fn server_builder(tls: Option<&TlsConfig>) -> Result<tonic::transport::Server, FsError> {
+    let builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .http2_max_header_list_size(Some(MAX_HEADER_LIST_BYTES))
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS));
+    crate::tls::with_tls(builder, tls)
+}
+
 /// Opens a channel to `host:port`, with TLS if `tls` is given. A server whose certificate
 /// this process does not trust is refused for good (`Unauthenticated`, not retried); other
 /// failures are `Unavailable`.

@@ -136,9 +136,8 @@ impl TlsConfig {
     }
 }
 
-/// A gRPC server builder, serving TLS when `tls` is given.
-pub fn server_builder(tls: Option<&TlsConfig>) -> Result<tonic::transport::Server, FsError> {
-    let builder = tonic::transport::Server::builder();
+/// A gRPC server builder, serving TLS when `tls` is given (see [`crate::rpc::server_builder`]).
+pub(crate) fn with_tls(builder: tonic::transport::Server, tls: Option<&TlsConfig>) -> Result<tonic::transport::Server, FsError> {
     match tls {
         #[cfg(not(madsim))]
         Some(tls) => builder.tls_config(tls.server()?).map_err(|e| invalid(config::TLS_CERT_FILE, e.to_string())),

@@ -251,3 +251,65 @@ async fn malformed_paths_and_out_of_range_reads_are_refused() {
     }
     assert_eq!(tail, data[9_990..], "a length running past the end (even u64::MAX) stops at the end");
 }
+
+/// A request whose path field is raw bytes (the wire shape of every path request), to
+/// send what a Rust `String` cannot hold.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawPathRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    path: Vec<u8>,
+    #[prost(bool, tag = "2")]
+    recursive: bool,
+}
+
+/// Sends `request` as a CreateDirectory call, as the test's user.
+async fn raw_mkdir(address: &str, request: RawPathRequest) -> Result<tachyon::proto::FileInfo, tonic::Status> {
+    let channel = tachyon::rpc::connect(address, std::time::Duration::from_secs(10), None).await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let signed = tachyon::security::SecurityOptions::simple_as(&tachyon::client::current_user()).sign_client(request);
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/tachyon.MasterService/CreateDirectory");
+    grpc.unary(signed, path, tonic_prost::ProstCodec::default()).await.map(tonic::Response::into_inner)
+}
+
+/// Invalid UTF-8 where a path belongs, and a request larger than the master decodes, get a
+/// clear error each; nothing is created and the master goes on serving. Many concurrent
+/// requests on one connection are served within the per-connection stream limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_oversized_requests_and_stream_floods_leave_the_master_serving() {
+    let c = Cluster::start();
+    let fs = c.client();
+    fs.create_directory("/kept", false, false).await.unwrap();
+    let address = c.master_address(0);
+
+    let bad = raw_mkdir(&address, RawPathRequest { path: b"/bad\xff\xfename".to_vec(), recursive: true }).await.unwrap_err();
+    assert!(bad.message().contains("UTF-8"), "{:?}: {}", bad.code(), bad.message());
+
+    let huge = vec![b'a'; tachyon::rpc::MAX_MASTER_REQUEST_BYTES + 1];
+    let mut path = b"/".to_vec();
+    path.extend_from_slice(&huge);
+    let too_big = raw_mkdir(&address, RawPathRequest { path, recursive: true }).await.unwrap_err();
+    assert!(too_big.message().contains("too large"), "{:?}: {}", too_big.code(), too_big.message());
+
+    // A path just under the limit is decoded and refused by the path rules, not the decoder.
+    let mut long = b"/".to_vec();
+    long.extend_from_slice(&vec![b'b'; 1 << 20]);
+    let long = raw_mkdir(&address, RawPathRequest { path: long, recursive: true }).await.map_err(FsError::from).unwrap_err();
+    assert!(matches!(long, FsError::InvalidPath { .. }), "{long}");
+
+    // 1,000 requests at once on one connection (eight times the stream limit).
+    let channel = tachyon::rpc::connect(&address, std::time::Duration::from_secs(30), None).await.unwrap();
+    let calls = (0..1000).map(|_| {
+        let channel = channel.clone();
+        async move {
+            let mut m = tachyon::proto::master_service_client::MasterServiceClient::new(channel);
+            let req = tachyon::security::SecurityOptions::simple_as(&tachyon::client::current_user()).sign_client(tachyon::proto::PathRequest { path: "/kept".into() });
+            m.get_status(req).await.is_ok()
+        }
+    });
+    let answered = futures::future::join_all(calls).await;
+    assert!(answered.iter().all(|ok| *ok), "{} of 1000 answered", answered.iter().filter(|ok| **ok).count());
+
+    let listed: Vec<String> = fs.list_status("/", false).await.unwrap().into_iter().map(|f| f.path).collect();
+    assert_eq!(listed, ["/kept"], "nothing else was created");
+}

@@ -25,7 +25,7 @@ impl FsPath {
     /// prefix (ignored: the master is found through configuration), folds repeated and
     /// trailing slashes, and rejects relative paths, `.`/`..` and over-long names.
     pub fn parse(raw: &str) -> Result<Self, FsError> {
-        let invalid = |reason: &str| FsError::InvalidPath { path: raw.to_string(), reason: reason.to_string() };
+        let invalid = |reason: &str| FsError::InvalidPath { path: crate::error::shorten(raw, MAX_PATH_BYTES), reason: reason.to_string() };
         let mut rest = raw;
         for scheme in ["tachyon://", "alluxio://"] {
             if let Some(after) = rest.strip_prefix(scheme) {

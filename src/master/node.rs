@@ -218,9 +218,9 @@ pub async fn run_node(node: Arc<MasterNode>, shutdown: impl std::future::Future<
     });
     let server = {
         let mut stop = stop_rx.clone();
-        let svc = MasterServiceServer::new(MasterRpc::new(node.clone()));
+        let svc = MasterServiceServer::new(MasterRpc::new(node.clone())).max_decoding_message_size(crate::rpc::MAX_MASTER_REQUEST_BYTES);
         info!(%bind, "master RPC listening");
-        crate::tls::server_builder(node.options.security.tls.as_ref())
+        crate::rpc::server_builder(node.options.security.tls.as_ref())
             .map_err(|e| RunError::Serve(e.to_string()))?
             .add_service(svc)
             .serve_with_shutdown(bind, async move {

@@ -398,11 +398,11 @@ pub async fn run_worker(
     });
     info!(%rpc_addr, %data_addr, "worker listening");
     let tls = worker.options.security.tls.as_ref();
-    let rpc = crate::tls::server_builder(tls)?
-        .add_service(WorkerServiceServer::new(WorkerRpc(worker.clone())))
+    let rpc = crate::rpc::server_builder(tls)?
+        .add_service(WorkerServiceServer::new(WorkerRpc(worker.clone())).max_decoding_message_size(crate::rpc::MAX_WORKER_REQUEST_BYTES))
         .serve_with_shutdown(rpc_addr, stop_rpc);
-    let data = crate::tls::server_builder(tls)?
-        .add_service(BlockDataServiceServer::new(BlockDataRpc(worker.clone())))
+    let data = crate::rpc::server_builder(tls)?
+        .add_service(BlockDataServiceServer::new(BlockDataRpc(worker.clone())).max_decoding_message_size(crate::rpc::MAX_WORKER_REQUEST_BYTES))
         .serve_with_shutdown(data_addr, stop_data);
     let (r1, r2) = tokio::join!(rpc, data);
     heartbeats.abort();
