@@ -110,6 +110,7 @@ pub const PERMISSION_SUPERGROUP: &str = "tachyon.security.authorization.permissi
 pub const PERMISSION_UMASK: &str = "tachyon.security.authorization.permission.umask";
 pub const GROUP_MAPPING_OVERRIDES: &str = "tachyon.security.group.mapping.static.overrides";
 pub const GROUP_MAPPING_CACHE_TIMEOUT: &str = "tachyon.security.group.mapping.cache.timeout.ms";
+pub const MOUNT_ALLOWED_URIS: &str = "tachyon.master.mount.allowed.uris";
 pub const TLS_ENABLED: &str = "tachyon.network.tls.enabled";
 pub const TLS_CERT_FILE: &str = "tachyon.network.tls.cert.file";
 pub const TLS_KEY_FILE: &str = "tachyon.network.tls.key.file";
@@ -182,6 +183,8 @@ pub const KEYS: &[KeyDef] = &[
     key(GROUP_MAPPING_OVERRIDES, "", ValueType::String,
         "Groups of users, overriding the master host's /etc/group: user=group1,group2;user2= (Hadoop's format)"),
     key(GROUP_MAPPING_CACHE_TIMEOUT, "60000", ValueType::Duration, "How long the master keeps a user's groups before looking them up again"),
+    key(MOUNT_ALLOWED_URIS, "", ValueType::String,
+        "Under-storage URI prefixes a superuser may mount, comma-separated (s3://bucket/,/srv/data); empty: any"),
     key(TLS_ENABLED, "false", ValueType::Bool, "TLS on master and worker RPC and the web UIs"),
     key(TLS_CERT_FILE, "", ValueType::String, "PEM certificate chain a master or worker presents (RPC and web UI)"),
     key(TLS_KEY_FILE, "", ValueType::String, "PEM private key of that certificate"),

@@ -71,6 +71,8 @@ pub struct SecurityOptions {
     pub group_cache_ms: u64,
     /// TLS on every connection this process makes or serves (`None`: plain).
     pub tls: Option<crate::tls::TlsConfig>,
+    /// Under-storage URI prefixes a master lets superusers mount (empty: any).
+    pub mount_allowed_uris: Vec<String>,
 }
 
 impl std::fmt::Debug for SecurityOptions {
@@ -104,6 +106,7 @@ impl SecurityOptions {
             group_overrides: BTreeMap::new(),
             group_cache_ms: 60_000,
             tls: None,
+            mount_allowed_uris: Vec::new(),
         }
     }
 
@@ -136,6 +139,7 @@ impl SecurityOptions {
                 .map_err(|r| invalid(config::GROUP_MAPPING_OVERRIDES, r))?,
             group_cache_ms: cfg.duration_ms(config::GROUP_MAPPING_CACHE_TIMEOUT),
             tls: crate::tls::TlsConfig::from_config(cfg)?,
+            mount_allowed_uris: cfg.string(config::MOUNT_ALLOWED_URIS).split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect(),
         })
     }
 

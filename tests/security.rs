@@ -173,3 +173,82 @@ async fn custom_authentication_and_the_cluster_secret_keep_impostors_out() {
     let conf = c.run_ok(&["getConf"]);
     assert!(!conf.contains("let-me-in-7") && !conf.contains("workers-only-9"), "{conf}");
 }
+
+/// A stand-in for a hostile S3 endpoint: answers every request with 403 and a body holding
+/// a marker, and records the requests' headers.
+async fn hostile_s3_endpoint() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 << 10];
+                let n = tcp.read(&mut buf).await.unwrap_or(0);
+                record.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let body = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>EVIL-BODY-MARKER</Message></Error>";
+                let answer = format!("HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let _ = tcp.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (endpoint, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mounts_are_for_superusers_within_the_allow_list_and_keep_their_secrets() {
+    let home = tempfile::tempdir().unwrap();
+    let allowed = home.path().join("allowed");
+    std::fs::create_dir_all(allowed.join("x")).unwrap();
+    std::fs::create_dir_all(home.path().join("private")).unwrap();
+    let mut c = Cluster::start_with_defines(vec![
+        GROUPS.into(),
+        format!("-Dtachyon.master.mount.allowed.uris={}/,s3://bucket/", allowed.display()),
+        "-Ds3a.accessKeyId=MASTER-KEY-ID".into(),
+        "-Ds3a.secretKey=MASTER-SECRET".into(),
+    ]);
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let admin = c.client();
+    let alice = as_user(&c, "alice");
+
+    let with_secret = std::collections::BTreeMap::from([("s3a.secretKey".to_string(), "MOUNT-SECRET".to_string())]);
+    admin.mount("/m", &allowed.join("x").display().to_string(), with_secret).await.unwrap();
+    for refused in ["/etc".to_string(), home.path().join("private").display().to_string(), format!("{}/../private", allowed.display())] {
+        let why = denied(admin.mount("/bad", &refused, Default::default()).await, &refused);
+        assert!(why.contains("tachyon.master.mount.allowed.uris"), "{why}");
+    }
+    // Mount credentials reach superusers only.
+    let theirs = |points: Vec<tachyon::core::namespace::MountPoint>| points.into_iter().find(|p| p.path.to_string() == "/m").unwrap().mount.options;
+    assert_eq!(theirs(admin.mount_points().await.unwrap()).get("s3a.secretKey").map(String::as_str), Some("MOUNT-SECRET"));
+    assert!(theirs(alice.mount_points().await.unwrap()).is_empty(), "alice sees the mount, not its secret");
+
+    // A mount of a hostile endpoint: without credentials of its own nothing is sent there
+    // (never the master's keys); with its own, the master's never travel either; and what
+    // the endpoint answers is not echoed to the caller.
+    #[cfg(feature = "s3")]
+    {
+        let (endpoint, seen) = hostile_s3_endpoint().await;
+        let options = |creds: bool| {
+            let mut o = std::collections::BTreeMap::from([
+                ("tachyon.underfs.s3.endpoint".to_string(), endpoint.clone()),
+                ("tachyon.underfs.s3.disable.dns.buckets".to_string(), "true".to_string()),
+            ]);
+            if creds {
+                o.insert("s3a.accessKeyId".into(), "GIVEN-KEY-ID".into());
+                o.insert("s3a.secretKey".into(), "GIVEN-SECRET".into());
+            }
+            o
+        };
+        let bare = admin.mount("/evil1", "s3://bucket/x", options(false)).await.unwrap_err().to_string();
+        assert!(bare.contains("no S3 credentials"), "{bare}");
+        assert!(seen.lock().unwrap().is_empty(), "a mount without credentials sent a request");
+        let refused = admin.mount("/evil2", "s3://bucket/x", options(true)).await.unwrap_err().to_string();
+        assert!(!refused.contains("EVIL-BODY-MARKER") && refused.contains("details in the leader's log"), "{refused}");
+        let requests = seen.lock().unwrap().join("\n");
+        assert!(requests.contains("GIVEN-KEY-ID") && !requests.contains("MASTER-KEY-ID"), "{requests}");
+    }
+}

@@ -394,6 +394,13 @@ impl MasterService for MasterRpc {
         let result = async {
             let caller = caller?;
             require_superuser(&caller, "mount", &req.path)?;
+            let allowed = &self.node.options().security.mount_allowed_uris;
+            if !crate::underfs::mount_uri_allowed(&req.ufs_uri, allowed) {
+                return Err(FsError::PermissionDenied {
+                    path: req.path.clone(),
+                    reason: format!("{} is not below any of {} ({})", req.ufs_uri.trim(), crate::config::MOUNT_ALLOWED_URIS, allowed.join(",")),
+                });
+            }
             let p = path(&req.path)?;
             let leader = self.node.leader().await?;
             let Some(mounts) = self.node.ufs_mounts() else {
@@ -404,7 +411,12 @@ impl MasterService for MasterRpc {
             if !leader.read_unchecked(|st| st.ns.request_applied(&req.request_id)).await {
                 let mount = Mount { ufs_uri: req.ufs_uri.trim().to_string(), options: req.options.clone() };
                 let ufs = mounts.open_mount(&mount)?;
-                ufs.list("").await.map_err(|e| FsError::InvalidArgument { reason: format!("cannot list {}: {e}", ufs.describe()) })?;
+                // The backend's own words may hold what its server chose to say: logged here,
+                // never sent back to the caller.
+                ufs.list("").await.map_err(|e| {
+                    tracing::warn!(uri = %mount.ufs_uri, error = %e, "cannot list an under-storage to be mounted");
+                    FsError::InvalidArgument { reason: format!("cannot list {}: {} (details in the leader's log)", ufs.describe(), e.kind()) }
+                })?;
             }
             let own = self.node.auth().new_ownership(&caller, None, 0o777)?;
             leader
@@ -433,7 +445,9 @@ impl MasterService for MasterRpc {
     async fn get_mount_table(&self, request: Request<Empty>) -> RpcResult<MountTableResponse> {
         let started = tokio::time::Instant::now();
         let result = async {
-            self.caller(&request)?;
+            // Mount credentials go to superusers only; other users reach mounted storage
+            // with credentials of their own.
+            let superuser = self.caller(&request)?.superuser;
             let leader = self.node.leader().await?;
             leader
                 .read(|st| {
@@ -441,7 +455,11 @@ impl MasterService for MasterRpc {
                         .ns
                         .mount_points()
                         .into_iter()
-                        .map(|m| MountPointInfo { path: m.path.to_string(), ufs_uri: m.mount.ufs_uri, options: m.mount.options })
+                        .map(|m| {
+                            let mut options = m.mount.options;
+                            options.retain(|key, _| superuser || !crate::config::is_secret_key(key));
+                            MountPointInfo { path: m.path.to_string(), ufs_uri: m.mount.ufs_uri, options }
+                        })
                         .collect();
                     Ok(MountTableResponse { mounts })
                 })

@@ -180,10 +180,17 @@ pub const MOUNT_OPTION_KEYS: &[&str] = &[
 
 impl UfsOptions {
     /// These options with a mount's own settings on top (keys of [`MOUNT_OPTION_KEYS`] or
-    /// their aliases); an unknown key or a bad value is an error naming it.
+    /// their aliases); an unknown key or a bad value is an error naming it. A mount never
+    /// inherits this process's credentials: it has the ones its options give, or none (a
+    /// mount of an attacker's endpoint must not receive the master's keys).
     pub fn with_mount_options(&self, options: &std::collections::BTreeMap<String, String>) -> Result<UfsOptions, String> {
         #[cfg_attr(not(all(feature = "s3", not(madsim))), allow(unused_mut))]
         let mut out = self.clone();
+        #[cfg(all(feature = "s3", not(madsim)))]
+        {
+            out.s3.access_key = None;
+            out.s3.secret_key = None;
+        }
         for (key, value) in options {
             let canonical = crate::config::canonical_key(key);
             if !MOUNT_OPTION_KEYS.contains(&canonical.as_str()) {
@@ -208,6 +215,21 @@ impl UfsOptions {
         }
         Ok(out)
     }
+}
+
+/// True if a mount of `uri` is allowed by `allowed` (URI prefixes, matched at a path
+/// boundary: `s3://data/` allows `s3://data/x` but `s3://data` does not allow
+/// `s3://database`); an empty list allows every URI. A `..` component is never allowed
+/// (it would climb out of an allowed prefix).
+pub fn mount_uri_allowed(uri: &str, allowed: &[String]) -> bool {
+    let uri = uri.trim();
+    if uri.split('/').any(|part| part == "..") {
+        return false;
+    }
+    allowed.is_empty()
+        || allowed.iter().map(|a| a.trim()).filter(|a| !a.is_empty()).any(|prefix| {
+            uri == prefix.trim_end_matches('/') || uri.strip_prefix(prefix).is_some_and(|rest| prefix.ends_with('/') || rest.starts_with('/'))
+        })
 }
 
 /// Opens the under-storage named by a URI or local path (`/x`, `file:///x`, `s3://bucket/x`,
@@ -245,3 +267,36 @@ pub fn open(uri: &str, options: &UfsOptions) -> io::Result<Arc<dyn UnderFs>> {
 /// The contract suite, public so integration tests can run it against real servers.
 #[doc(hidden)]
 pub mod conformance;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_uris_are_allowed_by_prefix_at_a_path_boundary() {
+        let allowed = vec!["s3://data/".to_string(), "/srv/shared".to_string(), "hdfs://nn:9000/warehouse".to_string()];
+        for ok in ["s3://data/x", "s3://data/", "/srv/shared", "/srv/shared/a/b", "hdfs://nn:9000/warehouse/t"] {
+            assert!(mount_uri_allowed(ok, &allowed), "{ok}");
+        }
+        for refused in ["s3://database/x", "/srv/shared2", "/etc", "hdfs://nn:9000/", "/srv/shared/../../etc", "s3://data/../other"] {
+            assert!(!mount_uri_allowed(refused, &allowed), "{refused}");
+        }
+        assert!(mount_uri_allowed("/anything", &[]), "no list: anything (mounting is for superusers)");
+        assert!(!mount_uri_allowed("/a/../etc", &[]), "never a climb");
+    }
+
+    #[cfg(all(feature = "s3", not(madsim)))]
+    #[test]
+    fn mounts_never_inherit_this_processes_credentials() {
+        let mut base = UfsOptions::default();
+        base.s3.access_key = Some("MASTER-KEY".into());
+        base.s3.secret_key = Some("MASTER-SECRET".into());
+        base.s3.endpoint = Some("http://127.0.0.1:9000".into());
+        let bare = base.with_mount_options(&std::collections::BTreeMap::new()).unwrap();
+        assert_eq!((bare.s3.access_key, bare.s3.secret_key), (None, None));
+        assert_eq!(bare.s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"), "settings that are not credentials carry over");
+        let own = std::collections::BTreeMap::from([("s3a.accessKeyId".to_string(), "MINE".to_string()), ("s3a.secretKey".to_string(), "S".to_string())]);
+        let given = base.with_mount_options(&own).unwrap();
+        assert_eq!((given.s3.access_key.as_deref(), given.s3.secret_key.as_deref()), (Some("MINE"), Some("S")));
+    }
+}
