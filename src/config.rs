@@ -93,6 +93,7 @@ pub const ZOOKEEPER_ELECTION_PATH: &str = "tachyon.zookeeper.election.path";
 pub const ZOOKEEPER_LEADER_PATH: &str = "tachyon.zookeeper.leader.path";
 pub const ZOOKEEPER_SESSION_TIMEOUT: &str = "tachyon.zookeeper.session.timeout";
 pub const ZOOKEEPER_CONNECTION_TIMEOUT: &str = "tachyon.zookeeper.connection.timeout";
+pub const ZOOKEEPER_AUTH_DIGEST: &str = "tachyon.zookeeper.auth.digest";
 pub const JOURNAL_TAILER_SLEEP: &str = "tachyon.master.journal.tailer.sleep.time";
 pub const UNDERFS_ADDRESS: &str = "tachyon.underfs.address";
 pub const DATA_FOLDER: &str = "tachyon.data.folder";
@@ -163,6 +164,8 @@ pub const KEYS: &[KeyDef] = &[
     key(ZOOKEEPER_LEADER_PATH, "${tachyon.zookeeper.root}/leader", ValueType::String, "ZooKeeper path where the serving leader is published"),
     key(ZOOKEEPER_SESSION_TIMEOUT, "5s", ValueType::Duration, "ZooKeeper session timeout: a crashed leader is replaced after about this long"),
     key(ZOOKEEPER_CONNECTION_TIMEOUT, "3s", ValueType::Duration, "ZooKeeper connection timeout"),
+    secret_key(ZOOKEEPER_AUTH_DIGEST,
+        "user:password the masters authenticate to ZooKeeper with (digest); nodes they create are then theirs to change and everyone's to read. Never shown"),
     key(JOURNAL_TAILER_SLEEP, "200ms", ValueType::Duration, "How often a standby master reads new journal entries"),
     key(UNDERFS_ADDRESS, "${tachyon.home}/underFSStorage", ValueType::String, "Root of the under-storage (TACHYON_UNDERFS_ADDRESS)"),
     key(DATA_FOLDER, "${tachyon.underfs.address}", ValueType::String,

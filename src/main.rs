@@ -307,6 +307,12 @@ async fn run_master(defines: &[String]) -> Result<(), String> {
     let cfg = load_config(Role::Master, defines)?;
     start_checks(&cfg, tachyon::startup::Process::Master)?;
     let options = tachyon::master::MasterOptions::from_config(&cfg).map_err(|e| e.to_string())?;
+    if cfg.bool(tachyon::config::ZOOKEEPER_ENABLED) && cfg.string(tachyon::config::ZOOKEEPER_AUTH_DIGEST).is_empty() {
+        tracing::warn!(
+            "{} is not set: anyone who reaches ZooKeeper can change tachyon's election, leader and epoch nodes",
+            tachyon::config::ZOOKEEPER_AUTH_DIGEST
+        );
+    }
     let tls = options.security.tls.clone();
     if let Some(t) = &tls {
         t.server_identity().map_err(|e| e.to_string())?;

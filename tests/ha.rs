@@ -21,6 +21,54 @@ async fn zookeeper_coordinator_passes_the_conformance_suite() {
     tachyon::coordinator::conformance::run_all(&|| c.coordinator()).await;
 }
 
+/// With `tachyon.zookeeper.auth.digest`, tachyon's ZooKeeper nodes belong to the masters:
+/// the coordinator contract holds with the ACLs in place, a failover works, and a session
+/// without the credentials (or with others) can read who leads but cannot bump the epoch,
+/// delete the leader's node or stand as a candidate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_zookeeper_digest_only_masters_change_tachyons_nodes() {
+    use tachyon::coordinator::zookeeper::{ZkCoordinator, ZkOptions};
+    use zookeeper_client as zk;
+    let zk_server = ZooKeeper::standalone();
+    let servers = zk_server.servers();
+    let guarded = |root: &str| ZkOptions {
+        servers: servers.clone(),
+        root: root.into(),
+        election_path: format!("{root}/election"),
+        leader_path: format!("{root}/leader"),
+        session_timeout: Duration::from_secs(2),
+        connection_timeout: Duration::from_secs(2),
+        auth_digest: Some("tachyon:zk-digest-secret".into()),
+    };
+    let options = guarded("/guarded");
+    tachyon::coordinator::conformance::run_all(&|| Arc::new(ZkCoordinator::new(options.clone())) as Arc<dyn tachyon::coordinator::Coordinator>).await;
+
+    let mut c = Cluster::start_ha_with(&servers, 2, vec!["-Dtachyon.zookeeper.auth.digest=tachyon:zk-digest-secret".into()]);
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let fs = c.client();
+    fs.write_file("/acl/f", b"guarded", opts()).await.unwrap();
+    let leader = c.serving_leader().await;
+    c.kill_master_at(leader);
+    assert_eq!(fs.read_file("/acl/f").await.unwrap(), b"guarded", "failover with ACLs in place");
+
+    for (who, auth) in [("no credentials", None), ("other credentials", Some("tachyon:guess"))] {
+        let mut connector = zk::Client::connector().with_session_timeout(Duration::from_secs(2));
+        if let Some(a) = auth {
+            connector = connector.with_auth("digest", a.as_bytes());
+        }
+        let outsider = connector.connect(&servers).await.unwrap();
+        let leaders = outsider.list_children("/tachyon/leader").await.unwrap();
+        assert!(!leaders.is_empty(), "{who}: reading who leads works");
+        let leader_node = format!("/tachyon/leader/{}", leaders[0]);
+        assert!(matches!(outsider.set_data("/tachyon/epoch", b"999999", None).await, Err(zk::Error::NoAuth)), "{who}: epoch bumped");
+        assert!(matches!(outsider.delete(&leader_node, None).await, Err(zk::Error::NoAuth)), "{who}: leader node deleted");
+        let candidate = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+        assert!(matches!(outsider.create("/tachyon/election/candidate-", b"evil:1", &candidate).await, Err(zk::Error::NoAuth)), "{who}: stood as a candidate");
+    }
+    assert_eq!(fs.read_file("/acl/f").await.unwrap(), b"guarded");
+}
+
 /// What writer `k` puts into its `n`-th file: derived from the path alone, so any file found
 /// in the namespace can be checked, acknowledged or not.
 fn intended(path: &str) -> Vec<u8> {

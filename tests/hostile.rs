@@ -163,6 +163,7 @@ async fn a_secret_never_shows_in_logs_conf_journal_dump_web_ui_or_metrics() {
         "-Ds3a.accessKeyId=AKID".into(),
         format!("-Dtachyon.security.cluster.secret={SECRET}"),
         format!("-Dtachyon.security.authentication.custom.secret={SECRET}"),
+        format!("-Dtachyon.zookeeper.auth.digest=tachyon:{SECRET}"),
     ]);
     c.start_worker(0);
     c.wait_for_workers(1).await;

@@ -34,6 +34,9 @@ pub struct ZkOptions {
     pub leader_path: String,
     pub session_timeout: Duration,
     pub connection_timeout: Duration,
+    /// `user:password` for ZooKeeper's digest scheme; with it, nodes tachyon creates can be
+    /// changed only by sessions with the same credentials (the masters) and read by anyone.
+    pub auth_digest: Option<String>,
 }
 
 impl ZkOptions {
@@ -52,7 +55,18 @@ impl ZkOptions {
             leader_path: cfg.string(config::ZOOKEEPER_LEADER_PATH),
             session_timeout: Duration::from_millis(cfg.duration_ms(config::ZOOKEEPER_SESSION_TIMEOUT).max(1000)),
             connection_timeout: Duration::from_millis(cfg.duration_ms(config::ZOOKEEPER_CONNECTION_TIMEOUT).max(100)),
+            auth_digest: Some(cfg.string(config::ZOOKEEPER_AUTH_DIGEST)).filter(|d| !d.is_empty()),
         })
+    }
+
+    /// The ACL of every node tachyon creates: with digest credentials, everything for
+    /// sessions holding them and read for everyone else; without, open to all (as before).
+    fn acls(&self) -> zk::Acls<'static> {
+        if self.auth_digest.is_some() {
+            zk::Acls::new(&GUARDED_ACLS)
+        } else {
+            zk::Acls::anyone_all()
+        }
     }
 
     fn epoch_path(&self) -> String {
@@ -63,6 +77,10 @@ impl ZkOptions {
         format!("{}/masters", self.root)
     }
 }
+
+/// Everything for the creating credentials ("auth" = every identity of the creator's
+/// session), read for anyone: workers and clients find the leader without credentials.
+static GUARDED_ACLS: [zk::Acl; 2] = [zk::Acl::new_const(zk::Permission::ALL, "auth", ""), zk::Acl::new_const(zk::Permission::READ, "world", "anyone")];
 
 fn zk_err(what: &str, e: zk::Error) -> FsError {
     FsError::Unavailable { reason: format!("ZooKeeper {what}: {e}") }
@@ -82,9 +100,11 @@ impl ZkCoordinator {
     }
 
     async fn connect(&self) -> Result<zk::Client, FsError> {
-        zk::Client::connector()
-            .with_session_timeout(self.options.session_timeout)
-            .with_connection_timeout(self.options.connection_timeout)
+        let mut connector = zk::Client::connector().with_session_timeout(self.options.session_timeout).with_connection_timeout(self.options.connection_timeout);
+        if let Some(digest) = &self.options.auth_digest {
+            connector = connector.with_auth("digest", digest.as_bytes());
+        }
+        connector
             .connect(&self.options.servers)
             .await
             .map_err(|e| zk_err(&format!("connect to {}", self.options.servers), e))
@@ -108,8 +128,8 @@ impl ZkCoordinator {
 }
 
 /// Creates a persistent node and its parents; existing ones are fine.
-async fn ensure_path(client: &zk::Client, path: &str) -> Result<(), FsError> {
-    let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+async fn ensure_path(client: &zk::Client, path: &str, acls: zk::Acls<'static>) -> Result<(), FsError> {
+    let opts = zk::CreateMode::Persistent.with_acls(acls);
     let mut prefix = String::new();
     for part in path.split('/').filter(|p| !p.is_empty()) {
         prefix.push('/');
@@ -135,6 +155,8 @@ struct ZkSession {
     ended: watch::Receiver<bool>,
     /// The session timeout the server granted (it may lower the one asked for).
     session_timeout: Duration,
+    /// The ACL of the nodes this session creates.
+    acls: zk::Acls<'static>,
 }
 
 /// How long resigning waits for ZooKeeper to confirm the session is closed.
@@ -144,7 +166,7 @@ const RESIGN_WAIT: Duration = Duration::from_secs(2);
 impl LeaderSession for ZkSession {
     async fn announce(&self, address: &str, epoch: u64) -> Result<(), FsError> {
         let path = format!("{}/{epoch:020}", self.leader_path);
-        let opts = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        let opts = zk::CreateMode::Ephemeral.with_acls(self.acls);
         let client = self.client.lock().await.clone().ok_or_else(|| FsError::Unavailable { reason: "leadership resigned".into() })?;
         match client.create(&path, address.as_bytes(), &opts).await {
             Ok(_) | Err(zk::Error::NodeExists) => Ok(()),
@@ -185,9 +207,9 @@ impl Coordinator for ZkCoordinator {
         // A session of its own: its end is the end of this candidacy.
         let client = self.connect().await?;
         for p in [&o.election_path, &o.leader_path, &o.root] {
-            ensure_path(&client, p).await?;
+            ensure_path(&client, p, o.acls()).await?;
         }
-        let opts = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+        let opts = zk::CreateMode::EphemeralSequential.with_acls(o.acls());
         let prefix = format!("{}/candidate-", o.election_path);
         let (_, seq) = client.create(&prefix, address.as_bytes(), &opts).await.map_err(|e| zk_err("create candidate", e))?;
         let mine = seq.into_i64();
@@ -237,7 +259,7 @@ impl Coordinator for ZkCoordinator {
         });
         info!(address, epoch, "elected leader");
         let session_timeout = client.session_timeout().min(o.session_timeout);
-        let session = ZkSession { client: Mutex::new(Some(client)), leader_path: o.leader_path.clone(), ended: lost_rx.clone(), session_timeout };
+        let session = ZkSession { client: Mutex::new(Some(client)), leader_path: o.leader_path.clone(), ended: lost_rx.clone(), session_timeout, acls: o.acls() };
         Ok(Leadership::new(epoch, lost_rx, Arc::new(session), granted_at))
     }
 
@@ -290,8 +312,8 @@ impl ZkCoordinator {
     async fn register_master_once(&self, address: &str) -> Result<(), FsError> {
         let client = self.shared_client().await?;
         let dir = self.options.masters_path();
-        ensure_path(&client, &dir).await?;
-        let opts = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        ensure_path(&client, &dir, self.options.acls()).await?;
+        let opts = zk::CreateMode::Ephemeral.with_acls(self.options.acls());
         match client.create(&format!("{dir}/{address}"), b"", &opts).await {
             Ok(_) | Err(zk::Error::NodeExists) => Ok(()),
             Err(e) => Err(zk_err("register master", e)),
@@ -315,7 +337,7 @@ impl ZkCoordinator {
     /// Bumps the epoch counter with a versioned set: unique, and above `last_epoch`.
     async fn next_epoch(&self, client: &zk::Client, last_epoch: u64) -> Result<u64, FsError> {
         let path = self.options.epoch_path();
-        let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let opts = zk::CreateMode::Persistent.with_acls(self.options.acls());
         match client.create(&path, b"0", &opts).await {
             Ok(_) | Err(zk::Error::NodeExists) => {}
             Err(e) => return Err(zk_err("create epoch", e)),

@@ -6,3 +6,4 @@ pub mod namespace;
 pub mod path;
 pub mod permission;
 pub mod registry;
+pub mod requests;

@@ -10,8 +10,9 @@ use tracing::info;
 
 use super::file_info;
 use super::node::MasterNode;
-use crate::core::namespace::{file_of_block, AttributeChange, Inode, InodeKind, Mount, MountPoint, OwnershipChange, Ttl, UfsLocation};
+use crate::core::namespace::{file_of_block, Inode, InodeKind, Mount, MountPoint, UfsLocation};
 use crate::core::permission::{Caller, Checks};
+use crate::core::requests;
 use crate::underfs::mounts::UfsMounts;
 use crate::core::path::FsPath;
 use crate::error::FsError;
@@ -146,11 +147,8 @@ impl MasterService for MasterRpc {
         });
         let result = match checked {
             Ok((caller, own)) => {
-                self.mutate_path(&req.request_id, &req.path, |st, p, now| {
-                    st.ns.check_access(&caller, p, Checks::CREATE)?;
-                    st.ns.plan_create_file(p, req.block_size_bytes, req.recursive, &own, now)
-                })
-                .await
+                self.mutate_path(&req.request_id, &req.path, |st, p, now| requests::create_file(&st.ns, &caller, p, req.block_size_bytes, req.recursive, &own, now))
+                    .await
             }
             Err(e) => Err(e),
         };
@@ -230,7 +228,7 @@ impl MasterService for MasterRpc {
             let p = path(&request.get_ref().path)?;
             let leader = self.node.leader().await?;
             let status = |st: &super::State| {
-                st.ns.check_access(&caller, &p, Checks::READ_TARGET)?;
+                requests::check_read(&st.ns, &caller, &p, false, false)?;
                 Ok(file_info(st, st.ns.lookup(&p)?, &p))
             };
             match leader.read(status).await {
@@ -253,10 +251,7 @@ impl MasterService for MasterRpc {
         let result = async {
             let caller = caller?;
             let p = path(&req.path)?;
-            let checks = |st: &super::State| match st.ns.lookup(&p) {
-                Ok(i) if i.is_directory() => st.ns.check_access(&caller, &p, Checks::list(req.recursive)),
-                _ => st.ns.check_access(&caller, &p, Checks::READ_TARGET),
-            };
+            let checks = |st: &super::State| requests::check_read(&st.ns, &caller, &p, true, req.recursive);
             // Checked before the under-storage is looked at for this caller, and again with the answer.
             self.node.leader().await?.read(checks).await?;
             let now = self.node.leader().await?.now_ms();
@@ -297,8 +292,7 @@ impl MasterService for MasterRpc {
         let result = match caller.and_then(|c| self.node.auth().new_ownership(&c, req.ownership, 0o777).map(|own| (c, own))) {
             Ok((caller, own)) => {
                 self.mutate_path(&req.request_id, &req.path, |st, p, now| {
-                    st.ns.check_access(&caller, p, Checks::CREATE)?;
-                    st.ns.plan_create_directory(p, req.recursive, req.allow_exists, &own, now)
+                    requests::create_directory(&st.ns, &caller, p, req.recursive, req.allow_exists, &own, now)
                 })
                 .await
             }
@@ -315,10 +309,7 @@ impl MasterService for MasterRpc {
             let caller = caller?;
             let p = path(&req.path)?;
             let leader = self.node.leader().await?;
-            let plan = |st: &super::State, now| {
-                st.ns.check_access(&caller, &p, Checks::delete(req.recursive))?;
-                st.ns.plan_delete(&p, req.recursive, now)
-            };
+            let plan = |st: &super::State, now| requests::delete(&st.ns, &caller, &p, req.recursive, now);
             delete_mirrored(&self.node, &leader, &req.request_id, &p, plan).await?;
             Ok(Empty {})
         }
@@ -366,22 +357,8 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             let caller = caller?;
-            let ttl = Ttl::change_from_wire(req.ttl_ms, req.ttl_action).map_err(|reason| FsError::InvalidArgument { reason })?;
-            let change = AttributeChange { pinned: req.pinned, ttl };
-            let ownership = OwnershipChange { owner: req.owner.clone(), group: req.group.clone(), mode: req.mode, recursive: req.recursive };
-            self.mutate_path(&req.request_id, &req.path, |st, p, now| {
-                let mut kinds = Vec::new();
-                if change != AttributeChange::default() {
-                    st.ns.check_access(&caller, p, Checks::WRITE_TARGET)?;
-                    kinds.extend(st.ns.plan_set_attribute(p, change, now)?);
-                }
-                if ownership.owner.is_some() || ownership.group.is_some() || ownership.mode.is_some() {
-                    st.ns.check_access(&caller, p, Checks::TRAVERSE)?;
-                    kinds.extend(st.ns.plan_set_ownership(&caller, p, &ownership, now)?);
-                }
-                Ok(kinds)
-            })
-            .await
+            let (change, ownership) = requests::attribute_changes(&req)?;
+            self.mutate_path(&req.request_id, &req.path, |st, p, now| requests::set_attribute(&st.ns, &caller, p, change, &ownership, now)).await
         }
         .await;
         self.reply("setAttribute", started, result)
@@ -641,11 +618,7 @@ pub(super) async fn rename_mirrored(
     src: &FsPath,
     dst: &FsPath,
 ) -> Result<Empty, FsError> {
-    let plan_rename = |st: &super::State, now| {
-        st.ns.check_access(caller, src, Checks::REMOVE)?;
-        st.ns.check_access(caller, dst, Checks::CREATE)?;
-        st.ns.plan_rename(src, dst, now)
-    };
+    let plan_rename = |st: &super::State, now| requests::rename(&st.ns, caller, src, dst, now);
     let mounts = match node.ufs_mounts() {
         Some(m) if !leader.read_unchecked(|st| st.ns.request_applied(request_id)).await => m,
         // No under-storage, or a retry of an applied rename: answered from its request id.

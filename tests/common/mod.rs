@@ -369,6 +369,7 @@ impl Cluster {
                 leader_path: "/tachyon/leader".into(),
                 session_timeout: Duration::from_secs(2),
                 connection_timeout: Duration::from_secs(2),
+                auth_digest: None,
             })),
             None => Arc::new(StaticCoordinator::new(format!("127.0.0.1:{}", self.master_port))),
         }
