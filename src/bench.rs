@@ -328,6 +328,7 @@ impl BenchCluster {
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_timeout: Duration::from_secs(10),
             chunk_bytes: 1 << 20,
+            write_idle_timeout: Duration::from_secs(30),
             security: SecurityOptions::unchecked(),
         };
         let shutdown = stopped(stop_rx);

@@ -77,6 +77,7 @@ pub const WORKER_MEMORY_SIZE: &str = "tachyon.worker.memory.size";
 pub const WORKER_MEM_PATH: &str = "tachyon.worker.tieredstore.level0.dirs.path";
 pub const WORKER_HEARTBEAT_INTERVAL: &str = "tachyon.worker.block.heartbeat.interval.ms";
 pub const WORKER_HEARTBEAT_TIMEOUT: &str = "tachyon.worker.block.heartbeat.timeout.ms";
+pub const WORKER_WRITE_IDLE_TIMEOUT: &str = "tachyon.worker.block.write.idle.timeout.ms";
 pub const USER_BLOCK_SIZE: &str = "tachyon.user.block.size.bytes.default";
 pub const USER_WRITE_TYPE: &str = "tachyon.user.file.writetype.default";
 pub const USER_READ_TYPE: &str = "tachyon.user.file.readtype.default";
@@ -147,6 +148,8 @@ pub const KEYS: &[KeyDef] = &[
     key(WORKER_HEARTBEAT_INTERVAL, "1000", ValueType::Duration, "Interval between worker heartbeats"),
     key(WORKER_HEARTBEAT_TIMEOUT, "60000", ValueType::Duration,
         "Without a successful heartbeat for this long the worker looks up the leader again and re-registers (it never exits)"),
+    key(WORKER_WRITE_IDLE_TIMEOUT, "30000", ValueType::Duration,
+        "A block write that sends nothing for this long is abandoned and its reserved space released"),
     key(USER_BLOCK_SIZE, "64MB", ValueType::Bytes, "Block size of new files"),
     key(USER_WRITE_TYPE, "MUST_CACHE", ValueType::Enum(WRITE_TYPES), "Default write type"),
     key(USER_READ_TYPE, "CACHE_PROMOTE", ValueType::Enum(READ_TYPES), "Default read type"),

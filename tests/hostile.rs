@@ -314,3 +314,39 @@ async fn invalid_utf8_oversized_requests_and_stream_floods_leave_the_master_serv
     let listed: Vec<String> = fs.list_status("/", false).await.unwrap().into_iter().map(|f| f.path).collect();
     assert_eq!(listed, ["/kept"], "nothing else was created");
 }
+
+/// A worker reserves space only for a block the leader expects (of a file being written,
+/// at most its block size), and a writer that goes silent loses its reservation after
+/// `tachyon.worker.block.write.idle.timeout.ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_reserve_only_expected_blocks_and_release_silent_writes() {
+    use futures::StreamExt;
+    use tachyon::proto::block_data_service_client::BlockDataServiceClient;
+    use tachyon::proto::WriteBlockChunk;
+    let mut c = Cluster::start_with_defines(vec!["-Dtachyon.worker.block.write.idle.timeout.ms=500".into()]);
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let fs = c.client();
+    let worker = fs.workers().await.unwrap().remove(0).address.unwrap();
+    let mut data = BlockDataServiceClient::connect(format!("http://{}:{}", worker.host, worker.data_port)).await.unwrap();
+    let chunk = |block_id: u64, length: u64| WriteBlockChunk { block_id, length, data: vec![7; 10].into() };
+
+    // No such file, or more than the file's block size: refused before anything is reserved.
+    let ghost = data.write_block(futures::stream::iter(vec![chunk(9_999 << 24, 1 << 30)])).await.map_err(FsError::from);
+    assert!(matches!(ghost, Err(FsError::NotFound { .. })), "{ghost:?}");
+    let mut m = raw_master(&c).await;
+    let file = m.create_file(create("/w/f", "w1")).await.unwrap().into_inner();
+    let block = file.id << 24;
+    let oversized = data.write_block(futures::stream::iter(vec![chunk(block, 1 << 30)])).await.map_err(FsError::from);
+    assert!(matches!(&oversized, Err(FsError::InvalidArgument { reason }) if reason.contains("block size")), "{oversized:?}");
+
+    // A write of a real block that then says nothing more is abandoned and its space freed.
+    let silent = futures::stream::iter(vec![chunk(block, 1 << 20)]).chain(futures::stream::pending());
+    let abandoned = data.write_block(silent).await.map_err(FsError::from);
+    assert!(matches!(&abandoned, Err(FsError::Unavailable { reason }) if reason.contains("write abandoned")), "{abandoned:?}");
+    let tier = std::fs::read_dir(c.path().join("ram/tachyonworker")).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(std::fs::read_dir(tier.join(".tmp")).unwrap().count(), 0, "the abandoned write left a temporary file");
+    // The space is free again: the same block can be written in full.
+    let whole = data.write_block(futures::stream::iter(vec![WriteBlockChunk { block_id: block, length: 10, data: vec![7; 10].into() }])).await.unwrap();
+    assert_eq!(whole.into_inner().length, 10);
+}

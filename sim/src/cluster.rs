@@ -211,6 +211,7 @@ impl SimCluster {
                                 heartbeat_interval: Duration::from_millis(100),
                                 heartbeat_timeout: Duration::from_secs(2),
                                 chunk_bytes: 64 << 10,
+                                write_idle_timeout: Duration::from_secs(30),
                                 security: SecurityOptions::unchecked(),
                             };
                             let coordinator = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout));

@@ -475,6 +475,28 @@ impl Namespace {
         Ok(current)
     }
 
+    /// Whether a worker may store `length` bytes as block `block`: a block of a file still
+    /// being written (at most the file's block size), or exactly a block of a complete,
+    /// persisted file (read back from under-storage and cached again). Asked before a
+    /// worker reserves space and again when it commits.
+    pub fn check_block_write(&self, block: BlockId, length: u64) -> Result<(), FsError> {
+        let file = file_of_block(block);
+        let inode = self.inode(file);
+        match inode.map(|i| &i.kind) {
+            Some(InodeKind::File { complete: false, block_size, .. }) if length <= *block_size => Ok(()),
+            Some(InodeKind::File { complete: false, block_size, .. }) => Err(FsError::InvalidArgument {
+                reason: format!("block {block} of {length} bytes is larger than its file's block size {block_size}"),
+            }),
+            Some(InodeKind::File { complete: true, persistence: PersistenceState::Persisted, .. })
+                if inode.and_then(|i| i.expected_block_length(block)) == Some(length) =>
+            {
+                Ok(())
+            }
+            Some(InodeKind::File { complete: true, .. }) => Err(FsError::FileAlreadyComplete { path: format!("inode {file}") }),
+            _ => Err(FsError::NotFound { path: format!("file of block {block} (inode {file})") }),
+        }
+    }
+
     /// Checks that `caller` may do what `checks` asks on `path`, on the tree as it is now
     /// (HDFS's rules; see [`permission`]). Parts of the path that do not exist are not
     /// checked: the plan that follows reports them. A superuser passes everything.
@@ -1691,6 +1713,23 @@ mod tests {
         let back = Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap();
         assert_eq!(back.lookup(&p("/home/alice/notes")).unwrap().ownership.owner, "bob");
         assert_eq!(back.digest(), ns.digest());
+    }
+
+    #[test]
+    fn workers_may_store_only_blocks_the_namespace_expects() {
+        let mut ns = Namespace::new();
+        let create = ns.plan_create_file(&p("/f"), 1000, false, &own(), 1).unwrap();
+        commit(&mut ns, create);
+        let f = ns.lookup(&p("/f")).unwrap().id;
+        assert_eq!(ns.check_block_write(block_id(f, 0), 1000), Ok(()), "a block of a file being written");
+        assert!(matches!(ns.check_block_write(block_id(f, 0), 1001), Err(FsError::InvalidArgument { .. })), "more than the block size");
+        assert!(matches!(ns.check_block_write(block_id(f + 1, 0), 10), Err(FsError::NotFound { .. })), "no such file");
+        assert!(matches!(ns.check_block_write(block_id(ROOT_ID, 0), 10), Err(FsError::NotFound { .. })), "a directory");
+        let complete = ns.plan_complete_file(&p("/f"), 1500, PersistenceState::Persisted, |_| None, 2).unwrap();
+        commit(&mut ns, complete);
+        assert_eq!(ns.check_block_write(block_id(f, 1), 500), Ok(()), "exactly a block of a persisted file: a cache fill");
+        assert!(matches!(ns.check_block_write(block_id(f, 1), 1000), Err(FsError::FileAlreadyComplete { .. })), "the wrong length");
+        assert!(matches!(ns.check_block_write(block_id(f, 2), 1), Err(FsError::FileAlreadyComplete { .. })), "past the last block");
     }
 
     #[test]

@@ -554,24 +554,21 @@ impl MasterService for MasterRpc {
             .leader()
             .await?
             .with_registry(|st, now| {
-                let file = file_of_block(req.block_id);
-                let inode = st.ns.inode(file);
-                match inode.map(|i| &i.kind) {
-                    Some(InodeKind::File { complete: false, .. }) => {}
-                    // A block read back from under-storage and cached again: exactly that block.
-                    Some(InodeKind::File { complete: true, persistence: PersistenceState::Persisted, .. })
-                        if inode.and_then(|i| i.expected_block_length(req.block_id)) == Some(req.length) => {}
-                    Some(InodeKind::File { complete: true, .. }) => {
-                        return Err(FsError::FileAlreadyComplete { path: format!("inode {file}") })
-                    }
-                    _ => return Err(FsError::NotFound { path: format!("file of block {} (inode {file})", req.block_id) }),
-                }
+                st.ns.check_block_write(req.block_id, req.length)?;
                 st.registry
                     .commit_block(req.worker_id, req.block_id, req.length, req.used_bytes, req.commit_mark, now)
                     .map_err(|e| FsError::Unavailable { reason: e.to_string() })
             })
             .await;
         self.reply("commitBlock", started, result.map(|()| Empty {}))
+    }
+
+    async fn check_block_write(&self, request: Request<BlockWriteCheck>) -> RpcResult<Empty> {
+        let started = tokio::time::Instant::now();
+        self.check_worker(&request)?;
+        let req = request.into_inner();
+        let result = async { self.node.leader().await?.read(|st| st.ns.check_block_write(req.block_id, req.length)).await }.await;
+        self.reply("checkBlockWrite", started, result.map(|()| Empty {}))
     }
 
     async fn filter_evictable(&self, request: Request<EvictableRequest>) -> RpcResult<EvictableResponse> {

@@ -38,6 +38,8 @@ pub struct WorkerOptions {
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
     pub chunk_bytes: usize,
+    /// A block write silent this long is abandoned (its reservation released).
+    pub write_idle_timeout: Duration,
     /// The cluster secret (proving to the master that this worker belongs to the
     /// cluster) and TLS.
     pub security: crate::security::SecurityOptions,
@@ -82,6 +84,7 @@ impl WorkerOptions {
             heartbeat_interval: Duration::from_millis(cfg.duration_ms(config::WORKER_HEARTBEAT_INTERVAL).max(10)),
             heartbeat_timeout: Duration::from_millis(cfg.duration_ms(config::WORKER_HEARTBEAT_TIMEOUT).max(100)),
             chunk_bytes: cfg.bytes(config::USER_CHUNK_SIZE).clamp(4096, 16 << 20) as usize,
+            write_idle_timeout: Duration::from_millis(cfg.duration_ms(config::WORKER_WRITE_IDLE_TIMEOUT).max(100)),
             security: crate::security::SecurityOptions::from_config(cfg)?,
         })
     }
@@ -249,6 +252,20 @@ impl Worker {
     }
 
     /// Tells the master a block is stored; registers first if needed.
+    /// Asks the leader whether `length` bytes of `block` may be stored here (a block of a
+    /// file being written, or a cache fill of a persisted one) before reserving them.
+    async fn check_write_with_master(&self, block: u64, length: u64) -> Result<(), FsError> {
+        for attempt in 0..2 {
+            let (_, channel) = self.master.get().await?;
+            match master_client(channel).check_block_write(self.signed(BlockWriteCheck { block_id: block, length })).await.map_err(FsError::from) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_retryable() && attempt == 0 => self.master.reset().await,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(FsError::Unavailable { reason: "could not ask the master about a block write".into() })
+    }
+
     async fn commit_to_master(&self, block: u64, length: u64) -> Result<(), FsError> {
         for attempt in 0..2 {
             let mut id = self.worker_id.load(Ordering::Acquire);
@@ -334,6 +351,7 @@ impl BlockDataService for BlockDataRpc {
             self.0.commit_to_master(first.block_id, length).await?;
             return Ok(Response::new(WriteBlockResponse { length }));
         }
+        self.0.check_write_with_master(first.block_id, first.length).await.map_err(Status::from)?;
         let mut temp = match self.0.store.begin_write(first.block_id, first.length) {
             Err(FsError::OutOfSpace { .. }) => {
                 // Full: learn which blocks are safe to drop (persisted, unpinned) and try once more.
@@ -344,8 +362,17 @@ impl BlockDataService for BlockDataRpc {
         }
         .map_err(Status::from)?;
         temp.write(&first.data).map_err(Status::from)?;
-        while let Some(chunk) = stream.message().await? {
-            temp.write(&chunk.data).map_err(Status::from)?;
+        // A writer that goes silent gives its reservation back (dropping `temp` releases it).
+        let idle = self.0.options.write_idle_timeout;
+        loop {
+            let next = tokio::time::timeout(idle, stream.message()).await.map_err(|_| {
+                warn!(block = first.block_id, idle_ms = idle.as_millis() as u64, "abandoning a silent block write");
+                Status::from(FsError::Unavailable { reason: format!("block {}: nothing received for {} ms; write abandoned", first.block_id, idle.as_millis()) })
+            })?;
+            match next? {
+                Some(chunk) => temp.write(&chunk.data).map_err(Status::from)?,
+                None => break,
+            }
         }
         let block = temp.block();
         let length = temp.commit().map_err(Status::from)?;
