@@ -350,3 +350,29 @@ async fn workers_reserve_only_expected_blocks_and_release_silent_writes() {
     let whole = data.write_block(futures::stream::iter(vec![WriteBlockChunk { block_id: block, length: 10, data: vec![7; 10].into() }])).await.unwrap();
     assert_eq!(whole.into_inner().length, 10);
 }
+
+/// Paths deeper than `tachyon.master.path.depth.max` cannot be created, directly or by
+/// moving a directory under a deep one; the refusal names the limit and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nesting_beyond_the_configured_depth_is_refused() {
+    let c = Cluster::start_with_defines(vec!["-Dtachyon.master.path.depth.max=8".into()]);
+    let mut m = raw_master(&c).await;
+    let mkdir = |path: &str, id: &str| tachyon::proto::CreateDirectoryRequest { path: path.into(), recursive: true, allow_exists: false, ownership: None, request_id: id.into() };
+    m.create_directory(mkdir("/a/b/c/d/e/f/g/h", "d1")).await.unwrap();
+    match m.create_directory(mkdir("/x/b/c/d/e/f/g/h/i", "d2")).await.map_err(FsError::from) {
+        Err(FsError::InvalidPath { reason, .. }) => assert!(reason.contains("tachyon.master.path.depth.max") && reason.contains("at most 8"), "{reason}"),
+        other => panic!("nine levels: {other:?}"),
+    }
+    match m.create_file(create("/a/b/c/d/e/f/g/h/file", "d3")).await.map_err(FsError::from) {
+        Err(FsError::InvalidPath { .. }) => {}
+        other => panic!("a file at level nine: {other:?}"),
+    }
+    // /t/u/v holds two levels below it: fine under /a/b/c/d/e (3 + 5 = 8), not one deeper.
+    m.create_directory(mkdir("/t/u/v", "d4")).await.unwrap();
+    let rename = |dst: &str, id: &str| tachyon::proto::RenameRequest { src: "/t".into(), dst: dst.into(), request_id: id.into() };
+    assert!(matches!(m.rename(rename("/a/b/c/d/e/f/t", "d5")).await.map_err(FsError::from), Err(FsError::InvalidPath { .. })));
+    m.rename(rename("/a/b/c/d/t", "d6")).await.unwrap();
+    let all: Vec<String> = c.client().list_status("/", true).await.unwrap().into_iter().map(|f| f.path).collect();
+    assert!(all.contains(&"/a/b/c/d/t/u/v".to_string()) && !all.iter().any(|p| p.starts_with("/x")), "{all:?}");
+    assert!(all.iter().all(|p| p.matches('/').count() <= 8), "{all:?}");
+}

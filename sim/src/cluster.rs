@@ -172,6 +172,7 @@ impl SimCluster {
                                 min_block_size_bytes: 4096,
                                 ttl_check_interval_ms: 60_000,
                                 security: SecurityOptions::unchecked(),
+                                max_path_depth: 1000,
                             };
                             let coordinator: Arc<dyn Coordinator> = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout).with_notice_delay(t.session_notice_delay));
                             // As in production, the master reaches the data under-storage

@@ -589,6 +589,20 @@ impl Namespace {
         }
     }
 
+    /// Levels below `inode`: 0 for a file or an empty directory.
+    pub fn subtree_height(&self, inode: &Inode) -> usize {
+        let mut height = 0;
+        let mut level = vec![inode];
+        loop {
+            let next: Vec<&Inode> = level.iter().flat_map(|i| self.children(i)).collect();
+            if next.is_empty() {
+                return height;
+            }
+            height += 1;
+            level = next;
+        }
+    }
+
     /// One page of `dir`'s listing, in the order of [`Self::children`] or, with `recursive`,
     /// [`Self::descendants`]: at most `limit` inodes after the path `after` (the last entry
     /// of the previous page; `None` from the start), and whether more follow. `after` is a

@@ -13,50 +13,73 @@ use crate::error::FsError;
 use crate::proto::journal_entry::Kind;
 use crate::proto::{CreateDirectoryRequest, CreateFileRequest, DeleteRequest, InodeOwnership, ListStatusRequest, PathRequest, RenameRequest, SetAttributeRequest};
 
+/// Who asks, when, and within which limits: what every request below is planned with.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    pub caller: &'a Caller,
+    pub now_ms: i64,
+    /// Deepest path the namespace may hold (`tachyon.master.path.depth.max`).
+    pub max_depth: usize,
+}
+
+impl Context<'_> {
+    /// Refuses a path deeper than `max_depth` components, counting `below` more levels
+    /// (the deepest path below a directory being moved there).
+    fn check_depth(&self, path: &FsPath, below: usize) -> Result<(), FsError> {
+        let depth = path.components().len() + below;
+        if depth > self.max_depth {
+            return Err(FsError::InvalidPath {
+                path: crate::error::shorten(&path.to_string(), 256),
+                reason: format!("{depth} levels deep; at most {} (tachyon.master.path.depth.max)", self.max_depth),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// createFile: `w` on the deepest existing ancestor, then the plan.
-pub fn create_file(ns: &Namespace, caller: &Caller, path: &FsPath, block_size: u64, recursive: bool, own: &InodeOwnership, now_ms: i64) -> Result<Vec<Kind>, FsError> {
-    ns.check_access(caller, path, Checks::CREATE)?;
-    ns.plan_create_file(path, block_size, recursive, own, now_ms)
+pub fn create_file(ns: &Namespace, cx: &Context, path: &FsPath, block_size: u64, recursive: bool, own: &InodeOwnership) -> Result<Vec<Kind>, FsError> {
+    cx.check_depth(path, 0)?;
+    ns.check_access(cx.caller, path, Checks::CREATE)?;
+    ns.plan_create_file(path, block_size, recursive, own, cx.now_ms)
 }
 
 /// createDirectory: `w` on the deepest existing ancestor, then the plan.
-pub fn create_directory(
-    ns: &Namespace,
-    caller: &Caller,
-    path: &FsPath,
-    recursive: bool,
-    allow_exists: bool,
-    own: &InodeOwnership,
-    now_ms: i64,
-) -> Result<Vec<Kind>, FsError> {
-    ns.check_access(caller, path, Checks::CREATE)?;
-    ns.plan_create_directory(path, recursive, allow_exists, own, now_ms)
+pub fn create_directory(ns: &Namespace, cx: &Context, path: &FsPath, recursive: bool, allow_exists: bool, own: &InodeOwnership) -> Result<Vec<Kind>, FsError> {
+    cx.check_depth(path, 0)?;
+    ns.check_access(cx.caller, path, Checks::CREATE)?;
+    ns.plan_create_directory(path, recursive, allow_exists, own, cx.now_ms)
 }
 
 /// delete: `w` and the sticky rule on the parent (recursively `rwx` below), then the plan.
-pub fn delete(ns: &Namespace, caller: &Caller, path: &FsPath, recursive: bool, now_ms: i64) -> Result<Vec<Kind>, FsError> {
-    ns.check_access(caller, path, Checks::delete(recursive))?;
-    ns.plan_delete(path, recursive, now_ms)
+pub fn delete(ns: &Namespace, cx: &Context, path: &FsPath, recursive: bool) -> Result<Vec<Kind>, FsError> {
+    ns.check_access(cx.caller, path, Checks::delete(recursive))?;
+    ns.plan_delete(path, recursive, cx.now_ms)
 }
 
-/// rename: the source as removed from its parent, the destination as created.
-pub fn rename(ns: &Namespace, caller: &Caller, src: &FsPath, dst: &FsPath, now_ms: i64) -> Result<Vec<Kind>, FsError> {
-    ns.check_access(caller, src, Checks::REMOVE)?;
-    ns.check_access(caller, dst, Checks::CREATE)?;
-    ns.plan_rename(src, dst, now_ms)
+/// rename: the source as removed from its parent, the destination as created; nothing
+/// below the source may end up deeper than the limit.
+pub fn rename(ns: &Namespace, cx: &Context, src: &FsPath, dst: &FsPath) -> Result<Vec<Kind>, FsError> {
+    ns.check_access(cx.caller, src, Checks::REMOVE)?;
+    ns.check_access(cx.caller, dst, Checks::CREATE)?;
+    if dst.components().len() > src.components().len() {
+        let below = ns.lookup(src).map(|i| ns.subtree_height(i)).unwrap_or(0);
+        cx.check_depth(dst, below)?;
+    }
+    ns.plan_rename(src, dst, cx.now_ms)
 }
 
 /// setAttribute: pin and TTL need `w` on the target; owner, group and mode follow
 /// [`Namespace::plan_set_ownership`]. One operation, both parts planned on the same tree.
-pub fn set_attribute(ns: &Namespace, caller: &Caller, path: &FsPath, change: AttributeChange, ownership: &OwnershipChange, now_ms: i64) -> Result<Vec<Kind>, FsError> {
+pub fn set_attribute(ns: &Namespace, cx: &Context, path: &FsPath, change: AttributeChange, ownership: &OwnershipChange) -> Result<Vec<Kind>, FsError> {
     let mut kinds = Vec::new();
     if change != AttributeChange::default() {
-        ns.check_access(caller, path, Checks::WRITE_TARGET)?;
-        kinds.extend(ns.plan_set_attribute(path, change, now_ms)?);
+        ns.check_access(cx.caller, path, Checks::WRITE_TARGET)?;
+        kinds.extend(ns.plan_set_attribute(path, change, cx.now_ms)?);
     }
     if ownership.owner.is_some() || ownership.group.is_some() || ownership.mode.is_some() {
-        ns.check_access(caller, path, Checks::TRAVERSE)?;
-        kinds.extend(ns.plan_set_ownership(caller, path, ownership, now_ms)?);
+        ns.check_access(cx.caller, path, Checks::TRAVERSE)?;
+        kinds.extend(ns.plan_set_ownership(cx.caller, path, ownership, cx.now_ms)?);
     }
     Ok(kinds)
 }
@@ -88,32 +111,32 @@ pub fn plan_untrusted_request(data: &[u8]) -> Result<usize, FsError> {
     let mut ns = sample_namespace();
     let caller = if selector & 0x80 != 0 { Caller::superuser("root") } else { Caller { user: "alice".into(), groups: vec!["staff".into()], superuser: false } };
     let bad = |e: prost::DecodeError| FsError::InvalidArgument { reason: format!("undecodable request: {e}") };
-    let now = 1_000;
+    let cx = Context { caller: &caller, now_ms: 1_000, max_depth: FUZZ_MAX_DEPTH };
     let kinds = match selector & 0x7f {
         0 => {
             let r = CreateFileRequest::decode(body).map_err(bad)?;
             let own = r.ownership.unwrap_or_default();
             check_ownership(&own)?;
-            create_file(&ns, &caller, &FsPath::parse(&r.path)?, r.block_size_bytes, r.recursive, &own, now)?
+            create_file(&ns, &cx, &FsPath::parse(&r.path)?, r.block_size_bytes, r.recursive, &own)?
         }
         1 => {
             let r = CreateDirectoryRequest::decode(body).map_err(bad)?;
             let own = r.ownership.unwrap_or_default();
             check_ownership(&own)?;
-            create_directory(&ns, &caller, &FsPath::parse(&r.path)?, r.recursive, r.allow_exists, &own, now)?
+            create_directory(&ns, &cx, &FsPath::parse(&r.path)?, r.recursive, r.allow_exists, &own)?
         }
         2 => {
             let r = DeleteRequest::decode(body).map_err(bad)?;
-            delete(&ns, &caller, &FsPath::parse(&r.path)?, r.recursive, now)?
+            delete(&ns, &cx, &FsPath::parse(&r.path)?, r.recursive)?
         }
         3 => {
             let r = RenameRequest::decode(body).map_err(bad)?;
-            rename(&ns, &caller, &FsPath::parse(&r.src)?, &FsPath::parse(&r.dst)?, now)?
+            rename(&ns, &cx, &FsPath::parse(&r.src)?, &FsPath::parse(&r.dst)?)?
         }
         4 => {
             let r = SetAttributeRequest::decode(body).map_err(bad)?;
             let (change, ownership) = attribute_changes(&r)?;
-            set_attribute(&ns, &caller, &FsPath::parse(&r.path)?, change, &ownership, now)?
+            set_attribute(&ns, &cx, &FsPath::parse(&r.path)?, change, &ownership)?
         }
         5 => {
             let r = ListStatusRequest::decode(body).map_err(bad)?;
@@ -146,6 +169,9 @@ pub fn plan_untrusted_request(data: &[u8]) -> Result<usize, FsError> {
     }
     Ok(planned)
 }
+
+/// The depth limit of the fuzz target's namespace: low, so deep paths and renames reach it.
+const FUZZ_MAX_DEPTH: usize = 16;
 
 /// The fuzz target's world: `/home/alice` (alice 750), `/home/bob` (bob 700, with a file),
 /// `/tmp` (1777, holding bob's file), `/deep/...` ten levels.
@@ -192,6 +218,13 @@ mod tests {
         assert_eq!(plan_untrusted_request(&request(4, &chmod)), Ok(1));
         let chown = SetAttributeRequest { path: "/home/alice".into(), owner: Some("mallory".into()), ..Default::default() };
         assert!(matches!(plan_untrusted_request(&request(4, &chown)), Err(FsError::PermissionDenied { .. })));
+        let too_deep = mkdir(&format!("/home/alice{}", "/d".repeat(FUZZ_MAX_DEPTH)));
+        assert!(matches!(plan_untrusted_request(&request(1, &too_deep)), Err(FsError::InvalidPath { reason, .. }) if reason.contains("path.depth.max")));
+        // /deep holds 10 levels below it: under /home/alice/x/y (4 deep) it would reach 15, fine; one level more is not.
+        let fits = RenameRequest { src: "/deep".into(), dst: "/home/alice/x/y/z".into(), ..Default::default() };
+        assert!(matches!(plan_untrusted_request(&request(0x83, &fits)), Err(FsError::NotFound { .. })), "depth fine; the parent is missing");
+        let sinks = RenameRequest { src: "/deep".into(), dst: "/home/alice/x/y/z/w/v".into(), ..Default::default() };
+        assert!(matches!(plan_untrusted_request(&request(0x83, &sinks)), Err(FsError::InvalidPath { .. })), "the subtree would sink below the limit");
         let ls = ListStatusRequest { path: "/home/bob".into(), ..Default::default() };
         assert!(matches!(plan_untrusted_request(&request(5, &ls)), Err(FsError::PermissionDenied { .. })));
     }

@@ -54,6 +54,8 @@ pub struct MasterOptions {
     pub ttl_check_interval_ms: u64,
     /// Who may call and what they may do.
     pub security: crate::security::SecurityOptions,
+    /// Deepest path (components) the namespace may hold.
+    pub max_path_depth: usize,
 }
 
 impl MasterOptions {
@@ -76,6 +78,7 @@ impl MasterOptions {
             min_block_size_bytes: cfg.bytes(config::MASTER_MIN_BLOCK_SIZE).max(1),
             ttl_check_interval_ms: cfg.duration_ms(config::MASTER_TTL_CHECK_INTERVAL).max(10),
             security: crate::security::SecurityOptions::from_config(cfg)?,
+            max_path_depth: cfg.integer(config::MASTER_MAX_PATH_DEPTH).clamp(1, crate::core::path::MAX_PATH_BYTES as u64 / 2) as usize,
         })
     }
 }

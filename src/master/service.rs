@@ -67,6 +67,11 @@ impl MasterRpc {
         self.node.auth().caller(request.metadata())
     }
 
+    /// What a request of `caller` is planned with now.
+    fn context<'a>(&self, caller: &'a Caller, now_ms: i64) -> requests::Context<'a> {
+        requests::Context { caller, now_ms, max_depth: self.node.options().max_path_depth }
+    }
+
     /// Fails unless a worker request proves the cluster secret.
     fn check_worker<T>(&self, request: &Request<T>) -> Result<(), Status> {
         self.node.auth().check_worker(request.metadata()).map_err(Status::from)
@@ -82,6 +87,10 @@ impl MasterRpc {
     /// unreachable under-storage is logged and leaves the namespace as it is.
     async fn load_from_under_storage(&self, dir: &FsPath) -> Result<(), FsError> {
         let Some(mounts) = self.node.ufs_mounts() else { return Ok(()) };
+        // Names below the depth limit are not loaded (nothing there could be created either).
+        if dir.components().len() >= self.node.options().max_path_depth {
+            return Ok(());
+        }
         let leader = self.node.leader().await?;
         let location = leader.read_unchecked(|st| st.ns.resolve_ufs(dir)).await;
         if location.mount.is_none() && mounts.root().is_none() {
@@ -147,7 +156,7 @@ impl MasterService for MasterRpc {
         });
         let result = match checked {
             Ok((caller, own)) => {
-                self.mutate_path(&req.request_id, &req.path, |st, p, now| requests::create_file(&st.ns, &caller, p, req.block_size_bytes, req.recursive, &own, now))
+                self.mutate_path(&req.request_id, &req.path, |st, p, now| requests::create_file(&st.ns, &self.context(&caller, now), p, req.block_size_bytes, req.recursive, &own))
                     .await
             }
             Err(e) => Err(e),
@@ -292,7 +301,7 @@ impl MasterService for MasterRpc {
         let result = match caller.and_then(|c| self.node.auth().new_ownership(&c, req.ownership, 0o777).map(|own| (c, own))) {
             Ok((caller, own)) => {
                 self.mutate_path(&req.request_id, &req.path, |st, p, now| {
-                    requests::create_directory(&st.ns, &caller, p, req.recursive, req.allow_exists, &own, now)
+                    requests::create_directory(&st.ns, &self.context(&caller, now), p, req.recursive, req.allow_exists, &own)
                 })
                 .await
             }
@@ -309,7 +318,7 @@ impl MasterService for MasterRpc {
             let caller = caller?;
             let p = path(&req.path)?;
             let leader = self.node.leader().await?;
-            let plan = |st: &super::State, now| requests::delete(&st.ns, &caller, &p, req.recursive, now);
+            let plan = |st: &super::State, now| requests::delete(&st.ns, &self.context(&caller, now), &p, req.recursive);
             delete_mirrored(&self.node, &leader, &req.request_id, &p, plan).await?;
             Ok(Empty {})
         }
@@ -358,7 +367,7 @@ impl MasterService for MasterRpc {
         let result = async {
             let caller = caller?;
             let (change, ownership) = requests::attribute_changes(&req)?;
-            self.mutate_path(&req.request_id, &req.path, |st, p, now| requests::set_attribute(&st.ns, &caller, p, change, &ownership, now)).await
+            self.mutate_path(&req.request_id, &req.path, |st, p, now| requests::set_attribute(&st.ns, &self.context(&caller, now), p, change, &ownership)).await
         }
         .await;
         self.reply("setAttribute", started, result)
@@ -615,7 +624,8 @@ pub(super) async fn rename_mirrored(
     src: &FsPath,
     dst: &FsPath,
 ) -> Result<Empty, FsError> {
-    let plan_rename = |st: &super::State, now| requests::rename(&st.ns, caller, src, dst, now);
+    let max_depth = node.options().max_path_depth;
+    let plan_rename = |st: &super::State, now_ms| requests::rename(&st.ns, &requests::Context { caller, now_ms, max_depth }, src, dst);
     let mounts = match node.ufs_mounts() {
         Some(m) if !leader.read_unchecked(|st| st.ns.request_applied(request_id)).await => m,
         // No under-storage, or a retry of an applied rename: answered from its request id.
