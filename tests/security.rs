@@ -252,3 +252,27 @@ async fn mounts_are_for_superusers_within_the_allow_list_and_keep_their_secrets(
         assert!(requests.contains("GIVEN-KEY-ID") && !requests.contains("MASTER-KEY-ID"), "{requests}");
     }
 }
+
+/// A write whose completion is refused for good (here: the file's mode changed under the
+/// writer) leaves nothing behind: no incomplete file, no upload in the under-storage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_refused_at_completion_leaves_no_incomplete_file_or_upload() {
+    let mut c = Cluster::start_with_defines(vec![GROUPS.into()]);
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let admin = c.client();
+    admin.create_directory("/home/alice", true, false).await.unwrap();
+    admin.set_ownership("/home/alice", OwnershipChange { owner: Some("alice".into()), ..Default::default() }).await.unwrap();
+    let alice = as_user(&c, "alice");
+    let through = CreateOptions { block_size: None, recursive: false, write_type: Some(tachyon::client::WriteType::CacheThrough) };
+    let mut w = alice.create_file("/home/alice/report", through).await.unwrap();
+    w.write(&common::content(200_000, 9)).await.unwrap();
+    let ufs_dir = c.path().join("underFSStorage/home/alice");
+    let uploads = || std::fs::read_dir(&ufs_dir).map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>()).unwrap_or_default();
+    assert!(uploads().iter().any(|n| n.contains(".tachyon-")), "the write streams its upload: {:?}", uploads());
+    admin.set_ownership("/home/alice/report", OwnershipChange { mode: Some(0o444), ..Default::default() }).await.unwrap();
+    let refused = w.close().await;
+    assert!(matches!(refused, Err(FsError::PermissionDenied { .. })), "{refused:?}");
+    assert!(matches!(admin.get_status("/home/alice/report").await, Err(FsError::NotFound { .. })), "the incomplete file is gone");
+    assert!(uploads().iter().all(|n| !n.contains(".tachyon-")), "an upload was left: {:?}", uploads());
+}

@@ -902,8 +902,21 @@ impl FileWriter {
     }
 
     /// Finishes the last block (and the under-storage copy) and completes the file; the
-    /// file is readable after this.
+    /// file is readable after this. A definitive failure (not a lost master: whether the
+    /// completion was applied would be unknown) cancels the write, so neither the
+    /// incomplete file nor an under-storage upload is left behind.
     pub async fn close(mut self) -> Result<FileInfo, FsError> {
+        match self.finish_and_complete().await {
+            Err(e) if !e.is_retryable() => {
+                tracing::warn!(path = %self.info.path, error = %e, "could not complete the file; removing what the write left");
+                self.cancel().await;
+                Err(e)
+            }
+            done => done,
+        }
+    }
+
+    async fn finish_and_complete(&mut self) -> Result<FileInfo, FsError> {
         self.finish_block().await?;
         let ufs_temp_name = match self.through.as_mut() {
             Some(through) => through.seal().await?,
