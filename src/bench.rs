@@ -298,6 +298,7 @@ impl BenchCluster {
             // the master's own user (a superuser).
             security: SecurityOptions::simple_as(BENCH_SUPERUSER),
             max_path_depth: 1000,
+            abandoned_write_timeout_ms: 3_600_000,
         };
         Journal::new(journal_ufs.clone(), JournalLimits::default()).format(false).await.map_err(|e| e.to_string())?;
         let coordinator = Arc::new(StaticCoordinator::new(master_addr.clone()));

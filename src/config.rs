@@ -67,6 +67,7 @@ pub const MASTER_WORKER_TIMEOUT: &str = "tachyon.master.worker.timeout";
 pub const MASTER_TTL_CHECK_INTERVAL: &str = "tachyon.master.ttl.checker.interval.ms";
 pub const MASTER_MIN_BLOCK_SIZE: &str = "tachyon.master.block.size.bytes.min";
 pub const MASTER_MAX_PATH_DEPTH: &str = "tachyon.master.path.depth.max";
+pub const MASTER_ABANDONED_WRITE_TIMEOUT: &str = "tachyon.master.write.abandoned.timeout.ms";
 pub const WORKER_HOSTNAME: &str = "tachyon.worker.hostname";
 pub const WORKER_PORT: &str = "tachyon.worker.port";
 pub const WORKER_DATA_PORT: &str = "tachyon.worker.data.port";
@@ -137,6 +138,8 @@ pub const KEYS: &[KeyDef] = &[
     key(MASTER_TTL_CHECK_INTERVAL, "60000", ValueType::Duration, "How often the leader looks for files and directories whose TTL ran out"),
     key(MASTER_MIN_BLOCK_SIZE, "64KB", ValueType::Bytes,
         "Smallest block size a new file may have (a tiny one would give a file millions of blocks to track)"),
+    key(MASTER_ABANDONED_WRITE_TIMEOUT, "1h", ValueType::Duration,
+        "An incomplete file whose writer stored no block for this long is deleted with its under-storage upload (the writer died); keep it above the longest THROUGH write, which stores no blocks"),
     key(MASTER_MAX_PATH_DEPTH, "1000", ValueType::Integer, "Deepest path (in components) a file or directory may have, as HDFS's limit"),
     key(WORKER_HOSTNAME, "localhost", ValueType::String, "Externally visible address of the worker"),
     key(WORKER_PORT, "29998", ValueType::Port, "Worker RPC port"),

@@ -397,3 +397,35 @@ async fn a_rename_too_big_for_one_journal_entry_is_refused_and_the_journal_stays
     assert_eq!(fs.list_status(&dir, false).await.unwrap().len(), FILES);
     assert_eq!(fs.read_file(&format!("{dir}/f02299")).await.unwrap(), b"x");
 }
+
+/// A writer that dies leaves an incomplete file and an upload; once no block of it was
+/// stored for `tachyon.master.write.abandoned.timeout.ms` the leader deletes both, while a
+/// slow but living writer (a block now and then) keeps its file and completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_writes_are_removed_and_living_ones_kept() {
+    let mut c = Cluster::start_with_defines(vec!["-Dtachyon.master.write.abandoned.timeout.ms=2000".into()]);
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let fs = c.client();
+    // The dead writer: created the file, uploaded part of a copy, then vanished.
+    let dead = fs.create_file("/w/dead", CreateOptions { block_size: Some(64 << 10), recursive: true, write_type: None }).await.unwrap();
+    drop(dead);
+    let ufs_dir = c.path().join("underFSStorage/w");
+    std::fs::create_dir_all(&ufs_dir).unwrap();
+    std::fs::write(ufs_dir.join(".dead.tachyon-0000000000000001-7.tmp"), b"half a copy").unwrap();
+    std::fs::write(ufs_dir.join(".other.tachyon-0000000000000001-8.tmp"), b"someone else's").unwrap();
+    // The living writer: one 64 KB block every 300 ms for longer than the timeout.
+    let mut living = fs.create_file("/w/living", CreateOptions { block_size: Some(64 << 10), recursive: true, write_type: None }).await.unwrap();
+    let block = common::content(64 << 10, 3);
+    for _ in 0..12 {
+        living.write(&block).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let gone = common::eventually(|| async { matches!(fs.get_status("/w/dead").await, Err(tachyon::error::FsError::NotFound { .. })) }).await;
+    assert!(gone, "the dead writer's incomplete file was not removed");
+    assert!(!ufs_dir.join(".dead.tachyon-0000000000000001-7.tmp").exists(), "its upload was left");
+    assert!(ufs_dir.join(".other.tachyon-0000000000000001-8.tmp").exists(), "another file's upload was removed");
+    let info = living.close().await.unwrap();
+    assert_eq!(info.length, 12 * (64 << 10) as u64);
+    assert_eq!(fs.read_file("/w/living").await.unwrap().len(), 12 * (64 << 10));
+}

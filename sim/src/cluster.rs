@@ -173,6 +173,7 @@ impl SimCluster {
                                 ttl_check_interval_ms: 60_000,
                                 security: SecurityOptions::unchecked(),
                                 max_path_depth: 1000,
+                                abandoned_write_timeout_ms: 3_600_000,
                             };
                             let coordinator: Arc<dyn Coordinator> = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout).with_notice_delay(t.session_notice_delay));
                             // As in production, the master reaches the data under-storage

@@ -1002,6 +1002,32 @@ impl Namespace {
         out
     }
 
+    /// Incomplete files whose writer has shown no sign of life for `timeout_ms` at `now_ms`
+    /// (the later of the file's creation and `last_write_ms`, the last block a worker
+    /// stored for it), with their paths; at most `limit`, in inode order.
+    pub fn abandoned_writes(&self, now_ms: i64, timeout_ms: i64, last_write_ms: impl Fn(InodeId) -> Option<i64>, limit: usize) -> Vec<(InodeId, FsPath)> {
+        self.inodes
+            .values()
+            .filter(|i| self.is_abandoned(i, now_ms, timeout_ms, last_write_ms(i.id)))
+            .filter_map(|i| self.path_of(i.id).map(|p| (i.id, p)))
+            .take(limit)
+            .collect()
+    }
+
+    fn is_abandoned(&self, inode: &Inode, now_ms: i64, timeout_ms: i64, last_write_ms: Option<i64>) -> bool {
+        let alive_ms = inode.modification_time_ms.max(last_write_ms.unwrap_or(i64::MIN));
+        matches!(inode.kind, InodeKind::File { complete: false, .. }) && alive_ms.saturating_add(timeout_ms) <= now_ms
+    }
+
+    /// Plans deleting the incomplete file `id` if it is still abandoned (see
+    /// [`Self::abandoned_writes`]); nothing if it completed, went away or was written since.
+    pub fn plan_reap_abandoned(&self, id: InodeId, now_ms: i64, timeout_ms: i64, last_write_ms: Option<i64>) -> Vec<Kind> {
+        match self.inodes.get(&id) {
+            Some(inode) if self.is_abandoned(inode, now_ms, timeout_ms, last_write_ms) => vec![Kind::Delete(DeleteEntry { id, time_ms: now_ms })],
+            _ => Vec::new(),
+        }
+    }
+
     /// Plans what the TTL of inode `id` does once it ran out: DELETE deletes the inode (and
     /// everything below it, unless that holds a mount point: refused like `rm`); FREE clears
     /// the TTL (the master then frees the cached blocks). Plans nothing if the inode is gone
@@ -1727,6 +1753,28 @@ mod tests {
         let back = Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap();
         assert_eq!(back.lookup(&p("/home/alice/notes")).unwrap().ownership.owner, "bob");
         assert_eq!(back.digest(), ns.digest());
+    }
+
+    #[test]
+    fn abandoned_writes_are_incomplete_files_silent_past_the_timeout() {
+        let mut ns = Namespace::new();
+        for (path, t) in [("/old", 100), ("/busy", 100), ("/new", 900)] {
+            let kinds = ns.plan_create_file(&p(path), 1024, false, &own(), t).unwrap();
+            commit(&mut ns, kinds);
+        }
+        let done = ns.plan_create_file(&p("/done"), 1024, false, &own(), 100).unwrap();
+        commit(&mut ns, done);
+        let complete = ns.plan_complete_file(&p("/done"), 0, PersistenceState::NotPersisted, |_| None, 150).unwrap();
+        commit(&mut ns, complete);
+        let busy = ns.lookup(&p("/busy")).unwrap().id;
+        let last_write = |id| (id == busy).then_some(800);
+        let found: Vec<String> = ns.abandoned_writes(1000, 500, last_write, 10).into_iter().map(|(_, p)| p.to_string()).collect();
+        assert_eq!(found, ["/old"], "busy wrote a block at 800, new was created at 900, done is complete");
+        let old = ns.lookup(&p("/old")).unwrap().id;
+        assert_eq!(ns.plan_reap_abandoned(old, 1000, 500, None), vec![Kind::Delete(DeleteEntry { id: old, time_ms: 1000 })]);
+        assert!(ns.plan_reap_abandoned(old, 1000, 500, Some(700)).is_empty(), "written since it was found");
+        assert!(ns.plan_reap_abandoned(busy, 1000, 500, Some(800)).is_empty());
+        assert!(ns.abandoned_writes(1000, 500, |_| None, 1).len() == 1, "the limit");
     }
 
     #[test]

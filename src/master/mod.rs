@@ -56,6 +56,8 @@ pub struct MasterOptions {
     pub security: crate::security::SecurityOptions,
     /// Deepest path (components) the namespace may hold.
     pub max_path_depth: usize,
+    /// An incomplete file silent this long is deleted (its writer died).
+    pub abandoned_write_timeout_ms: i64,
 }
 
 impl MasterOptions {
@@ -78,6 +80,7 @@ impl MasterOptions {
             min_block_size_bytes: cfg.bytes(config::MASTER_MIN_BLOCK_SIZE).max(1),
             ttl_check_interval_ms: cfg.duration_ms(config::MASTER_TTL_CHECK_INTERVAL).max(10),
             security: crate::security::SecurityOptions::from_config(cfg)?,
+            abandoned_write_timeout_ms: cfg.duration_ms(config::MASTER_ABANDONED_WRITE_TIMEOUT).max(1000) as i64,
             max_path_depth: cfg.integer(config::MASTER_MAX_PATH_DEPTH).clamp(1, crate::core::path::MAX_PATH_BYTES as u64 / 2) as usize,
         })
     }
@@ -88,6 +91,30 @@ pub struct State {
     pub ns: Namespace,
     pub registry: Registry,
     entries_since_checkpoint: u64,
+    /// When a worker last stored a block of each file being written (this term only: not
+    /// journaled; pruned as files complete).
+    write_activity: std::collections::BTreeMap<u64, i64>,
+    /// When this leader's term began: the last sign of life assumed for every write it
+    /// has not seen a block of yet.
+    term_start_ms: i64,
+}
+
+impl State {
+    /// Records that a worker stored (or is about to store) a block of `file` at `now_ms`.
+    pub fn note_write(&mut self, file: u64, now_ms: i64) {
+        self.write_activity.insert(file, now_ms);
+    }
+
+    /// The last sign of life of the writer of `file` this leader knows of.
+    pub fn last_write_ms(&self, file: u64) -> Option<i64> {
+        Some(self.write_activity.get(&file).copied().unwrap_or(self.term_start_ms))
+    }
+
+    /// Forgets the activity of files no longer being written.
+    fn prune_write_activity(&mut self) {
+        let ns = &self.ns;
+        self.write_activity.retain(|id, _| matches!(ns.inode(*id).map(|i| &i.kind), Some(InodeKind::File { complete: false, .. })));
+    }
 }
 
 /// The leader's serving state: exists only while this master leads ([`node`] switches roles).
@@ -124,7 +151,13 @@ impl Master {
         let id_base = (start_time_ms.max(0) as u64) << 12;
         let registry = Registry::new(id_base, options.worker_timeout_ms);
         Arc::new(Master {
-            state: Mutex::new(State { ns, registry, entries_since_checkpoint: 0 }),
+            state: Mutex::new(State {
+                ns,
+                registry,
+                entries_since_checkpoint: 0,
+                write_activity: std::collections::BTreeMap::new(),
+                term_start_ms: start_time_ms,
+            }),
             journal,
             writer,
             clock,
@@ -140,7 +173,7 @@ impl Master {
     /// may have been frozen or cut off long enough for a successor to be elected, before its
     /// coordinator client noticed), so nothing is answered after a newer leader may serve.
     /// (With fencing off, a simulator-only switch, a master trusts its election forever.)
-    fn check_leading(&self) -> Result<(), FsError> {
+    pub(crate) fn check_leading(&self) -> Result<(), FsError> {
         if self.options.fencing && self.leadership.is_lost() {
             return Err(FsError::NotLeader { leader: String::new() });
         }
@@ -300,6 +333,16 @@ impl Master {
     /// Reads state without waiting for durability or checking leadership (status pages).
     pub async fn read_unchecked<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         f(&*self.state.lock().await)
+    }
+
+    /// Incomplete files whose writers went silent longer than the configured timeout, with
+    /// their paths (at most `limit`); forgets the activity of finished writes on the way.
+    pub async fn abandoned_writes(&self, limit: usize) -> Vec<(u64, FsPath)> {
+        let now = self.clock.now_ms();
+        let timeout = self.options.abandoned_write_timeout_ms;
+        let mut st = self.state.lock().await;
+        st.prune_write_activity();
+        st.ns.abandoned_writes(now, timeout, |id| st.last_write_ms(id), limit)
     }
 
     /// Changes worker state (not journaled).

@@ -518,6 +518,33 @@ async fn expire_ttls(node: Arc<MasterNode>, master: Arc<Master>) {
     }
 }
 
+/// Most abandoned writes removed per pass; the rest wait for the next pass.
+const REAP_BATCH: usize = 1000;
+
+/// Deletes the incomplete files of writers that died (no block stored for
+/// `abandoned_write_timeout_ms`, counted from this term's start for writes it has not seen)
+/// and the uploads they left in the under-storage, checking every tenth of the timeout
+/// (between once a second and once a minute). Each deletion is re-planned under the lock,
+/// so a block stored meanwhile keeps the file.
+async fn reap_abandoned_writes(node: Arc<MasterNode>, master: Arc<Master>) {
+    let timeout = node.options.abandoned_write_timeout_ms;
+    let interval = Duration::from_millis((timeout / 10).clamp(1000, 60_000) as u64);
+    loop {
+        tokio::time::sleep(interval).await;
+        for (id, path) in master.abandoned_writes(REAP_BATCH).await {
+            let plan = |st: &super::State, now| Ok(st.ns.plan_reap_abandoned(id, now, timeout, st.last_write_ms(id)));
+            match super::service::delete_mirrored(&node, &master, "", &path, plan).await {
+                Ok(()) if master.read_unchecked(|st| st.ns.inode(id).is_none()).await => {
+                    info!(%path, timeout_ms = timeout, "removed the incomplete file of a writer that went silent");
+                    super::service::remove_uploads_beside(&node, &master, &path).await;
+                }
+                Ok(()) => {}
+                Err(e) => warn!(%path, error = %e, "could not remove an abandoned write; will retry"),
+            }
+        }
+    }
+}
+
 /// Serves as leader until stopped, deposed, or the journal fails.
 async fn serve_term(node: &Arc<MasterNode>, master: &Arc<Master>, unsettled: BTreeSet<u64>, stop: &mut watch::Receiver<bool>) -> TermEnd {
     let lost_check = {
@@ -531,6 +558,7 @@ async fn serve_term(node: &Arc<MasterNode>, master: &Arc<Master>, unsettled: BTr
     };
     let persisting = node.persister.clone().map(|client| tokio::spawn(persist_pending(master.clone(), client)));
     let expiring = tokio::spawn(expire_ttls(node.clone(), master.clone()));
+    let reaping = tokio::spawn(reap_abandoned_writes(node.clone(), master.clone()));
     let settling = (!unsettled.is_empty()).then(|| tokio::spawn(settle_remaining(node.clone(), master.clone(), unsettled)));
     let mut durability = master.writer().subscribe();
     let fencing = master.fencing();
@@ -544,6 +572,7 @@ async fn serve_term(node: &Arc<MasterNode>, master: &Arc<Master>, unsettled: BTr
     };
     lost_check.abort();
     expiring.abort();
+    reaping.abort();
     if let Some(s) = settling {
         s.abort();
     }

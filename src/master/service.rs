@@ -564,6 +564,7 @@ impl MasterService for MasterRpc {
             .await?
             .with_registry(|st, now| {
                 st.ns.check_block_write(req.block_id, req.length)?;
+                st.note_write(file_of_block(req.block_id), now);
                 st.registry
                     .commit_block(req.worker_id, req.block_id, req.length, req.used_bytes, req.commit_mark, now)
                     .map_err(|e| FsError::Unavailable { reason: e.to_string() })
@@ -576,7 +577,18 @@ impl MasterService for MasterRpc {
         let started = tokio::time::Instant::now();
         self.check_worker(&request)?;
         let req = request.into_inner();
-        let result = async { self.node.leader().await?.read(|st| st.ns.check_block_write(req.block_id, req.length)).await }.await;
+        let result = async {
+            let leader = self.node.leader().await?;
+            leader.check_leading()?;
+            leader
+                .with_registry(|st, now| {
+                    st.ns.check_block_write(req.block_id, req.length)?;
+                    st.note_write(file_of_block(req.block_id), now);
+                    Ok(())
+                })
+                .await
+        }
+        .await;
         self.reply("checkBlockWrite", started, result.map(|()| Empty {}))
     }
 
@@ -836,6 +848,27 @@ pub(super) async fn publish_upload(
 
 /// An upload a client names must be a temporary upload name in the directory of `p`'s
 /// under-storage path `location`: nothing else is moved, read or deleted on its word.
+/// Deletes the uploads (`.<name>.tachyon-<request>.tmp`) a writer of `path` left beside its
+/// under-storage path; logs what it cannot.
+pub(super) async fn remove_uploads_beside(node: &MasterNode, leader: &super::Master, path: &FsPath) {
+    let (Some(mounts), Some(name)) = (node.ufs_mounts(), path.name()) else { return };
+    let location = leader.read_unchecked(|st| st.ns.resolve_ufs(path)).await;
+    let Ok((ufs, relative)) = mounts.open(&location, "removing an abandoned upload") else { return };
+    let dir = relative.rsplit_once('/').map_or("", |(dir, _)| dir).to_string();
+    let prefix = format!(".{name}.tachyon-");
+    let names = match ufs.list(&dir).await {
+        Ok(names) => names,
+        Err(e) => return tracing::warn!(%path, error = %e, "cannot list the under-storage to remove an abandoned upload"),
+    };
+    for upload in names.into_iter().filter(|n| n.starts_with(&prefix) && crate::core::namespace::is_upload_temp_name(n)) {
+        let at = if dir.is_empty() { upload } else { format!("{dir}/{upload}") };
+        match ufs.delete(&at).await {
+            Ok(()) => info!(%path, upload = %at, "removed an abandoned upload"),
+            Err(e) => tracing::warn!(%path, upload = %at, error = %e, "could not remove an abandoned upload"),
+        }
+    }
+}
+
 fn check_upload_name(location: &UfsLocation, temp: &str, p: &FsPath) -> Result<(), FsError> {
     let beside = location.relative.rsplit_once('/').map_or("", |(dir, _)| dir);
     let (temp_dir, temp_name) = temp.rsplit_once('/').unwrap_or(("", temp));
