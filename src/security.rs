@@ -216,6 +216,98 @@ pub fn tokens_match(given: &str, expected: &str) -> bool {
     given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
+/// Marks a mount option value sealed by [`SecretSealer`].
+pub const SEALED_PREFIX: &str = "sealed:v1:";
+
+/// Seals the credentials among mount options before they are journaled, and opens them
+/// where a mount is used: AES-256-GCM under a key derived from the cluster secret, with
+/// the option's name as associated data. The nonce is derived from name and value (an
+/// HMAC), so sealing is deterministic: replaying the journal gives the same namespace bit
+/// for bit, and nothing reads the OS's randomness. Equal secrets seal equally, which shows
+/// only that two mounts share a credential.
+pub struct SecretSealer {
+    key: ring::aead::LessSafeKey,
+    nonce_key: Vec<u8>,
+}
+
+impl SecretSealer {
+    /// The sealer of a cluster secret (`None` without one: credentials stay readable).
+    pub fn from_cluster_secret(cluster_secret: &str) -> Option<SecretSealer> {
+        if cluster_secret.is_empty() {
+            return None;
+        }
+        let derive = |purpose: &str| -> Vec<u8> {
+            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(cluster_secret.as_bytes()).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+            mac.update(purpose.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        };
+        let unbound = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &derive("tachyon mount secrets: key")).ok()?;
+        Some(SecretSealer { key: ring::aead::LessSafeKey::new(unbound), nonce_key: derive("tachyon mount secrets: nonce") })
+    }
+
+    fn nonce(&self, name: &str, value: &str) -> ring::aead::Nonce {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.nonce_key).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(name.as_bytes());
+        mac.update(&[0]);
+        mac.update(value.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut nonce = [0u8; ring::aead::NONCE_LEN];
+        nonce.copy_from_slice(&digest[..ring::aead::NONCE_LEN]);
+        ring::aead::Nonce::assume_unique_for_key(nonce)
+    }
+
+    /// `value` of option `name`, sealed.
+    pub fn seal(&self, name: &str, value: &str) -> String {
+        let nonce = self.nonce(name, value);
+        let nonce_bytes = *nonce.as_ref();
+        let mut data = value.as_bytes().to_vec();
+        // Sealing cannot fail for inputs below GCM's 64 GiB limit; a mount option is far below.
+        if self.key.seal_in_place_append_tag(nonce, ring::aead::Aad::from(name.as_bytes()), &mut data).is_err() {
+            unreachable!("AES-GCM seals any option value");
+        }
+        let hex: String = nonce_bytes.iter().chain(data.iter()).map(|b| format!("{b:02x}")).collect();
+        format!("{SEALED_PREFIX}{hex}")
+    }
+
+    /// The value a [`SecretSealer::seal`] of option `name` sealed; an error if it was
+    /// sealed under another cluster secret or changed.
+    pub fn open(&self, name: &str, sealed: &str) -> Result<String, String> {
+        let hex = sealed.strip_prefix(SEALED_PREFIX).ok_or_else(|| format!("{name} is not sealed"))?;
+        let bytes: Vec<u8> = (0..hex.len() / 2).filter_map(|i| hex.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
+        if hex.len() % 2 != 0 || bytes.len() * 2 != hex.len() || bytes.len() < ring::aead::NONCE_LEN + ring::aead::AES_256_GCM.tag_len() {
+            return Err(format!("{name}: damaged sealed value"));
+        }
+        let (nonce, sealed_data) = bytes.split_at(ring::aead::NONCE_LEN);
+        let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| format!("{name}: damaged sealed value"))?;
+        let mut data = sealed_data.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, ring::aead::Aad::from(name.as_bytes()), &mut data)
+            .map_err(|_| format!("{name} was sealed under another {} (or changed)", config::CLUSTER_SECRET))?;
+        String::from_utf8(plain.to_vec()).map_err(|_| format!("{name}: sealed value is not text"))
+    }
+
+    /// `options` with every credential (a secret configuration key) sealed.
+    pub fn seal_options(&self, options: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        options.iter().map(|(k, v)| (k.clone(), if config::is_secret_key(k) && !v.starts_with(SEALED_PREFIX) { self.seal(k, v) } else { v.clone() })).collect()
+    }
+}
+
+/// `options` with every sealed value opened by `sealer`; an error names an option that
+/// cannot be opened (no sealer: this process lacks the cluster secret).
+pub fn open_options(sealer: Option<&SecretSealer>, options: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    options
+        .iter()
+        .map(|(k, v)| {
+            if !v.starts_with(SEALED_PREFIX) {
+                return Ok((k.clone(), v.clone()));
+            }
+            let sealer = sealer.ok_or_else(|| format!("mount option {k} is sealed: this process needs {}", config::CLUSTER_SECRET))?;
+            Ok((k.clone(), sealer.open(k, v)?))
+        })
+        .collect()
+}
+
 /// Parses `user=group1,group2;user2=` (Hadoop's static mapping format).
 pub fn parse_group_overrides(text: &str) -> Result<BTreeMap<String, Vec<String>>, String> {
     let mut map = BTreeMap::new();
@@ -269,6 +361,29 @@ mod tests {
         assert!(tokens_match(&t, &client_token("s3cret", "alice")));
         assert!(!tokens_match(&t, &client_token("s3cret", "bob")));
         assert!(!tokens_match(&t, &t[..63]));
+    }
+
+    #[test]
+    fn sealed_credentials_open_only_with_the_same_cluster_secret() {
+        let sealer = SecretSealer::from_cluster_secret("cluster-1").unwrap();
+        let sealed = sealer.seal("s3a.secretKey", "hunter2");
+        assert!(sealed.starts_with(SEALED_PREFIX) && !sealed.contains("hunter2"), "{sealed}");
+        assert_eq!(sealed, sealer.seal("s3a.secretKey", "hunter2"), "deterministic: replay gives the same bytes");
+        assert_eq!(sealer.open("s3a.secretKey", &sealed), Ok("hunter2".to_string()));
+        assert!(sealer.open("s3a.accessKeyId", &sealed).is_err(), "bound to the option's name");
+        let other = SecretSealer::from_cluster_secret("cluster-2").unwrap();
+        assert!(other.open("s3a.secretKey", &sealed).unwrap_err().contains("tachyon.security.cluster.secret"));
+        let mut tampered = sealed.clone();
+        tampered.pop();
+        tampered.push('0');
+        assert!(sealer.open("s3a.secretKey", &tampered).is_err());
+        assert!(SecretSealer::from_cluster_secret("").is_none());
+        let options = BTreeMap::from([("s3a.secretKey".to_string(), "hunter2".to_string()), ("tachyon.underfs.s3.region".to_string(), "eu".to_string())]);
+        let stored = sealer.seal_options(&options);
+        assert_eq!(stored["tachyon.underfs.s3.region"], "eu", "only credentials are sealed");
+        assert_eq!(open_options(Some(&sealer), &stored), Ok(options.clone()));
+        assert!(open_options(None, &stored).unwrap_err().contains("needs tachyon.security.cluster.secret"));
+        assert_eq!(open_options(None, &options), Ok(options), "plain values pass");
     }
 
     #[test]

@@ -207,6 +207,21 @@ async fn a_secret_never_shows_in_logs_conf_journal_dump_web_ui_or_metrics() {
     // Where the key is listed, it is listed masked.
     assert!(seen[0].1.contains("s3a.secretKey=******"), "{}", seen[0].1);
     assert!(seen.iter().any(|(what, text)| what == "tachyon fs mount" && text.contains("******")));
+
+    // The journal itself holds the mount's credential sealed (with the cluster secret), and
+    // a restarted master opens it again to reach the mount.
+    let journal_bytes: Vec<u8> = ["logs", "checkpoints"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(c.journal().join(d)).ok())
+        .flatten()
+        .flat_map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(String::from_utf8_lossy(&journal_bytes).contains("sealed:v1:"), "the mount entry is in the journal, sealed");
+    assert!(!journal_bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "the journal holds the secret readable");
+    c.kill_master();
+    c.start_master();
+    std::fs::write(folder.join("later"), b"y").unwrap();
+    assert_eq!(fs.list_status("/mnt", false).await.unwrap().len(), 2, "the restarted master reaches the mount");
 }
 
 /// Malformed paths over the raw RPC get `InvalidPath` and change nothing; a repeated slash is

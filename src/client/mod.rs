@@ -288,7 +288,8 @@ impl FileSystem {
         let options = UfsOptions::from_config(cfg);
         let ufs = crate::underfs::open(&address, &options)
             .map_err(|e| FsError::InvalidArgument { reason: format!("{}={address}: {e}", config::DATA_FOLDER) })?;
-        Ok(Self::build(ClientOptions::from_config(cfg)?, crate::coordinator::from_config(cfg)?, UfsMounts::new(Some(ufs), options)))
+        let sealer = crate::security::SecretSealer::from_cluster_secret(&cfg.string(config::CLUSTER_SECRET));
+        Ok(Self::build(ClientOptions::from_config(cfg)?, crate::coordinator::from_config(cfg)?, UfsMounts::new(Some(ufs), options).with_sealer(sealer)))
     }
 
     /// The client's settings.

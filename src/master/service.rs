@@ -67,6 +67,11 @@ impl MasterRpc {
         self.node.auth().caller(request.metadata())
     }
 
+    /// Seals mount credentials for the journal (with the cluster secret, if any).
+    fn sealer(&self) -> Option<crate::security::SecretSealer> {
+        crate::security::SecretSealer::from_cluster_secret(&self.node.options().security.cluster_secret)
+    }
+
     /// What a request of `caller` is planned with now.
     fn context<'a>(&self, caller: &'a Caller, now_ms: i64) -> requests::Context<'a> {
         requests::Context { caller, now_ms, max_depth: self.node.options().max_path_depth }
@@ -405,8 +410,18 @@ impl MasterService for MasterRpc {
                 })?;
             }
             let own = self.node.auth().new_ownership(&caller, None, 0o777)?;
+            // Credentials are journaled sealed when the cluster has a secret to seal them with.
+            let stored = match self.sealer() {
+                Some(sealer) => sealer.seal_options(&req.options),
+                None => {
+                    if req.options.keys().any(|k| crate::config::is_secret_key(k)) {
+                        tracing::warn!(path = %p, "mount credentials are journaled readable: set {} to seal them", crate::config::CLUSTER_SECRET);
+                    }
+                    req.options.clone()
+                }
+            };
             leader
-                .mutate(&req.request_id, |st, now| st.ns.plan_mount(&p, &req.ufs_uri, &req.options, &own, now), |st| {
+                .mutate(&req.request_id, |st, now| st.ns.plan_mount(&p, &req.ufs_uri, &stored, &own, now), |st| {
                     Ok(file_info(st, st.ns.lookup(&p)?, &p))
                 })
                 .await
@@ -434,6 +449,7 @@ impl MasterService for MasterRpc {
             // Mount credentials go to superusers only; other users reach mounted storage
             // with credentials of their own.
             let superuser = self.caller(&request)?.superuser;
+            let sealer = self.sealer();
             let leader = self.node.leader().await?;
             leader
                 .read(|st| {
@@ -444,6 +460,12 @@ impl MasterService for MasterRpc {
                         .map(|m| {
                             let mut options = m.mount.options;
                             options.retain(|key, _| superuser || !crate::config::is_secret_key(key));
+                            if superuser {
+                                match crate::security::open_options(sealer.as_ref(), &options) {
+                                    Ok(open) => options = open,
+                                    Err(e) => tracing::warn!(path = %m.path, error = %e, "cannot open a mount's sealed credentials"),
+                                }
+                            }
                             MountPointInfo { path: m.path.to_string(), ufs_uri: m.mount.ufs_uri, options }
                         })
                         .collect();

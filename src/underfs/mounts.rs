@@ -19,12 +19,21 @@ pub struct UfsMounts {
     /// Settings from this process's configuration; a mount's own options go on top.
     base: UfsOptions,
     opened: Mutex<BTreeMap<Mount, Arc<dyn UnderFs>>>,
+    /// Opens mount credentials sealed in the journal (`None`: this process has no cluster
+    /// secret, so sealed credentials cannot be used here).
+    sealer: Option<Arc<crate::security::SecretSealer>>,
 }
 
 impl UfsMounts {
     /// The root under-storage (if configured) and the settings mounts start from.
     pub fn new(root: Option<Arc<dyn UnderFs>>, base: UfsOptions) -> Self {
-        UfsMounts { root, base, opened: Mutex::new(BTreeMap::new()) }
+        UfsMounts { root, base, opened: Mutex::new(BTreeMap::new()), sealer: None }
+    }
+
+    /// Uses `sealer` to open sealed mount credentials.
+    pub fn with_sealer(mut self, sealer: Option<crate::security::SecretSealer>) -> Self {
+        self.sealer = sealer.map(Arc::new);
+        self
     }
 
     /// The root under-storage, if configured.
@@ -37,7 +46,8 @@ impl UfsMounts {
         if let Some(ufs) = self.opened.lock().unwrap_or_else(PoisonError::into_inner).get(mount) {
             return Ok(ufs.clone());
         }
-        let options = self.base.with_mount_options(&mount.options).map_err(|reason| FsError::InvalidArgument { reason })?;
+        let plain = crate::security::open_options(self.sealer.as_deref(), &mount.options).map_err(|reason| FsError::InvalidArgument { reason })?;
+        let options = self.base.with_mount_options(&plain).map_err(|reason| FsError::InvalidArgument { reason })?;
         let ufs = super::open(&mount.ufs_uri, &options)
             .map_err(|e| FsError::InvalidArgument { reason: format!("cannot open the mounted under-storage {}: {e}", mount.ufs_uri) })?;
         let mut opened = self.opened.lock().unwrap_or_else(PoisonError::into_inner);
