@@ -48,9 +48,16 @@ async fn with_a_zookeeper_digest_only_masters_change_tachyons_nodes() {
     c.wait_for_workers(1).await;
     let fs = c.client();
     fs.write_file("/acl/f", b"guarded", opts()).await.unwrap();
+    // Ownership and modes survive the failover too (the standby replayed them).
+    fs.set_ownership("/acl/f", tachyon::core::namespace::OwnershipChange { owner: Some("alice".into()), mode: Some(0o600), ..Default::default() })
+        .await
+        .unwrap();
     let leader = c.serving_leader().await;
     c.kill_master_at(leader);
     assert_eq!(fs.read_file("/acl/f").await.unwrap(), b"guarded", "failover with ACLs in place");
+    let as_user = |user: &str| c.client_with(tachyon::security::SecurityOptions::simple_as(user));
+    assert_eq!(as_user("alice").read_file("/acl/f").await.unwrap(), b"guarded");
+    assert!(matches!(as_user("bob").read_file("/acl/f").await, Err(tachyon::error::FsError::PermissionDenied { .. })), "the new leader checks the replayed mode");
 
     for (who, auth) in [("no credentials", None), ("other credentials", Some("tachyon:guess"))] {
         let mut connector = zk::Client::connector().with_session_timeout(Duration::from_secs(2));

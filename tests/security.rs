@@ -40,7 +40,8 @@ fn shell_as(c: &Cluster, user: &str, args: &[&str]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_meet_hdfs_permissions_and_they_survive_a_master_restart() {
-    let mut c = Cluster::start_with_defines(vec![GROUPS.into()]);
+    // Checkpoints every few entries, so the restart below recovers from one plus logs.
+    let mut c = Cluster::start_with_defines(vec![GROUPS.into(), "-Dtachyon.master.journal.checkpoint.period.entries=4".into()]);
     c.start_worker(0);
     c.wait_for_workers(1).await;
     let admin = c.client();
@@ -100,7 +101,10 @@ async fn users_meet_hdfs_permissions_and_they_survive_a_master_restart() {
     std::fs::create_dir_all(&target).unwrap();
     denied(alice.mount("/tmp/m", &target.display().to_string(), Default::default()).await, "alice mounts");
 
-    // Everything above is journaled: a restarted master (journal replay) enforces the same.
+    // Everything above is journaled: a restarted master (checkpoint + journal replay)
+    // enforces the same.
+    let checkpoints = common::eventually(|| async { std::fs::read_dir(c.journal().join("checkpoints")).is_ok_and(|d| d.count() > 0) }).await;
+    assert!(checkpoints, "no checkpoint was written");
     c.kill_master();
     c.start_master();
     let status = |fs: FileSystem, path: &'static str| async move { fs.get_status(path).await };
