@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 use crate::client::FileSystem;
 use crate::config::Config;
 use crate::core::path::FsPath;
+use crate::core::permission::Caller;
+use crate::error::FsError;
 use crate::core::namespace::block_count;
 use crate::master::{file_info_with_blocks, list_page_infos, DEFAULT_LIST_PAGE_ENTRIES};
 use crate::master::node::MasterNode;
@@ -134,25 +136,38 @@ impl MasterUi {
         })
     }
 
+    /// Who browses: pages have no login, so a visitor gets what anyone may read (the
+    /// "other" bits of each mode), unless the cluster checks no permissions.
+    fn visitor(&self) -> Caller {
+        Caller { user: String::new(), groups: Vec::new(), superuser: !self.node.options().security.permissions_enabled }
+    }
+
     /// The leader's view of `path`: the inode and, for a directory, one page of its
-    /// children (those after `after`), with where the next page starts.
+    /// children (those after `after`), with where the next page starts; what a visitor
+    /// may not read is refused (403).
     async fn browse_json(&self, path: &str, after: Option<&str>) -> Result<Value, (StatusCode, String)> {
         let p = FsPath::parse(path).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
         let after = after.filter(|a| !a.is_empty()).map(FsPath::parse).transpose().map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        let visitor = self.visitor();
         let listed = self
             .node
-            .leader_state(|st| -> Result<(FileInfo, Vec<FileInfo>, Option<String>), String> {
-                let inode = st.ns.lookup(&p).map_err(|e| e.to_string())?;
+            .leader_state(|st| -> Result<(FileInfo, Vec<FileInfo>, Option<String>), (StatusCode, String)> {
+                let refused = |e: FsError| match e {
+                    FsError::PermissionDenied { .. } => (StatusCode::FORBIDDEN, format!("{e} (the web UI shows what anyone may read)")),
+                    other => (StatusCode::NOT_FOUND, other.to_string()),
+                };
+                crate::core::requests::check_read(&st.ns, &visitor, &p, true, false).map_err(refused)?;
+                let inode = st.ns.lookup(&p).map_err(refused)?;
                 let info = file_info_with_blocks(st, inode, &p, MAX_BLOCKS_SHOWN);
                 if !inode.is_directory() {
                     return Ok((info, Vec::new(), None));
                 }
-                let (children, next) = list_page_infos(st, inode, &p, false, after.as_ref(), DEFAULT_LIST_PAGE_ENTRIES).map_err(|e| e.to_string())?;
+                let (children, next) = list_page_infos(st, inode, &p, false, after.as_ref(), DEFAULT_LIST_PAGE_ENTRIES).map_err(refused)?;
                 Ok((info, children, next))
             })
             .await
             .ok_or((StatusCode::SERVICE_UNAVAILABLE, "this master is a standby: browse on the leader".to_string()))?;
-        let (info, children, next) = listed.map_err(|e| (StatusCode::NOT_FOUND, e))?;
+        let (info, children, next) = listed?;
         let preview = if info.is_directory || !info.complete { None } else { self.preview(&info.path).await };
         Ok(json!({"file": file_json(&info), "children": children.iter().map(file_json).collect::<Vec<_>>(), "next_after": next, "preview": preview}))
     }

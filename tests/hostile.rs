@@ -140,17 +140,6 @@ fn get_conf_masks_a_secret_asked_for_by_name() {
     assert!(!String::from_utf8_lossy(&all.stdout).contains("TOPSECRET"));
 }
 
-/// The body of `GET base+path` (plain HTTP/1.0 on loopback).
-fn http_body(base: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let host = base.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 /// A known secret, given as configuration (S3 key, custom authentication secret, cluster
 /// secret) and as a mount option, shows up in no log, no
 /// `getConf` or `fs mount` output, no `readJournal` dump, no web page, no `/api` JSON and no
@@ -192,10 +181,10 @@ async fn a_secret_never_shows_in_logs_conf_journal_dump_web_ui_or_metrics() {
     }
     let (master, worker) = (c.master_web(0), c.worker_web(0));
     for page in ["/", "/config", "/browse?path=/", "/browse?path=/mnt", "/workers", "/metrics", "/api/overview", "/api/config", "/api/browse?path=/mnt", "/api/workers"] {
-        seen.push((format!("master {page}"), http_body(&master, page)));
+        seen.push((format!("master {page}"), common::http::get(&master, page).1));
     }
     for page in ["/", "/metrics", "/api/blocks"] {
-        seen.push((format!("worker {page}"), http_body(&worker, page)));
+        seen.push((format!("worker {page}"), common::http::get(&worker, page).1));
     }
     for log in ["master0.log", "worker0.log"] {
         seen.push((log.to_string(), std::fs::read_to_string(c.path().join(log)).unwrap_or_default()));

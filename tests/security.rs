@@ -96,6 +96,15 @@ async fn users_meet_hdfs_permissions_and_they_survive_a_master_restart() {
     bob.rename("/tmp/bobs", "/tmp/bobs2").await.unwrap();
     admin.delete("/tmp/alices", false).await.unwrap();
 
+    // The web UI has no login: it shows what anyone may read, and no more.
+    let web = c.master_web(0);
+    assert_eq!(common::http::get(&web, "/api/browse?path=/home").0, 200);
+    for private in ["/api/browse?path=/home/alice", "/api/browse?path=/home/alice/notes", "/browse?path=/home/alice/notes"] {
+        let (status, body) = common::http::get(&web, private);
+        assert_eq!(status, 403, "{private}: {body}");
+        assert!(!body.contains("private notes"), "{private} shows the content");
+    }
+
     // Mounting is the superuser's.
     let target = c.path().join("elsewhere");
     std::fs::create_dir_all(&target).unwrap();

@@ -6,83 +6,15 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::http;
 use common::zk::ZooKeeper;
 use common::{eventually, Cluster};
 use tachyon::client::CreateOptions;
-
-/// A plain HTTP request (GET, or another method with a JSON body); returns (status, body).
-fn http(method: &str, base: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let host = base.trim_start_matches("http://");
-    let mut s = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    // Read the head, then exactly the body it announces (some servers keep the connection
-    // open despite `Connection: close`).
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "connection closed before the response head");
-        raw.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let length: Option<usize> =
-        head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok());
-    let chunked = head.contains("transfer-encoding: chunked");
-    loop {
-        let body = &raw[head_end..];
-        let done = match length {
-            Some(len) => body.len() >= len,
-            None if chunked => body.ends_with(b"0\r\n\r\n"),
-            None => false,
-        };
-        if done {
-            break;
-        }
-        let n = s.read(&mut buf).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-    }
-    let body = String::from_utf8_lossy(&raw[head_end..]).into_owned();
-    let body = if chunked { unchunk(&body) } else { body };
-    (status, body)
-}
-
-/// Decodes a chunked HTTP body.
-fn unchunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-fn http_get(base: &str, path: &str) -> (u16, String) {
-    http("GET", base, path, None)
-}
 
 /// Standard base64 (as WebDriver screenshots come).
 fn base64_decode(text: &str) -> Vec<u8> {
@@ -136,7 +68,7 @@ impl Browser {
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                      "--disable-component-update", "--disable-sync", "--window-size=1280,900", format!("--user-data-dir={}", profile.path().display())]
         }}}});
-        let (status, body) = http("POST", &driver, "/session", Some(&caps.to_string()));
+        let (status, body) = http::request("POST", &driver, "/session", Some(&caps.to_string()));
         assert_eq!(status, 200, "new WebDriver session: {body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let session = v["value"]["sessionId"].as_str().expect("session id").to_string();
@@ -146,7 +78,7 @@ impl Browser {
     fn command(&self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
         let path = format!("/session/{}{path}", self.session);
         let body = if method == "GET" { None } else { Some(body.to_string()) };
-        let (status, text) = http(method, &self.driver, &path, body.as_deref());
+        let (status, text) = http::request(method, &self.driver, &path, body.as_deref());
         assert_eq!(status, 200, "WebDriver {method} {path}: {text}");
         serde_json::from_str::<serde_json::Value>(&text).unwrap()["value"].clone()
     }
@@ -173,7 +105,7 @@ impl Browser {
 
     /// The text of an open JavaScript alert, if a page raised one.
     fn alert_text(&self) -> Option<String> {
-        let (status, text) = http("GET", &self.driver, &format!("/session/{}/alert/text", self.session), None);
+        let (status, text) = http::request("GET", &self.driver, &format!("/session/{}/alert/text", self.session), None);
         (status == 200).then(|| serde_json::from_str::<serde_json::Value>(&text).unwrap()["value"].to_string())
     }
 
@@ -190,14 +122,14 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = http("DELETE", &self.driver, &format!("/session/{}", self.session), None);
+        let _ = http::request("DELETE", &self.driver, &format!("/session/{}", self.session), None);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 fn json_get(base: &str, path: &str) -> serde_json::Value {
-    let (status, body) = http_get(base, path);
+    let (status, body) = http::get(base, path);
     assert_eq!(status, 200, "{base}{path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{base}{path} is not JSON ({e}): {body}"))
 }
@@ -239,7 +171,7 @@ fn screenshots_dir() -> PathBuf {
 async fn web_leader(c: &Cluster, masters: usize) -> usize {
     let mut found = None;
     for _ in 0..200 {
-        found = (0..masters).find(|i| std::panic::catch_unwind(|| http_get(&c.master_web(*i), "/readyz").0 == 200).unwrap_or(false));
+        found = (0..masters).find(|i| std::panic::catch_unwind(|| http::get(&c.master_web(*i), "/readyz").0 == 200).unwrap_or(false));
         if found.is_some() {
             break;
         }
@@ -280,15 +212,15 @@ async fn the_web_ui_shows_the_leader_and_every_file_before_and_after_a_failover(
         assert!(line.contains(m["role"].as_str().unwrap()), "{line} vs {m}");
     }
     assert!(c.run_ok(&["fs", "report"]).contains("Live workers: 1"));
-    assert_eq!(http_get(&sw, "/readyz").0, 503);
-    assert_eq!(http_get(&lw, "/healthz"), (200, "ok".into()));
+    assert_eq!(http::get(&sw, "/readyz").0, 503);
+    assert_eq!(http::get(&lw, "/healthz"), (200, "ok".into()));
     assert_eq!(json_get(&c.worker_web(0), "/api/blocks")["blocks"].as_array().unwrap().len(), 1);
 
     // Prometheus text parses, and the counters move with work.
-    let before = http_get(&lw, "/metrics").1;
+    let before = http::get(&lw, "/metrics").1;
     let series = "tachyon_master_operations_total{op=\"createFile\",result=\"ok\"}";
     fs.write_file("/ui/second", b"2", CreateOptions { block_size: None, recursive: true, write_type: None }).await.unwrap();
-    let after = http_get(&lw, "/metrics").1;
+    let after = http::get(&lw, "/metrics").1;
     assert_eq!(metric(&after, series), metric(&before, series) + 1.0, "{after}");
     let rpc_count = "tachyon_master_rpc_duration_seconds_count{op=\"createFile\"}";
     assert!(metric(&after, rpc_count) > metric(&before, rpc_count), "{after}");
@@ -297,10 +229,10 @@ async fn the_web_ui_shows_the_leader_and_every_file_before_and_after_a_failover(
     assert_eq!(metric(&after, "tachyon_master_is_leader"), 1.0);
     assert_eq!(metric(&after, "tachyon_master_leader_terms_total"), 1.0);
     assert!(after.contains("tachyon_worker_heartbeat_age_seconds{worker="), "{after}");
-    let standby_metrics = http_get(&sw, "/metrics").1;
+    let standby_metrics = http::get(&sw, "/metrics").1;
     assert_eq!(metric(&standby_metrics, "tachyon_master_is_leader"), 0.0);
     assert!(standby_metrics.contains("tachyon_master_standby_lag_entries"), "{standby_metrics}");
-    let worker_metrics = http_get(&c.worker_web(0), "/metrics").1;
+    let worker_metrics = http::get(&c.worker_web(0), "/metrics").1;
     assert!(metric(&worker_metrics, "tachyon_worker_blocks") >= 2.0);
     assert!(metric(&worker_metrics, "tachyon_worker_bytes_total{direction=\"written\",tier=\"MEM\"}") >= (text.len() + 1) as f64, "{worker_metrics}");
 
@@ -378,16 +310,16 @@ async fn the_web_ui_shows_the_leader_and_every_file_before_and_after_a_failover(
     // methods are refused.
     let digest_before = fs.state_digests().await.unwrap();
     for page in ["/", "/browse?path=/xss", "/workers", "/config", "/api/overview", "/api/browse?path=/many", "/api/workers", "/api/config", "/metrics"] {
-        assert_eq!(http_get(&lw, page).0, 200, "{page}");
+        assert_eq!(http::get(&lw, page).0, 200, "{page}");
         for method in ["POST", "PUT", "DELETE"] {
-            assert_eq!(http(method, &lw, page.split('?').next().unwrap_or(page), Some("{}")).0, 405, "{method} {page}");
+            assert_eq!(http::request(method, &lw, page.split('?').next().unwrap_or(page), Some("{}")).0, 405, "{method} {page}");
         }
     }
     assert_eq!(fs.state_digests().await.unwrap(), digest_before, "a web request changed the namespace");
 
     // Kill the leader: the other master's UI shows the same file.
     c.kill_master_at(leader);
-    let became = eventually(|| async { http_get(&sw, "/readyz").0 == 200 }).await;
+    let became = eventually(|| async { http::get(&sw, "/readyz").0 == 200 }).await;
     assert!(became, "the standby did not take over");
     let after_failover = eventually(|| async { json_get(&sw, "/api/browse?path=/ui/hello.txt")["preview"].is_string() }).await;
     assert!(after_failover, "the file's preview is not served by the new leader");
