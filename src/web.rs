@@ -79,6 +79,11 @@ fn bytes(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
+/// A directory page: the inode, its children on this page, where the next page starts.
+type Listing = (FileInfo, Vec<FileInfo>, Option<String>);
+/// An answer other than the page: status and message.
+type Refusal = (StatusCode, String);
+
 /// What a master's web UI serves from.
 pub struct MasterUi {
     node: Arc<MasterNode>,
@@ -151,7 +156,7 @@ impl MasterUi {
         let visitor = self.visitor();
         let listed = self
             .node
-            .leader_state(|st| -> Result<(FileInfo, Vec<FileInfo>, Option<String>), (StatusCode, String)> {
+            .leader_state(|st| -> Result<Listing, Refusal> {
                 let refused = |e: FsError| match e {
                     FsError::PermissionDenied { .. } => (StatusCode::FORBIDDEN, format!("{e} (the web UI shows what anyone may read)")),
                     other => (StatusCode::NOT_FOUND, other.to_string()),
