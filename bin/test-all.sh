@@ -29,8 +29,19 @@ fi
 # moto (S3) and HDFS for the under-storage tests, into a cache outside the clone.
 bin/install-test-services.sh
 
+echo "== rustfmt (rustfmt.toml)"
+cargo fmt --all --check
+
 echo "== clippy (deny warnings; determinism bans from clippy.toml)"
 cargo clippy --all-targets --quiet --features s3,hdfs -- -D warnings
+
+# The simulation build is another program: the library and the simulator under
+# `--cfg madsim`, with the bans of sim/clippy-madsim/clippy.toml (madsim makes std's
+# Instant virtual), into the target folder `cargo sim` uses.
+echo "== clippy of the simulation build (--cfg madsim)"
+madsim=(--config "target.'cfg(all())'.rustflags=['--cfg','madsim']" --target-dir target/sim)
+CLIPPY_CONF_DIR=sim/clippy-madsim cargo clippy -p tachyon --lib --quiet "${madsim[@]}" -- -D warnings
+CLIPPY_CONF_DIR=sim/clippy-madsim cargo clippy -p tachyon-sim --all-targets --quiet "${madsim[@]}" -- -D warnings
 
 # The multi-host test builds its hosts from network namespaces: as root they must work, so
 # the test fails instead of skipping if they do not.

@@ -11,14 +11,14 @@ use tokio::time::Instant;
 use crate::client::{ClientOptions, CreateOptions, FileSystem};
 use crate::coordinator::StaticCoordinator;
 use crate::core::path::FsPath;
+use crate::error::FsError;
 use crate::journal::{format, Journal, JournalLimits};
 use crate::master::node::MasterNode;
-use crate::error::FsError;
 use crate::master::MasterOptions;
-use crate::security::SecurityOptions;
 use crate::proto::master_service_client::MasterServiceClient;
 use crate::proto::{CreateFileRequest, InodeOwnership, PathRequest};
 use crate::rpc::RetryPolicy;
+use crate::security::SecurityOptions;
 use crate::underfs::local::LocalUnderFs;
 use crate::underfs::UnderFs;
 use crate::worker::WorkerOptions;
@@ -112,13 +112,8 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     writer.close().await;
 
     // ── a real master and worker ──
-    let cluster = BenchCluster::start(
-        Arc::new(LocalUnderFs::new(root.join("journal"))),
-        None,
-        (opts.read_bytes as u64) * 2 + (64 << 20),
-        ram_dir.path(),
-    )
-    .await?;
+    let cluster =
+        BenchCluster::start(Arc::new(LocalUnderFs::new(root.join("journal"))), None, (opts.read_bytes as u64) * 2 + (64 << 20), ram_dir.path()).await?;
     let fs = cluster.client(true);
     let master_addr = cluster.master_addr.clone();
     let channel = crate::rpc::connect(&master_addr, Duration::from_secs(30), None).await.map_err(|e| e.to_string())?;
@@ -447,9 +442,21 @@ async fn ufs_benchmarks(ufs: &UfsUnderTest, opts: &UfsBenchOptions, out: &mut dy
     }
     raw.close().await.map_err(|e| err("close raw.log", &e))?;
     let raw_secs = start.elapsed().as_secs_f64();
-    let _ = writeln!(out, "journal: {} operations in {syncs} group commits, {} written", (ops_per_second * journal_secs) as u64, crate::shell::format_bytes(journal_bytes));
+    let _ = writeln!(
+        out,
+        "journal: {} operations in {syncs} group commits, {} written",
+        (ops_per_second * journal_secs) as u64,
+        crate::shell::format_bytes(journal_bytes)
+    );
     let kbps = |bytes: u64, secs: f64| bytes as f64 / secs.max(1e-9) / 1e3;
-    line(out, "journal append (group commit + sync)", kbps(journal_bytes, journal_secs), "KB/s", "raw write+sync, same bytes and syncs", kbps(chunk.len() as u64 * syncs, raw_secs));
+    line(
+        out,
+        "journal append (group commit + sync)",
+        kbps(journal_bytes, journal_secs),
+        "KB/s",
+        "raw write+sync, same bytes and syncs",
+        kbps(chunk.len() as u64 * syncs, raw_secs),
+    );
     let mbps = |bytes: u64, secs: f64| bytes as f64 / secs.max(1e-9) / 1e6;
 
     // ── cold reads through tachyon vs direct reads; warm vs cold ──
@@ -486,7 +493,14 @@ async fn ufs_benchmarks(ufs: &UfsUnderTest, opts: &UfsBenchOptions, out: &mut dy
         };
         let cold_secs = read_all("cold read").await?;
         let warm_secs = read_all("warm read").await?;
-        line(out, "cold read via tachyon (ufs → worker → client)", mbps(total, cold_secs), "MB/s", "direct read from the under-storage", mbps(total, direct_secs));
+        line(
+            out,
+            "cold read via tachyon (ufs → worker → client)",
+            mbps(total, cold_secs),
+            "MB/s",
+            "direct read from the under-storage",
+            mbps(total, direct_secs),
+        );
         line(out, "warm read via tachyon (memory tier)", mbps(total, warm_secs), "MB/s", "cold read via tachyon", mbps(total, cold_secs));
         Ok(())
     }

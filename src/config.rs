@@ -274,11 +274,8 @@ impl ConfigInputs {
     /// Inputs from this process: its environment, `$TACHYON_CONF_DIR` or `$TACHYON_HOME/conf`.
     pub fn from_process(role: Role, overrides: Vec<String>) -> Self {
         let env: BTreeMap<String, String> = std::env::vars().collect();
-        let conf_dir = env
-            .get("TACHYON_CONF_DIR")
-            .or_else(|| env.get("ALLUXIO_CONF_DIR"))
-            .map(PathBuf::from)
-            .or_else(|| home_dir(&env).map(|h| h.join("conf")));
+        let conf_dir =
+            env.get("TACHYON_CONF_DIR").or_else(|| env.get("ALLUXIO_CONF_DIR")).map(PathBuf::from).or_else(|| home_dir(&env).map(|h| h.join("conf")));
         ConfigInputs { conf_dir, env, overrides, role: Some(role) }
     }
 }
@@ -320,10 +317,8 @@ pub fn canonical_key(key: &str) -> String {
 
 /// Keys of older Tachyon releases that tachyon accepts but does not need, with what
 /// replaces them: setting one warns instead of failing, so an old configuration still starts.
-const OBSOLETE_KEYS: &[(&str, &str)] = &[(
-    "tachyon.workers.folder",
-    "workers stage uploads beside their final name under tachyon.data.folder, so no separate workers folder is used",
-)];
+const OBSOLETE_KEYS: &[(&str, &str)] =
+    &[("tachyon.workers.folder", "workers stage uploads beside their final name under tachyon.data.folder, so no separate workers folder is used")];
 
 /// Set by `bin/tachyon-start.sh` to the host name it read from `conf/masters` or
 /// `conf/workers`: the process's own advertised host unless configured otherwise (it ranks
@@ -333,8 +328,7 @@ pub const LAUNCH_HOSTNAME_VAR: &str = "TACHYON_LAUNCH_HOSTNAME";
 /// True for names that only this machine can reach: `localhost`, `127.x.y.z`, `::1`.
 pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim().trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The address to listen on: `configured` if set; else the advertised host when it is a
@@ -391,9 +385,7 @@ impl Config {
         for k in KEYS {
             cfg.values.insert(k.name.to_string(), (k.default.to_string(), Source::Default));
         }
-        let home = home_dir(&inputs.env)
-            .or_else(|| std::env::current_dir().ok())
-            .unwrap_or_else(|| PathBuf::from("."));
+        let home = home_dir(&inputs.env).or_else(|| std::env::current_dir().ok()).unwrap_or_else(|| PathBuf::from("."));
         cfg.values.insert(HOME.into(), (home.display().to_string(), Source::Default));
         let own_hostname_key = match inputs.role {
             Some(Role::Master) => Some(MASTER_HOSTNAME),
@@ -497,12 +489,7 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         for k in KEYS {
             let (value, source) = &self.values[k.name];
-            let invalid = |reason: String| ConfigError::Invalid {
-                key: k.name.to_string(),
-                value: value.clone(),
-                origin: source.clone(),
-                reason,
-            };
+            let invalid = |reason: String| ConfigError::Invalid { key: k.name.to_string(), value: value.clone(), origin: source.clone(), reason };
             match k.value_type {
                 ValueType::String if k.name == ZOOKEEPER_ADDRESS && !value.trim().is_empty() => {
                     parse_server_list(value).map_err(invalid)?;
@@ -875,7 +862,9 @@ mod tests {
     fn a_zookeeper_address_typo_is_one_clear_error() {
         assert_eq!(parse_server_list("a:2181, b:2182"), Ok(vec![("a".into(), 2181), ("b".into(), 2182)]));
         assert_eq!(parse_server_list("[::1]:2181"), Ok(vec![("::1".into(), 2181)]));
-        for (bad, why) in [("zk1:21a81", "valid port"), ("zk1", "not host:port"), ("zk1:2181,,zk2:2181", "server 2"), (":2181", "host name"), ("zk1:0", "valid port")] {
+        for (bad, why) in
+            [("zk1:21a81", "valid port"), ("zk1", "not host:port"), ("zk1:2181,,zk2:2181", "server 2"), (":2181", "host name"), ("zk1:0", "valid port")]
+        {
             let err = parse_server_list(bad).unwrap_err();
             assert!(err.contains(why), "{bad}: {err}");
             let err = Config::load(&inputs(&[], &[&format!("tachyon.zookeeper.address={bad}")])).unwrap_err().to_string();

@@ -177,11 +177,9 @@ impl From<tonic::Status> for FsError {
         }
         let reason = status.message().to_string();
         match status.code() {
-            tonic::Code::Unavailable
-            | tonic::Code::DeadlineExceeded
-            | tonic::Code::Cancelled
-            | tonic::Code::Aborted
-            | tonic::Code::Unknown => FsError::Unavailable { reason: format!("{:?}: {reason}", status.code()) },
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled | tonic::Code::Aborted | tonic::Code::Unknown => {
+                FsError::Unavailable { reason: format!("{:?}: {reason}", status.code()) }
+            }
             tonic::Code::NotFound => FsError::NotFound { path: reason },
             tonic::Code::InvalidArgument => FsError::InvalidArgument { reason },
             tonic::Code::ResourceExhausted => FsError::OutOfSpace { reason },

@@ -192,14 +192,8 @@ enum FsCommand {
 }
 
 fn init_logging(default_level: &str) {
-    let filter = std::env::var("TACHYON_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| default_level.to_string());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+    let filter = std::env::var("TACHYON_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| default_level.to_string());
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).with_ansi(false).try_init();
 }
 
 fn load_config(role: Role, defines: &[String]) -> Result<Config, String> {
@@ -296,10 +290,22 @@ async fn main() -> ExitCode {
 }
 
 /// `bench --ufs [URI]`: the under-storage benchmarks on URI or `tachyon.underfs.address`.
-async fn bench_under_storage(uri: String, concurrency: usize, duration: std::time::Duration, file_mb: usize, files: usize, defines: &[String]) -> Result<(), String> {
+async fn bench_under_storage(
+    uri: String,
+    concurrency: usize,
+    duration: std::time::Duration,
+    file_mb: usize,
+    files: usize,
+    defines: &[String],
+) -> Result<(), String> {
     let cfg = load_config(Role::Client, defines)?;
     let uri = if uri.is_empty() { cfg.string(tachyon::config::DATA_FOLDER) } else { uri };
-    let opts = tachyon::bench::UfsBenchOptions { concurrency: concurrency.clamp(1, 1024), duration, file_bytes: file_mb.clamp(1, 4096) << 20, files: files.clamp(1, 64) };
+    let opts = tachyon::bench::UfsBenchOptions {
+        concurrency: concurrency.clamp(1, 1024),
+        duration,
+        file_bytes: file_mb.clamp(1, 4096) << 20,
+        files: files.clamp(1, 64),
+    };
     tachyon::bench::run_under_storage(&uri, &tachyon::underfs::UfsOptions::from_config(&cfg), opts, &mut std::io::stdout()).await
 }
 
@@ -318,18 +324,12 @@ async fn run_master(defines: &[String]) -> Result<(), String> {
         t.server_identity().map_err(|e| e.to_string())?;
     }
     if options.security.auth_type != tachyon::security::AuthType::NoSasl && options.security.cluster_secret.is_empty() {
-        tracing::warn!(
-            "{} is not set: anyone who reaches this master's port can register as a worker and commit blocks",
-            tachyon::config::CLUSTER_SECRET
-        );
+        tracing::warn!("{} is not set: anyone who reaches this master's port can register as a worker and commit blocks", tachyon::config::CLUSTER_SECRET);
     }
     let coordinator = tachyon::coordinator::from_config(&cfg).map_err(|e| e.to_string())?;
     let journal_ufs = open_journal_folder(&cfg)?;
-    let web_bind = format!(
-        "{}:{}",
-        cfg.bind_host(tachyon::config::MASTER_WEB_BIND_HOST, tachyon::config::MASTER_HOSTNAME),
-        cfg.port(tachyon::config::MASTER_WEB_PORT)
-    );
+    let web_bind =
+        format!("{}:{}", cfg.bind_host(tachyon::config::MASTER_WEB_BIND_HOST, tachyon::config::MASTER_HOSTNAME), cfg.port(tachyon::config::MASTER_WEB_PORT));
     // The web UI and background persistence read the cluster like any client: through the
     // coordinator; the client also holds the under-storage for file data.
     let fs = tachyon::client::FileSystem::from_config(&cfg).map_err(|e| e.to_string())?;

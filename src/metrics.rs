@@ -8,7 +8,9 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec, Histogram, HistogramVec, IntCounter, IntCounterVec};
+use prometheus::{
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec, Histogram, HistogramVec, IntCounter, IntCounterVec,
+};
 
 /// Client RPCs answered by masters, by operation and result.
 pub static MASTER_OPERATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {

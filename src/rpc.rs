@@ -87,11 +87,7 @@ impl LeaderChannel {
         if let Some(c) = cached.as_ref() {
             return Ok(c.clone());
         }
-        let leader = self
-            .coordinator
-            .leader_address()
-            .await?
-            .ok_or_else(|| FsError::Unavailable { reason: "no leader master is known yet".into() })?;
+        let leader = self.coordinator.leader_address().await?.ok_or_else(|| FsError::Unavailable { reason: "no leader master is known yet".into() })?;
         let channel = connect(&leader, self.request_timeout, self.tls.as_ref()).await?;
         *cached = Some((leader.clone(), channel.clone()));
         Ok((leader, channel))

@@ -16,11 +16,16 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     #[allow(clippy::disallowed_methods)] // the one sanctioned read of the wall clock
     fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
     }
+}
+
+/// A number unlikely to repeat across processes (client ids): the one sanctioned read of
+/// randomness. std seeds it from the OS in a real process and from the run's seed under
+/// madsim (each simulated run starts on a fresh thread), so simulated runs replay.
+#[allow(clippy::disallowed_methods)] // the one sanctioned source of per-process randomness
+pub fn unique_id() -> u64 {
+    std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8)
 }
 
 /// The clock processes use unless a test injects another.

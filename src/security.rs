@@ -112,7 +112,13 @@ impl SecurityOptions {
 
     /// SIMPLE authentication as `user`, with the default umask and permission checks.
     pub fn simple_as(user: &str) -> Self {
-        SecurityOptions { auth_type: AuthType::Simple, login_user: user.to_string(), permissions_enabled: true, supergroup: "supergroup".into(), ..Self::unchecked() }
+        SecurityOptions {
+            auth_type: AuthType::Simple,
+            login_user: user.to_string(),
+            permissions_enabled: true,
+            supergroup: "supergroup".into(),
+            ..Self::unchecked()
+        }
     }
 
     /// Reads the settings; the login user defaults to the operating-system user.
@@ -135,8 +141,7 @@ impl SecurityOptions {
             permissions_enabled: cfg.bool(config::PERMISSION_ENABLED) && auth_type != AuthType::NoSasl,
             supergroup: cfg.string(config::PERMISSION_SUPERGROUP).trim().to_string(),
             umask: crate::core::permission::parse_umask(&cfg.string(config::PERMISSION_UMASK)).map_err(|r| invalid(config::PERMISSION_UMASK, r))?,
-            group_overrides: parse_group_overrides(&cfg.string(config::GROUP_MAPPING_OVERRIDES))
-                .map_err(|r| invalid(config::GROUP_MAPPING_OVERRIDES, r))?,
+            group_overrides: parse_group_overrides(&cfg.string(config::GROUP_MAPPING_OVERRIDES)).map_err(|r| invalid(config::GROUP_MAPPING_OVERRIDES, r))?,
             group_cache_ms: cfg.duration_ms(config::GROUP_MAPPING_CACHE_TIMEOUT),
             tls: crate::tls::TlsConfig::from_config(cfg)?,
             mount_allowed_uris: cfg.string(config::MOUNT_ALLOWED_URIS).split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect(),
@@ -157,7 +162,6 @@ impl SecurityOptions {
         }
         request
     }
-
 }
 
 /// A worker's request to the master with its proof of the cluster secret (none if the

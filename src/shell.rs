@@ -65,7 +65,6 @@ fn mode_string(info: &FileInfo) -> String {
     tachyon_mode_string(info.is_directory, info.ownership.as_ref().map(|o| o.mode).unwrap_or(0))
 }
 
-
 /// One `ls` line: mode, owner, group, size, modification time, memory state, path.
 pub fn ls_line(info: &FileInfo) -> String {
     let (owner, group) = info.ownership.as_ref().map(|o| (o.owner.as_str(), o.group.as_str())).unwrap_or(("", ""));
@@ -138,10 +137,7 @@ pub async fn copy_from_local(fs: &FileSystem, src: &Path, dst: &str, write_type:
     let target = if is_dir(fs, dst).await? { join(dst, name) } else { dst.to_string() };
     if meta.is_dir() {
         fs.create_directory(&target, true, true).await?;
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(src)
-            .map_err(|e| ShellError::local(src, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(src).map_err(|e| ShellError::local(src, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
         entries.sort();
         for e in entries {
             Box::pin(copy_from_local(fs, &e, &target, write_type, out)).await?;
@@ -350,12 +346,8 @@ pub async fn mount(fs: &FileSystem, target: Option<(&str, &str)>, options: &[Str
             writeln!(out, "{:<40} on / (root under-storage)", root.describe()).ok();
         }
         for m in fs.mount_points().await? {
-            let shown: Vec<String> = m
-                .mount
-                .options
-                .iter()
-                .map(|(k, v)| if crate::config::is_secret_key(k) { format!("{k}=******") } else { format!("{k}={v}") })
-                .collect();
+            let shown: Vec<String> =
+                m.mount.options.iter().map(|(k, v)| if crate::config::is_secret_key(k) { format!("{k}=******") } else { format!("{k}={v}") }).collect();
             let options = if shown.is_empty() { String::new() } else { format!(" ({})", shown.join(", ")) };
             writeln!(out, "{:<40} on {}{options}", m.mount.ufs_uri, m.path).ok();
         }

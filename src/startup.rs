@@ -47,7 +47,8 @@ pub fn check(cfg: &Config, process: Process) -> Result<Vec<String>, String> {
         Process::Worker => (config::WORKER_HOSTNAME, WORKER_LISTENS),
     };
     let advertised = cfg.string(hostname_key);
-    resolve_one(&advertised, 0).map_err(|e| format!("{hostname_key}={advertised} does not resolve ({e}): set it to this host's externally visible name or address"))?;
+    resolve_one(&advertised, 0)
+        .map_err(|e| format!("{hostname_key}={advertised} does not resolve ({e}): set it to this host's externally visible name or address"))?;
     let mut warnings = Vec::new();
     if cfg.bool(config::ZOOKEEPER_ENABLED) {
         check_zookeeper_servers(cfg)?;

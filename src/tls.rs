@@ -57,9 +57,10 @@ impl TlsConfig {
 
     /// The certificate and key a server presents, or why it cannot serve TLS.
     pub fn server_identity(&self) -> Result<(&[u8], &[u8]), FsError> {
-        self.identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())).ok_or_else(|| {
-            invalid(config::TLS_CERT_FILE, format!("a server with {} needs a certificate and {}", config::TLS_ENABLED, config::TLS_KEY_FILE))
-        })
+        self.identity
+            .as_ref()
+            .map(|(c, k)| (c.as_slice(), k.as_slice()))
+            .ok_or_else(|| invalid(config::TLS_CERT_FILE, format!("a server with {} needs a certificate and {}", config::TLS_ENABLED, config::TLS_KEY_FILE)))
     }
 }
 

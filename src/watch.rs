@@ -63,12 +63,7 @@ impl<T> Deref for Ref<'_, T> {
 
 /// A channel holding `initial`; receivers start having seen it.
 pub fn channel<T>(initial: T) -> (Sender<T>, Receiver<T>) {
-    let shared = Arc::new(Shared {
-        value: RwLock::new(initial),
-        version: AtomicU64::new(0),
-        closed: AtomicBool::new(false),
-        changed: Notify::new(),
-    });
+    let shared = Arc::new(Shared { value: RwLock::new(initial), version: AtomicU64::new(0), closed: AtomicBool::new(false), changed: Notify::new() });
     (Sender { shared: shared.clone() }, Receiver { shared, seen_version: AtomicU64::new(0) })
 }
 

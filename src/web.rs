@@ -16,12 +16,12 @@ use serde_json::{json, Value};
 
 use crate::client::FileSystem;
 use crate::config::Config;
+use crate::core::namespace::block_count;
 use crate::core::path::FsPath;
 use crate::core::permission::Caller;
 use crate::error::FsError;
-use crate::core::namespace::block_count;
-use crate::master::{file_info_with_blocks, list_page_infos, DEFAULT_LIST_PAGE_ENTRIES};
 use crate::master::node::MasterNode;
+use crate::master::{file_info_with_blocks, list_page_infos, DEFAULT_LIST_PAGE_ENTRIES};
 use crate::proto::{FileInfo, MasterStatus};
 use crate::worker::Worker;
 
@@ -76,7 +76,11 @@ fn bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// A directory page: the inode, its children on this page, where the next page starts.
@@ -203,8 +207,7 @@ impl MasterUi {
     }
 
     fn config_json(&self) -> Value {
-        let entries: Vec<Value> =
-            self.config.entries().into_iter().map(|(k, v, s)| json!({"key": k, "value": v, "source": s.to_string()})).collect();
+        let entries: Vec<Value> = self.config.entries().into_iter().map(|(k, v, s)| json!({"key": k, "value": v, "source": s.to_string()})).collect();
         json!({ "configuration": entries })
     }
 
@@ -214,8 +217,15 @@ impl MasterUi {
         let me = self.node.status().await;
         let mut out = crate::metrics::gather_text();
         let leader = u8::from(me.role == "leader");
-        let _ = writeln!(out, "# HELP tachyon_master_is_leader 1 if this master serves as leader.\n# TYPE tachyon_master_is_leader gauge\ntachyon_master_is_leader {leader}");
-        let _ = writeln!(out, "# HELP tachyon_master_epoch Leadership epoch this master knows.\n# TYPE tachyon_master_epoch gauge\ntachyon_master_epoch {}", me.epoch);
+        let _ = writeln!(
+            out,
+            "# HELP tachyon_master_is_leader 1 if this master serves as leader.\n# TYPE tachyon_master_is_leader gauge\ntachyon_master_is_leader {leader}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tachyon_master_epoch Leadership epoch this master knows.\n# TYPE tachyon_master_epoch gauge\ntachyon_master_epoch {}",
+            me.epoch
+        );
         let _ = writeln!(out, "# HELP tachyon_master_applied_sequence Next journal sequence this master would apply.\n# TYPE tachyon_master_applied_sequence gauge\ntachyon_master_applied_sequence {}", me.applied_sequence);
         if me.role != "leader" {
             if let Ok(masters) = self.fs.masters().await {
@@ -242,7 +252,10 @@ impl MasterUi {
         if let Some((live, lost, inodes, ages)) = leader_view {
             let _ = writeln!(out, "# HELP tachyon_workers Registered workers by state.\n# TYPE tachyon_workers gauge\ntachyon_workers{{state=\"live\"}} {live}\ntachyon_workers{{state=\"lost\"}} {lost}");
             let _ = writeln!(out, "# HELP tachyon_inodes Files and directories.\n# TYPE tachyon_inodes gauge\ntachyon_inodes {inodes}");
-            let _ = writeln!(out, "# HELP tachyon_worker_heartbeat_age_seconds Time since each live worker's last heartbeat.\n# TYPE tachyon_worker_heartbeat_age_seconds gauge");
+            let _ = writeln!(
+                out,
+                "# HELP tachyon_worker_heartbeat_age_seconds Time since each live worker's last heartbeat.\n# TYPE tachyon_worker_heartbeat_age_seconds gauge"
+            );
             for (worker, age_ms) in ages {
                 let _ = writeln!(out, "tachyon_worker_heartbeat_age_seconds{{worker=\"{worker}\"}} {}", age_ms as f64 / 1000.0);
             }
@@ -459,7 +472,11 @@ pub fn master_router(ui: Arc<MasterUi>) -> Router {
         .route(
             "/readyz",
             get(|State(ui): Ui| async move {
-                if ui.node.leader().await.is_ok() { (StatusCode::OK, "leader") } else { (StatusCode::SERVICE_UNAVAILABLE, "standby") }
+                if ui.node.leader().await.is_ok() {
+                    (StatusCode::OK, "leader")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "standby")
+                }
             }),
         )
         .with_state(ui)
@@ -530,7 +547,8 @@ pub async fn serve(bind: SocketAddr, router: Router, what: &'static str, tls: Op
     let served = match tls {
         None => axum::serve(listener, router).await,
         Some(tls) => {
-            let tls_listener = tls.rustls_server().map_err(|e| e.to_string()).and_then(|c| crate::tls::TlsListener::new(listener, c).map_err(|e| e.to_string()));
+            let tls_listener =
+                tls.rustls_server().map_err(|e| e.to_string()).and_then(|c| crate::tls::TlsListener::new(listener, c).map_err(|e| e.to_string()));
             match tls_listener {
                 Ok(tls_listener) => axum::serve(tls_listener, router).await,
                 Err(e) => return tracing::error!(%bind, what, error = %e, "cannot serve the web UI over TLS"),

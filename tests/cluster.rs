@@ -209,10 +209,7 @@ async fn graceful_stop_completes_the_journal_and_readjournal_shows_it() {
     let fs = c.client();
     fs.create_directory("/a/b", true, false).await.unwrap();
     assert!(c.stop_master(), "master must exit 0 on SIGTERM");
-    let logs: Vec<String> = std::fs::read_dir(c.journal().join("logs"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let logs: Vec<String> = std::fs::read_dir(c.journal().join("logs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(logs, vec!["0000000000000000-0000000000000002-e0000000000000001.log".to_string()]);
     let dump = c.run_ok(&["readJournal"]);
     assert!(dump.contains("CreateDirectory") && dump.contains("name: \"b\""), "{dump}");
@@ -224,10 +221,7 @@ async fn graceful_stop_completes_the_journal_and_readjournal_shows_it() {
 
 #[test]
 fn bad_configuration_stops_start_with_key_and_source() {
-    let out = std::process::Command::new(common::tachyon_bin())
-        .args(["-Dtachyon.master.port=99999", "master"])
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(common::tachyon_bin()).args(["-Dtachyon.master.port=99999", "master"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tachyon.master.port") && err.contains("command line"), "{err}");

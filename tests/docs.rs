@@ -48,8 +48,10 @@ fn every_key_the_docs_name_exists() {
         assert!(keys.len() > 10 || !doc.ends_with(".md"), "{doc}: too few keys found ({keys:?}): is the scanner broken?");
         for key in keys {
             let ok = match key.strip_suffix('*') {
-                Some(prefix) => tachyon::config::KEYS.iter().any(|k| k.name.starts_with(&tachyon::config::canonical_key(prefix)))
-                    || ["tachyon.", "alluxio.", "s3a."].contains(&prefix),
+                Some(prefix) => {
+                    tachyon::config::KEYS.iter().any(|k| k.name.starts_with(&tachyon::config::canonical_key(prefix)))
+                        || ["tachyon.", "alluxio.", "s3a."].contains(&prefix)
+                }
                 None => tachyon::config::is_accepted_key(&key),
             };
             assert!(ok, "{doc} names the configuration key {key}, which tachyon does not know");
@@ -122,7 +124,13 @@ fn readme_commands() -> Vec<String> {
 
 /// `[a\|b]` and `a|b` in a usage: the alternatives, brackets and escapes removed.
 fn alternatives(token: &str) -> Vec<String> {
-    token.replace("\\|", "|").trim_matches(|c| c == '[' || c == ']').split('|').map(|s| s.trim_matches(|c| c == '[' || c == ']').to_string()).filter(|s| !s.is_empty()).collect()
+    token
+        .replace("\\|", "|")
+        .trim_matches(|c| c == '[' || c == ']')
+        .split('|')
+        .map(|s| s.trim_matches(|c| c == '[' || c == ']').to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// True if `script` has a `case` label for `mode`.
@@ -142,8 +150,10 @@ fn check_tachyon_command(command: &str, args: &[&str]) {
         return;
     }
     // Subcommand words come first; then options, placeholders and paths.
-    let words: Vec<&str> = args.iter().copied().take_while(|a| a.chars().next().is_some_and(|c| c.is_ascii_lowercase()) && !a.contains('/') && !a.contains('.')).collect();
-    let flags: Vec<String> = args.iter().flat_map(|a| alternatives(a)).filter(|a| a.starts_with("--")).map(|a| a.split('=').next().unwrap().to_string()).collect();
+    let words: Vec<&str> =
+        args.iter().copied().take_while(|a| a.chars().next().is_some_and(|c| c.is_ascii_lowercase()) && !a.contains('/') && !a.contains('.')).collect();
+    let flags: Vec<String> =
+        args.iter().flat_map(|a| alternatives(a)).filter(|a| a.starts_with("--")).map(|a| a.split('=').next().unwrap().to_string()).collect();
     let (parents, last) = words.split_at(words.len().saturating_sub(1));
     let lasts = last.first().map(|l| alternatives(l)).unwrap_or_else(|| vec![String::new()]);
     for sub in lasts {
@@ -212,7 +222,8 @@ fn every_readme_command_resolves() {
                 ["apply", "-k", dir] => assert!(root().join(dir).join("kustomization.yaml").exists(), "{command}: no kustomization"),
                 ["port-forward", svc, ..] => {
                     let name = svc.trim_start_matches("svc/");
-                    let manifests: String = std::fs::read_dir(root().join("deploy/kubernetes")).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
+                    let manifests: String =
+                        std::fs::read_dir(root().join("deploy/kubernetes")).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
                     assert!(manifests.contains(&format!("kind: Service\nmetadata:\n  name: {name}\n")), "{command}: no Service {name}");
                 }
                 _ => panic!("{command}: a kubectl command this test does not know how to check"),

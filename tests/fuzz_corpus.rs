@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use tachyon::core::namespace::Namespace;
+use tachyon::core::path::FsPath;
 use tachyon::core::requests::plan_untrusted_request;
 use tachyon::error::FsError;
-use tachyon::core::path::FsPath;
 use tachyon::journal::format::{encode_checkpoint, encode_entry, segment_header};
 use tachyon::journal::{load_untrusted_checkpoint, replay_untrusted_segment};
 use tachyon::proto::InodeOwnership;
@@ -116,14 +116,24 @@ fn valid_requests() -> Vec<(&'static str, Vec<u8>)> {
         v
     };
     vec![
-        ("create-file", with(0, CreateFileRequest { path: "/home/alice/f".into(), block_size_bytes: 1 << 20, recursive: true, ..Default::default() }.encode_to_vec())),
+        (
+            "create-file",
+            with(0, CreateFileRequest { path: "/home/alice/f".into(), block_size_bytes: 1 << 20, recursive: true, ..Default::default() }.encode_to_vec()),
+        ),
         ("mkdir-p", with(1, CreateDirectoryRequest { path: "/home/alice/a/b/c".into(), recursive: true, ..Default::default() }.encode_to_vec())),
         ("delete-sticky", with(2, DeleteRequest { path: "/tmp/bobs".into(), recursive: false, ..Default::default() }.encode_to_vec())),
         ("delete-r-root", with(0x82, DeleteRequest { path: "/deep".into(), recursive: true, ..Default::default() }.encode_to_vec())),
         ("rename-own", with(3, RenameRequest { src: "/home/alice".into(), dst: "/tmp/moved".into(), ..Default::default() }.encode_to_vec())),
         ("rename-sticky", with(3, RenameRequest { src: "/tmp/bobs".into(), dst: "/home/alice/stolen".into(), ..Default::default() }.encode_to_vec())),
         ("chmod-r", with(4, SetAttributeRequest { path: "/deep".into(), mode: Some(0o1777), recursive: true, ..Default::default() }.encode_to_vec())),
-        ("chown-root", with(0x84, SetAttributeRequest { path: "/tmp/bobs".into(), owner: Some("alice".into()), group: Some("staff".into()), ..Default::default() }.encode_to_vec())),
+        (
+            "chown-root",
+            with(
+                0x84,
+                SetAttributeRequest { path: "/tmp/bobs".into(), owner: Some("alice".into()), group: Some("staff".into()), ..Default::default() }
+                    .encode_to_vec(),
+            ),
+        ),
         ("pin-ttl", with(4, SetAttributeRequest { path: "/home/alice".into(), pinned: Some(true), ttl_ms: Some(5), ..Default::default() }.encode_to_vec())),
         ("list-r", with(5, ListStatusRequest { path: "/deep".into(), recursive: true, limit: 3, ..Default::default() }.encode_to_vec())),
         ("status", with(6, PathRequest { path: "/home/bob/notes".into() }.encode_to_vec())),

@@ -57,7 +57,10 @@ async fn with_a_zookeeper_digest_only_masters_change_tachyons_nodes() {
     assert_eq!(fs.read_file("/acl/f").await.unwrap(), b"guarded", "failover with ACLs in place");
     let as_user = |user: &str| c.client_with(tachyon::security::SecurityOptions::simple_as(user));
     assert_eq!(as_user("alice").read_file("/acl/f").await.unwrap(), b"guarded");
-    assert!(matches!(as_user("bob").read_file("/acl/f").await, Err(tachyon::error::FsError::PermissionDenied { .. })), "the new leader checks the replayed mode");
+    assert!(
+        matches!(as_user("bob").read_file("/acl/f").await, Err(tachyon::error::FsError::PermissionDenied { .. })),
+        "the new leader checks the replayed mode"
+    );
 
     for (who, auth) in [("no credentials", None), ("other credentials", Some("tachyon:guess"))] {
         let mut connector = zk::Client::connector().with_session_timeout(Duration::from_secs(2));

@@ -19,7 +19,13 @@ fn create(path: &str, request_id: &str) -> CreateFileRequest {
 }
 
 fn complete(path: &str, length: u64, temp: &str, request_id: &str) -> CompleteFileRequest {
-    CompleteFileRequest { path: path.into(), length, request_id: request_id.into(), persistence: PersistenceState::Persisted as i32, ufs_temp_name: temp.into() }
+    CompleteFileRequest {
+        path: path.into(),
+        length,
+        request_id: request_id.into(),
+        persistence: PersistenceState::Persisted as i32,
+        ufs_temp_name: temp.into(),
+    }
 }
 
 fn invalid_argument(result: Result<tonic::Response<impl std::fmt::Debug>, tonic::Status>, what: &str) -> String {
@@ -74,7 +80,8 @@ async fn persisted_completions_are_backed_by_their_upload() {
     m.complete_file(CompleteFileRequest { path: "/h/mem".into(), length: 0, request_id: "r8".into(), persistence: 0, ufs_temp_name: String::new() })
         .await
         .unwrap();
-    let reason = invalid_argument(m.persist_file(PersistFileRequest { path: "/h/mem".into(), request_id: "r9".into(), ufs_temp_name: String::new() }).await, "persist");
+    let reason =
+        invalid_argument(m.persist_file(PersistFileRequest { path: "/h/mem".into(), request_id: "r9".into(), ufs_temp_name: String::new() }).await, "persist");
     assert!(reason.contains("needs its under-storage upload"), "{reason}");
     assert_eq!(fs.get_status("/h/mem").await.unwrap().persistence_state, "NOT_PERSISTED");
 }
@@ -115,7 +122,10 @@ async fn client_and_worker_strings_are_bounded_and_block_files_are_private() {
     assert!(report.contains("Live workers: 1") && !report.contains("evil"), "{report}");
 
     // Block files and their folders are private to the worker's user.
-    c.client().write_file("/private", b"not for other users", tachyon::client::CreateOptions { block_size: None, recursive: true, write_type: None }).await.unwrap();
+    c.client()
+        .write_file("/private", b"not for other users", tachyon::client::CreateOptions { block_size: None, recursive: true, write_type: None })
+        .await
+        .unwrap();
     let tiers: Vec<_> = std::fs::read_dir(c.path().join("ram/tachyonworker")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(tiers.len(), 1);
     assert_eq!(std::fs::metadata(&tiers[0]).unwrap().permissions().mode() & 0o777, 0o700);
@@ -136,7 +146,10 @@ fn get_conf_masks_a_secret_asked_for_by_name() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.trim() == "******", "{stdout}");
-    let all = std::process::Command::new(common::tachyon_bin()).args(["-Dfs.s3a.secret.key=TOPSECRET-42", "getConf", "--source", "fs.s3a.secret.key"]).output().unwrap();
+    let all = std::process::Command::new(common::tachyon_bin())
+        .args(["-Dfs.s3a.secret.key=TOPSECRET-42", "getConf", "--source", "fs.s3a.secret.key"])
+        .output()
+        .unwrap();
     assert!(!String::from_utf8_lossy(&all.stdout).contains("TOPSECRET"));
 }
 
@@ -180,7 +193,9 @@ async fn a_secret_never_shows_in_logs_conf_journal_dump_web_ui_or_metrics() {
         seen.push((format!("tachyon {}", args.join(" ")), c.run_ok(args)));
     }
     let (master, worker) = (c.master_web(0), c.worker_web(0));
-    for page in ["/", "/config", "/browse?path=/", "/browse?path=/mnt", "/workers", "/metrics", "/api/overview", "/api/config", "/api/browse?path=/mnt", "/api/workers"] {
+    for page in
+        ["/", "/config", "/browse?path=/", "/browse?path=/mnt", "/workers", "/metrics", "/api/overview", "/api/config", "/api/browse?path=/mnt", "/api/workers"]
+    {
         seen.push((format!("master {page}"), common::http::get(&master, page).1));
     }
     for page in ["/", "/metrics", "/api/blocks"] {
@@ -308,7 +323,8 @@ async fn invalid_utf8_oversized_requests_and_stream_floods_leave_the_master_serv
         let channel = channel.clone();
         async move {
             let mut m = tachyon::proto::master_service_client::MasterServiceClient::new(channel);
-            let req = tachyon::security::SecurityOptions::simple_as(&tachyon::client::current_user()).sign_client(tachyon::proto::PathRequest { path: "/kept".into() });
+            let req = tachyon::security::SecurityOptions::simple_as(&tachyon::client::current_user())
+                .sign_client(tachyon::proto::PathRequest { path: "/kept".into() });
             m.get_status(req).await.is_ok()
         }
     });
@@ -361,7 +377,13 @@ async fn workers_reserve_only_expected_blocks_and_release_silent_writes() {
 async fn nesting_beyond_the_configured_depth_is_refused() {
     let c = Cluster::start_with_defines(vec!["-Dtachyon.master.path.depth.max=8".into()]);
     let mut m = raw_master(&c).await;
-    let mkdir = |path: &str, id: &str| tachyon::proto::CreateDirectoryRequest { path: path.into(), recursive: true, allow_exists: false, ownership: None, request_id: id.into() };
+    let mkdir = |path: &str, id: &str| tachyon::proto::CreateDirectoryRequest {
+        path: path.into(),
+        recursive: true,
+        allow_exists: false,
+        ownership: None,
+        request_id: id.into(),
+    };
     m.create_directory(mkdir("/a/b/c/d/e/f/g/h", "d1")).await.unwrap();
     match m.create_directory(mkdir("/x/b/c/d/e/f/g/h/i", "d2")).await.map_err(FsError::from) {
         Err(FsError::InvalidPath { reason, .. }) => assert!(reason.contains("tachyon.master.path.depth.max") && reason.contains("at most 8"), "{reason}"),

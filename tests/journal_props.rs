@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use prost::Message as _;
-use tachyon::proto::PersistenceState;
 use tachyon::core::namespace::{block_length, InodeKind, Namespace};
 use tachyon::core::path::FsPath;
 use tachyon::journal::{Journal, JournalLimits};
 use tachyon::proto::journal_entry::Kind;
+use tachyon::proto::PersistenceState;
 use tachyon::proto::{InodeOwnership, JournalEntry};
 use tachyon::underfs::local::LocalUnderFs;
 
@@ -84,8 +84,7 @@ fn model_apply(model: &mut Model, op: &Op) {
         }
         Op::Rename(a, b) => {
             let prefix = format!("{a}/");
-            let moved: Vec<(String, Option<u64>)> =
-                model.iter().filter(|(k, _)| *k == a || k.starts_with(&prefix)).map(|(k, v)| (k.clone(), *v)).collect();
+            let moved: Vec<(String, Option<u64>)> = model.iter().filter(|(k, _)| *k == a || k.starts_with(&prefix)).map(|(k, v)| (k.clone(), *v)).collect();
             for (k, v) in moved {
                 model.remove(&k);
                 model.insert(format!("{b}{}", &k[a.len()..]), v);
@@ -134,7 +133,8 @@ fn run_case(ops: Vec<Op>, checkpoint_at: usize, tear: bool) -> Result<(), TestCa
             }
             if let Op::Create(f, len) = op {
                 let path = FsPath::parse(f).unwrap();
-                let kinds = ns.plan_complete_file(&path, *len, PERSISTENCE[(*len % 3) as usize], |b| Some(block_length(*len, BLOCK, b & 0xff_ffff)), 4).unwrap();
+                let kinds =
+                    ns.plan_complete_file(&path, *len, PERSISTENCE[(*len % 3) as usize], |b| Some(block_length(*len, BLOCK, b & 0xff_ffff)), 4).unwrap();
                 let entries = apply_all(&mut ns, kinds);
                 let end = writer.submit(&entries).await.unwrap();
                 writer.wait_durable(end).await.unwrap();
@@ -198,7 +198,13 @@ fn writer_and_reader_agree(sizes: Vec<usize>) -> Result<(), TestCaseError> {
         let mut next = ns.next_sequence();
         let mut accepted = Vec::new();
         for size in sizes {
-            let entry = JournalEntry { sequence: next, epoch: 1, continues: false, request_id: "r".repeat(size), kind: Some(Kind::UfsIntentDone(tachyon::proto::UfsIntentDoneEntry { id: next })) };
+            let entry = JournalEntry {
+                sequence: next,
+                epoch: 1,
+                continues: false,
+                request_id: "r".repeat(size),
+                kind: Some(Kind::UfsIntentDone(tachyon::proto::UfsIntentDoneEntry { id: next })),
+            };
             match writer.submit(std::slice::from_ref(&entry)).await {
                 Ok(end) => {
                     prop_assert!(entry.encoded_len() <= MAX_ENTRY_BYTES, "accepted an entry of {} bytes", entry.encoded_len());

@@ -116,7 +116,9 @@ fn install(home: &Path) {
 /// HOST's namespace, with a login's clean environment (nothing of the caller's is passed).
 fn write_netns_ssh(home: &Path, hosts: &Hosts) -> PathBuf {
     let path = home.join("netns-ssh");
-    let mut script = String::from("#!/usr/bin/env bash\n# Test stand-in for ssh: HOST COMMAND runs COMMAND in HOST's network namespace.\nhost=$1; shift\ncase \"$host\" in\n");
+    let mut script = String::from(
+        "#!/usr/bin/env bash\n# Test stand-in for ssh: HOST COMMAND runs COMMAND in HOST's network namespace.\nhost=$1; shift\ncase \"$host\" in\n",
+    );
     for addr in MASTERS.iter().chain(WORKERS.iter()) {
         script.push_str(&format!("  {addr}) ns={} ;;\n", hosts.namespace(addr)));
     }

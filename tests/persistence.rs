@@ -233,10 +233,7 @@ async fn pinned_files_stay_and_ttls_delete_or_free_once_they_run_out() {
     let stat = c.run_ok(&["fs", "stat", "/ttl/freed"]);
     assert!(stat.contains("ttl:                1500 ms after creation, then FREE"), "{stat}");
     c.run_ok(&["fs", "unsetTtl", "/ttl/spared"]);
-    assert!(
-        eventually(|| async { matches!(fs.get_status("/ttl/gone").await, Err(FsError::NotFound { .. })) }).await,
-        "the file with a DELETE TTL was deleted"
-    );
+    assert!(eventually(|| async { matches!(fs.get_status("/ttl/gone").await, Err(FsError::NotFound { .. })) }).await, "the file with a DELETE TTL was deleted");
     assert_eq!(ufs_copy(&c, "/ttl/gone"), None, "and its under-storage copy with it");
     assert!(eventually(|| async { state(&fs, "/ttl/freed").await.1 == 0 }).await, "FREE dropped the cached blocks");
     let freed = fs.get_status("/ttl/freed").await.unwrap();

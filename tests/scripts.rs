@@ -246,7 +246,8 @@ fn copy_dir_sends_conf_to_every_other_host_once() {
     let received = h.join("received");
     std::fs::create_dir_all(&received).unwrap();
     let fake_ssh = h.join("record-ssh");
-    std::fs::write(&fake_ssh, format!("#!/usr/bin/env bash\nhost=$1; shift\necho \"$*\" >{dir}/$host.cmd\ncat >{dir}/$host.tar\n", dir = received.display())).unwrap();
+    std::fs::write(&fake_ssh, format!("#!/usr/bin/env bash\nhost=$1; shift\necho \"$*\" >{dir}/$host.cmd\ncat >{dir}/$host.tar\n", dir = received.display()))
+        .unwrap();
     assert!(Command::new("chmod").args(["+x", fake_ssh.to_str().unwrap()]).status().unwrap().success());
     let out = script_with_env(h, "tachyon", &["copyDir", conf.to_str().unwrap()], "", &[("TACHYON_SSH", fake_ssh.to_str().unwrap())]);
     let stdout = ok(out, "copyDir");
@@ -277,7 +278,13 @@ fn bad_addresses_stop_a_process_with_one_clear_line() {
         (format!("{ports} -Dtachyon.master.bind.host=192.0.2.1"), "tachyon.master.bind.host=\"192.0.2.1\""),
         (format!("{ports} -Dtachyon.master.hostname=no-such-host.invalid"), "tachyon.master.hostname=no-such-host.invalid does not resolve"),
     ] {
-        let out = Command::new(common::tachyon_bin()).arg("master").env("TACHYON_HOME", h).env("TACHYON_JAVA_OPTS", &opts).env_remove("TACHYON_CONF_DIR").output().unwrap();
+        let out = Command::new(common::tachyon_bin())
+            .arg("master")
+            .env("TACHYON_HOME", h)
+            .env("TACHYON_JAVA_OPTS", &opts)
+            .env_remove("TACHYON_CONF_DIR")
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{opts}: started");
         let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("Error")).collect();
@@ -296,7 +303,11 @@ fn alluxio_env_and_site_files_are_read() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     std::fs::create_dir_all(h.join("conf")).unwrap();
-    std::fs::write(h.join("conf/alluxio-env.sh"), "export ALLUXIO_MASTER_HOSTNAME=127.0.0.7\nexport ALLUXIO_JAVA_OPTS=\"-Dalluxio.zookeeper.address=zk9:2181\"\n").unwrap();
+    std::fs::write(
+        h.join("conf/alluxio-env.sh"),
+        "export ALLUXIO_MASTER_HOSTNAME=127.0.0.7\nexport ALLUXIO_JAVA_OPTS=\"-Dalluxio.zookeeper.address=zk9:2181\"\n",
+    )
+    .unwrap();
     std::fs::write(h.join("conf/alluxio-site.properties"), "alluxio.master.port=19555\nalluxio.zookeeper.enabled=true\n").unwrap();
     let get = |key: &str| ok(script(h, "tachyon", &["getConf", "--role", "master", "--source", key], ""), key).trim().to_string();
     assert_eq!(get("tachyon.master.hostname"), "127.0.0.7 (environment variable ALLUXIO_MASTER_HOSTNAME)");

@@ -129,12 +129,7 @@ async fn users_meet_hdfs_permissions_and_they_survive_a_master_restart() {
 async fn custom_authentication_and_the_cluster_secret_keep_impostors_out() {
     let secret = "-Dtachyon.security.authentication.custom.secret=let-me-in-7";
     let cluster_secret = "-Dtachyon.security.cluster.secret=workers-only-9";
-    let mut c = Cluster::start_with_defines(vec![
-        "-Dtachyon.security.authentication.type=CUSTOM".into(),
-        secret.into(),
-        cluster_secret.into(),
-        GROUPS.into(),
-    ]);
+    let mut c = Cluster::start_with_defines(vec!["-Dtachyon.security.authentication.type=CUSTOM".into(), secret.into(), cluster_secret.into(), GROUPS.into()]);
     c.start_worker(0);
     let custom = |user: &str, key: &str| {
         let mut s = SecurityOptions::simple_as(user);
@@ -203,7 +198,8 @@ async fn hostile_s3_endpoint() -> (String, std::sync::Arc<std::sync::Mutex<Vec<S
                 let n = tcp.read(&mut buf).await.unwrap_or(0);
                 record.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
                 let body = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>EVIL-BODY-MARKER</Message></Error>";
-                let answer = format!("HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let answer =
+                    format!("HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
                 let _ = tcp.write_all(answer.as_bytes()).await;
             });
         }
@@ -281,7 +277,11 @@ async fn a_write_refused_at_completion_leaves_no_incomplete_file_or_upload() {
     let mut w = alice.create_file("/home/alice/report", through).await.unwrap();
     w.write(&common::content(200_000, 9)).await.unwrap();
     let ufs_dir = c.path().join("underFSStorage/home/alice");
-    let uploads = || std::fs::read_dir(&ufs_dir).map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>()).unwrap_or_default();
+    let uploads = || {
+        std::fs::read_dir(&ufs_dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
     assert!(uploads().iter().any(|n| n.contains(".tachyon-")), "the write streams its upload: {:?}", uploads());
     admin.set_ownership("/home/alice/report", OwnershipChange { mode: Some(0o444), ..Default::default() }).await.unwrap();
     let refused = w.close().await;

@@ -34,7 +34,10 @@ fn make_ca_and_server_cert(dir: &Path, name: &str) -> String {
 }
 
 fn client_security(ca_pem: &str) -> SecurityOptions {
-    SecurityOptions { tls: Some(TlsConfig { ca_pem: ca_pem.as_bytes().to_vec(), identity: None }), ..SecurityOptions::simple_as(&tachyon::client::current_user()) }
+    SecurityOptions {
+        tls: Some(TlsConfig { ca_pem: ca_pem.as_bytes().to_vec(), identity: None }),
+        ..SecurityOptions::simple_as(&tachyon::client::current_user())
+    }
 }
 
 /// GET `path` over HTTPS trusting `ca_pem`; returns the whole response.

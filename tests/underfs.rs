@@ -227,8 +227,18 @@ async fn an_s3_bucket_mounted_with_its_own_credentials_is_written_and_read_throu
     let access = format!("s3a.accessKeyId={}", common::underfs::S3_ACCESS_KEY);
     let secret = format!("fs.s3a.secret.key={S3_SECRET_KEY}");
     let mount = [
-        "fs", "mount", "--option", &endpoint, "--option", "tachyon.underfs.s3.disable.dns.buckets=true", "--option", &access, "--option", &secret,
-        "/s3", "s3://tachyon/mounted",
+        "fs",
+        "mount",
+        "--option",
+        &endpoint,
+        "--option",
+        "tachyon.underfs.s3.disable.dns.buckets=true",
+        "--option",
+        &access,
+        "--option",
+        &secret,
+        "/s3",
+        "s3://tachyon/mounted",
     ];
     c.run_ok(&mount);
     let listed = c.run_ok(&["fs", "mount"]);

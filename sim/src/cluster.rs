@@ -13,9 +13,9 @@ use tachyon::client::{ClientOptions, FileSystem};
 use tachyon::coordinator::Coordinator;
 use tachyon::journal::{Journal, JournalLimits};
 use tachyon::master::MasterOptions;
-use tachyon::security::SecurityOptions;
 use tachyon::proto::WorkerNetAddress;
 use tachyon::rpc::RetryPolicy;
+use tachyon::security::SecurityOptions;
 use tachyon::worker::{WorkerBindHosts, WorkerOptions};
 
 use crate::coordinator::SimCoordinator;
@@ -97,8 +97,7 @@ impl WorkerDirs {
         static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let root = std::env::temp_dir();
-        let dirs: Vec<_> =
-            (0..workers).map(|i| root.join(format!("tachyon-sim-{}-run{run}-seed{seed}-worker{i}", std::process::id()))).collect();
+        let dirs: Vec<_> = (0..workers).map(|i| root.join(format!("tachyon-sim-{}-run{run}-seed{seed}-worker{i}", std::process::id()))).collect();
         for dir in &dirs {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -138,16 +137,11 @@ impl SimCluster {
         let store = SimStore::new();
         Journal::new(Arc::new(store.clone()), JournalLimits::default()).format(false).await.expect("format the simulated journal");
         let disk = store.clone();
-        let store_node =
-            handle.create_node().name("store").ip(store_addr().ip()).init(move || serve_store(store_addr(), disk.clone())).build();
+        let store_node = handle.create_node().name("store").ip(store_addr().ip()).init(move || serve_store(store_addr(), disk.clone())).build();
         let data = SimStore::new();
         let data_disk = data.clone();
-        let data_node = handle
-            .create_node()
-            .name("datastore")
-            .ip(data_store_addr().ip())
-            .init(move || serve_store(data_store_addr(), data_disk.clone()))
-            .build();
+        let data_node =
+            handle.create_node().name("datastore").ip(data_store_addr().ip()).init(move || serve_store(data_store_addr(), data_disk.clone())).build();
         let masters = (0..topology.masters)
             .map(|i| {
                 let t = topology.clone();
@@ -175,7 +169,8 @@ impl SimCluster {
                                 max_path_depth: 1000,
                                 abandoned_write_timeout_ms: 3_600_000,
                             };
-                            let coordinator: Arc<dyn Coordinator> = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout).with_notice_delay(t.session_notice_delay));
+                            let coordinator: Arc<dyn Coordinator> =
+                                Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout).with_notice_delay(t.session_notice_delay));
                             // As in production, the master reaches the data under-storage
                             // through a client of the cluster (background persistence too).
                             let persister = FileSystem::with_under_fs(client_options(), coordinator.clone(), data_store());
@@ -224,19 +219,7 @@ impl SimCluster {
                     .build()
             })
             .collect();
-        SimCluster {
-            topology,
-            store,
-            handle,
-            zookeeper,
-            store_node,
-            data,
-            data_node,
-            masters,
-            workers,
-            down: Default::default(),
-            _worker_dirs: worker_dirs,
-        }
+        SimCluster { topology, store, handle, zookeeper, store_node, data, data_node, masters, workers, down: Default::default(), _worker_dirs: worker_dirs }
     }
 
     /// A coordinator for the caller's node.

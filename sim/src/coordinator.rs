@@ -130,10 +130,7 @@ impl Coordinator for SimCoordinator {
         for p in [ELECTION, LEADER, ROOT] {
             ensure(&client, p).await?;
         }
-        let mine = client
-            .create(&format!("{ELECTION}/candidate-"), address.as_bytes(), true, true)
-            .await
-            .map_err(|e| unavailable("create candidate", e))?;
+        let mine = client.create(&format!("{ELECTION}/candidate-"), address.as_bytes(), true, true).await.map_err(|e| unavailable("create candidate", e))?;
         let mine = mine.rsplit('/').next().unwrap_or_default().to_string();
         loop {
             let mut candidates = client.children(ELECTION).await.map_err(|e| unavailable("list candidates", e))?;

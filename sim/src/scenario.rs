@@ -38,8 +38,8 @@ use madsim::time::Instant;
 use serde::Deserialize;
 use tachyon::client::{CreateOptions, FileSystem, WriteType};
 use tachyon::error::FsError;
-use tachyon::proto::FileInfo;
 use tachyon::journal::{Journal, JournalLimits};
+use tachyon::proto::FileInfo;
 
 use crate::cluster::{SimCluster, Topology};
 use crate::history::{History, MarkerRead, Place};
@@ -168,13 +168,13 @@ pub struct Outcome {
 /// The bytes the workload writes to file `n`, derived from the name alone so that any file
 /// found later can be checked.
 pub fn intended(n: u64) -> Vec<u8> {
-    let len = (n as usize * 7919) % 3000 + if n % 7 == 0 { 300_000 } else { 0 };
+    let len = (n as usize * 7919) % 3000 + if n.is_multiple_of(7) { 300_000 } else { 0 };
     tachyon::shell::test_bytes(len, n)
 }
 
 /// True for the files the workload writes through to the under-storage (CACHE_THROUGH).
 pub fn written_through(n: u64) -> bool {
-    n % 3 == 0
+    n.is_multiple_of(3)
 }
 
 /// True for the files the workload writes ASYNC_THROUGH (the leader persists them in the
@@ -225,7 +225,8 @@ pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
     let main = Workload { fs: fs.clone(), first: 0, end, markers: markers.clone(), quiet, async_writes: s.async_writes };
     let mut workloads = vec![tokio::spawn(main.run())];
     if s.pinned_client {
-        let pinned = Workload { fs: cluster.client_of_master(first_leader), first: PINNED_FIRST_FILE, end, markers: None, quiet: Vec::new(), async_writes: true };
+        let pinned =
+            Workload { fs: cluster.client_of_master(first_leader), first: PINNED_FIRST_FILE, end, markers: None, quiet: Vec::new(), async_writes: true };
         workloads.push(tokio::spawn(pinned.run()));
     }
     if let Some(markers) = markers {

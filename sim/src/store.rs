@@ -111,11 +111,8 @@ impl UnderFs for SimStore {
         latency().await;
         let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
         let files = lock(&self.files);
-        let mut names: Vec<String> = files
-            .keys()
-            .filter(|k| k.starts_with(&prefix))
-            .map(|k| k[prefix.len()..].split('/').next().unwrap_or_default().to_string())
-            .collect();
+        let mut names: Vec<String> =
+            files.keys().filter(|k| k.starts_with(&prefix)).map(|k| k[prefix.len()..].split('/').next().unwrap_or_default().to_string()).collect();
         names.dedup();
         Ok(names)
     }
@@ -220,10 +217,9 @@ impl SimStore {
             StoreRequest::Append { path, data } => self.append(&path, data).await.map(|_| StoreResponse::Done),
             StoreRequest::Read { path } => self.read(&path).await.map(StoreResponse::Data),
             StoreRequest::List { dir } => self.list(&dir).await.map(StoreResponse::Names),
-            StoreRequest::ListStatus { dir } => self
-                .list_status(&dir)
-                .await
-                .map(|entries| StoreResponse::Entries(entries.into_iter().map(|e| (e.name, e.is_directory, e.length)).collect())),
+            StoreRequest::ListStatus { dir } => {
+                self.list_status(&dir).await.map(|entries| StoreResponse::Entries(entries.into_iter().map(|e| (e.name, e.is_directory, e.length)).collect()))
+            }
             StoreRequest::Rename { from, to } => self.rename(&from, &to).await.map(|_| StoreResponse::Done),
             StoreRequest::Delete { path } => self.delete(&path).await.map(|_| StoreResponse::Done),
         };

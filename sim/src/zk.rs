@@ -26,17 +26,44 @@ pub const ZK_PORT: u16 = 2181;
 /// A request to the simulated server.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ZkRequest {
-    Connect { timeout_ms: u64 },
-    Ping { session: u64 },
-    Close { session: u64 },
-    Create { session: u64, path: String, data: Vec<u8>, ephemeral: bool, sequential: bool },
-    Get { session: u64, path: String },
-    Set { session: u64, path: String, data: Vec<u8>, version: u32 },
-    Children { session: u64, path: String },
+    Connect {
+        timeout_ms: u64,
+    },
+    Ping {
+        session: u64,
+    },
+    Close {
+        session: u64,
+    },
+    Create {
+        session: u64,
+        path: String,
+        data: Vec<u8>,
+        ephemeral: bool,
+        sequential: bool,
+    },
+    Get {
+        session: u64,
+        path: String,
+    },
+    Set {
+        session: u64,
+        path: String,
+        data: Vec<u8>,
+        version: u32,
+    },
+    Children {
+        session: u64,
+        path: String,
+    },
     /// Answers `Done` once `path` does not exist, `StillThere` after `max_wait_ms` (the
     /// client asks again: a long poll that survives lost messages), or fails if the session
     /// ends.
-    WaitGone { session: u64, path: String, max_wait_ms: u64 },
+    WaitGone {
+        session: u64,
+        path: String,
+        max_wait_ms: u64,
+    },
 }
 
 /// The server's answer.
@@ -98,12 +125,7 @@ fn parent_of(path: &str) -> &str {
 impl Server {
     fn new() -> Self {
         let root = Node { data: Vec::new(), version: 0, owner: None, next_child_sequence: 0 };
-        Server {
-            nodes: BTreeMap::from([("/".to_string(), root)]),
-            sessions: BTreeMap::new(),
-            next_session: 1,
-            deletions: watch::channel(0).0,
-        }
+        Server { nodes: BTreeMap::from([("/".to_string(), root)]), sessions: BTreeMap::new(), next_session: 1, deletions: watch::channel(0).0 }
     }
 
     fn touch(&mut self, session: u64) -> Result<(), ZkError> {

@@ -42,6 +42,7 @@ fn init_logging() {
 
 /// Runs one seed of a scenario on a fresh simulated world, on a fresh thread (std's hash
 /// keys are per thread: madsim seeds them only on a thread that has not used them yet).
+#[allow(clippy::disallowed_methods)] // the harness, outside the simulation: a fresh thread per seed
 fn run_seed(s: &Scenario, seed: u64) -> Result<Outcome, String> {
     init_logging();
     let s = s.clone();
@@ -257,7 +258,6 @@ fn a_store_that_drops_flushes_is_caught_losing_acknowledged_writes() {
     assert!(["acknowledged", "journal", "converge", "no leader", "allows only", "two places"].iter().any(|w| err.contains(w)), "{err}");
 }
 
-
 /// madsim's in-process determinism check passes for every scenario: each seed runs twice
 /// in this process and every random draw (scheduling, latency, faults) happens at the same
 /// virtual time with the same value. This once failed about 0.6 s into every run, because
@@ -270,6 +270,7 @@ fn every_scenario_passes_madsim_check_determinism() {
         .into_iter()
         .filter_map(|(path, s)| {
             let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            #[allow(clippy::disallowed_methods)] // a fresh thread per run, as run_seed
             let checked = std::thread::spawn(move || check_determinism(&s, seed)).join();
             match checked {
                 Ok(Ok(o)) => {
@@ -281,6 +282,9 @@ fn every_scenario_passes_madsim_check_determinism() {
             }
         })
         .collect();
-    assert!(failures.is_empty(), "replay with: MADSIM_TEST_CHECK_DETERMINISM=1 SIM_SCENARIO=<name> MADSIM_TEST_SEED={seed} cargo sim -- every_fault --nocapture\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "replay with: MADSIM_TEST_CHECK_DETERMINISM=1 SIM_SCENARIO=<name> MADSIM_TEST_SEED={seed} cargo sim -- every_fault --nocapture\n{}",
+        failures.join("\n")
+    );
 }
-

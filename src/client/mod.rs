@@ -6,8 +6,8 @@
 //! (`tachyon.underfs.address`) the client also writes files through to it
 //! ([`WriteType`]), reads blocks no worker holds from it and caches them ([`ReadType`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,14 +20,14 @@ use crate::config::{self, Config};
 use crate::coordinator::Coordinator;
 use crate::core::namespace::{block_id, Mount, MountPoint, UfsLocation, MAX_BLOCKS_PER_FILE};
 use crate::core::path::FsPath;
-use crate::underfs::mounts::UfsMounts;
-use crate::underfs::{UfsOptions, UfsWriter, UnderFs};
 use crate::error::FsError;
 use crate::proto::block_data_service_client::BlockDataServiceClient;
 use crate::proto::master_service_client::MasterServiceClient;
 use crate::proto::worker_service_client::WorkerServiceClient;
 use crate::proto::*;
 use crate::rpc::{self, LeaderChannel, RetryPolicy};
+use crate::underfs::mounts::UfsMounts;
+use crate::underfs::{UfsOptions, UfsWriter, UnderFs};
 
 /// Settings of a client, validated from [`Config`].
 #[derive(Clone, Debug)]
@@ -221,7 +221,7 @@ impl FileSystem {
     fn build(options: ClientOptions, coordinator: Arc<dyn Coordinator>, mounts: UfsMounts) -> Self {
         let leader = LeaderChannel::new(coordinator, options.request_timeout, options.security.tls.clone());
         // Randomly keyed hashing gives 64 random bits without another dependency.
-        let client_id = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+        let client_id = crate::runtime::unique_id();
         FileSystem { inner: Arc::new(Inner { options, mounts, leader, client_id, next_request: AtomicU64::new(0) }) }
     }
 
@@ -245,12 +245,13 @@ impl FileSystem {
     /// Every mount point the leader knows, in path order (options included: this client
     /// needs them to reach the mounted under-storage).
     pub async fn mount_points(&self) -> Result<Vec<MountPoint>, FsError> {
-        let table = self.call("getMountTable", |mut c| { let req = self.signed(Empty {}); async move { c.get_mount_table(req).await } }).await?;
-        table
-            .mounts
-            .into_iter()
-            .map(|m| Ok(MountPoint { path: FsPath::parse(&m.path)?, mount: Mount { ufs_uri: m.ufs_uri, options: m.options } }))
-            .collect()
+        let table = self
+            .call("getMountTable", |mut c| {
+                let req = self.signed(Empty {});
+                async move { c.get_mount_table(req).await }
+            })
+            .await?;
+        table.mounts.into_iter().map(|m| Ok(MountPoint { path: FsPath::parse(&m.path)?, mount: Mount { ufs_uri: m.ufs_uri, options: m.options } })).collect()
     }
 
     /// Mounts the under-storage at `ufs_uri` on `path` (which must not exist), with its own
@@ -286,8 +287,8 @@ impl FileSystem {
     pub fn from_config(cfg: &Config) -> Result<Self, FsError> {
         let address = cfg.string(config::DATA_FOLDER);
         let options = UfsOptions::from_config(cfg);
-        let ufs = crate::underfs::open(&address, &options)
-            .map_err(|e| FsError::InvalidArgument { reason: format!("{}={address}: {e}", config::DATA_FOLDER) })?;
+        let ufs =
+            crate::underfs::open(&address, &options).map_err(|e| FsError::InvalidArgument { reason: format!("{}={address}: {e}", config::DATA_FOLDER) })?;
         let sealer = crate::security::SecretSealer::from_cluster_secret(&cfg.string(config::CLUSTER_SECRET));
         Ok(Self::build(ClientOptions::from_config(cfg)?, crate::coordinator::from_config(cfg)?, UfsMounts::new(Some(ufs), options).with_sealer(sealer)))
     }
@@ -487,18 +488,32 @@ impl FileSystem {
 
     /// Every worker the leader knows.
     pub async fn workers(&self) -> Result<Vec<WorkerReport>, FsError> {
-        self.call("getWorkers", |mut c| { let req = self.signed(Empty {}); async move { c.get_workers(req).await } }).await.map(|r| r.workers)
+        self.call("getWorkers", |mut c| {
+            let req = self.signed(Empty {});
+            async move { c.get_workers(req).await }
+        })
+        .await
+        .map(|r| r.workers)
     }
 
     /// The leader's view of the masters and the cluster.
     pub async fn master_info(&self) -> Result<MasterInfoResponse, FsError> {
-        self.call("getMasterInfo", |mut c| { let req = self.signed(Empty {}); async move { c.get_master_info(req).await } }).await
+        self.call("getMasterInfo", |mut c| {
+            let req = self.signed(Empty {});
+            async move { c.get_master_info(req).await }
+        })
+        .await
     }
 
     /// Every running master the coordinator lists, each as it describes itself (role, epoch,
     /// applied journal sequence); a master that does not answer is listed as unreachable.
     pub async fn masters(&self) -> Result<Vec<MasterStatus>, FsError> {
-        let answers = self.ask_each_master(|mut c| { let req = self.signed(Empty {}); async move { c.get_master_info(req).await } }).await?;
+        let answers = self
+            .ask_each_master(|mut c| {
+                let req = self.signed(Empty {});
+                async move { c.get_master_info(req).await }
+            })
+            .await?;
         let mut statuses = Vec::with_capacity(answers.len());
         for (address, answer) in answers {
             match answer {
@@ -533,7 +548,12 @@ impl FileSystem {
     /// Every running master's namespace digest and position (a full pass over each
     /// master's namespace: for consistency checks). Masters that do not answer are left out.
     pub async fn state_digests(&self) -> Result<Vec<StateDigest>, FsError> {
-        let answers = self.ask_each_master(|mut c| { let req = self.signed(Empty {}); async move { c.get_state_digest(req).await } }).await?;
+        let answers = self
+            .ask_each_master(|mut c| {
+                let req = self.signed(Empty {});
+                async move { c.get_state_digest(req).await }
+            })
+            .await?;
         Ok(answers.into_iter().filter_map(|(_, answer)| answer.ok()).collect())
     }
 
@@ -857,9 +877,7 @@ impl FileWriter {
         if let Some(upload) = self.current.take() {
             let stored = upload.finish().await?;
             if stored != self.in_block {
-                return Err(FsError::Internal {
-                    reason: format!("worker stored {stored} bytes of block {}, sent {}", self.block_index, self.in_block),
-                });
+                return Err(FsError::Internal { reason: format!("worker stored {stored} bytes of block {}, sent {}", self.block_index, self.in_block) });
             }
             self.block_index += 1;
             self.in_block = 0;
@@ -1094,21 +1112,16 @@ impl FileReader {
 
     /// Short-circuit: map the block file of a worker on this host.
     async fn read_local(&self, loc: &WorkerNetAddress, block: &BlockInfo) -> Result<Bytes, FsError> {
-        let channel = rpc::connect(&format!("{}:{}", loc.host, loc.rpc_port), self.fs.inner.options.request_timeout, self.fs.inner.options.security.tls.as_ref()).await?;
-        let resp = WorkerServiceClient::new(channel)
-            .open_local_block(BlockRequest { block_id: block.block_id })
-            .await
-            .map_err(status)?
-            .into_inner();
-        let file = std::fs::File::open(&resp.path)
-            .map_err(|e| FsError::Unavailable { reason: format!("short-circuit open {}: {e}", resp.path) })?;
+        let channel =
+            rpc::connect(&format!("{}:{}", loc.host, loc.rpc_port), self.fs.inner.options.request_timeout, self.fs.inner.options.security.tls.as_ref()).await?;
+        let resp = WorkerServiceClient::new(channel).open_local_block(BlockRequest { block_id: block.block_id }).await.map_err(status)?.into_inner();
+        let file = std::fs::File::open(&resp.path).map_err(|e| FsError::Unavailable { reason: format!("short-circuit open {}: {e}", resp.path) })?;
         if resp.length == 0 {
             return Ok(Bytes::new());
         }
         // SAFETY: committed block files are immutable; eviction unlinks, never truncates,
         // so the mapping stays valid for its whole life.
-        let map = unsafe { memmap2::Mmap::map(&file) }
-            .map_err(|e| FsError::Unavailable { reason: format!("short-circuit map {}: {e}", resp.path) })?;
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| FsError::Unavailable { reason: format!("short-circuit map {}: {e}", resp.path) })?;
         Ok(Bytes::copy_from_slice(&map[..]))
     }
 

@@ -12,9 +12,9 @@ pub mod zookeeper;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::watch;
 use async_trait::async_trait;
 use tokio::time::Instant;
-use crate::watch;
 
 use crate::config::{self, Config};
 use crate::error::FsError;

@@ -14,9 +14,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::watch;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
-use crate::watch;
 use tracing::{info, warn};
 use zookeeper_client as zk;
 
@@ -104,10 +104,7 @@ impl ZkCoordinator {
         if let Some(digest) = &self.options.auth_digest {
             connector = connector.with_auth("digest", digest.as_bytes());
         }
-        connector
-            .connect(&self.options.servers)
-            .await
-            .map_err(|e| zk_err(&format!("connect to {}", self.options.servers), e))
+        connector.connect(&self.options.servers).await.map_err(|e| zk_err(&format!("connect to {}", self.options.servers), e))
     }
 
     async fn shared_client(&self) -> Result<zk::Client, FsError> {
@@ -216,8 +213,7 @@ impl Coordinator for ZkCoordinator {
         info!(address, sequence = mine, "campaigning for leadership");
         loop {
             let children = client.list_children(&o.election_path).await.map_err(|e| zk_err("list candidates", e))?;
-            let mut seqs: Vec<(i64, String)> =
-                children.into_iter().filter_map(|c| candidate_sequence(&c).map(|s| (s, c))).collect();
+            let mut seqs: Vec<(i64, String)> = children.into_iter().filter_map(|c| candidate_sequence(&c).map(|s| (s, c))).collect();
             seqs.sort();
             let Some(pos) = seqs.iter().position(|(s, _)| *s == mine) else {
                 return Err(FsError::Unavailable { reason: "our election node vanished (session expired)".into() });
@@ -259,7 +255,8 @@ impl Coordinator for ZkCoordinator {
         });
         info!(address, epoch, "elected leader");
         let session_timeout = client.session_timeout().min(o.session_timeout);
-        let session = ZkSession { client: Mutex::new(Some(client)), leader_path: o.leader_path.clone(), ended: lost_rx.clone(), session_timeout, acls: o.acls() };
+        let session =
+            ZkSession { client: Mutex::new(Some(client)), leader_path: o.leader_path.clone(), ended: lost_rx.clone(), session_timeout, acls: o.acls() };
         Ok(Leadership::new(epoch, lost_rx, Arc::new(session), granted_at))
     }
 
@@ -307,7 +304,6 @@ impl ZkCoordinator {
             Err(e) => Err(zk_err("read leader", e)),
         }
     }
-
 
     async fn register_master_once(&self, address: &str) -> Result<(), FsError> {
         let client = self.shared_client().await?;

@@ -11,8 +11,8 @@
 //! Architecture Invariant: applying the same entries to the same checkpoint gives the
 //! same state, bit for bit ([`Namespace::digest`]); every map is ordered.
 
-use std::collections::{BTreeSet, VecDeque};
 use std::collections::BTreeMap;
+use std::collections::{BTreeSet, VecDeque};
 
 use prost::Message;
 
@@ -21,9 +21,9 @@ use crate::core::permission::{self, Caller, Checks};
 use crate::error::FsError;
 use crate::proto::journal_entry::Kind;
 use crate::proto::{
-    Checkpoint, CompleteFileEntry, CreateDirectoryEntry, CreateFileEntry, DeleteEntry, InodeOwnership, InodeRecord,
-    JournalEntry, MountEntry, MountRecord, PersistFileEntry, PersistenceState, RenameEntry, SetAttributeEntry, SetOwnershipEntry, TtlAction,
-    UfsCopy, UfsIntentDoneEntry, UfsIntentEntry, UfsIntentKind, UnmountEntry,
+    Checkpoint, CompleteFileEntry, CreateDirectoryEntry, CreateFileEntry, DeleteEntry, InodeOwnership, InodeRecord, JournalEntry, MountEntry, MountRecord,
+    PersistFileEntry, PersistenceState, RenameEntry, SetAttributeEntry, SetOwnershipEntry, TtlAction, UfsCopy, UfsIntentDoneEntry, UfsIntentEntry,
+    UfsIntentKind, UnmountEntry,
 };
 
 /// Identifies an inode. The root is [`ROOT_ID`].
@@ -185,9 +185,7 @@ impl Inode {
     /// The ids of this file's blocks (empty for directories and incomplete files).
     pub fn block_ids(&self) -> Vec<BlockId> {
         match self.kind {
-            InodeKind::File { block_size, length, complete: true, .. } => {
-                (0..block_count(length, block_size)).map(|i| block_id(self.id, i)).collect()
-            }
+            InodeKind::File { block_size, length, complete: true, .. } => (0..block_count(length, block_size)).map(|i| block_id(self.id, i)).collect(),
             _ => Vec::new(),
         }
     }
@@ -401,11 +399,8 @@ impl Namespace {
 
     /// Every mount point, in path order.
     pub fn mount_points(&self) -> Vec<MountPoint> {
-        let mut points: Vec<MountPoint> = self
-            .mounts
-            .iter()
-            .filter_map(|(id, mount)| self.path_of(*id).map(|path| MountPoint { path, mount: mount.clone() }))
-            .collect();
+        let mut points: Vec<MountPoint> =
+            self.mounts.iter().filter_map(|(id, mount)| self.path_of(*id).map(|path| MountPoint { path, mount: mount.clone() })).collect();
         points.sort_by(|a, b| a.path.components().cmp(b.path.components()));
         points
     }
@@ -468,9 +463,7 @@ impl Namespace {
                 }
             };
             let child = children.get(name).ok_or_else(|| FsError::NotFound { path: path.to_string() })?;
-            current = self.inodes.get(child).ok_or_else(|| FsError::Internal {
-                reason: format!("dangling child {child} under inode {}", current.id),
-            })?;
+            current = self.inodes.get(child).ok_or_else(|| FsError::Internal { reason: format!("dangling child {child} under inode {}", current.id) })?;
         }
         Ok(current)
     }
@@ -484,9 +477,9 @@ impl Namespace {
         let inode = self.inode(file);
         match inode.map(|i| &i.kind) {
             Some(InodeKind::File { complete: false, block_size, .. }) if length <= *block_size => Ok(()),
-            Some(InodeKind::File { complete: false, block_size, .. }) => Err(FsError::InvalidArgument {
-                reason: format!("block {block} of {length} bytes is larger than its file's block size {block_size}"),
-            }),
+            Some(InodeKind::File { complete: false, block_size, .. }) => {
+                Err(FsError::InvalidArgument { reason: format!("block {block} of {length} bytes is larger than its file's block size {block_size}") })
+            }
             Some(InodeKind::File { complete: true, persistence: PersistenceState::Persisted, .. })
                 if inode.and_then(|i| i.expected_block_length(block)) == Some(length) =>
             {
@@ -609,7 +602,14 @@ impl Namespace {
     /// position in name order, so a page resumes right even if that entry was deleted or
     /// renamed meanwhile. The work is bounded by the page size and the depth, never by the
     /// size of a directory.
-    pub fn list_page<'a>(&'a self, dir: &'a Inode, dir_path: &FsPath, recursive: bool, after: Option<&FsPath>, limit: usize) -> Result<(Vec<&'a Inode>, bool), FsError> {
+    pub fn list_page<'a>(
+        &'a self,
+        dir: &'a Inode,
+        dir_path: &FsPath,
+        recursive: bool,
+        after: Option<&FsPath>,
+        limit: usize,
+    ) -> Result<(Vec<&'a Inode>, bool), FsError> {
         use std::ops::Bound::{Excluded, Unbounded};
         type Siblings<'a> = std::collections::btree_map::Range<'a, String, InodeId>;
         let InodeKind::Directory { children } = &dir.kind else { return Ok((vec![dir], false)) };
@@ -698,14 +698,7 @@ impl Namespace {
     }
 
     /// Plans creating an empty, incomplete file at `path`.
-    pub fn plan_create_file(
-        &self,
-        path: &FsPath,
-        block_size: u64,
-        recursive: bool,
-        ownership: &InodeOwnership,
-        now_ms: i64,
-    ) -> Result<Vec<Kind>, FsError> {
+    pub fn plan_create_file(&self, path: &FsPath, block_size: u64, recursive: bool, ownership: &InodeOwnership, now_ms: i64) -> Result<Vec<Kind>, FsError> {
         if block_size == 0 {
             return Err(FsError::InvalidArgument { reason: "block size must be positive".into() });
         }
@@ -758,16 +751,10 @@ impl Namespace {
             match committed_length(id) {
                 Some(got) if got == expected => {}
                 Some(got) => {
-                    return Err(FsError::InvalidArgument {
-                        reason: format!("{path}: block {index} (id {id}) holds {got} bytes, expected {expected}"),
-                    })
+                    return Err(FsError::InvalidArgument { reason: format!("{path}: block {index} (id {id}) holds {got} bytes, expected {expected}") })
                 }
                 None if persistence == PersistenceState::Persisted => {}
-                None => {
-                    return Err(FsError::InvalidArgument {
-                        reason: format!("{path}: block {index} (id {id}) was never committed by a worker"),
-                    })
-                }
+                None => return Err(FsError::InvalidArgument { reason: format!("{path}: block {index} (id {id}) was never committed by a worker") }),
             }
         }
         Ok(vec![Kind::CompleteFile(CompleteFileEntry { id: inode.id, length, time_ms: now_ms, persistence: persistence as i32 })])
@@ -829,7 +816,14 @@ impl Namespace {
                 if block_count(e.length, block_size) > MAX_BLOCKS_PER_FILE {
                     continue;
                 }
-                entries.push(Kind::CreateFile(CreateFileEntry { id, parent_id: dir_id, name: e.name.clone(), ownership, time_ms: now_ms, block_size_bytes: block_size }));
+                entries.push(Kind::CreateFile(CreateFileEntry {
+                    id,
+                    parent_id: dir_id,
+                    name: e.name.clone(),
+                    ownership,
+                    time_ms: now_ms,
+                    block_size_bytes: block_size,
+                }));
                 let persistence = PersistenceState::Persisted as i32;
                 entries.push(Kind::CompleteFile(CompleteFileEntry { id, length: e.length, time_ms: now_ms, persistence }));
             }
@@ -875,11 +869,8 @@ impl Namespace {
     /// owners in the new group, chmod for superusers and owners (of every inode changed).
     /// Plans nothing if nothing would change.
     pub fn plan_set_ownership(&self, caller: &Caller, path: &FsPath, change: &OwnershipChange, now_ms: i64) -> Result<Vec<Kind>, FsError> {
-        let probe = InodeOwnership {
-            owner: change.owner.clone().unwrap_or_default(),
-            group: change.group.clone().unwrap_or_default(),
-            mode: change.mode.unwrap_or(0),
-        };
+        let probe =
+            InodeOwnership { owner: change.owner.clone().unwrap_or_default(), group: change.group.clone().unwrap_or_default(), mode: change.mode.unwrap_or(0) };
         check_ownership(&probe)?;
         if change.owner.as_deref() == Some("") {
             return Err(FsError::InvalidArgument { reason: "the new owner is empty".into() });
@@ -888,7 +879,10 @@ impl Namespace {
         let affected: Vec<&Inode> = if change.recursive { std::iter::once(inode).chain(self.descendants(inode)).collect() } else { vec![inode] };
         if !caller.superuser {
             if change.owner.is_some() {
-                return Err(FsError::PermissionDenied { path: path.to_string(), reason: format!("user={}: only a superuser may change the owner", caller.user) });
+                return Err(FsError::PermissionDenied {
+                    path: path.to_string(),
+                    reason: format!("user={}: only a superuser may change the owner", caller.user),
+                });
             }
             if let Some(group) = change.group.as_deref().filter(|g| !caller.in_group(g)) {
                 return Err(FsError::PermissionDenied { path: path.to_string(), reason: format!("user={} is not in group {group}", caller.user) });
@@ -972,9 +966,8 @@ impl Namespace {
             return Err(FsError::InvalidArgument { reason: format!("{nested} is mounted below {path}: unmount it first") });
         }
         // Unmounting forgets everything below: data that is only in memory would be lost.
-        let only_in_memory = |i: &&Inode| {
-            matches!(i.kind, InodeKind::File { length, persistence, .. } if length > 0 && persistence != PersistenceState::Persisted)
-        };
+        let only_in_memory =
+            |i: &&Inode| matches!(i.kind, InodeKind::File { length, persistence, .. } if length > 0 && persistence != PersistenceState::Persisted);
         if let Some(file) = self.descendants(inode).into_iter().find(only_in_memory) {
             let file = self.path_of(file.id).unwrap_or_else(FsPath::root);
             return Err(FsError::InvalidArgument {
@@ -1057,9 +1050,7 @@ impl Namespace {
     pub fn may_evict(&self, block: BlockId) -> bool {
         match self.inodes.get(&file_of_block(block)) {
             None => true,
-            Some(inode) => {
-                !inode.pinned && matches!(inode.kind, InodeKind::File { complete: true, persistence: PersistenceState::Persisted, .. })
-            }
+            Some(inode) => !inode.pinned && matches!(inode.kind, InodeKind::File { complete: true, persistence: PersistenceState::Persisted, .. }),
         }
     }
 
@@ -1109,23 +1100,12 @@ impl Namespace {
         if mount_of(src) != mount_of(dst) {
             return Err(FsError::InvalidArgument { reason: format!("cannot rename {src} to {dst}: they are in different under-storages (mounts)") });
         }
-        Ok(vec![Kind::Rename(RenameEntry {
-            id: inode.id,
-            new_parent_id: parent.id,
-            new_name: dst.name().unwrap_or_default().to_string(),
-            time_ms: now_ms,
-        })])
+        Ok(vec![Kind::Rename(RenameEntry { id: inode.id, new_parent_id: parent.id, new_name: dst.name().unwrap_or_default().to_string(), time_ms: now_ms })])
     }
 
     /// Entries creating the missing ancestors of `path`; returns them, the id of the
     /// direct parent and the next free inode id.
-    fn plan_parents(
-        &self,
-        path: &FsPath,
-        recursive: bool,
-        ownership: &InodeOwnership,
-        now_ms: i64,
-    ) -> Result<(Vec<Kind>, InodeId, InodeId), FsError> {
+    fn plan_parents(&self, path: &FsPath, recursive: bool, ownership: &InodeOwnership, now_ms: i64) -> Result<(Vec<Kind>, InodeId, InodeId), FsError> {
         let mut entries = Vec::new();
         let mut next_id = self.next_inode_id;
         let mut parent_id = ROOT_ID;
@@ -1334,15 +1314,7 @@ impl Namespace {
         out
     }
 
-    fn insert(
-        &mut self,
-        id: InodeId,
-        parent_id: InodeId,
-        name: &str,
-        ownership: Option<InodeOwnership>,
-        time_ms: i64,
-        kind: InodeKind,
-    ) -> Result<(), String> {
+    fn insert(&mut self, id: InodeId, parent_id: InodeId, name: &str, ownership: Option<InodeOwnership>, time_ms: i64, kind: InodeKind) -> Result<(), String> {
         if self.inodes.contains_key(&id) {
             return Err(format!("inode {id} already exists"));
         }
@@ -1731,14 +1703,26 @@ mod tests {
             recursive,
         };
         let home = p("/home/alice");
-        assert!(matches!(ns.plan_set_ownership(&alice, &home, &change(Some("carol"), None, None, false), 5), Err(FsError::PermissionDenied { .. })), "chown needs a superuser");
-        assert!(matches!(ns.plan_set_ownership(&carol, &home, &change(None, None, Some(0o777), false), 5), Err(FsError::PermissionDenied { .. })), "chmod needs the owner");
-        assert!(matches!(ns.plan_set_ownership(&alice, &home, &change(None, Some("ops"), None, false), 5), Err(FsError::PermissionDenied { .. })), "chgrp into a group alice is not in");
+        assert!(
+            matches!(ns.plan_set_ownership(&alice, &home, &change(Some("carol"), None, None, false), 5), Err(FsError::PermissionDenied { .. })),
+            "chown needs a superuser"
+        );
+        assert!(
+            matches!(ns.plan_set_ownership(&carol, &home, &change(None, None, Some(0o777), false), 5), Err(FsError::PermissionDenied { .. })),
+            "chmod needs the owner"
+        );
+        assert!(
+            matches!(ns.plan_set_ownership(&alice, &home, &change(None, Some("ops"), None, false), 5), Err(FsError::PermissionDenied { .. })),
+            "chgrp into a group alice is not in"
+        );
         assert!(ns.plan_set_ownership(&alice, &home, &change(None, None, Some(0o750), false), 5).unwrap().is_empty(), "nothing changes");
         assert!(ns.plan_set_ownership(&alice, &home, &change(None, None, Some(0o10000), false), 5).is_err(), "only permission bits");
         let kinds = ns.plan_set_ownership(&alice, &home, &change(None, Some("dev"), Some(0o700), true), 5).unwrap();
         let id = ns.lookup(&home).unwrap().id;
-        assert_eq!(kinds, vec![Kind::SetOwnership(SetOwnershipEntry { id, time_ms: 5, owner: None, group: Some("dev".into()), mode: Some(0o700), recursive: true })]);
+        assert_eq!(
+            kinds,
+            vec![Kind::SetOwnership(SetOwnershipEntry { id, time_ms: 5, owner: None, group: Some("dev".into()), mode: Some(0o700), recursive: true })]
+        );
         commit(&mut ns, kinds);
         for path in ["/home/alice", "/home/alice/notes"] {
             assert_eq!(ns.lookup(&p(path)).unwrap().ownership, InodeOwnership { owner: "alice".into(), group: "dev".into(), mode: 0o700 }, "{path}");
@@ -1845,7 +1829,13 @@ mod tests {
         assert_eq!(check_ownership(&own()), Ok(()));
         let with = |owner: &str, group: &str, mode: u32| InodeOwnership { owner: owner.into(), group: group.into(), mode };
         assert_eq!(check_ownership(&with("", "", 0)), Ok(()), "empty names: the master's defaults apply");
-        for bad in [with(&"x".repeat(MAX_OWNER_BYTES + 1), "g", 0o644), with("a\nb", "g", 0o644), with("a", "g:h", 0o644), with("a", "g h", 0o644), with("a", "g", 0o10000)] {
+        for bad in [
+            with(&"x".repeat(MAX_OWNER_BYTES + 1), "g", 0o644),
+            with("a\nb", "g", 0o644),
+            with("a", "g:h", 0o644),
+            with("a", "g h", 0o644),
+            with("a", "g", 0o10000),
+        ] {
             assert!(check_ownership(&bad).is_err(), "{bad:?}");
         }
     }
@@ -1857,26 +1847,11 @@ mod tests {
         assert_eq!(
             kinds,
             vec![
-                Kind::CreateDirectory(CreateDirectoryEntry {
-                    id: 1,
-                    parent_id: 0,
-                    name: "a".into(),
-                    ownership: Some(dir_own()),
-                    time_ms: 7
-                }),
-                Kind::CreateDirectory(CreateDirectoryEntry {
-                    id: 2,
-                    parent_id: 1,
-                    name: "b".into(),
-                    ownership: Some(own()),
-                    time_ms: 7
-                }),
+                Kind::CreateDirectory(CreateDirectoryEntry { id: 1, parent_id: 0, name: "a".into(), ownership: Some(dir_own()), time_ms: 7 }),
+                Kind::CreateDirectory(CreateDirectoryEntry { id: 2, parent_id: 1, name: "b".into(), ownership: Some(own()), time_ms: 7 }),
             ]
         );
-        assert_eq!(
-            ns.plan_create_directory(&p("/a/b"), false, false, &own(), 7),
-            Err(FsError::NotFound { path: "/a".into() })
-        );
+        assert_eq!(ns.plan_create_directory(&p("/a/b"), false, false, &own(), 7), Err(FsError::NotFound { path: "/a".into() }));
     }
 
     #[test]
@@ -1893,7 +1868,9 @@ mod tests {
             entry("..", true, 0),
         ];
         let kinds = ns.plan_load_from_under_storage(&p("/mnt"), &found, 10, &own(), 100, 5).unwrap();
-        let dir = |id, parent_id, name: &str| Kind::CreateDirectory(CreateDirectoryEntry { id, parent_id, name: name.into(), ownership: Some(dir_own()), time_ms: 5 });
+        let dir = |id, parent_id, name: &str| {
+            Kind::CreateDirectory(CreateDirectoryEntry { id, parent_id, name: name.into(), ownership: Some(dir_own()), time_ms: 5 })
+        };
         assert_eq!(
             kinds,
             vec![
@@ -1926,12 +1903,19 @@ mod tests {
         // Block 1 missing: refused with the block named.
         let committed = |b: BlockId| (b == block_id(f.id, 0)).then_some(10);
         assert!(matches!(ns.plan_complete_file(&p("/d/f"), 15, PersistenceState::NotPersisted, committed, 2), Err(FsError::InvalidArgument { .. })));
-        let committed = |b: BlockId| match b & 0xff_ffff { 0 => Some(10), 1 => Some(5), _ => None };
+        let committed = |b: BlockId| match b & 0xff_ffff {
+            0 => Some(10),
+            1 => Some(5),
+            _ => None,
+        };
         let kinds = ns.plan_complete_file(&p("/d/f"), 15, PersistenceState::NotPersisted, committed, 2).unwrap();
         commit(&mut ns, kinds);
         let f = ns.lookup(&p("/d/f")).unwrap();
         assert_eq!(f.block_ids(), vec![block_id(f.id, 0), block_id(f.id, 1)]);
-        assert_eq!(ns.plan_complete_file(&p("/d/f"), 15, PersistenceState::NotPersisted, committed, 3), Err(FsError::FileAlreadyComplete { path: "/d/f".into() }));
+        assert_eq!(
+            ns.plan_complete_file(&p("/d/f"), 15, PersistenceState::NotPersisted, committed, 3),
+            Err(FsError::FileAlreadyComplete { path: "/d/f".into() })
+        );
         assert_eq!(ns.path_of(f.id).unwrap().to_string(), "/d/f");
     }
 
@@ -2051,7 +2035,9 @@ mod tests {
         let freed = file(&mut ns, "/keep/freed", 4, PersistenceState::Persisted, 100);
         let tmp = ns.lookup(&p("/tmp")).unwrap().id;
         let ttl = |ttl_ms, action| AttributeChange { pinned: None, ttl: Some(Some(Ttl { ttl_ms, action })) };
-        for (path, change) in [("/tmp", ttl(50, TtlAction::TtlDelete)), ("/tmp/x/gone", ttl(60, TtlAction::TtlDelete)), ("/keep/freed", ttl(80, TtlAction::TtlFree))] {
+        for (path, change) in
+            [("/tmp", ttl(50, TtlAction::TtlDelete)), ("/tmp/x/gone", ttl(60, TtlAction::TtlDelete)), ("/keep/freed", ttl(80, TtlAction::TtlFree))]
+        {
             let kinds = ns.plan_set_attribute(&p(path), change, 120).unwrap();
             commit(&mut ns, kinds);
         }
@@ -2061,14 +2047,12 @@ mod tests {
         assert_eq!(ns.expired(150), vec![Expired { id: tmp, path: p("/tmp"), action: TtlAction::TtlDelete }]);
         assert_eq!(
             ns.expired(180),
-            vec![
-                Expired { id: freed, path: p("/keep/freed"), action: TtlAction::TtlFree },
-                Expired { id: tmp, path: p("/tmp"), action: TtlAction::TtlDelete },
-            ]
+            vec![Expired { id: freed, path: p("/keep/freed"), action: TtlAction::TtlFree }, Expired { id: tmp, path: p("/tmp"), action: TtlAction::TtlDelete },]
         );
         assert_eq!(ns.plan_expire(tmp, 150), Ok(vec![Kind::Delete(DeleteEntry { id: tmp, time_ms: 150 })]));
         assert_eq!(ns.plan_expire(tmp, 149), Ok(Vec::new()), "not yet");
-        let clear = vec![Kind::SetAttribute(SetAttributeEntry { id: freed, time_ms: 180, pinned: None, ttl_ms: Some(-1), ttl_action: TtlAction::TtlDelete as i32 })];
+        let clear =
+            vec![Kind::SetAttribute(SetAttributeEntry { id: freed, time_ms: 180, pinned: None, ttl_ms: Some(-1), ttl_action: TtlAction::TtlDelete as i32 })];
         assert_eq!(ns.plan_expire(freed, 180), Ok(clear.clone()));
         let back = Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap();
         assert_eq!(back, ns, "TTLs survive checkpoints");

@@ -101,25 +101,12 @@ impl Registry {
     /// worker's stale id from a previous master is never mistaken for another worker's);
     /// a worker silent for `timeout_ms` is lost.
     pub fn new(id_base: WorkerId, timeout_ms: i64) -> Self {
-        Registry {
-            workers: BTreeMap::new(),
-            by_address: BTreeMap::new(),
-            locations: BTreeMap::new(),
-            next_worker_id: id_base.max(1),
-            timeout_ms,
-        }
+        Registry { workers: BTreeMap::new(), by_address: BTreeMap::new(), locations: BTreeMap::new(), next_worker_id: id_base.max(1), timeout_ms }
     }
 
     /// Registers a worker with its full block report. A worker registering again from the
     /// same address keeps its id and its report replaces the old one.
-    pub fn register(
-        &mut self,
-        address: WorkerNetAddress,
-        capacity_bytes: u64,
-        used_bytes: u64,
-        blocks: &[(BlockId, u64)],
-        now_ms: i64,
-    ) -> WorkerId {
+    pub fn register(&mut self, address: WorkerNetAddress, capacity_bytes: u64, used_bytes: u64, blocks: &[(BlockId, u64)], now_ms: i64) -> WorkerId {
         let key = address_key(&address);
         let id = match self.by_address.get(&key) {
             Some(&id) => {
@@ -140,7 +127,17 @@ impl Registry {
         let pending_deletes = self.workers.get(&id).map(|w| w.pending_deletes.clone()).unwrap_or_default();
         self.workers.insert(
             id,
-            WorkerState { id, address, capacity_bytes, used_bytes, last_heartbeat_ms: now_ms, lost: false, blocks, pending_deletes, commit_marks: BTreeMap::new() },
+            WorkerState {
+                id,
+                address,
+                capacity_bytes,
+                used_bytes,
+                last_heartbeat_ms: now_ms,
+                lost: false,
+                blocks,
+                pending_deletes,
+                commit_marks: BTreeMap::new(),
+            },
         );
         id
     }
@@ -207,12 +204,7 @@ impl Registry {
 
     /// Declares lost every live worker silent for longer than the timeout.
     pub fn tick(&mut self, now_ms: i64) -> Vec<LostWorker> {
-        let timed_out: Vec<WorkerId> = self
-            .workers
-            .values()
-            .filter(|w| !w.lost && now_ms - w.last_heartbeat_ms > self.timeout_ms)
-            .map(|w| w.id)
-            .collect();
+        let timed_out: Vec<WorkerId> = self.workers.values().filter(|w| !w.lost && now_ms - w.last_heartbeat_ms > self.timeout_ms).map(|w| w.id).collect();
         let mut lost = Vec::new();
         for id in timed_out {
             let blocks = self.drop_locations(id);

@@ -11,7 +11,9 @@ use crate::core::path::FsPath;
 use crate::core::permission::{Caller, Checks};
 use crate::error::FsError;
 use crate::proto::journal_entry::Kind;
-use crate::proto::{CreateDirectoryRequest, CreateFileRequest, DeleteRequest, InodeOwnership, ListStatusRequest, PathRequest, RenameRequest, SetAttributeRequest};
+use crate::proto::{
+    CreateDirectoryRequest, CreateFileRequest, DeleteRequest, InodeOwnership, ListStatusRequest, PathRequest, RenameRequest, SetAttributeRequest,
+};
 
 /// Who asks, when, and within which limits: what every request below is planned with.
 #[derive(Clone, Copy, Debug)]

@@ -340,7 +340,15 @@ mod tests {
 
     #[test]
     fn checkpoint_round_trip_and_corruption() {
-        let cp = Checkpoint { next_sequence: 9, epoch: 2, next_inode_id: 4, inodes: vec![], recent_request_ids: vec!["c-1".into()], mounts: vec![], ufs_intents: vec![] };
+        let cp = Checkpoint {
+            next_sequence: 9,
+            epoch: 2,
+            next_inode_id: 4,
+            inodes: vec![],
+            recent_request_ids: vec!["c-1".into()],
+            mounts: vec![],
+            ufs_intents: vec![],
+        };
         let mut bytes = encode_checkpoint(&cp);
         assert_eq!(decode_checkpoint(&bytes).unwrap(), cp);
         bytes.push(0);

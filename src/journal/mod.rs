@@ -38,8 +38,8 @@ pub mod format;
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use crate::watch;
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::core::namespace::{ApplyError, Namespace};
@@ -170,7 +170,8 @@ impl Journal {
         if self.is_formatted().await? {
             return Ok(false);
         }
-        let files = self.ufs.list(LOGS).await.map_err(self.io("list logs"))?.len() + self.ufs.list(CHECKPOINTS).await.map_err(self.io("list checkpoints"))?.len();
+        let files =
+            self.ufs.list(LOGS).await.map_err(self.io("list logs"))?.len() + self.ufs.list(CHECKPOINTS).await.map_err(self.io("list checkpoints"))?.len();
         if files > 0 {
             return Err(JournalError::NotEmpty { folder: self.folder(), files });
         }
@@ -242,9 +243,7 @@ impl Journal {
         for next in self.checkpoint_names().await?.into_iter().rev() {
             let file = format!("{CHECKPOINTS}/{}", format::checkpoint_file_name(next));
             let bytes = self.ufs.read(&file).await.map_err(self.io(format!("read {file}")))?;
-            let loaded = format::decode_checkpoint(&bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|cp| Namespace::from_checkpoint(&cp));
+            let loaded = format::decode_checkpoint(&bytes).map_err(|e| e.to_string()).and_then(|cp| Namespace::from_checkpoint(&cp));
             match loaded {
                 Ok(ns) => {
                     info!(%file, next_sequence = ns.next_sequence(), inodes = ns.inode_count(), "loaded checkpoint");

@@ -1,7 +1,7 @@
 //! Journal recovery and writer tests on a local folder.
 
-use super::*;
 use super::conformance::{mkdirs, try_mkdir};
+use super::*;
 use crate::core::path::FsPath;
 use crate::underfs::local::LocalUnderFs;
 
@@ -18,8 +18,7 @@ async fn fresh(dir: &std::path::Path, limits: JournalLimits) -> (Journal, Journa
 }
 
 fn log_files(dir: &std::path::Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir.join("logs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("logs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     v.sort();
     v
 }
@@ -80,10 +79,7 @@ async fn recovery_after_crash_and_clean_close_gives_the_same_state() {
     assert_eq!(ns2, ns);
     mkdirs(&mut ns2, &w, &["/d"]).await;
     w.close().await;
-    assert_eq!(
-        log_files(dir.path()),
-        vec!["0000000000000000-open-e0000000000000001.log", "0000000000000003-0000000000000004-e0000000000000002.log"]
-    );
+    assert_eq!(log_files(dir.path()), vec!["0000000000000000-open-e0000000000000001.log", "0000000000000003-0000000000000004-e0000000000000002.log"]);
     let rec = j.recover().await.unwrap();
     assert_eq!(rec.namespace, ns2);
     assert_eq!(rec.last_epoch, 2);

@@ -67,10 +67,7 @@ impl MasterOptions {
             address: cfg.master_address(),
             bind_address: format!("{}:{}", cfg.bind_host(config::MASTER_BIND_HOST, config::MASTER_HOSTNAME), cfg.port(config::MASTER_PORT)),
             journal_folder: cfg.string(config::JOURNAL_FOLDER),
-            journal_limits: JournalLimits {
-                segment_max_bytes: cfg.bytes(config::JOURNAL_SEGMENT_MAX).max(1024),
-                ..JournalLimits::default()
-            },
+            journal_limits: JournalLimits { segment_max_bytes: cfg.bytes(config::JOURNAL_SEGMENT_MAX).max(1024), ..JournalLimits::default() },
             checkpoint_period_entries: cfg.integer(config::JOURNAL_CHECKPOINT_PERIOD).max(1),
             worker_timeout_ms: cfg.duration_ms(config::MASTER_WORKER_TIMEOUT) as i64,
             tailer_sleep_ms: cfg.duration_ms(config::JOURNAL_TAILER_SLEEP).max(10),
@@ -138,14 +135,7 @@ fn unavailable(e: JournalError) -> FsError {
 impl Master {
     /// A leader serving `ns`, which the journal holds up to its next sequence, appending
     /// through `writer` under `leadership`'s epoch.
-    pub fn new(
-        ns: Namespace,
-        journal: Journal,
-        writer: JournalWriter,
-        leadership: Leadership,
-        clock: Arc<dyn Clock>,
-        options: MasterOptions,
-    ) -> Arc<Master> {
+    pub fn new(ns: Namespace, journal: Journal, writer: JournalWriter, leadership: Leadership, clock: Arc<dyn Clock>, options: MasterOptions) -> Arc<Master> {
         let start_time_ms = clock.now_ms();
         // Worker ids differ between leader terms, so a stale id is never reused.
         let id_base = (start_time_ms.max(0) as u64) << 12;
@@ -278,8 +268,8 @@ impl Master {
             // as a fallback: after twice the period it looks for a recent checkpoint, and
             // only if none exists does the next mutation take one.
             let checkpoint = self.checkpoint_wanted.swap(false, Ordering::AcqRel).then(|| st.ns.to_checkpoint());
-            let look_for_checkpoint = st.entries_since_checkpoint >= self.options.checkpoint_period_entries.saturating_mul(2)
-                && !self.checkpoint_running.load(Ordering::Acquire);
+            let look_for_checkpoint =
+                st.entries_since_checkpoint >= self.options.checkpoint_period_entries.saturating_mul(2) && !self.checkpoint_running.load(Ordering::Acquire);
             if look_for_checkpoint || checkpoint.is_some() {
                 st.entries_since_checkpoint = 0;
             }
@@ -395,7 +385,14 @@ pub const MAX_LIST_PAGE_BYTES: usize = 2 << 20;
 
 /// One page of the listing of `dir` (at `dir_path`): entries without block lists, and the
 /// path the next page starts after (`None` on the last page). See [`Namespace::list_page`].
-pub fn list_page_infos(st: &State, dir: &Inode, dir_path: &FsPath, recursive: bool, after: Option<&FsPath>, limit: usize) -> Result<(Vec<FileInfo>, Option<String>), FsError> {
+pub fn list_page_infos(
+    st: &State,
+    dir: &Inode,
+    dir_path: &FsPath,
+    recursive: bool,
+    after: Option<&FsPath>,
+    limit: usize,
+) -> Result<(Vec<FileInfo>, Option<String>), FsError> {
     use prost::Message as _;
     let limit = match limit {
         0 => DEFAULT_LIST_PAGE_ENTRIES,

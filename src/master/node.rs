@@ -27,10 +27,10 @@ use tracing::{debug, error, info, warn};
 use super::service::{resolve, MasterRpc};
 use super::{Master, MasterOptions};
 use crate::coordinator::{Coordinator, Leadership};
+use crate::core::namespace::Namespace;
 use crate::error::FsError;
 use crate::journal::{Journal, JournalError};
 use crate::proto::master_service_server::MasterServiceServer;
-use crate::core::namespace::Namespace;
 use crate::proto::{MasterStatus, StateDigest, TtlAction};
 use crate::runtime::Clock;
 use crate::underfs::UnderFs;
@@ -45,7 +45,10 @@ const REGISTRATION_CHECK: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 enum Role {
     /// Following the journal; `applied` is the next sequence it would apply.
-    Standby { applied: u64, last_epoch: u64 },
+    Standby {
+        applied: u64,
+        last_epoch: u64,
+    },
     Leader(Arc<Master>),
 }
 
@@ -167,9 +170,7 @@ impl MasterNode {
     pub async fn status(&self) -> MasterStatus {
         let address = self.options.address.clone();
         match self.role() {
-            Role::Standby { applied, last_epoch } => {
-                MasterStatus { address, role: "standby".into(), epoch: last_epoch, applied_sequence: applied }
-            }
+            Role::Standby { applied, last_epoch } => MasterStatus { address, role: "standby".into(), epoch: last_epoch, applied_sequence: applied },
             Role::Leader(m) => {
                 let applied = m.read_unchecked(|st| st.ns.next_sequence()).await;
                 MasterStatus { address, role: "leader".into(), epoch: m.epoch(), applied_sequence: applied }
@@ -220,12 +221,12 @@ pub async fn run_node(node: Arc<MasterNode>, shutdown: impl std::future::Future<
         let mut stop = stop_rx.clone();
         let svc = MasterServiceServer::new(MasterRpc::new(node.clone())).max_decoding_message_size(crate::rpc::MAX_MASTER_REQUEST_BYTES);
         info!(%bind, "master RPC listening");
-        crate::rpc::server_builder(node.options.security.tls.as_ref())
-            .map_err(|e| RunError::Serve(e.to_string()))?
-            .add_service(svc)
-            .serve_with_shutdown(bind, async move {
+        crate::rpc::server_builder(node.options.security.tls.as_ref()).map_err(|e| RunError::Serve(e.to_string()))?.add_service(svc).serve_with_shutdown(
+            bind,
+            async move {
                 wait_stopped(&mut stop).await;
-            })
+            },
+        )
     };
     let registration = tokio::spawn(keep_registered(node.clone()));
     // The role loop finishes its own shutdown (complete the segment, resign) after the
@@ -367,10 +368,7 @@ async fn stopped_during(duration: Duration, stop: &watch::Receiver<bool>) -> boo
 }
 
 /// Recovers the namespace, then tails the journal until elected. `None` when asked to stop.
-async fn follow_until_elected(
-    node: &MasterNode,
-    stop: &watch::Receiver<bool>,
-) -> Result<Option<(Namespace, Leadership)>, RunError> {
+async fn follow_until_elected(node: &MasterNode, stop: &watch::Receiver<bool>) -> Result<Option<(Namespace, Leadership)>, RunError> {
     let recovered = loop {
         match node.journal.recover().await {
             Ok(r) => break r,
@@ -498,9 +496,7 @@ async fn expire_ttls(node: Arc<MasterNode>, master: Arc<Master>) {
             let id = e.id;
             let acted = async {
                 match e.action {
-                    TtlAction::TtlDelete => {
-                        super::service::delete_mirrored(&node, &master, "", &e.path, |st, now| st.ns.plan_expire(id, now)).await
-                    }
+                    TtlAction::TtlDelete => super::service::delete_mirrored(&node, &master, "", &e.path, |st, now| st.ns.plan_expire(id, now)).await,
                     TtlAction::TtlFree => {
                         let freed = master.with_registry(|st, _| super::service::free_cached(st, &e.path, true)).await?;
                         master.mutate("", |st, now| st.ns.plan_expire(id, now), |_| Ok(())).await?;

@@ -11,13 +11,13 @@ use tracing::info;
 use super::file_info;
 use super::node::MasterNode;
 use crate::core::namespace::{file_of_block, Inode, InodeKind, Mount, MountPoint, UfsLocation};
+use crate::core::path::FsPath;
 use crate::core::permission::{Caller, Checks};
 use crate::core::requests;
-use crate::underfs::mounts::UfsMounts;
-use crate::core::path::FsPath;
 use crate::error::FsError;
 use crate::proto::master_service_server::MasterService;
 use crate::proto::*;
+use crate::underfs::mounts::UfsMounts;
 
 /// The gRPC face of a master process, in either role.
 #[derive(Clone)]
@@ -161,8 +161,10 @@ impl MasterService for MasterRpc {
         });
         let result = match checked {
             Ok((caller, own)) => {
-                self.mutate_path(&req.request_id, &req.path, |st, p, now| requests::create_file(&st.ns, &self.context(&caller, now), p, req.block_size_bytes, req.recursive, &own))
-                    .await
+                self.mutate_path(&req.request_id, &req.path, |st, p, now| {
+                    requests::create_file(&st.ns, &self.context(&caller, now), p, req.block_size_bytes, req.recursive, &own)
+                })
+                .await
             }
             Err(e) => Err(e),
         };
@@ -210,7 +212,11 @@ impl MasterService for MasterRpc {
             let caller = caller?;
             if req.ufs_temp_name.is_empty() {
                 // Only a file persisted already needs no upload.
-                let plan = |st: &super::State, p: &FsPath, now| match st.ns.check_access(&caller, p, Checks::WRITE_TARGET).and_then(|()| st.ns.plan_persist_file(p, now))? {
+                let plan = |st: &super::State, p: &FsPath, now| match st
+                    .ns
+                    .check_access(&caller, p, Checks::WRITE_TARGET)
+                    .and_then(|()| st.ns.plan_persist_file(p, now))?
+                {
                     kinds if kinds.is_empty() => Ok(kinds),
                     _ => Err(FsError::InvalidArgument { reason: format!("{p}: persisting needs its under-storage upload") }),
                 };
@@ -221,7 +227,10 @@ impl MasterService for MasterRpc {
             let length = leader
                 .read(|st| {
                     st.ns.check_access(&caller, &p, Checks::WRITE_TARGET)?;
-                    st.ns.lookup(&p).map(|i| match i.kind { InodeKind::File { length, .. } => length, InodeKind::Directory { .. } => 0 })
+                    st.ns.lookup(&p).map(|i| match i.kind {
+                        InodeKind::File { length, .. } => length,
+                        InodeKind::Directory { .. } => 0,
+                    })
                 })
                 .await?;
             let finish = |st: &super::State, now| {
@@ -421,9 +430,7 @@ impl MasterService for MasterRpc {
                 }
             };
             leader
-                .mutate(&req.request_id, |st, now| st.ns.plan_mount(&p, &req.ufs_uri, &stored, &own, now), |st| {
-                    Ok(file_info(st, st.ns.lookup(&p)?, &p))
-                })
+                .mutate(&req.request_id, |st, now| st.ns.plan_mount(&p, &req.ufs_uri, &stored, &own, now), |st| Ok(file_info(st, st.ns.lookup(&p)?, &p)))
                 .await
         }
         .await;
@@ -550,11 +557,7 @@ impl MasterService for MasterRpc {
             .with_registry(|st, now| {
                 let id = st.registry.register(address.clone(), req.capacity_bytes, req.used_bytes, &blocks, now);
                 // Blocks of files deleted while the worker was away are deleted now.
-                let orphans: Vec<u64> = blocks
-                    .iter()
-                    .map(|(b, _)| *b)
-                    .filter(|b| st.ns.inode(file_of_block(*b)).is_none_or(|i| i.is_directory()))
-                    .collect();
+                let orphans: Vec<u64> = blocks.iter().map(|(b, _)| *b).filter(|b| st.ns.inode(file_of_block(*b)).is_none_or(|i| i.is_directory())).collect();
                 st.registry.remove_blocks(&orphans);
                 (id, orphans.len())
             })
@@ -786,7 +789,8 @@ pub(super) async fn publish_upload(
     let location = leader.read(|st| Ok(st.ns.resolve_ufs(p))).await?;
     check_upload_name(&location, temp, p)?;
     let (ufs, _) = mounts.open(&location, "checking an upload")?;
-    let uploaded = ufs.file_length(temp).await.map_err(|e| FsError::Unavailable { reason: format!("under-storage {}: looking up {temp}: {e}", ufs.describe()) })?;
+    let uploaded =
+        ufs.file_length(temp).await.map_err(|e| FsError::Unavailable { reason: format!("under-storage {}: looking up {temp}: {e}", ufs.describe()) })?;
     match uploaded {
         Some(length) if length == expected_length => {}
         Some(length) => {
@@ -920,8 +924,7 @@ pub async fn settle_ufs_intents(node: &MasterNode, leader: &super::Master, only:
     let Some(mounts) = node.ufs_mounts() else { return BTreeSet::new() };
     let (intents, points) = leader
         .read_unchecked(|st| {
-            let intents: Vec<UfsIntentEntry> =
-                st.ns.ufs_intents().into_iter().filter(|i| only.is_none_or(|ids| ids.contains(&i.id))).cloned().collect();
+            let intents: Vec<UfsIntentEntry> = st.ns.ufs_intents().into_iter().filter(|i| only.is_none_or(|ids| ids.contains(&i.id))).cloned().collect();
             (intents, st.ns.mount_points())
         })
         .await;
@@ -932,9 +935,7 @@ pub async fn settle_ufs_intents(node: &MasterNode, leader: &super::Master, only:
             let done = |st: &super::State, _| st.ns.plan_ufs_intent_done(intent.id);
             match kind {
                 UfsIntentKind::UfsRename => {
-                    let renamed = leader
-                        .read_unchecked(|st| st.ns.path_of(intent.inode_id).is_some_and(|p| p.to_string() == intent.renamed_path))
-                        .await;
+                    let renamed = leader.read_unchecked(|st| st.ns.path_of(intent.inode_id).is_some_and(|p| p.to_string() == intent.renamed_path)).await;
                     let direction = if renamed { Direction::Forward } else { Direction::Back };
                     carry_out(mounts, &points, &intent.copies, direction, Strictness::Lenient).await?;
                     leader.mutate("", done, |_| Ok(())).await
@@ -953,12 +954,14 @@ pub async fn settle_ufs_intents(node: &MasterNode, leader: &super::Master, only:
                 UfsIntentKind::UfsPersist => {
                     let still_wanted = leader
                         .read_unchecked(|st| {
-                            let waiting = st.ns.inode(intent.inode_id).is_some_and(|i| {
-                                matches!(i.kind, InodeKind::File { complete: true, persistence, .. } if persistence != PersistenceState::Persisted)
-                            });
-                            let same_place = st.ns.path_of(intent.inode_id).map(|p| st.ns.resolve_ufs(&p)).is_some_and(|l| {
-                                intent.copies.iter().all(|c| c.to == l.relative && c.mount_path == l.mount_path())
-                            });
+                            let waiting = st.ns.inode(intent.inode_id).is_some_and(
+                                |i| matches!(i.kind, InodeKind::File { complete: true, persistence, .. } if persistence != PersistenceState::Persisted),
+                            );
+                            let same_place = st
+                                .ns
+                                .path_of(intent.inode_id)
+                                .map(|p| st.ns.resolve_ufs(&p))
+                                .is_some_and(|l| intent.copies.iter().all(|c| c.to == l.relative && c.mount_path == l.mount_path()));
                             waiting && same_place
                         })
                         .await;
@@ -1044,9 +1047,13 @@ async fn carry_out(mounts: &UfsMounts, points: &[MountPoint], copies: &[UfsCopy]
 fn ufs_of_copy(mounts: &UfsMounts, points: &[MountPoint], copy: &UfsCopy) -> Result<std::sync::Arc<dyn crate::underfs::UnderFs>, FsError> {
     let mount = match copy.mount_path.as_str() {
         "" => None,
-        path => Some(points.iter().find(|m| m.path.to_string() == path).cloned().ok_or_else(|| FsError::Internal {
-            reason: format!("the under-storage mounted at {path} is no longer mounted"),
-        })?),
+        path => Some(
+            points
+                .iter()
+                .find(|m| m.path.to_string() == path)
+                .cloned()
+                .ok_or_else(|| FsError::Internal { reason: format!("the under-storage mounted at {path} is no longer mounted") })?,
+        ),
     };
     Ok(mounts.open(&UfsLocation { mount, relative: String::new() }, "moving under-storage copies")?.0)
 }
@@ -1056,7 +1063,8 @@ async fn copies_in_place(mounts: &UfsMounts, points: &[MountPoint], copies: &[Uf
     for copy in copies {
         let ufs = ufs_of_copy(mounts, points, copy)?;
         let (dir, name) = copy.to.rsplit_once('/').unwrap_or(("", copy.to.as_str()));
-        let listed = ufs.list_status(dir).await.map_err(|e| FsError::Unavailable { reason: format!("under-storage {}: listing {dir}: {e}", ufs.describe()) })?;
+        let listed =
+            ufs.list_status(dir).await.map_err(|e| FsError::Unavailable { reason: format!("under-storage {}: listing {dir}: {e}", ufs.describe()) })?;
         if !listed.iter().any(|e| e.name == name && !e.is_directory) {
             return Ok(false);
         }
@@ -1107,9 +1115,9 @@ async fn carry_out_one(mounts: &UfsMounts, points: &[MountPoint], copy: &UfsCopy
                 _ => Err(FsError::AlreadyExists { path: format!("{to} in the under-storage {} (move it away or delete it there first)", ufs.describe()) }),
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(FsError::AlreadyExists {
-            path: format!("{to} in the under-storage {} (move it away or delete it there first)", ufs.describe()),
-        }),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(FsError::AlreadyExists { path: format!("{to} in the under-storage {} (move it away or delete it there first)", ufs.describe()) })
+        }
         Err(e) => Err(io_error(&format!("moving {from} to {to}"), e)),
     }
 }
@@ -1190,10 +1198,8 @@ async fn remove_emptied_dirs(mounts: &UfsMounts, dirs: &[UfsLocation]) {
 
 /// Resolves `host:port` to the socket address to bind, preferring IPv4.
 pub async fn resolve(address: &str) -> Result<SocketAddr, FsError> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(address)
-        .await
-        .map_err(|e| FsError::InvalidArgument { reason: format!("cannot resolve {address}: {e}") })?
-        .collect();
+    let addrs: Vec<SocketAddr> =
+        tokio::net::lookup_host(address).await.map_err(|e| FsError::InvalidArgument { reason: format!("cannot resolve {address}: {e}") })?.collect();
     addrs
         .iter()
         .find(|a| a.is_ipv4())

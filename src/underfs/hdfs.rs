@@ -171,7 +171,11 @@ impl UnderFs for HdfsUnderFs {
             Ok(_) => Ok(None),
             Err(e) => {
                 let e = self.error("look up", path)(e);
-                if e.kind() == io::ErrorKind::NotFound { Ok(None) } else { Err(e) }
+                if e.kind() == io::ErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
             }
         }
     }

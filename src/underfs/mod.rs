@@ -227,9 +227,11 @@ pub fn mount_uri_allowed(uri: &str, allowed: &[String]) -> bool {
         return false;
     }
     allowed.is_empty()
-        || allowed.iter().map(|a| a.trim()).filter(|a| !a.is_empty()).any(|prefix| {
-            uri == prefix.trim_end_matches('/') || uri.strip_prefix(prefix).is_some_and(|rest| prefix.ends_with('/') || rest.starts_with('/'))
-        })
+        || allowed
+            .iter()
+            .map(|a| a.trim())
+            .filter(|a| !a.is_empty())
+            .any(|prefix| uri == prefix.trim_end_matches('/') || uri.strip_prefix(prefix).is_some_and(|rest| prefix.ends_with('/') || rest.starts_with('/')))
 }
 
 /// Opens the under-storage named by a URI or local path (`/x`, `file:///x`, `s3://bucket/x`,
@@ -258,9 +260,11 @@ pub fn open(uri: &str, options: &UfsOptions) -> io::Result<Arc<dyn UnderFs>> {
     };
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
-        format!("under-storage scheme {scheme:?} of {uri:?} is not supported by this build{hint}; supported: local paths, file://{}{}",
+        format!(
+            "under-storage scheme {scheme:?} of {uri:?} is not supported by this build{hint}; supported: local paths, file://{}{}",
             if cfg!(all(feature = "s3", not(madsim))) { ", s3://" } else { "" },
-            if cfg!(all(feature = "hdfs", not(madsim))) { ", hdfs://" } else { "" }),
+            if cfg!(all(feature = "hdfs", not(madsim))) { ", hdfs://" } else { "" }
+        ),
     ))
 }
 

@@ -62,9 +62,10 @@ impl UfsMounts {
     pub fn open(&self, location: &UfsLocation, why: &str) -> Result<(Arc<dyn UnderFs>, String), FsError> {
         let ufs = match &location.mount {
             Some(point) => self.open_mount(&point.mount)?,
-            None => self.root.clone().ok_or_else(|| FsError::InvalidArgument {
-                reason: format!("{why} needs an under-storage: set {}", crate::config::UNDERFS_ADDRESS),
-            })?,
+            None => self
+                .root
+                .clone()
+                .ok_or_else(|| FsError::InvalidArgument { reason: format!("{why} needs an under-storage: set {}", crate::config::UNDERFS_ADDRESS) })?,
         };
         Ok((ufs, location.relative.clone()))
     }

@@ -89,9 +89,7 @@ impl S3UnderFs {
         let prefix = prefix.trim_matches('/');
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
         let (Some(access_key), Some(secret_key)) = (&options.access_key, &options.secret_key) else {
-            return Err(invalid(format!(
-                "{uri}: no S3 credentials: set s3a.accessKeyId and s3a.secretKey (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-            )));
+            return Err(invalid(format!("{uri}: no S3 credentials: set s3a.accessKeyId and s3a.secretKey (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")));
         };
         let http = match &options.endpoint {
             Some(e) if e.starts_with("http://") => aws_smithy_http_client::Builder::new().build_http(),

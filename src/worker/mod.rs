@@ -222,8 +222,10 @@ impl Worker {
                     failing = true;
                     self.master.reset().await;
                     if last_ok.elapsed() >= self.options.heartbeat_timeout {
-                        warn!(timeout_ms = self.options.heartbeat_timeout.as_millis() as u64,
-                            "no successful heartbeat within the timeout: will re-register with whichever master leads");
+                        warn!(
+                            timeout_ms = self.options.heartbeat_timeout.as_millis() as u64,
+                            "no successful heartbeat within the timeout: will re-register with whichever master leads"
+                        );
                         self.worker_id.store(UNREGISTERED, Ordering::Release);
                         last_ok = tokio::time::Instant::now();
                     }
@@ -339,10 +341,7 @@ impl BlockDataService for BlockDataRpc {
 
     async fn write_block(&self, request: Request<Streaming<WriteBlockChunk>>) -> Result<Response<WriteBlockResponse>, Status> {
         let mut stream = request.into_inner();
-        let first = stream
-            .message()
-            .await?
-            .ok_or_else(|| Status::from(FsError::InvalidArgument { reason: "empty block write".into() }))?;
+        let first = stream.message().await?.ok_or_else(|| Status::from(FsError::InvalidArgument { reason: "empty block write".into() }))?;
         // Block ids are never reused and blocks never change, so a block this worker still
         // holds (freed, its deletion not yet carried out) is the data being sent: keep it and
         // commit it again instead of failing a cache fill.
@@ -367,7 +366,9 @@ impl BlockDataService for BlockDataRpc {
         loop {
             let next = tokio::time::timeout(idle, stream.message()).await.map_err(|_| {
                 warn!(block = first.block_id, idle_ms = idle.as_millis() as u64, "abandoning a silent block write");
-                Status::from(FsError::Unavailable { reason: format!("block {}: nothing received for {} ms; write abandoned", first.block_id, idle.as_millis()) })
+                Status::from(FsError::Unavailable {
+                    reason: format!("block {}: nothing received for {} ms; write abandoned", first.block_id, idle.as_millis()),
+                })
             })?;
             match next? {
                 Some(chunk) => temp.write(&chunk.data).map_err(Status::from)?,
@@ -401,9 +402,8 @@ pub async fn run_worker(
     let worker = Worker::new(options, coordinator)?;
     let heartbeats = tokio::spawn(worker.clone().heartbeat_loop());
     #[cfg(not(madsim))]
-    let web = (web_port != 0).then(|| {
-        tokio::spawn(crate::web::serve(web_addr, crate::web::worker_router(worker.clone()), "worker", worker.options.security.tls.clone()))
-    });
+    let web = (web_port != 0)
+        .then(|| tokio::spawn(crate::web::serve(web_addr, crate::web::worker_router(worker.clone()), "worker", worker.options.security.tls.clone())));
     #[cfg(madsim)]
     let _ = (web_port, &binds.web);
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);

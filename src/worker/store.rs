@@ -60,8 +60,7 @@ impl BlockIndex {
             self.reserved += bytes;
             return Ok(Vec::new());
         }
-        let mut candidates: Vec<(u64, BlockId, u64)> =
-            self.blocks.iter().filter(|(_, m)| m.evictable).map(|(id, m)| (m.last_access, *id, m.length)).collect();
+        let mut candidates: Vec<(u64, BlockId, u64)> = self.blocks.iter().filter(|(_, m)| m.evictable).map(|(id, m)| (m.last_access, *id, m.length)).collect();
         candidates.sort_unstable();
         let mut gained = 0;
         let mut victims = Vec::new();
@@ -386,9 +385,7 @@ impl TempBlock {
     pub fn write(&mut self, data: &[u8]) -> Result<(), FsError> {
         let end = self.written + data.len() as u64;
         if end > self.reserve {
-            return Err(FsError::InvalidArgument {
-                reason: format!("block {} is longer than the {} bytes announced", self.block, self.reserve),
-            });
+            return Err(FsError::InvalidArgument { reason: format!("block {} is longer than the {} bytes announced", self.block, self.reserve) });
         }
         if let Some(map) = self.map.as_mut() {
             map[self.written as usize..end as usize].copy_from_slice(data);

@@ -30,8 +30,7 @@ pub fn request(method: &str, base: &str, path: &str, body: Option<&str>) -> (u16
     };
     let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let length: Option<usize> =
-        head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok());
+    let length: Option<usize> = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok());
     let chunked = head.contains("transfer-encoding: chunked");
     loop {
         let body = &raw[head_end..];
@@ -72,4 +71,3 @@ fn unchunk(mut rest: &str) -> String {
 pub fn get(base: &str, path: &str) -> (u16, String) {
     request("GET", base, path, None)
 }
-

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use tachyon::client::{ClientOptions, FileSystem};
 use std::sync::Arc;
+use tachyon::client::{ClientOptions, FileSystem};
 
 use tachyon::coordinator::zookeeper::{ZkCoordinator, ZkOptions};
 use tachyon::coordinator::{Coordinator, StaticCoordinator};
@@ -158,21 +158,13 @@ impl Cluster {
     /// A client of master `i` alone that gives up after about a second.
     pub fn impatient_client_of(&self, i: usize) -> FileSystem {
         let mut options = self.client_of_master(i).options().clone();
-        options.retry = RetryPolicy {
-            base_sleep: Duration::from_millis(50),
-            max_sleep: Duration::from_millis(200),
-            max_duration: Duration::from_secs(1),
-        };
+        options.retry = RetryPolicy { base_sleep: Duration::from_millis(50), max_sleep: Duration::from_millis(200), max_duration: Duration::from_secs(1) };
         FileSystem::new(options, Arc::new(StaticCoordinator::new(self.master_address(i))))
     }
 
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(tachyon_bin());
-        cmd.env("TACHYON_HOME", self.home.path())
-            .env_remove("TACHYON_JAVA_OPTS")
-            .env_remove("TACHYON_CONF_DIR")
-            .args(self.defines())
-            .args(args);
+        cmd.env("TACHYON_HOME", self.home.path()).env_remove("TACHYON_JAVA_OPTS").env_remove("TACHYON_CONF_DIR").args(self.defines()).args(args);
         cmd
     }
 
@@ -184,12 +176,7 @@ impl Cluster {
     /// Runs a command that must succeed; returns its stdout.
     pub fn run_ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "tachyon {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "tachyon {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -224,14 +211,7 @@ impl Cluster {
         let log = self.log(&format!("master{i}.log"));
         let port = format!("-Dtachyon.master.port={}", self.masters[i].0);
         let host = format!("-Dtachyon.master.hostname={}", master_host(i));
-        let child = self
-            .command(&[&port, &host])
-            .args(&self.masters[i].1)
-            .arg("master")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = self.command(&[&port, &host]).args(&self.masters[i].1).arg("master").stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.masters[i].2 = Some(child);
     }
 
@@ -332,11 +312,7 @@ impl Cluster {
     /// A client of this cluster with the identity `security` gives it.
     pub fn client_with(&self, security: tachyon::security::SecurityOptions) -> FileSystem {
         let options = ClientOptions {
-            retry: RetryPolicy {
-                base_sleep: Duration::from_millis(20),
-                max_sleep: Duration::from_millis(500),
-                max_duration: Duration::from_secs(20),
-            },
+            retry: RetryPolicy { base_sleep: Duration::from_millis(20), max_sleep: Duration::from_millis(500), max_duration: Duration::from_secs(20) },
             block_size: 1 << 20,
             short_circuit: true,
             chunk_bytes: 256 << 10,

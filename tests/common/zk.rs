@@ -35,10 +35,7 @@ impl ZooKeeper {
     }
 
     fn start(nodes: usize) -> ZooKeeper {
-        assert!(
-            std::path::Path::new(ZOOKEEPER_JAR).exists(),
-            "{ZOOKEEPER_JAR} is missing: install Debian's zookeeper package (bin/test-all.sh does)"
-        );
+        assert!(std::path::Path::new(ZOOKEEPER_JAR).exists(), "{ZOOKEEPER_JAR} is missing: install Debian's zookeeper package (bin/test-all.sh does)");
         let dir = tempfile::tempdir().unwrap();
         let client_ports = (0..nodes).map(|_| free_port()).collect();
         let peer_ports = (0..nodes).map(|_| (free_port(), free_port())).collect();
