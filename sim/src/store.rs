@@ -10,7 +10,7 @@
 //! window group commit must never acknowledge; a sync travels in two calls, so a kill between
 //! them leaves a torn tail.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,10 +19,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tachyon::underfs::{UfsWriter, UnderFs, UnderStorageEntry};
 
-/// Shared files, by path.
+/// Shared files, by path, and directories made explicitly (`mkdirs`; a file's parents
+/// exist implicitly, as on an object store).
 #[derive(Clone, Default)]
 pub struct SimStore {
     files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    dirs: Arc<Mutex<BTreeSet<String>>>,
     fail_writes: Arc<AtomicBool>,
     drop_syncs: Arc<AtomicBool>,
 }
@@ -109,28 +111,12 @@ impl UnderFs for SimStore {
 
     async fn list(&self, dir: &str) -> io::Result<Vec<String>> {
         latency().await;
-        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
-        let files = lock(&self.files);
-        let mut names: Vec<String> =
-            files.keys().filter(|k| k.starts_with(&prefix)).map(|k| k[prefix.len()..].split('/').next().unwrap_or_default().to_string()).collect();
-        names.dedup();
-        Ok(names)
+        Ok(self.entries(dir).into_keys().collect())
     }
 
     async fn list_status(&self, dir: &str) -> io::Result<Vec<UnderStorageEntry>> {
         latency().await;
-        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
-        let files = lock(&self.files);
-        let mut entries: BTreeMap<String, UnderStorageEntry> = BTreeMap::new();
-        for (key, data) in files.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)) {
-            let rest = &key[prefix.len()..];
-            let entry = match rest.split_once('/') {
-                Some((name, _)) => UnderStorageEntry { name: name.to_string(), is_directory: true, length: 0 },
-                None => UnderStorageEntry { name: rest.to_string(), is_directory: false, length: data.len() as u64 },
-            };
-            entries.entry(entry.name.clone()).or_insert(entry);
-        }
-        Ok(entries.into_values().collect())
+        Ok(self.entries(dir).into_values().collect())
     }
 
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
@@ -151,17 +137,54 @@ impl UnderFs for SimStore {
         Ok(())
     }
 
-    async fn mkdirs(&self, _path: &str) -> io::Result<()> {
+    async fn mkdirs(&self, path: &str) -> io::Result<()> {
+        latency().await;
+        self.check_writable()?;
+        let mut dirs = lock(&self.dirs);
+        let mut prefix = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            dirs.insert(prefix.clone());
+        }
         Ok(())
     }
 
     async fn delete_empty_dir(&self, path: &str) -> io::Result<()> {
-        // Directories are implied by file names: an empty one has nothing to remove.
-        if self.list(path).await?.is_empty() {
-            Ok(())
-        } else {
-            Err(io::Error::new(io::ErrorKind::DirectoryNotEmpty, format!("{path}: directory not empty")))
+        latency().await;
+        if !self.entries(path).is_empty() {
+            return Err(io::Error::new(io::ErrorKind::DirectoryNotEmpty, format!("{path}: directory not empty")));
         }
+        lock(&self.dirs).remove(path);
+        Ok(())
+    }
+}
+
+impl SimStore {
+    /// The entries directly in `dir`, by name: files, the parents of deeper files, and
+    /// directories made with `mkdirs`.
+    fn entries(&self, dir: &str) -> BTreeMap<String, UnderStorageEntry> {
+        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let mut entries: BTreeMap<String, UnderStorageEntry> = BTreeMap::new();
+        let mut add = |rest: &str, length: Option<u64>| {
+            let (name, is_directory, length) = match (rest.split_once('/'), length) {
+                (Some((name, _)), _) => (name, true, 0),
+                (None, None) => (rest, true, 0),
+                (None, Some(length)) => (rest, false, length),
+            };
+            if !name.is_empty() {
+                entries.entry(name.to_string()).or_insert(UnderStorageEntry { name: name.to_string(), is_directory, length });
+            }
+        };
+        for (key, data) in lock(&self.files).range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)) {
+            add(&key[prefix.len()..], Some(data.len() as u64));
+        }
+        for key in lock(&self.dirs).range(prefix.clone()..).take_while(|k| k.starts_with(&prefix)) {
+            add(&key[prefix.len()..], None);
+        }
+        entries
     }
 }
 
@@ -180,6 +203,8 @@ pub enum StoreRequest {
     ListStatus { dir: String },
     Rename { from: String, to: String },
     Delete { path: String },
+    Mkdirs { path: String },
+    DeleteEmptyDir { path: String },
 }
 
 /// The store node's answer.
@@ -192,6 +217,7 @@ pub enum StoreResponse {
     Entries(Vec<(String, bool, u64)>),
     NotFound(String),
     AlreadyExists(String),
+    NotEmpty(String),
     Failed(String),
 }
 
@@ -205,6 +231,7 @@ fn to_response(r: io::Result<StoreResponse>) -> StoreResponse {
         Ok(x) => x,
         Err(e) if e.kind() == io::ErrorKind::NotFound => StoreResponse::NotFound(e.to_string()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => StoreResponse::AlreadyExists(e.to_string()),
+        Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => StoreResponse::NotEmpty(e.to_string()),
         Err(e) => StoreResponse::Failed(e.to_string()),
     }
 }
@@ -222,6 +249,8 @@ impl SimStore {
             }
             StoreRequest::Rename { from, to } => self.rename(&from, &to).await.map(|_| StoreResponse::Done),
             StoreRequest::Delete { path } => self.delete(&path).await.map(|_| StoreResponse::Done),
+            StoreRequest::Mkdirs { path } => self.mkdirs(&path).await.map(|_| StoreResponse::Done),
+            StoreRequest::DeleteEmptyDir { path } => self.delete_empty_dir(&path).await.map(|_| StoreResponse::Done),
         };
         to_response(r)
     }
@@ -268,6 +297,7 @@ impl RemoteStore {
         match ep.call_timeout(server, req, STORE_CALL_TIMEOUT).await {
             Ok(StoreResponse::NotFound(m)) => Err(io::Error::new(io::ErrorKind::NotFound, m)),
             Ok(StoreResponse::AlreadyExists(m)) => Err(io::Error::new(io::ErrorKind::AlreadyExists, m)),
+            Ok(StoreResponse::NotEmpty(m)) => Err(io::Error::new(io::ErrorKind::DirectoryNotEmpty, m)),
             Ok(StoreResponse::Failed(m)) => Err(io::Error::other(m)),
             Ok(r) => Ok(r),
             Err(e) => Err(io::Error::new(io::ErrorKind::TimedOut, format!("simulated store unreachable: {e}"))),
@@ -355,16 +385,11 @@ impl UnderFs for RemoteStore {
         Self::call(self.server, StoreRequest::Delete { path: path.into() }).await.map(|_| ())
     }
 
-    async fn mkdirs(&self, _path: &str) -> io::Result<()> {
-        Ok(())
+    async fn mkdirs(&self, path: &str) -> io::Result<()> {
+        Self::call(self.server, StoreRequest::Mkdirs { path: path.into() }).await.map(|_| ())
     }
 
     async fn delete_empty_dir(&self, path: &str) -> io::Result<()> {
-        // Directories are implied by file names: an empty one has nothing to remove.
-        if self.list(path).await?.is_empty() {
-            Ok(())
-        } else {
-            Err(io::Error::new(io::ErrorKind::DirectoryNotEmpty, format!("{path}: directory not empty")))
-        }
+        Self::call(self.server, StoreRequest::DeleteEmptyDir { path: path.into() }).await.map(|_| ())
     }
 }

@@ -179,6 +179,32 @@ fn simulated_zookeeper_passes_the_coordinator_conformance_suite() {
     });
 }
 
+/// The simulated stores meet the same contracts as the real backends: the `UnderFs`
+/// conformance suite on the disk itself and through its node over the simulated network,
+/// and the journal's conformance suite on a store node of its own.
+#[test]
+fn simulated_stores_pass_the_underfs_and_journal_conformance_suites() {
+    use tachyon_sim::store::{serve_store, RemoteStore, SimStore, STORE_PORT};
+    let rt = madsim::runtime::Runtime::with_seed_and_config(1, madsim::Config::default());
+    rt.block_on(async {
+        let handle = madsim::runtime::Handle::current();
+        let data: std::net::SocketAddr = format!("10.0.8.1:{STORE_PORT}").parse().unwrap();
+        let journal: std::net::SocketAddr = format!("10.0.8.2:{STORE_PORT}").parse().unwrap();
+        for (name, addr) in [("data-store", data), ("journal-store", journal)] {
+            handle.create_node().name(name).ip(addr.ip()).init(move || serve_store(addr, SimStore::default())).build();
+        }
+        let driver = handle.create_node().name("driver").ip("10.0.9.2".parse().unwrap()).build();
+        driver
+            .spawn(async move {
+                tachyon::underfs::conformance::run(&SimStore::default()).await;
+                tachyon::underfs::conformance::run(&RemoteStore::new(data)).await;
+                tachyon::journal::conformance::run(&|| Arc::new(RemoteStore::new(journal)) as Arc<dyn tachyon::underfs::UnderFs>).await;
+            })
+            .await
+            .unwrap();
+    });
+}
+
 fn scenario_file(stem: &str) -> Scenario {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../fault-scenarios/{stem}.toml"));
     Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))

@@ -35,7 +35,7 @@ fn exists(ns: &Namespace, path: &str) -> bool {
 
 /// Runs the contract on an empty folder. `open` gives a new handle on the same folder each
 /// call, as a separate master process would have (HDFS leases belong to one client).
-pub async fn run(open: &dyn Fn() -> Arc<dyn UnderFs>) {
+pub async fn run(open: &(dyn Fn() -> Arc<dyn UnderFs> + Send + Sync)) {
     let limits = JournalLimits { segment_max_bytes: 200, idle_segment_close_ms: 200, ..JournalLimits::default() };
     let first = Journal::new(open(), limits.clone());
     assert!(!first.is_formatted().await.unwrap(), "an empty folder is not a journal");
