@@ -227,6 +227,10 @@ async fn the_web_ui_shows_the_leader_and_every_file_before_and_after_a_failover(
     assert!(metric(&after, "tachyon_journal_flush_duration_seconds_count") > metric(&before, "tachyon_journal_flush_duration_seconds_count"));
     assert!(metric(&after, "tachyon_journal_batch_operations_count") >= 1.0);
     assert_eq!(metric(&after, "tachyon_master_is_leader"), 1.0);
+    // Every RPC is counted, the workers' and the informational ones too.
+    for op in ["registerWorker", "heartbeat", "commitBlock", "checkBlockWrite", "getWorkers", "getMasterInfo"] {
+        assert!(metric(&after, &format!("tachyon_master_operations_total{{op=\"{op}\",result=\"ok\"}}")) >= 1.0, "{op} is not counted: {after}");
+    }
     assert_eq!(metric(&after, "tachyon_master_leader_terms_total"), 1.0);
     assert!(after.contains("tachyon_worker_heartbeat_age_seconds{worker="), "{after}");
     let standby_metrics = http::get(&sw, "/metrics").1;

@@ -77,11 +77,6 @@ impl MasterRpc {
         requests::Context { caller, now_ms, max_depth: self.node.options().max_path_depth }
     }
 
-    /// Fails unless a worker request proves the cluster secret.
-    fn check_worker<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        self.node.auth().check_worker(request.metadata()).map_err(Status::from)
-    }
-
     /// Serves `node`'s requests.
     pub fn new(node: Arc<MasterNode>) -> Self {
         MasterRpc { node, synced_at_ms: Arc::new(std::sync::Mutex::new(BTreeMap::new())) }
@@ -485,31 +480,158 @@ impl MasterService for MasterRpc {
     }
 
     async fn get_workers(&self, request: Request<Empty>) -> RpcResult<WorkersResponse> {
-        self.caller(&request)?;
-        let workers = self
-            .node
-            .leader()
-            .await?
-            .with_registry(|st, _| {
-                st.registry
-                    .workers()
-                    .map(|w| WorkerReport {
-                        worker_id: w.id,
-                        address: Some(w.address.clone()),
-                        capacity_bytes: w.capacity_bytes,
-                        used_bytes: w.used_bytes,
-                        block_count: w.blocks.len() as u64,
-                        last_heartbeat_ms: w.last_heartbeat_ms,
-                        lost: w.lost,
-                    })
-                    .collect()
-            })
-            .await;
-        Ok(Response::new(WorkersResponse { workers }))
+        let started = tokio::time::Instant::now();
+        let result = async {
+            self.caller(&request)?;
+            let workers = self
+                .node
+                .leader()
+                .await?
+                .with_registry(|st, _| {
+                    st.registry
+                        .workers()
+                        .map(|w| WorkerReport {
+                            worker_id: w.id,
+                            address: Some(w.address.clone()),
+                            capacity_bytes: w.capacity_bytes,
+                            used_bytes: w.used_bytes,
+                            block_count: w.blocks.len() as u64,
+                            last_heartbeat_ms: w.last_heartbeat_ms,
+                            lost: w.lost,
+                        })
+                        .collect()
+                })
+                .await;
+            Ok(WorkersResponse { workers })
+        }
+        .await;
+        self.reply("getWorkers", started, result)
     }
 
     async fn get_master_info(&self, request: Request<Empty>) -> RpcResult<MasterInfoResponse> {
-        self.caller(&request)?;
+        let started = tokio::time::Instant::now();
+        let result = match self.caller(&request) {
+            Ok(_) => Ok(self.master_info().await),
+            Err(e) => Err(e),
+        };
+        self.reply("getMasterInfo", started, result)
+    }
+
+    async fn get_state_digest(&self, request: Request<Empty>) -> RpcResult<StateDigest> {
+        let started = tokio::time::Instant::now();
+        let result = match self.caller(&request) {
+            Ok(_) => Ok(self.node.state_digest().await),
+            Err(e) => Err(e),
+        };
+        self.reply("getStateDigest", started, result)
+    }
+
+    async fn register_worker(&self, request: Request<RegisterWorkerRequest>) -> RpcResult<RegisterWorkerResponse> {
+        let started = tokio::time::Instant::now();
+        let result = async {
+            self.node.auth().check_worker(request.metadata())?;
+            let req = request.into_inner();
+            let address = req.address.ok_or_else(|| FsError::InvalidArgument { reason: "worker address missing".into() })?;
+            crate::core::registry::check_worker_address(&address)?;
+            let blocks: Vec<(u64, u64)> = req.blocks.iter().map(|b| (b.block_id, b.length)).collect();
+            let (id, orphans) = self
+                .node
+                .leader()
+                .await?
+                .with_registry(|st, now| {
+                    let id = st.registry.register(address.clone(), req.capacity_bytes, req.used_bytes, &blocks, now);
+                    // Blocks of files deleted while the worker was away are deleted now.
+                    let orphans: Vec<u64> =
+                        blocks.iter().map(|(b, _)| *b).filter(|b| st.ns.inode(file_of_block(*b)).is_none_or(|i| i.is_directory())).collect();
+                    st.registry.remove_blocks(&orphans);
+                    (id, orphans.len())
+                })
+                .await;
+            info!(worker_id = id, host = %address.host, port = address.rpc_port, blocks = blocks.len(), orphans, "worker registered");
+            Ok(RegisterWorkerResponse { worker_id: id })
+        }
+        .await;
+        self.reply("registerWorker", started, result)
+    }
+
+    async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> RpcResult<HeartbeatResponse> {
+        let started = tokio::time::Instant::now();
+        let result = async {
+            self.node.auth().check_worker(request.metadata())?;
+            let req = request.into_inner();
+            let cmd = self
+                .node
+                .leader()
+                .await?
+                .with_registry(|st, now| st.registry.heartbeat(req.worker_id, req.used_bytes, &req.removed_block_ids, req.removed_as_of, now))
+                .await;
+            Ok(HeartbeatResponse { register: cmd.register, delete_block_ids: cmd.delete_blocks })
+        }
+        .await;
+        self.reply("heartbeat", started, result)
+    }
+    async fn commit_block(&self, request: Request<CommitBlockRequest>) -> RpcResult<Empty> {
+        let started = tokio::time::Instant::now();
+        let result = async {
+            self.node.auth().check_worker(request.metadata())?;
+            let req = request.into_inner();
+            self.node
+                .leader()
+                .await?
+                .with_registry(|st, now| {
+                    st.ns.check_block_write(req.block_id, req.length)?;
+                    st.note_write(file_of_block(req.block_id), now);
+                    st.registry
+                        .commit_block(req.worker_id, req.block_id, req.length, req.used_bytes, req.commit_mark, now)
+                        .map_err(|e| FsError::Unavailable { reason: e.to_string() })
+                })
+                .await
+        }
+        .await;
+        self.reply("commitBlock", started, result.map(|()| Empty {}))
+    }
+
+    async fn check_block_write(&self, request: Request<BlockWriteCheck>) -> RpcResult<Empty> {
+        let started = tokio::time::Instant::now();
+        let result = async {
+            self.node.auth().check_worker(request.metadata())?;
+            let req = request.into_inner();
+            let leader = self.node.leader().await?;
+            leader.check_leading()?;
+            leader
+                .with_registry(|st, now| {
+                    st.ns.check_block_write(req.block_id, req.length)?;
+                    st.note_write(file_of_block(req.block_id), now);
+                    Ok(())
+                })
+                .await
+        }
+        .await;
+        self.reply("checkBlockWrite", started, result.map(|()| Empty {}))
+    }
+
+    async fn filter_evictable(&self, request: Request<EvictableRequest>) -> RpcResult<EvictableResponse> {
+        let started = tokio::time::Instant::now();
+        let result = async {
+            self.node.auth().check_worker(request.metadata())?;
+            let req = request.into_inner();
+            if req.block_ids.len() > MAX_EVICTION_CANDIDATES {
+                return Err(FsError::InvalidArgument {
+                    reason: format!("{} eviction candidates, at most {MAX_EVICTION_CANDIDATES} per request", req.block_ids.len()),
+                });
+            }
+            let leader = self.node.leader().await?;
+            let block_ids = leader.read_unchecked(|st| req.block_ids.iter().copied().filter(|b| st.ns.may_evict(*b)).collect()).await;
+            Ok(EvictableResponse { block_ids })
+        }
+        .await;
+        self.reply("filterEvictable", started, result)
+    }
+}
+
+impl MasterRpc {
+    /// This master's status, the leader it knows, and (on the leader) cluster figures.
+    async fn master_info(&self) -> MasterInfoResponse {
         let node = &self.node;
         let leader = node.coordinator().leader_address().await.ok().flatten().unwrap_or_default();
         let mut info = MasterInfoResponse {
@@ -534,105 +656,7 @@ impl MasterService for MasterRpc {
             })
             .await;
         }
-        Ok(Response::new(info))
-    }
-
-    async fn get_state_digest(&self, request: Request<Empty>) -> RpcResult<StateDigest> {
-        self.caller(&request)?;
-        Ok(Response::new(self.node.state_digest().await))
-    }
-
-    async fn register_worker(&self, request: Request<RegisterWorkerRequest>) -> RpcResult<RegisterWorkerResponse> {
-        self.check_worker(&request)?;
-        let req = request.into_inner();
-        let Some(address) = req.address else {
-            return Err(FsError::InvalidArgument { reason: "worker address missing".into() }.into());
-        };
-        crate::core::registry::check_worker_address(&address)?;
-        let blocks: Vec<(u64, u64)> = req.blocks.iter().map(|b| (b.block_id, b.length)).collect();
-        let (id, orphans) = self
-            .node
-            .leader()
-            .await?
-            .with_registry(|st, now| {
-                let id = st.registry.register(address.clone(), req.capacity_bytes, req.used_bytes, &blocks, now);
-                // Blocks of files deleted while the worker was away are deleted now.
-                let orphans: Vec<u64> = blocks.iter().map(|(b, _)| *b).filter(|b| st.ns.inode(file_of_block(*b)).is_none_or(|i| i.is_directory())).collect();
-                st.registry.remove_blocks(&orphans);
-                (id, orphans.len())
-            })
-            .await;
-        info!(worker_id = id, host = %address.host, port = address.rpc_port, blocks = blocks.len(), orphans,
-            "worker registered");
-        Ok(Response::new(RegisterWorkerResponse { worker_id: id }))
-    }
-
-    async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> RpcResult<HeartbeatResponse> {
-        self.check_worker(&request)?;
-        let req = request.into_inner();
-        let cmd = self
-            .node
-            .leader()
-            .await?
-            .with_registry(|st, now| st.registry.heartbeat(req.worker_id, req.used_bytes, &req.removed_block_ids, req.removed_as_of, now))
-            .await;
-        Ok(Response::new(HeartbeatResponse { register: cmd.register, delete_block_ids: cmd.delete_blocks }))
-    }
-
-    async fn commit_block(&self, request: Request<CommitBlockRequest>) -> RpcResult<Empty> {
-        let started = tokio::time::Instant::now();
-        self.check_worker(&request)?;
-        let req = request.into_inner();
-        let result = self
-            .node
-            .leader()
-            .await?
-            .with_registry(|st, now| {
-                st.ns.check_block_write(req.block_id, req.length)?;
-                st.note_write(file_of_block(req.block_id), now);
-                st.registry
-                    .commit_block(req.worker_id, req.block_id, req.length, req.used_bytes, req.commit_mark, now)
-                    .map_err(|e| FsError::Unavailable { reason: e.to_string() })
-            })
-            .await;
-        self.reply("commitBlock", started, result.map(|()| Empty {}))
-    }
-
-    async fn check_block_write(&self, request: Request<BlockWriteCheck>) -> RpcResult<Empty> {
-        let started = tokio::time::Instant::now();
-        self.check_worker(&request)?;
-        let req = request.into_inner();
-        let result = async {
-            let leader = self.node.leader().await?;
-            leader.check_leading()?;
-            leader
-                .with_registry(|st, now| {
-                    st.ns.check_block_write(req.block_id, req.length)?;
-                    st.note_write(file_of_block(req.block_id), now);
-                    Ok(())
-                })
-                .await
-        }
-        .await;
-        self.reply("checkBlockWrite", started, result.map(|()| Empty {}))
-    }
-
-    async fn filter_evictable(&self, request: Request<EvictableRequest>) -> RpcResult<EvictableResponse> {
-        let started = tokio::time::Instant::now();
-        self.check_worker(&request)?;
-        let req = request.into_inner();
-        let result = async {
-            if req.block_ids.len() > MAX_EVICTION_CANDIDATES {
-                return Err(FsError::InvalidArgument {
-                    reason: format!("{} eviction candidates, at most {MAX_EVICTION_CANDIDATES} per request", req.block_ids.len()),
-                });
-            }
-            let leader = self.node.leader().await?;
-            let block_ids = leader.read_unchecked(|st| req.block_ids.iter().copied().filter(|b| st.ns.may_evict(*b)).collect()).await;
-            Ok(EvictableResponse { block_ids })
-        }
-        .await;
-        self.reply("filterEvictable", started, result)
+        info
     }
 }
 
