@@ -322,6 +322,12 @@ pub struct Namespace {
     mounts: BTreeMap<InodeId, Mount>,
     /// Under-storage work journaled and not yet finished, by intent id.
     ufs_intents: BTreeMap<u64, UfsIntentEntry>,
+    /// (when the TTL runs out, inode) of every inode with a TTL: what `expired` looks at,
+    /// instead of the whole tree. Derived: rebuilt from inodes, kept by `apply`.
+    ttl_deadlines: BTreeSet<(i64, InodeId)>,
+    /// Files still being written: what `abandoned_writes` looks at. Derived, like
+    /// `ttl_deadlines`.
+    incomplete_files: BTreeSet<InodeId>,
 }
 
 impl Default for Namespace {
@@ -352,7 +358,21 @@ impl Namespace {
             recent_requests: RecentRequests::default(),
             mounts: BTreeMap::new(),
             ufs_intents: BTreeMap::new(),
+            ttl_deadlines: BTreeSet::new(),
+            incomplete_files: BTreeSet::new(),
         }
+    }
+
+    /// Sets the TTL of inode `id`, keeping the deadline index.
+    fn set_ttl(&mut self, id: InodeId, ttl: Option<Ttl>) {
+        let Some(inode) = self.inodes.get_mut(&id) else { return };
+        if let Some(old) = inode.ttl {
+            self.ttl_deadlines.remove(&(inode.creation_time_ms.saturating_add(old.ttl_ms), id));
+        }
+        if let Some(new) = ttl {
+            self.ttl_deadlines.insert((inode.creation_time_ms.saturating_add(new.ttl_ms), id));
+        }
+        inode.ttl = ttl;
     }
 
     /// Under-storage work journaled and not yet finished, oldest first.
@@ -979,19 +999,29 @@ impl Namespace {
 
     /// Inodes whose TTL has run out at `now_ms`, parents before children; nothing below an
     /// inode that expires with DELETE is listed (the delete takes it along).
+    /// The work is bounded by what is due (the deadline index), not the size of the tree.
     pub fn expired(&self, now_ms: i64) -> Vec<Expired> {
-        let mut out: Vec<Expired> = Vec::new();
-        let mut stack = vec![&self.inodes[&ROOT_ID]];
-        while let Some(inode) = stack.pop() {
-            let due = inode.ttl.filter(|t| inode.creation_time_ms.saturating_add(t.ttl_ms) <= now_ms);
-            if let (Some(ttl), Some(path)) = (due, self.path_of(inode.id)) {
-                out.push(Expired { id: inode.id, path, action: ttl.action });
-                if ttl.action == TtlAction::TtlDelete {
-                    continue;
+        let due: BTreeMap<InodeId, TtlAction> = self
+            .ttl_deadlines
+            .range(..=(now_ms, InodeId::MAX))
+            .filter_map(|(_, id)| self.inodes.get(id).and_then(|i| i.ttl).map(|t| (*id, t.action)))
+            .collect();
+        let deleted_above = |mut id: InodeId| {
+            while let Some(inode) = self.inodes.get(&id).filter(|i| i.id != ROOT_ID) {
+                id = inode.parent_id;
+                if due.get(&id) == Some(&TtlAction::TtlDelete) {
+                    return true;
                 }
             }
-            stack.extend(self.children(inode).into_iter().rev());
-        }
+            false
+        };
+        let mut out: Vec<Expired> = due
+            .iter()
+            .filter(|(id, _)| !deleted_above(**id))
+            .filter_map(|(id, action)| self.path_of(*id).map(|path| Expired { id: *id, path, action: *action }))
+            .collect();
+        // Parents before children, siblings by name: the order of a walk of the tree.
+        out.sort_by(|a, b| a.path.components().cmp(b.path.components()));
         out
     }
 
@@ -999,8 +1029,9 @@ impl Namespace {
     /// (the later of the file's creation and `last_write_ms`, the last block a worker
     /// stored for it), with their paths; at most `limit`, in inode order.
     pub fn abandoned_writes(&self, now_ms: i64, timeout_ms: i64, last_write_ms: impl Fn(InodeId) -> Option<i64>, limit: usize) -> Vec<(InodeId, FsPath)> {
-        self.inodes
-            .values()
+        self.incomplete_files
+            .iter()
+            .filter_map(|id| self.inodes.get(id))
             .filter(|i| self.is_abandoned(i, now_ms, timeout_ms, last_write_ms(i.id)))
             .filter_map(|i| self.path_of(i.id).map(|p| (i.id, p)))
             .take(limit)
@@ -1184,6 +1215,7 @@ impl Namespace {
                     _ => return Err(inconsistent(format!("inode {} is not an incomplete file", e.id))),
                 }
                 inode.modification_time_ms = e.time_ms;
+                self.incomplete_files.remove(&e.id);
                 Vec::new()
             }
             Some(Kind::PersistFile(e)) => {
@@ -1206,8 +1238,8 @@ impl Namespace {
                         i.pinned = pinned;
                     }
                 }
-                if let (Some(i), Some(ttl)) = (self.inodes.get_mut(&e.id), ttl) {
-                    i.ttl = ttl;
+                if let Some(ttl) = ttl {
+                    self.set_ttl(e.id, ttl);
                 }
                 Vec::new()
             }
@@ -1345,6 +1377,9 @@ impl Namespace {
             pinned: parent.pinned,
             ttl: None,
         };
+        if matches!(inode.kind, InodeKind::File { complete: false, .. }) {
+            self.incomplete_files.insert(id);
+        }
         self.inodes.insert(id, inode);
         self.next_inode_id = self.next_inode_id.max(id + 1);
         Ok(())
@@ -1367,6 +1402,8 @@ impl Namespace {
         let mut files = Vec::new();
         for d in doomed {
             self.mounts.remove(&d);
+            self.set_ttl(d, None);
+            self.incomplete_files.remove(&d);
             if let Some(removed) = self.inodes.remove(&d) {
                 if !removed.is_directory() {
                     files.push(d);
@@ -1493,11 +1530,11 @@ impl Namespace {
             if let Some(inode) = ns.inodes.get_mut(&r.id) {
                 inode.modification_time_ms = r.modification_time_ms;
                 inode.pinned = r.pinned;
-                inode.ttl = ttl;
                 if r.id == ROOT_ID {
                     inode.ownership = r.ownership.clone().unwrap_or_default();
                 }
             }
+            ns.set_ttl(r.id, ttl);
         }
         if cp.next_inode_id < ns.next_inode_id {
             return Err(format!("checkpoint next inode id {} is below an existing id", cp.next_inode_id));
@@ -1552,6 +1589,15 @@ impl Namespace {
             if !self.inodes.get(id).is_some_and(|i| i.is_directory() && i.id != ROOT_ID) {
                 return Err(format!("mount point {id} is not a directory"));
             }
+        }
+        let deadlines: BTreeSet<(i64, InodeId)> =
+            self.inodes.values().filter_map(|i| i.ttl.map(|t| (i.creation_time_ms.saturating_add(t.ttl_ms), i.id))).collect();
+        if deadlines != self.ttl_deadlines {
+            return Err("the TTL deadline index disagrees with the inodes".into());
+        }
+        let incomplete: BTreeSet<InodeId> = self.inodes.values().filter(|i| matches!(i.kind, InodeKind::File { complete: false, .. })).map(|i| i.id).collect();
+        if incomplete != self.incomplete_files {
+            return Err("the index of files being written disagrees with the inodes".into());
         }
         let reachable = 1 + self.descendants(&self.inodes[&ROOT_ID]).len();
         if reachable != self.inodes.len() {
