@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod node;
 pub mod service;
+pub mod ufs_intents;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

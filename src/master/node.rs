@@ -315,7 +315,7 @@ async fn switch_roles(node: Arc<MasterNode>, mut stop: watch::Receiver<bool>) ->
         let next_sequence = ns.next_sequence();
         let master = Master::new(ns, node.journal.clone(), writer, leadership.clone(), node.clock.clone(), node.options.clone());
         // Under-storage work a previous leader left half done is settled before serving.
-        let unsettled = super::service::settle_ufs_intents(&node, &master, None).await;
+        let unsettled = super::ufs_intents::settle_ufs_intents(&node, &master, None).await;
         node.set_role(Role::Leader(master.clone()));
         if let Err(e) = leadership.announce(node.address()).await {
             warn!(epoch, error = %e, "could not announce leadership; stepping down");
@@ -475,7 +475,7 @@ const SETTLE_RETRY: Duration = Duration::from_secs(5);
 async fn settle_remaining(node: Arc<MasterNode>, master: Arc<Master>, mut ids: BTreeSet<u64>) {
     while !ids.is_empty() {
         tokio::time::sleep(SETTLE_RETRY).await;
-        ids = super::service::settle_ufs_intents(&node, &master, Some(&ids)).await;
+        ids = super::ufs_intents::settle_ufs_intents(&node, &master, Some(&ids)).await;
     }
 }
 
@@ -496,7 +496,7 @@ async fn expire_ttls(node: Arc<MasterNode>, master: Arc<Master>) {
             let id = e.id;
             let acted = async {
                 match e.action {
-                    TtlAction::TtlDelete => super::service::delete_mirrored(&node, &master, "", &e.path, |st, now| st.ns.plan_expire(id, now)).await,
+                    TtlAction::TtlDelete => super::ufs_intents::delete_mirrored(&node, &master, "", &e.path, |st, now| st.ns.plan_expire(id, now)).await,
                     TtlAction::TtlFree => {
                         let freed = master.with_registry(|st, _| super::service::free_cached(st, &e.path, true)).await?;
                         master.mutate("", |st, now| st.ns.plan_expire(id, now), |_| Ok(())).await?;
@@ -529,10 +529,10 @@ async fn reap_abandoned_writes(node: Arc<MasterNode>, master: Arc<Master>) {
         tokio::time::sleep(interval).await;
         for (id, path) in master.abandoned_writes(REAP_BATCH).await {
             let plan = |st: &super::State, now| Ok(st.ns.plan_reap_abandoned(id, now, timeout, st.last_write_ms(id)));
-            match super::service::delete_mirrored(&node, &master, "", &path, plan).await {
+            match super::ufs_intents::delete_mirrored(&node, &master, "", &path, plan).await {
                 Ok(()) if master.read_unchecked(|st| st.ns.inode(id).is_none()).await => {
                     info!(%path, timeout_ms = timeout, "removed the incomplete file of a writer that went silent");
-                    super::service::remove_uploads_beside(&node, &master, &path).await;
+                    super::ufs_intents::remove_uploads_beside(&node, &master, &path).await;
                 }
                 Ok(()) => {}
                 Err(e) => warn!(%path, error = %e, "could not remove an abandoned write; will retry"),
