@@ -1,0 +1,178 @@
+//! Reading a file: block by block, short-circuit from a local worker's memory tier, streamed
+//! from a remote worker, or from the under-storage (and cached again) when no worker holds it.
+
+use super::*;
+
+/// How many times a reader looks up a block's locations again before calling it lost.
+const LOST_BLOCK_RETRIES: u32 = 4;
+
+/// Reads a file block by block.
+pub struct FileReader {
+    pub(super) fs: FileSystem,
+    pub(super) info: FileInfo,
+    pub(super) next_block: usize,
+    pub(super) read_type: ReadType,
+    /// True if the last block came from the under-storage.
+    pub(super) last_from_under_fs: bool,
+    /// The file's under-storage and its path there, looked up on the first block read there.
+    pub(super) ufs: Option<(Arc<dyn UnderFs>, String)>,
+}
+
+impl FileReader {
+    /// The file's status as of opening.
+    pub fn info(&self) -> &FileInfo {
+        &self.info
+    }
+
+    fn persisted(&self) -> bool {
+        self.info.persistence_state == PersistenceState::Persisted.as_str_name()
+    }
+
+    /// The next block's bytes, or `None` at the end of the file. A block no worker can serve
+    /// is read from the under-storage if the file is persisted (and cached there as the read
+    /// type says); otherwise locations are looked up again a few times (a restarting worker
+    /// re-registers within a heartbeat or two) before the block is reported lost.
+    pub async fn next_block(&mut self) -> Result<Option<Bytes>, FsError> {
+        let Some(mut block) = self.info.blocks.get(self.next_block).cloned() else { return Ok(None) };
+        let index = self.next_block as u64;
+        self.last_from_under_fs = false;
+        let mut backoff = self.fs.inner.options.retry.base_sleep.max(Duration::from_millis(100));
+        for attempt in 0..=LOST_BLOCK_RETRIES {
+            let cached = if block.locations.is_empty() && self.persisted() {
+                Err(FsError::BlockLost { path: self.info.path.clone(), block_id: block.block_id })
+            } else {
+                self.read_from_any(&block).await
+            };
+            match cached {
+                Ok(bytes) => {
+                    self.next_block += 1;
+                    return Ok(Some(bytes));
+                }
+                Err(_) if self.persisted() => {
+                    let bytes = self.read_from_under_fs(&block, index).await?;
+                    self.next_block += 1;
+                    self.last_from_under_fs = true;
+                    return Ok(Some(bytes));
+                }
+                Err(e) if attempt == LOST_BLOCK_RETRIES => {
+                    tracing::warn!(path = %self.info.path, block = block.block_id, error = %e, "no location could serve the block");
+                }
+                Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    let fresh = self.fs.get_status(&self.info.path).await?;
+                    if let Some(b) = fresh.blocks.iter().find(|b| b.block_id == block.block_id) {
+                        block = b.clone();
+                    }
+                }
+            }
+        }
+        Err(FsError::BlockLost { path: self.info.path.clone(), block_id: block.block_id })
+    }
+
+    /// Reads block `index` from the file's under-storage copy and, unless the read type is
+    /// NO_CACHE, caches it in a worker (best effort: a failed cache fill is only logged).
+    async fn read_from_under_fs(&mut self, block: &BlockInfo, index: u64) -> Result<Bytes, FsError> {
+        if self.ufs.is_none() {
+            self.ufs = Some(self.fs.ufs_of(&self.info.path, "reading a block no worker holds").await?);
+        }
+        let Some((ufs, path)) = self.ufs.clone() else { return Err(FsError::Internal { reason: "under-storage not resolved".into() }) };
+        let offset = index * self.info.block_size_bytes;
+        let data = ufs.read_range(&path, offset, block.length).await.map_err(|e| ufs_error(&ufs, &path, e))?;
+        if data.len() as u64 != block.length {
+            return Err(FsError::Internal {
+                reason: format!(
+                    "{}: the under-storage copy {path} has {} bytes at offset {offset}, expected {}: it changed behind tachyon's back",
+                    self.info.path,
+                    data.len(),
+                    block.length
+                ),
+            });
+        }
+        let data = Bytes::from(data);
+        if self.read_type != ReadType::NoCache {
+            if let Err(e) = self.cache_block(block, &data).await {
+                tracing::warn!(path = %self.info.path, block = block.block_id, error = %e, "could not cache a block read from the under-storage");
+            }
+        }
+        Ok(data)
+    }
+
+    async fn cache_block(&self, block: &BlockInfo, data: &Bytes) -> Result<(), FsError> {
+        // Best effort: with no live worker right now, the block simply stays uncached
+        // (writers wait for workers; a cache fill never does).
+        let workers = self.fs.workers().await?;
+        let live: Vec<WorkerReport> = workers.into_iter().filter(|w| !w.lost).collect();
+        let Some(worker) = pick_worker(&live) else { return Ok(()) };
+        let mut upload = BlockUpload::start(&self.fs, &worker, block.block_id, block.length).await?;
+        let chunk = self.fs.inner.options.chunk_bytes;
+        let mut sent = 0;
+        while sent < data.len() {
+            let n = chunk.min(data.len() - sent);
+            upload = upload.send(data.slice(sent..sent + n), &worker).await?;
+            sent += n;
+        }
+        let stored = upload.finish().await?;
+        if stored != block.length {
+            return Err(FsError::Internal { reason: format!("worker stored {stored} bytes of block {}, sent {}", block.block_id, block.length) });
+        }
+        Ok(())
+    }
+
+    async fn read_from_any(&self, block: &BlockInfo) -> Result<Bytes, FsError> {
+        let mut locations = block.locations.clone();
+        // Local workers first, so short-circuit reads are tried before the network.
+        locations.sort_by_key(|a| !is_local_host(&a.host));
+        let mut last_error = FsError::BlockLost { path: self.info.path.clone(), block_id: block.block_id };
+        for loc in &locations {
+            let result = if self.fs.inner.options.short_circuit && is_local_host(&loc.host) {
+                match self.read_local(loc, block).await {
+                    Ok(b) => Ok(b),
+                    Err(_) => self.read_remote(loc, block).await,
+                }
+            } else {
+                self.read_remote(loc, block).await
+            };
+            match result {
+                Ok(bytes) if bytes.len() as u64 == block.length => return Ok(bytes),
+                Ok(bytes) => {
+                    last_error = FsError::Internal {
+                        reason: format!("worker {} returned {} bytes of block {}, expected {}", loc.host, bytes.len(), block.block_id, block.length),
+                    }
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Short-circuit: map the block file of a worker on this host.
+    async fn read_local(&self, loc: &WorkerNetAddress, block: &BlockInfo) -> Result<Bytes, FsError> {
+        let channel =
+            rpc::connect(&format!("{}:{}", loc.host, loc.rpc_port), self.fs.inner.options.request_timeout, self.fs.inner.options.security.tls.as_ref()).await?;
+        let resp = WorkerServiceClient::new(channel).open_local_block(BlockRequest { block_id: block.block_id }).await.map_err(status)?.into_inner();
+        let file = std::fs::File::open(&resp.path).map_err(|e| FsError::Unavailable { reason: format!("short-circuit open {}: {e}", resp.path) })?;
+        if resp.length == 0 {
+            return Ok(Bytes::new());
+        }
+        // SAFETY: committed block files are immutable; eviction unlinks, never truncates,
+        // so the mapping stays valid for its whole life.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| FsError::Unavailable { reason: format!("short-circuit map {}: {e}", resp.path) })?;
+        Ok(Bytes::copy_from_slice(&map[..]))
+    }
+
+    /// Streams the block from a worker's data port.
+    async fn read_remote(&self, loc: &WorkerNetAddress, block: &BlockInfo) -> Result<Bytes, FsError> {
+        let channel = rpc::connect(&data_address(loc), self.fs.inner.options.request_timeout, self.fs.inner.options.security.tls.as_ref()).await?;
+        let mut stream = BlockDataServiceClient::new(channel)
+            .read_block(ReadBlockRequest { block_id: block.block_id, offset: 0, length: 0 })
+            .await
+            .map_err(status)?
+            .into_inner();
+        let mut buf = Vec::with_capacity(block.length as usize);
+        while let Some(chunk) = stream.next().await {
+            buf.extend_from_slice(&chunk.map_err(status)?.data);
+        }
+        Ok(Bytes::from(buf))
+    }
+}
