@@ -2,6 +2,7 @@
 //! Events and `now_ms` go in, effects come out. Async services in `master`, `worker`
 //! and `client` only drive them.
 
+pub mod intents;
 pub mod namespace;
 pub mod path;
 pub mod permission;

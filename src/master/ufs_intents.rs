@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use tracing::info;
 
 use super::node::MasterNode;
+use crate::core::intents::{self, Direction, Then};
 use crate::core::namespace::{Inode, InodeKind, MountPoint, UfsLocation};
 use crate::core::path::FsPath;
 use crate::core::permission::Caller;
@@ -126,7 +127,7 @@ pub(super) async fn delete_mirrored(
         tracing::warn!(path = %target, error = %e, "could not delete every under-storage copy; the delete is retried");
         e
     })?;
-    leader.mutate(request_id, |st, now| finish_delete(st, intent, inode, now), |_| Ok(())).await?;
+    leader.mutate(request_id, |st, now| intents::finish(&st.ns, intent, inode, Then::Delete, true, now), |_| Ok(())).await?;
     remove_emptied_dirs(mounts, &dirs).await;
     Ok(())
 }
@@ -271,17 +272,6 @@ fn check_upload_name(location: &UfsLocation, temp: &str, p: &FsPath) -> Result<(
     Ok(())
 }
 
-/// The entries that end a delete whose copies are gone: the delete (unless the inode is
-/// gone already) and the intent's end.
-fn finish_delete(st: &super::State, intent: u64, inode: u64, now: i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError> {
-    let mut kinds = Vec::new();
-    if st.ns.inode(inode).is_some() {
-        kinds.push(crate::proto::journal_entry::Kind::Delete(DeleteEntry { id: inode, time_ms: now }));
-    }
-    kinds.extend(st.ns.plan_ufs_intent_done(intent)?);
-    Ok(kinds)
-}
-
 /// Settles the under-storage intents an earlier leader left pending, before this one
 /// serves: a rename whose entry is journaled is finished (copies moved to the new names),
 /// one that is not is undone; a delete is finished (copies removed, delete journaled with
@@ -299,57 +289,22 @@ pub async fn settle_ufs_intents(node: &MasterNode, leader: &super::Master, only:
     for intent in intents {
         let kind = UfsIntentKind::try_from(intent.kind).unwrap_or(UfsIntentKind::UfsRename);
         let settled = async {
-            let done = |st: &super::State, _| st.ns.plan_ufs_intent_done(intent.id);
-            match kind {
-                UfsIntentKind::UfsRename => {
-                    let renamed = leader.read_unchecked(|st| st.ns.path_of(intent.inode_id).is_some_and(|p| p.to_string() == intent.renamed_path)).await;
-                    let direction = if renamed { Direction::Forward } else { Direction::Back };
-                    carry_out(mounts, &points, &intent.copies, direction, Strictness::Lenient).await?;
-                    leader.mutate("", done, |_| Ok(())).await
-                }
-                UfsIntentKind::UfsDelete => {
-                    carry_out(mounts, &points, &intent.copies, Direction::Forward, Strictness::Lenient).await?;
-                    leader.mutate(&intent.request_id, |st, now| finish_delete(st, intent.id, intent.inode_id, now), |_| Ok(())).await
-                }
-                // A completion is the client's to retry: put its upload back where the retry
-                // finds it.
-                UfsIntentKind::UfsComplete => {
-                    carry_out(mounts, &points, &intent.copies, Direction::Back, Strictness::Lenient).await?;
-                    leader.mutate("", done, |_| Ok(())).await
-                }
-                // A persist is finished if the file still waits for it at the same name.
-                UfsIntentKind::UfsPersist => {
-                    let still_wanted = leader
-                        .read_unchecked(|st| {
-                            let waiting = st.ns.inode(intent.inode_id).is_some_and(
-                                |i| matches!(i.kind, InodeKind::File { complete: true, persistence, .. } if persistence != PersistenceState::Persisted),
-                            );
-                            let same_place = st
-                                .ns
-                                .path_of(intent.inode_id)
-                                .map(|p| st.ns.resolve_ufs(&p))
-                                .is_some_and(|l| intent.copies.iter().all(|c| c.to == l.relative && c.mount_path == l.mount_path()));
-                            waiting && same_place
-                        })
-                        .await;
-                    if still_wanted {
-                        carry_out(mounts, &points, &intent.copies, Direction::Forward, Strictness::Lenient).await?;
-                        if copies_in_place(mounts, &points, &intent.copies).await? {
-                            let finish = |st: &super::State, now| {
-                                let mut kinds = vec![crate::proto::journal_entry::Kind::PersistFile(PersistFileEntry { id: intent.inode_id, time_ms: now })];
-                                kinds.extend(st.ns.plan_ufs_intent_done(intent.id)?);
-                                Ok(kinds)
-                            };
-                            return leader.mutate(&intent.request_id, finish, |_| Ok(())).await;
-                        }
-                    }
-                    carry_out(mounts, &points, &intent.copies, Direction::Back, Strictness::Lenient).await?;
-                    for copy in &intent.copies {
-                        discard_upload(mounts, &points, copy).await;
-                    }
-                    leader.mutate("", done, |_| Ok(())).await
+            let plan = leader.read_unchecked(|st| intents::settle(&st.ns, &intent)).await;
+            carry_out(mounts, &points, &intent.copies, plan.direction, Strictness::Lenient).await?;
+            let mut then = plan.then;
+            let in_place = then != Then::PersistIfInPlace || copies_in_place(mounts, &points, &intent.copies).await?;
+            if !in_place {
+                // The persist's copy did not land: undo it and drop the upload.
+                carry_out(mounts, &points, &intent.copies, Direction::Back, Strictness::Lenient).await?;
+                then = Then::DiscardUploads;
+            }
+            if then == Then::DiscardUploads {
+                for copy in &intent.copies {
+                    discard_upload(mounts, &points, copy).await;
                 }
             }
+            let request_id = if then.answers_client(in_place) { intent.request_id.as_str() } else { "" };
+            leader.mutate(request_id, |st, now| intents::finish(&st.ns, intent.id, intent.inode_id, then, in_place, now), |_| Ok(())).await
         }
         .await;
         match settled {
@@ -369,13 +324,6 @@ pub async fn settle_ufs_intents(node: &MasterNode, leader: &super::Master, only:
 async fn fenced_carry_out(leader: &super::Master, mounts: &UfsMounts, points: &[MountPoint], copies: &[UfsCopy]) -> Result<(), FsError> {
     leader.verify_still_leading().await?;
     carry_out(mounts, points, copies, Direction::Forward, Strictness::Strict).await
-}
-
-/// Which way [`carry_out`] goes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    Forward,
-    Back,
 }
 
 /// Whether [`carry_out`] stops at the first copy it cannot place.
