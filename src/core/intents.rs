@@ -121,7 +121,7 @@ mod tests {
         let id = ns.lookup(&p(path)).unwrap().id;
         let relative = path.trim_start_matches('/').to_string();
         let copy = UfsCopy { mount_path: String::new(), from: format!(".{relative}.tachyon-r.tmp"), to: relative, temporary_source: true };
-        let kinds = ns.plan_ufs_intent(kind, id, "req-7", renamed_path, vec![copy]);
+        let (_, kinds) = ns.plan_ufs_intent(kind, id, "req-7", renamed_path, vec![copy]);
         commit(ns, kinds);
         ns.ufs_intents().last().map(|i| (*i).clone()).unwrap()
     }

@@ -381,16 +381,12 @@ impl Namespace {
     }
 
     /// Plans journaling, before touching them, the under-storage `copies` a rename or
-    /// delete of inode `inode_id` is about to move or remove. Its id is its sequence.
-    pub fn plan_ufs_intent(&self, kind: UfsIntentKind, inode_id: InodeId, request_id: &str, renamed_path: &str, copies: Vec<UfsCopy>) -> Vec<Kind> {
-        vec![Kind::UfsIntent(UfsIntentEntry {
-            id: self.next_sequence,
-            kind: kind as i32,
-            inode_id,
-            request_id: request_id.to_string(),
-            renamed_path: renamed_path.to_string(),
-            copies,
-        })]
+    /// delete of inode `inode_id` is about to move or remove; returns the intent's id (its
+    /// sequence: the one place that rule lives) with the entries.
+    pub fn plan_ufs_intent(&self, kind: UfsIntentKind, inode_id: InodeId, request_id: &str, renamed_path: &str, copies: Vec<UfsCopy>) -> (u64, Vec<Kind>) {
+        let id = self.next_sequence;
+        let entry = UfsIntentEntry { id, kind: kind as i32, inode_id, request_id: request_id.to_string(), renamed_path: renamed_path.to_string(), copies };
+        (id, vec![Kind::UfsIntent(entry)])
     }
 
     /// Plans recording that the work of intent `id` is finished (or undone).
@@ -2176,7 +2172,7 @@ mod tests {
         let f = file(&mut ns, "/d/f", 4, PersistenceState::Persisted, 1);
         let copy = UfsCopy { mount_path: String::new(), from: "d/f".into(), to: "d/g".into(), temporary_source: false };
         let id = ns.next_sequence();
-        let kinds = ns.plan_ufs_intent(UfsIntentKind::UfsRename, f, "", "/d/g", vec![copy.clone()]);
+        let (_, kinds) = ns.plan_ufs_intent(UfsIntentKind::UfsRename, f, "", "/d/g", vec![copy.clone()]);
         let intent = UfsIntentEntry {
             id,
             kind: UfsIntentKind::UfsRename as i32,

@@ -49,8 +49,9 @@ pub(super) async fn rename_mirrored(
                 }
                 emptied = directories_under(st, src);
                 let inode = st.ns.lookup(src)?.id;
-                planned = Some((st.ns.next_sequence(), copies.clone(), st.ns.mount_points()));
-                Ok(st.ns.plan_ufs_intent(UfsIntentKind::UfsRename, inode, "", &dst.to_string(), copies))
+                let (intent, kinds) = st.ns.plan_ufs_intent(UfsIntentKind::UfsRename, inode, "", &dst.to_string(), copies.clone());
+                planned = Some((intent, copies, st.ns.mount_points()));
+                Ok(kinds)
             },
             |_| Ok(()),
         )
@@ -114,8 +115,9 @@ pub(super) async fn delete_mirrored(
                     return Ok(Vec::new());
                 }
                 dirs = directories_under(st, target);
-                planned = Some((st.ns.next_sequence(), inode, copies.clone(), st.ns.mount_points()));
-                Ok(st.ns.plan_ufs_intent(UfsIntentKind::UfsDelete, inode, request_id, "", copies))
+                let (intent, kinds) = st.ns.plan_ufs_intent(UfsIntentKind::UfsDelete, inode, request_id, "", copies.clone());
+                planned = Some((intent, inode, copies, st.ns.mount_points()));
+                Ok(kinds)
             },
             |_| Ok(()),
         )
@@ -185,8 +187,9 @@ pub(super) async fn publish_upload(
                 let inode = st.ns.lookup(p)?.id;
                 let mount_path = location.mount_path();
                 let copy = UfsCopy { mount_path, from: temp.to_string(), to: location.relative, temporary_source: true };
-                planned = Some((st.ns.next_sequence(), copy.clone(), st.ns.mount_points()));
-                Ok(st.ns.plan_ufs_intent(kind, inode, request_id, "", vec![copy]))
+                let (intent, kinds) = st.ns.plan_ufs_intent(kind, inode, request_id, "", vec![copy.clone()]);
+                planned = Some((intent, copy, st.ns.mount_points()));
+                Ok(kinds)
             },
             |_| Ok(()),
         )
