@@ -321,7 +321,10 @@ impl Master {
         answer
     }
 
-    /// Reads state without waiting for durability or checking leadership (status pages).
+    /// Reads state without waiting for durability or checking leadership: for status
+    /// pages, for work the leader does before it serves (settling intents), and for
+    /// choices it re-checks under the lock before acting (a retry's request id, where a
+    /// path lives). Anything answered to a worker or client uses [`Master::read`].
     pub async fn read_unchecked<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         f(&*self.state.lock().await)
     }

@@ -621,7 +621,9 @@ impl MasterService for MasterRpc {
                 });
             }
             let leader = self.node.leader().await?;
-            let block_ids = leader.read_unchecked(|st| req.block_ids.iter().copied().filter(|b| st.ns.may_evict(*b)).collect()).await;
+            // Answered as any read: only while leading, and after what it saw is durable (a
+            // deposed leader must not tell a worker a block it no longer knows is safe to drop).
+            let block_ids = leader.read(|st| Ok(req.block_ids.iter().copied().filter(|b| st.ns.may_evict(*b)).collect())).await?;
             Ok(EvictableResponse { block_ids })
         }
         .await;
