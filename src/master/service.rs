@@ -517,6 +517,12 @@ impl MasterService for MasterRpc {
         self.reply("getMasterInfo", started, result)
     }
 
+    async fn ping(&self, request: Request<Empty>) -> RpcResult<Empty> {
+        let started = tokio::time::Instant::now();
+        let result = self.caller(&request).map(|_| Empty {});
+        self.reply("ping", started, result)
+    }
+
     async fn get_state_digest(&self, request: Request<Empty>) -> RpcResult<StateDigest> {
         let started = tokio::time::Instant::now();
         let result = match self.caller(&request) {
