@@ -48,7 +48,7 @@ fn free_port() -> std::io::Result<u16> {
 
 fn line(out: &mut dyn Write, name: &str, value: f64, unit: &str, baseline_name: &str, baseline: f64) {
     let ratio = if baseline > 0.0 { value / baseline } else { 0.0 };
-    let _ = writeln!(out, "{name:<44} {value:>12.1} {unit:<9} {baseline_name:<34} {baseline:>12.1} {unit:<9} ratio {ratio:>6.3}");
+    let _ = writeln!(out, "{name:<44} {value:>12.1} {unit:<9} {baseline_name:<40} {baseline:>12.1} {unit:<9} ratio {ratio:>6.3}");
 }
 
 /// getStatus of `path` ops/s through raw gRPC, as the user `security` names.
@@ -201,7 +201,12 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
         std::hint::black_box(&copy);
     }
     let memcpy = gbps(data.len(), start.elapsed().as_secs_f64());
-    for (name, short_circuit) in [("short-circuit block read (mmap)", true), ("remote block read (gRPC stream)", false)] {
+    let chunk = cluster.client(false).options().chunk_bytes;
+    let tcp = gbps(data.len(), raw_tcp_seconds(&data, chunk, rounds).await?);
+    let baselines = [("memcpy of the same bytes", memcpy), ("raw loopback TCP, same bytes and chunks", tcp)];
+    for ((name, short_circuit), (baseline_name, baseline)) in
+        [("short-circuit block read (mmap)", true), ("remote block read (gRPC stream)", false)].into_iter().zip(baselines)
+    {
         let reader = cluster.client(short_circuit);
         let start = Instant::now();
         for _ in 0..rounds {
@@ -210,11 +215,40 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
                 return Err(format!("{name}: read {} bytes, expected {}", back.len(), data.len()));
             }
         }
-        line(out, name, gbps(data.len(), start.elapsed().as_secs_f64()), "GB/s", "memcpy of the same bytes", memcpy);
+        line(out, name, gbps(data.len(), start.elapsed().as_secs_f64()), "GB/s", baseline_name, baseline);
     }
 
     cluster.stop().await;
     Ok(())
+}
+
+/// Seconds to move `data` `rounds` times over a loopback TCP connection, written in
+/// `chunk`-byte writes and read into one buffer: what a remote block read does, without
+/// gRPC, HTTP/2 or a worker.
+async fn raw_tcp_seconds(data: &[u8], chunk: usize, rounds: usize) -> Result<f64, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let payload = bytes::Bytes::copy_from_slice(data);
+    let sender = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await?;
+        for _ in 0..rounds {
+            for piece in payload.chunks(chunk.max(1)) {
+                socket.write_all(piece).await?;
+            }
+        }
+        socket.flush().await
+    });
+    let start = Instant::now();
+    let mut socket = tokio::net::TcpStream::connect(address).await.map_err(|e| e.to_string())?;
+    for _ in 0..rounds {
+        let mut received = vec![0u8; data.len()];
+        socket.read_exact(&mut received).await.map_err(|e| e.to_string())?;
+        std::hint::black_box(&received);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    sender.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    Ok(seconds)
 }
 
 /// Formats `journal`, takes it over and appends one-entry operations (a mkdir each) from
