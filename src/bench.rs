@@ -34,11 +34,13 @@ pub struct BenchOptions {
     pub replay_entries: u64,
     /// Size of the file read in the block-read benchmark.
     pub read_bytes: usize,
+    /// Files in the metadata-at-scale benchmark (0: skip it).
+    pub scale_files: u64,
 }
 
 impl Default for BenchOptions {
     fn default() -> Self {
-        BenchOptions { concurrency: 32, duration: Duration::from_secs(2), replay_entries: 200_000, read_bytes: 64 << 20 }
+        BenchOptions { concurrency: 32, duration: Duration::from_secs(2), replay_entries: 200_000, read_bytes: 64 << 20, scale_files: 1_000_000 }
     }
 }
 
@@ -219,6 +221,55 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     }
 
     cluster.stop().await;
+    if opts.scale_files > 0 {
+        metadata_at_scale(&root, opts.scale_files, out).await?;
+    }
+    Ok(())
+}
+
+/// Directories the metadata-at-scale files are spread over.
+const SCALE_DIRECTORIES: u64 = 1000;
+
+/// This process's resident memory, from /proc (0 where there is none).
+fn resident_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm").ok().and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()));
+    pages.unwrap_or(0) * 4096
+}
+
+/// Builds a namespace of `files` files (through the planner and `apply`, as a master
+/// does), and prints the memory each file takes, how long its checkpoint takes to write
+/// and to load through the journal on local disk, and so how long a standby takes over at
+/// that size (recovery from the checkpoint).
+async fn metadata_at_scale(root: &std::path::Path, files: u64, out: &mut dyn Write) -> Result<(), String> {
+    let before = resident_bytes();
+    let mut ns = crate::core::namespace::Namespace::new();
+    let own = InodeOwnership { owner: "bench".into(), group: "bench".into(), mode: 0o644 };
+    let start = Instant::now();
+    for d in 0..SCALE_DIRECTORIES.min(files) {
+        let kinds = ns.plan_create_directory(&FsPath::root().join(&format!("s{d}")), false, false, &own, 0).map_err(|e| e.to_string())?;
+        ns.apply_operation(kinds, 1);
+    }
+    for i in 0..files {
+        let path = FsPath::root().join(&format!("s{}", i % SCALE_DIRECTORIES)).join(&format!("f{i}"));
+        let kinds = ns.plan_create_file(&path, 64 << 20, false, &own, 0).map_err(|e| e.to_string())?;
+        ns.apply_operation(kinds, 1);
+    }
+    let build = start.elapsed().as_secs_f64();
+    let per_file = resident_bytes().saturating_sub(before) as f64 / files as f64;
+    let _ = writeln!(out, "metadata at scale: {files} files in {SCALE_DIRECTORIES} directories, built in {build:.1} s");
+    line(out, "master memory per file", per_file, "B", "target (HDFS NameNode: ~150 B)", 300.0);
+    let journal = Journal::new(Arc::new(LocalUnderFs::new(root.join("scale-journal"))), JournalLimits::default());
+    journal.format(false).await.map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    journal.write_checkpoint(&ns.to_checkpoint()).await.map_err(|e| e.to_string())?;
+    let written = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let recovered = journal.recover().await.map_err(|e| e.to_string())?;
+    let loaded = start.elapsed().as_secs_f64();
+    if recovered.namespace.digest() != ns.digest() {
+        return Err("the checkpoint did not load back the namespace it was written from".into());
+    }
+    let _ = writeln!(out, "checkpoint of {files} files: written in {written:.2} s, loaded (a standby's take-over) in {loaded:.2} s");
     Ok(())
 }
 

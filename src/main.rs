@@ -77,9 +77,10 @@ enum Command {
         /// vs direct reads, warm vs cold. Takes a URI, or uses tachyon.underfs.address.
         #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "URI")]
         ufs: Option<String>,
-        /// Files read in each --ufs read benchmark.
-        #[arg(long, default_value_t = 4)]
-        files: usize,
+        /// Files in the metadata-at-scale benchmark (default 1,000,000; 0 skips it); with
+        /// --ufs: files read in each read benchmark (default 4).
+        #[arg(long)]
+        files: Option<u64>,
     },
 }
 
@@ -267,13 +268,14 @@ async fn main() -> ExitCode {
             init_logging("error");
             let duration = std::time::Duration::from_secs_f64(seconds.clamp(0.1, 600.0));
             match ufs {
-                Some(uri) => bench_under_storage(uri, concurrency, duration, read_mb, files, &cli.defines).await,
+                Some(uri) => bench_under_storage(uri, concurrency, duration, read_mb, files.unwrap_or(4) as usize, &cli.defines).await,
                 None => {
                     let opts = tachyon::bench::BenchOptions {
                         concurrency: concurrency.clamp(1, 1024),
                         duration,
                         replay_entries: replay_entries.clamp(1000, 50_000_000),
                         read_bytes: read_mb.clamp(1, 4096) << 20,
+                        scale_files: files.unwrap_or(1_000_000).min(100_000_000),
                     };
                     tachyon::bench::run(opts, &mut std::io::stdout()).await
                 }
