@@ -245,3 +245,30 @@ async fn a_master_without_standbys_checkpoints_itself() {
     let log = std::fs::read_to_string(c2.path().join("master0.log")).unwrap();
     assert!(log.contains("loaded checkpoint"), "restart did not start from the checkpoint");
 }
+
+/// `tachyon bench` runs end to end (small sizes) and prints every figure next to its
+/// same-run baseline with a ratio, and the metadata-at-scale lines.
+#[test]
+fn bench_prints_every_figure_with_its_baseline() {
+    let out = std::process::Command::new(common::tachyon_bin())
+        .args(["bench", "--seconds", "0.1", "--replay-entries", "1000", "--read-mb", "1", "--files", "2000", "--concurrency", "4"])
+        .env_remove("TACHYON_CONF_DIR")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for figure in [
+        "createFile via gRPC",
+        "getStatus via gRPC",
+        "getStatus, permissions checked",
+        "journal replay",
+        "short-circuit block read",
+        "remote block read",
+        "master memory per file",
+    ] {
+        let line = text.lines().find(|l| l.starts_with(figure)).unwrap_or_else(|| panic!("no {figure:?} line: {text}"));
+        let ratio: f64 = line.rsplit("ratio").next().and_then(|r| r.trim().parse().ok()).unwrap_or_else(|| panic!("no ratio: {line}"));
+        assert!(ratio > 0.0, "{line}");
+    }
+    assert!(text.contains("checkpoint of 2000 files: written in"), "{text}");
+}
