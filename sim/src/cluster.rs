@@ -113,6 +113,18 @@ impl Drop for WorkerDirs {
     }
 }
 
+/// Security in the simulation, as deployed by default plus a cluster secret: SIMPLE
+/// identities (every process is the user "sim", the masters' superuser), permission checks
+/// on, worker calls proving the cluster secret; groups from the configuration only (no
+/// /etc/group read), so runs replay.
+fn sim_security() -> SecurityOptions {
+    SecurityOptions {
+        cluster_secret: "sim-cluster-secret".into(),
+        group_overrides: std::collections::BTreeMap::from([("sim".to_string(), vec!["sim".to_string()])]),
+        ..SecurityOptions::simple_as("sim")
+    }
+}
+
 /// Client settings in the simulation (no short-circuit reads: clients are on their own
 /// nodes; MUST_CACHE unless a write says otherwise).
 fn client_options() -> ClientOptions {
@@ -123,7 +135,7 @@ fn client_options() -> ClientOptions {
         chunk_bytes: 64 << 10,
         write_type: tachyon::client::WriteType::MustCache,
         read_type: tachyon::client::ReadType::CachePromote,
-        security: tachyon::security::SecurityOptions { login_user: "sim".into(), ..tachyon::security::SecurityOptions::unchecked() },
+        security: sim_security(),
         request_timeout: Duration::from_secs(2),
         metadata_sync_interval_ms: 0,
     }
@@ -165,7 +177,7 @@ impl SimCluster {
                                 loaded_block_size: 1 << 20,
                                 min_block_size_bytes: 4096,
                                 ttl_check_interval_ms: 60_000,
-                                security: SecurityOptions::unchecked(),
+                                security: sim_security(),
                                 max_path_depth: 1000,
                                 abandoned_write_timeout_ms: 3_600_000,
                             };
@@ -209,7 +221,7 @@ impl SimCluster {
                                 heartbeat_timeout: Duration::from_secs(2),
                                 chunk_bytes: 64 << 10,
                                 write_idle_timeout: Duration::from_secs(30),
-                                security: SecurityOptions::unchecked(),
+                                security: sim_security(),
                             };
                             let coordinator = Arc::new(SimCoordinator::new(zk_addr(), t.session_timeout));
                             let result = tachyon::worker::run_worker(options, coordinator, std::future::pending()).await;
