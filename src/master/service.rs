@@ -149,20 +149,16 @@ impl MasterService for MasterRpc {
         let started = tokio::time::Instant::now();
         let caller = self.caller(&request);
         let req = request.into_inner();
-        let checked = caller.and_then(|caller| {
+        let result = async {
+            let caller = caller?;
             let own = self.node.auth().new_ownership(&caller, req.ownership, 0o666)?;
             crate::core::namespace::check_block_size(req.block_size_bytes, self.node.options().min_block_size_bytes)?;
-            Ok((caller, own))
-        });
-        let result = match checked {
-            Ok((caller, own)) => {
-                self.mutate_path(&req.request_id, &req.path, |st, p, now| {
-                    requests::create_file(&st.ns, &self.context(&caller, now), p, req.block_size_bytes, req.recursive, &own)
-                })
-                .await
-            }
-            Err(e) => Err(e),
-        };
+            self.mutate_path(&req.request_id, &req.path, |st, p, now| {
+                requests::create_file(&st.ns, &self.context(&caller, now), p, req.block_size_bytes, req.recursive, &own)
+            })
+            .await
+        }
+        .await;
         self.reply("createFile", started, result)
     }
 
@@ -307,15 +303,15 @@ impl MasterService for MasterRpc {
         let started = tokio::time::Instant::now();
         let caller = self.caller(&request);
         let req = request.into_inner();
-        let result = match caller.and_then(|c| self.node.auth().new_ownership(&c, req.ownership, 0o777).map(|own| (c, own))) {
-            Ok((caller, own)) => {
-                self.mutate_path(&req.request_id, &req.path, |st, p, now| {
-                    requests::create_directory(&st.ns, &self.context(&caller, now), p, req.recursive, req.allow_exists, &own)
-                })
-                .await
-            }
-            Err(e) => Err(e),
-        };
+        let result = async {
+            let caller = caller?;
+            let own = self.node.auth().new_ownership(&caller, req.ownership, 0o777)?;
+            self.mutate_path(&req.request_id, &req.path, |st, p, now| {
+                requests::create_directory(&st.ns, &self.context(&caller, now), p, req.recursive, req.allow_exists, &own)
+            })
+            .await
+        }
+        .await;
         self.reply("createDirectory", started, result)
     }
 
@@ -510,10 +506,11 @@ impl MasterService for MasterRpc {
 
     async fn get_master_info(&self, request: Request<Empty>) -> RpcResult<MasterInfoResponse> {
         let started = tokio::time::Instant::now();
-        let result = match self.caller(&request) {
-            Ok(_) => Ok(self.master_info().await),
-            Err(e) => Err(e),
-        };
+        let result = async {
+            self.caller(&request)?;
+            Ok(self.master_info().await)
+        }
+        .await;
         self.reply("getMasterInfo", started, result)
     }
 
@@ -525,10 +522,11 @@ impl MasterService for MasterRpc {
 
     async fn get_state_digest(&self, request: Request<Empty>) -> RpcResult<StateDigest> {
         let started = tokio::time::Instant::now();
-        let result = match self.caller(&request) {
-            Ok(_) => Ok(self.node.state_digest().await),
-            Err(e) => Err(e),
-        };
+        let result = async {
+            self.caller(&request)?;
+            Ok(self.node.state_digest().await)
+        }
+        .await;
         self.reply("getStateDigest", started, result)
     }
 
