@@ -179,16 +179,22 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     }
     w.wait_durable(last_end).await.map_err(|e| e.to_string())?;
     w.close().await;
-    let start = Instant::now();
-    let recovered = rj.recover().await.map_err(|e| e.to_string())?;
-    let replay_rate = recovered.namespace.next_sequence() as f64 / start.elapsed().as_secs_f64();
     let mut segments = Vec::new();
     for e in std::fs::read_dir(replay_dir.join("logs")).map_err(|e| e.to_string())? {
         segments.push(std::fs::read(e.map_err(|e| e.to_string())?.path()).map_err(|e| e.to_string())?);
     }
-    let start = Instant::now();
-    let decoded: usize = segments.iter().map(|s| format::decode_segment(s).map(|d| d.entries.len()).unwrap_or(0)).sum();
-    let decode_rate = decoded as f64 / start.elapsed().as_secs_f64();
+    // The fastest of a few alternating rounds of each: the first round of anything pays
+    // for fresh pages, and the machine is noisy.
+    let (mut replay_rate, mut decode_rate) = (0f64, 0f64);
+    for _ in 0..REPLAY_ROUNDS {
+        let start = Instant::now();
+        let recovered = rj.recover().await.map_err(|e| e.to_string())?;
+        replay_rate = replay_rate.max(recovered.namespace.next_sequence() as f64 / start.elapsed().as_secs_f64());
+        drop(recovered);
+        let start = Instant::now();
+        let decoded: Vec<_> = segments.iter().map(|s| format::decode_segment(s).map(|d| d.entries)).collect();
+        decode_rate = decode_rate.max(decoded.iter().map(|d| d.as_ref().map_or(0, Vec::len)).sum::<usize>() as f64 / start.elapsed().as_secs_f64());
+    }
     line(out, "journal replay (read + decode + apply)", replay_rate, "entries/s", "raw decode of the same bytes", decode_rate);
 
     // ── block reads vs memcpy ──
@@ -226,6 +232,9 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     }
     Ok(())
 }
+
+/// Rounds of the replay benchmark (and of its baseline); the fastest of each counts.
+const REPLAY_ROUNDS: usize = 3;
 
 /// Directories the metadata-at-scale files are spread over.
 const SCALE_DIRECTORIES: u64 = 1000;

@@ -28,6 +28,18 @@ pub fn unique_id() -> u64 {
     std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8)
 }
 
+/// Runs `f` on a thread where it may use the CPU for a while (decoding a journal segment
+/// while the previous batch is applied). Under madsim it is an ordinary task, run when the
+/// caller next waits: the same work in a replayable order.
+#[allow(deprecated)] // madsim marks it deprecated because simulated code must not block; `f` only computes
+pub fn spawn_compute<F, R>(f: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+}
+
 /// The clock processes use unless a test injects another.
 pub fn system_clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)

@@ -13,11 +13,12 @@
 
 use std::collections::BTreeMap;
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use prost::Message;
 
 use crate::core::path::FsPath;
-use crate::core::permission::{self, Caller, Checks};
+use crate::core::permission::{self, Caller, Checks, Ownership};
 use crate::error::FsError;
 use crate::proto::journal_entry::Kind;
 use crate::proto::{
@@ -65,11 +66,115 @@ pub fn block_length(length: u64, block_size: u64, index: u64) -> u64 {
     length.saturating_sub(start).min(block_size)
 }
 
+/// An inode's name, also its key in the parent directory. Up to 23 bytes it lives inside
+/// the value (no allocation; a directory search compares it without chasing a pointer),
+/// longer ones are shared between the inode and its parent's key. Ordered byte by byte as
+/// `str` is, but compared inline: a call to `memcmp` per comparison was a fifth of replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Name(smol_str::SmolStr);
+
+impl Name {
+    /// `name` as an inode name.
+    pub fn new(name: &str) -> Name {
+        Name(smol_str::SmolStr::new(name))
+    }
+}
+
+/// The borrowed form of [`Name`], to look a `&str` up without allocating.
+#[derive(Debug, Eq)]
+#[repr(transparent)]
+pub struct NameKey(str);
+
+impl PartialEq for NameKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len() && self.cmp(other).is_eq()
+    }
+}
+
+impl NameKey {
+    /// `name` as a key.
+    pub fn new(name: &str) -> &NameKey {
+        // SAFETY: NameKey is a repr(transparent) wrapper of str, so the two references have
+        // the same layout and the same lifetime.
+        unsafe { &*(name as *const str as *const NameKey) }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Ord for NameKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        let common = a.len().min(b.len());
+        let (mut a_words, mut b_words) = (a[..common].chunks_exact(8), b[..common].chunks_exact(8));
+        for (x, y) in (&mut a_words).zip(&mut b_words) {
+            let (x, y) = (u64::from_be_bytes(x.try_into().unwrap_or_default()), u64::from_be_bytes(y.try_into().unwrap_or_default()));
+            if x != y {
+                return x.cmp(&y);
+            }
+        }
+        // Both remainders have the same length (under 8): compare them as one padded word.
+        let padded = |rest: &[u8]| {
+            let word = rest.iter().fold(0u64, |word, &byte| word << 8 | u64::from(byte));
+            word.checked_shl(8 * (8 - rest.len() as u32)).unwrap_or(0)
+        };
+        padded(a_words.remainder()).cmp(&padded(b_words.remainder())).then(a.len().cmp(&b.len()))
+    }
+}
+
+impl PartialOrd for NameKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        NameKey::new(self).cmp(NameKey::new(other))
+    }
+}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::borrow::Borrow<NameKey> for Name {
+    fn borrow(&self) -> &NameKey {
+        NameKey::new(self)
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
 /// What kind of inode, with the kind's own fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InodeKind {
-    Directory { children: BTreeMap<String, InodeId> },
-    File { block_size: u64, length: u64, complete: bool, persistence: PersistenceState },
+    /// Children by name; each name is the same allocation as the child's own `name`.
+    Directory {
+        children: BTreeMap<Name, InodeId>,
+    },
+    File {
+        block_size: u64,
+        length: u64,
+        complete: bool,
+        persistence: PersistenceState,
+    },
 }
 
 /// A time to live: `action` runs once `ttl_ms` have passed since the inode's creation.
@@ -84,8 +189,8 @@ pub struct Ttl {
 pub struct Inode {
     pub id: InodeId,
     pub parent_id: InodeId,
-    pub name: String,
-    pub ownership: InodeOwnership,
+    pub name: Name,
+    pub ownership: Ownership,
     pub creation_time_ms: i64,
     pub modification_time_ms: i64,
     pub kind: InodeKind,
@@ -313,7 +418,9 @@ impl RecentRequests {
 /// The namespace: inodes plus the journal position they reflect.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Namespace {
-    inodes: BTreeMap<InodeId, Inode>,
+    /// Boxed: a B-tree node of small values stays small when half full, as nodes filled
+    /// in id order are.
+    inodes: BTreeMap<InodeId, Box<Inode>>,
     next_inode_id: InodeId,
     next_sequence: u64,
     epoch: u64,
@@ -328,6 +435,60 @@ pub struct Namespace {
     /// Files still being written: what `abandoned_writes` looks at. Derived, like
     /// `ttl_deadlines`.
     incomplete_files: BTreeSet<InodeId>,
+    /// Owner and group names in use. Derived, like `ttl_deadlines`.
+    names: Interner,
+}
+
+/// Owner and group names, each stored once and shared by every inode that has it. Derived
+/// state: not checkpointed, never compared (two namespaces with the same inodes are equal
+/// whatever names each has interned). Pruned of unused names as it doubles, so it holds at
+/// most about twice the names in use.
+#[derive(Clone, Debug, Default)]
+struct Interner {
+    names: BTreeSet<Arc<str>>,
+    /// Size after the last prune; the next prune comes at twice this.
+    pruned_at: usize,
+    /// The owner and group interned last: runs of entries mostly share them.
+    last: Option<(Arc<str>, Arc<str>)>,
+}
+
+impl PartialEq for Interner {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Interner {
+    /// Names below this many are never pruned.
+    const PRUNE_FLOOR: usize = 1024;
+
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.names.get(name) {
+            return known.clone();
+        }
+        if self.names.len() >= (2 * self.pruned_at).max(Self::PRUNE_FLOOR) {
+            // Only this set holds a name no inode has any more.
+            self.names.retain(|n| Arc::strong_count(n) > 1);
+            self.pruned_at = self.names.len();
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.names.insert(name.clone());
+        name
+    }
+
+    fn ownership(&mut self, o: &InodeOwnership) -> Ownership {
+        let (owner, group) = match &self.last {
+            Some((owner, group)) if NameKey::new(owner) == NameKey::new(&o.owner) && NameKey::new(group) == NameKey::new(&o.group) => {
+                (owner.clone(), group.clone())
+            }
+            _ => {
+                let pair = (self.intern(&o.owner), self.intern(&o.group));
+                self.last = Some(pair.clone());
+                pair
+            }
+        };
+        Ownership { owner, group, mode: o.mode }
+    }
 }
 
 impl Default for Namespace {
@@ -342,8 +503,8 @@ impl Namespace {
         let root = Inode {
             id: ROOT_ID,
             parent_id: ROOT_ID,
-            name: String::new(),
-            ownership: InodeOwnership { owner: String::new(), group: String::new(), mode: 0o755 },
+            name: Name::new(""),
+            ownership: Ownership { owner: Arc::from(""), group: Arc::from(""), mode: 0o755 },
             creation_time_ms: 0,
             modification_time_ms: 0,
             kind: InodeKind::Directory { children: BTreeMap::new() },
@@ -351,7 +512,7 @@ impl Namespace {
             ttl: None,
         };
         Namespace {
-            inodes: BTreeMap::from([(ROOT_ID, root)]),
+            inodes: BTreeMap::from([(ROOT_ID, Box::new(root))]),
             next_inode_id: ROOT_ID + 1,
             next_sequence: 0,
             epoch: 0,
@@ -360,7 +521,13 @@ impl Namespace {
             ufs_intents: BTreeMap::new(),
             ttl_deadlines: BTreeSet::new(),
             incomplete_files: BTreeSet::new(),
+            names: Interner::default(),
         }
+    }
+
+    /// The inode with id `id`.
+    fn node(&self, id: &InodeId) -> Option<&Inode> {
+        self.inodes.get(id).map(|b| &**b)
     }
 
     /// Sets the TTL of inode `id`, keeping the deadline index.
@@ -434,7 +601,7 @@ impl Namespace {
                 if cursor == inode.id {
                     return true;
                 }
-                match self.inodes.get(&cursor) {
+                match self.node(&cursor) {
                     Some(i) if cursor != ROOT_ID => cursor = i.parent_id,
                     _ => return false,
                 }
@@ -464,12 +631,12 @@ impl Namespace {
 
     /// The inode with this id.
     pub fn inode(&self, id: InodeId) -> Option<&Inode> {
-        self.inodes.get(&id)
+        self.node(&id)
     }
 
     /// Resolves a path to its inode.
     pub fn lookup(&self, path: &FsPath) -> Result<&Inode, FsError> {
-        let mut current = &self.inodes[&ROOT_ID];
+        let mut current = &*self.inodes[&ROOT_ID];
         for (depth, name) in path.components().iter().enumerate() {
             let children = match &current.kind {
                 InodeKind::Directory { children } => children,
@@ -478,8 +645,8 @@ impl Namespace {
                     return Err(FsError::NotADirectory { path: prefix });
                 }
             };
-            let child = children.get(name).ok_or_else(|| FsError::NotFound { path: path.to_string() })?;
-            current = self.inodes.get(child).ok_or_else(|| FsError::Internal { reason: format!("dangling child {child} under inode {}", current.id) })?;
+            let child = children.get(NameKey::new(name)).ok_or_else(|| FsError::NotFound { path: path.to_string() })?;
+            current = self.node(child).ok_or_else(|| FsError::Internal { reason: format!("dangling child {child} under inode {}", current.id) })?;
         }
         Ok(current)
     }
@@ -515,11 +682,11 @@ impl Namespace {
         }
         let components = path.components();
         let mut chain: Vec<&Inode> = Vec::with_capacity(components.len() + 1);
-        let mut current = &self.inodes[&ROOT_ID];
+        let mut current = &*self.inodes[&ROOT_ID];
         chain.push(current);
         for name in components {
             let InodeKind::Directory { children } = &current.kind else { break };
-            let Some(child) = children.get(name).and_then(|id| self.inodes.get(id)) else { break };
+            let Some(child) = children.get(NameKey::new(name)).and_then(|id| self.node(id)) else { break };
             chain.push(child);
             current = child;
         }
@@ -548,7 +715,7 @@ impl Namespace {
         }
         if checks.sticky {
             if let Some(parent) = parent.filter(|p| p.ownership.mode & permission::STICKY_BIT != 0) {
-                if caller.user != parent.ownership.owner && caller.user != target.ownership.owner {
+                if *caller.user != *parent.ownership.owner && *caller.user != *target.ownership.owner {
                     return Err(FsError::PermissionDenied {
                         path: path.to_string(),
                         reason: format!(
@@ -561,7 +728,7 @@ impl Namespace {
                 }
             }
         }
-        if checks.owner && caller.user != target.ownership.owner {
+        if checks.owner && *caller.user != *target.ownership.owner {
             return Err(FsError::PermissionDenied {
                 path: path.to_string(),
                 reason: format!("user={} is not the owner ({}) and not a superuser", caller.user, target.ownership.owner),
@@ -582,10 +749,10 @@ impl Namespace {
     /// The absolute path of an inode.
     pub fn path_of(&self, id: InodeId) -> Option<FsPath> {
         let mut names = Vec::new();
-        let mut current = self.inodes.get(&id)?;
+        let mut current = self.node(&id)?;
         while current.id != ROOT_ID {
             names.push(current.name.clone());
-            current = self.inodes.get(&current.parent_id)?;
+            current = self.node(&current.parent_id)?;
         }
         Some(names.iter().rev().fold(FsPath::root(), |p, n| p.join(n)))
     }
@@ -593,7 +760,7 @@ impl Namespace {
     /// The children of a directory, in name order (empty for a file).
     pub fn children(&self, dir: &Inode) -> Vec<&Inode> {
         match &dir.kind {
-            InodeKind::Directory { children } => children.values().filter_map(|id| self.inodes.get(id)).collect(),
+            InodeKind::Directory { children } => children.values().filter_map(|id| self.node(id)).collect(),
             InodeKind::File { .. } => Vec::new(),
         }
     }
@@ -627,11 +794,11 @@ impl Namespace {
         limit: usize,
     ) -> Result<(Vec<&'a Inode>, bool), FsError> {
         use std::ops::Bound::{Excluded, Unbounded};
-        type Siblings<'a> = std::collections::btree_map::Range<'a, String, InodeId>;
+        type Siblings<'a> = std::collections::btree_map::Range<'a, Name, InodeId>;
         let InodeKind::Directory { children } = &dir.kind else { return Ok((vec![dir], false)) };
         let mut stack: Vec<Siblings<'_>> = Vec::new();
         match after {
-            None => stack.push(children.range::<str, _>(..)),
+            None => stack.push(children.range::<NameKey, _>(..)),
             Some(after) => {
                 let rel = after.components().strip_prefix(dir_path.components()).filter(|r| !r.is_empty() && (recursive || r.len() == 1));
                 let Some(rel) = rel else {
@@ -640,8 +807,8 @@ impl Namespace {
                 let mut level = Some(children);
                 for (depth, name) in rel.iter().enumerate() {
                     let Some(siblings) = level else { break };
-                    stack.push(siblings.range::<str, _>((Excluded(name.as_str()), Unbounded)));
-                    let entry = siblings.get(name).and_then(|id| self.inodes.get(id));
+                    stack.push(siblings.range::<NameKey, _>((Excluded(NameKey::new(name)), Unbounded)));
+                    let entry = siblings.get(NameKey::new(name)).and_then(|id| self.node(id));
                     level = match entry.map(|i| &i.kind) {
                         Some(InodeKind::Directory { children }) => Some(children),
                         _ => None,
@@ -649,7 +816,7 @@ impl Namespace {
                     if depth + 1 == rel.len() {
                         // `after` itself was listed; with `recursive` what is below it comes next.
                         if let (true, Some(below)) = (recursive, level) {
-                            stack.push(below.range::<str, _>(..));
+                            stack.push(below.range::<NameKey, _>(..));
                         }
                     }
                 }
@@ -662,10 +829,10 @@ impl Namespace {
                 stack.pop();
                 continue;
             };
-            let inode = self.inodes.get(id).ok_or_else(|| FsError::Internal { reason: format!("dangling child {id}") })?;
+            let inode = self.node(id).ok_or_else(|| FsError::Internal { reason: format!("dangling child {id}") })?;
             page.push(inode);
             if let (true, InodeKind::Directory { children }) = (recursive, &inode.kind) {
-                stack.push(children.range::<str, _>(..));
+                stack.push(children.range::<NameKey, _>(..));
             }
         }
         let more = stack.iter().any(|s| s.clone().next().is_some());
@@ -903,7 +1070,7 @@ impl Namespace {
             if let Some(group) = change.group.as_deref().filter(|g| !caller.in_group(g)) {
                 return Err(FsError::PermissionDenied { path: path.to_string(), reason: format!("user={} is not in group {group}", caller.user) });
             }
-            if let Some(other) = affected.iter().find(|i| i.ownership.owner != caller.user) {
+            if let Some(other) = affected.iter().find(|i| *i.ownership.owner != *caller.user) {
                 let at = self.path_of(other.id).map(|p| p.to_string()).unwrap_or_default();
                 return Err(FsError::PermissionDenied {
                     path: at,
@@ -912,8 +1079,8 @@ impl Namespace {
             }
         }
         let differs = |i: &&Inode| {
-            change.owner.as_ref().is_some_and(|o| *o != i.ownership.owner)
-                || change.group.as_ref().is_some_and(|g| *g != i.ownership.group)
+            change.owner.as_ref().is_some_and(|o| **o != *i.ownership.owner)
+                || change.group.as_ref().is_some_and(|g| **g != *i.ownership.group)
                 || change.mode.is_some_and(|m| m != i.ownership.mode)
         };
         if !affected.iter().any(differs) {
@@ -997,13 +1164,10 @@ impl Namespace {
     /// inode that expires with DELETE is listed (the delete takes it along).
     /// The work is bounded by what is due (the deadline index), not the size of the tree.
     pub fn expired(&self, now_ms: i64) -> Vec<Expired> {
-        let due: BTreeMap<InodeId, TtlAction> = self
-            .ttl_deadlines
-            .range(..=(now_ms, InodeId::MAX))
-            .filter_map(|(_, id)| self.inodes.get(id).and_then(|i| i.ttl).map(|t| (*id, t.action)))
-            .collect();
+        let due: BTreeMap<InodeId, TtlAction> =
+            self.ttl_deadlines.range(..=(now_ms, InodeId::MAX)).filter_map(|(_, id)| self.node(id).and_then(|i| i.ttl).map(|t| (*id, t.action))).collect();
         let deleted_above = |mut id: InodeId| {
-            while let Some(inode) = self.inodes.get(&id).filter(|i| i.id != ROOT_ID) {
+            while let Some(inode) = self.node(&id).filter(|i| i.id != ROOT_ID) {
                 id = inode.parent_id;
                 if due.get(&id) == Some(&TtlAction::TtlDelete) {
                     return true;
@@ -1027,7 +1191,7 @@ impl Namespace {
     pub fn abandoned_writes(&self, now_ms: i64, timeout_ms: i64, last_write_ms: impl Fn(InodeId) -> Option<i64>, limit: usize) -> Vec<(InodeId, FsPath)> {
         self.incomplete_files
             .iter()
-            .filter_map(|id| self.inodes.get(id))
+            .filter_map(|id| self.node(id))
             .filter(|i| self.is_abandoned(i, now_ms, timeout_ms, last_write_ms(i.id)))
             .filter_map(|i| self.path_of(i.id).map(|p| (i.id, p)))
             .take(limit)
@@ -1042,7 +1206,7 @@ impl Namespace {
     /// Plans deleting the incomplete file `id` if it is still abandoned (see
     /// [`Self::abandoned_writes`]); nothing if it completed, went away or was written since.
     pub fn plan_reap_abandoned(&self, id: InodeId, now_ms: i64, timeout_ms: i64, last_write_ms: Option<i64>) -> Vec<Kind> {
-        match self.inodes.get(&id) {
+        match self.node(&id) {
             Some(inode) if self.is_abandoned(inode, now_ms, timeout_ms, last_write_ms) => vec![Kind::Delete(DeleteEntry { id, time_ms: now_ms })],
             _ => Vec::new(),
         }
@@ -1053,7 +1217,7 @@ impl Namespace {
     /// the TTL (the master then frees the cached blocks). Plans nothing if the inode is gone
     /// or its TTL was changed and has not run out.
     pub fn plan_expire(&self, id: InodeId, now_ms: i64) -> Result<Vec<Kind>, FsError> {
-        let Some(inode) = self.inodes.get(&id).filter(|i| i.id != ROOT_ID) else { return Ok(Vec::new()) };
+        let Some(inode) = self.node(&id).filter(|i| i.id != ROOT_ID) else { return Ok(Vec::new()) };
         match inode.ttl {
             Some(t) if inode.creation_time_ms.saturating_add(t.ttl_ms) <= now_ms => match t.action {
                 TtlAction::TtlDelete => {
@@ -1075,7 +1239,7 @@ impl Namespace {
     /// True if a worker may drop `block` to make room: its file's data is in the
     /// under-storage and the file is not pinned, or the file no longer exists.
     pub fn may_evict(&self, block: BlockId) -> bool {
-        match self.inodes.get(&file_of_block(block)) {
+        match self.node(&file_of_block(block)) {
             None => true,
             Some(inode) => !inode.pinned && matches!(inode.kind, InodeKind::File { complete: true, persistence: PersistenceState::Persisted, .. }),
         }
@@ -1144,7 +1308,7 @@ impl Namespace {
                 let InodeKind::Directory { children } = &parent.kind else {
                     return Err(FsError::NotADirectory { path: components_path(&ancestors[..depth]) });
                 };
-                if let Some(&child) = children.get(name) {
+                if let Some(&child) = children.get(NameKey::new(name)) {
                     parent_id = child;
                     continue;
                 }
@@ -1185,7 +1349,7 @@ impl Namespace {
             None => return Err(inconsistent("entry has no kind (written by a newer version?)".into())),
             Some(Kind::CreateDirectory(e)) => {
                 let kind = InodeKind::Directory { children: BTreeMap::new() };
-                self.insert(e.id, e.parent_id, &e.name, e.ownership.clone(), e.time_ms, kind).map_err(inconsistent)?;
+                self.insert(e.id, e.parent_id, &e.name, e.ownership.as_ref(), e.time_ms, kind).map_err(inconsistent)?;
                 Vec::new()
             }
             Some(Kind::CreateFile(e)) => {
@@ -1193,7 +1357,7 @@ impl Namespace {
                     return Err(inconsistent(format!("file {} has block size 0", e.id)));
                 }
                 let kind = InodeKind::File { block_size: e.block_size_bytes, length: 0, complete: false, persistence: PersistenceState::NotPersisted };
-                self.insert(e.id, e.parent_id, &e.name, e.ownership.clone(), e.time_ms, kind).map_err(inconsistent)?;
+                self.insert(e.id, e.parent_id, &e.name, e.ownership.as_ref(), e.time_ms, kind).map_err(inconsistent)?;
                 Vec::new()
             }
             Some(Kind::CompleteFile(e)) => {
@@ -1224,7 +1388,7 @@ impl Namespace {
             }
             Some(Kind::SetAttribute(e)) => {
                 let ttl = Ttl::change_from_wire(e.ttl_ms, e.ttl_action).map_err(|why| inconsistent(format!("inode {}: {why}", e.id)))?;
-                let inode = self.inodes.get(&e.id).ok_or_else(|| inconsistent(format!("no inode {}", e.id)))?;
+                let inode = self.node(&e.id).ok_or_else(|| inconsistent(format!("no inode {}", e.id)))?;
                 let pinned_ids: Vec<InodeId> = match e.pinned {
                     Some(_) => std::iter::once(e.id).chain(self.descendants(inode).iter().map(|i| i.id)).collect(),
                     None => Vec::new(),
@@ -1243,16 +1407,18 @@ impl Namespace {
                 if e.mode.is_some_and(|m| m > permission::MODE_BITS) {
                     return Err(inconsistent(format!("inode {}: mode {:o} has more than permission bits", e.id, e.mode.unwrap_or(0))));
                 }
-                let inode = self.inodes.get(&e.id).ok_or_else(|| inconsistent(format!("no inode {}", e.id)))?;
+                let inode = self.node(&e.id).ok_or_else(|| inconsistent(format!("no inode {}", e.id)))?;
                 let ids: Vec<InodeId> =
                     if e.recursive { std::iter::once(e.id).chain(self.descendants(inode).iter().map(|i| i.id)).collect() } else { vec![e.id] };
+                let owner = e.owner.as_deref().map(|o| self.names.intern(o));
+                let group = e.group.as_deref().map(|g| self.names.intern(g));
                 for id in ids {
                     if let Some(i) = self.inodes.get_mut(&id) {
-                        if let Some(owner) = &e.owner {
-                            i.ownership.owner.clone_from(owner);
+                        if let Some(owner) = &owner {
+                            i.ownership.owner = owner.clone();
                         }
-                        if let Some(group) = &e.group {
-                            i.ownership.group.clone_from(group);
+                        if let Some(group) = &group {
+                            i.ownership.group = group.clone();
                         }
                         if let Some(mode) = e.mode {
                             i.ownership.mode = mode;
@@ -1266,7 +1432,7 @@ impl Namespace {
                     return Err(inconsistent(format!("mount {} has no under-storage address", e.id)));
                 }
                 let kind = InodeKind::Directory { children: BTreeMap::new() };
-                self.insert(e.id, e.parent_id, &e.name, e.ownership.clone(), e.time_ms, kind).map_err(inconsistent)?;
+                self.insert(e.id, e.parent_id, &e.name, e.ownership.as_ref(), e.time_ms, kind).map_err(inconsistent)?;
                 self.mounts.insert(e.id, Mount { ufs_uri: e.ufs_uri.clone(), options: e.options.clone() });
                 Vec::new()
             }
@@ -1342,8 +1508,9 @@ impl Namespace {
         out
     }
 
-    fn insert(&mut self, id: InodeId, parent_id: InodeId, name: &str, ownership: Option<InodeOwnership>, time_ms: i64, kind: InodeKind) -> Result<(), String> {
-        if self.inodes.contains_key(&id) {
+    fn insert(&mut self, id: InodeId, parent_id: InodeId, name: &str, ownership: Option<&InodeOwnership>, time_ms: i64, kind: InodeKind) -> Result<(), String> {
+        // Ids at or past `next_inode_id` are new (the common case: the map is not searched).
+        if id < self.next_inode_id && self.inodes.contains_key(&id) {
             return Err(format!("inode {id} already exists"));
         }
         if id > MAX_INODE_ID {
@@ -1356,27 +1523,33 @@ impl Namespace {
         let InodeKind::Directory { children } = &mut parent.kind else {
             return Err(format!("parent {parent_id} is not a directory"));
         };
-        if children.contains_key(name) {
-            return Err(format!("{name:?} already exists in {parent_id}"));
-        }
-        children.insert(name.to_string(), id);
+        let name = Name::new(name);
+        match children.entry(name.clone()) {
+            std::collections::btree_map::Entry::Occupied(_) => return Err(format!("{name:?} already exists in {parent_id}")),
+            std::collections::btree_map::Entry::Vacant(slot) => slot.insert(id),
+        };
         parent.modification_time_ms = time_ms;
+        let pinned = parent.pinned;
+        let ownership = match ownership {
+            Some(o) => self.names.ownership(o),
+            None => self.names.ownership(&InodeOwnership::default()),
+        };
         let inode = Inode {
             id,
             parent_id,
-            name: name.to_string(),
-            ownership: ownership.unwrap_or_default(),
+            name,
+            ownership,
             creation_time_ms: time_ms,
             modification_time_ms: time_ms,
             kind,
             // Whatever is created below a pinned directory is pinned too.
-            pinned: parent.pinned,
+            pinned,
             ttl: None,
         };
         if matches!(inode.kind, InodeKind::File { complete: false, .. }) {
             self.incomplete_files.insert(id);
         }
-        self.inodes.insert(id, inode);
+        self.inodes.insert(id, Box::new(inode));
         self.next_inode_id = self.next_inode_id.max(id + 1);
         Ok(())
     }
@@ -1385,12 +1558,12 @@ impl Namespace {
         if id == ROOT_ID {
             return Err("cannot delete the root".into());
         }
-        let inode = self.inodes.get(&id).ok_or_else(|| format!("no inode {id}"))?;
+        let inode = self.node(&id).ok_or_else(|| format!("no inode {id}"))?;
         let (parent_id, name) = (inode.parent_id, inode.name.clone());
         let mut doomed = vec![id];
         doomed.extend(self.descendants(inode).iter().map(|i| i.id));
         if let Some(InodeKind::Directory { children }) = self.inodes.get_mut(&parent_id).map(|p| &mut p.kind) {
-            children.remove(&name);
+            children.remove(NameKey::new(&name));
         }
         if let Some(parent) = self.inodes.get_mut(&parent_id) {
             parent.modification_time_ms = time_ms;
@@ -1426,22 +1599,23 @@ impl Namespace {
             if cursor == ROOT_ID {
                 break;
             }
-            cursor = self.inodes.get(&cursor).ok_or_else(|| format!("no inode {cursor}"))?.parent_id;
+            cursor = self.node(&cursor).ok_or_else(|| format!("no inode {cursor}"))?.parent_id;
         }
-        match self.inodes.get(&new_parent_id).map(|p| &p.kind) {
-            Some(InodeKind::Directory { children }) if !children.contains_key(new_name) => {}
+        match self.node(&new_parent_id).map(|p| &p.kind) {
+            Some(InodeKind::Directory { children }) if !children.contains_key(NameKey::new(new_name)) => {}
             Some(InodeKind::Directory { .. }) => return Err(format!("{new_name:?} exists in {new_parent_id}")),
             _ => return Err(format!("new parent {new_parent_id} is not a directory")),
         }
-        let inode = self.inodes.get(&id).ok_or_else(|| format!("no inode {id}"))?;
+        let inode = self.node(&id).ok_or_else(|| format!("no inode {id}"))?;
         let (old_parent, old_name) = (inode.parent_id, inode.name.clone());
+        let name = Name::new(new_name);
         for (parent, add) in [(old_parent, false), (new_parent_id, true)] {
             if let Some(p) = self.inodes.get_mut(&parent) {
                 if let InodeKind::Directory { children } = &mut p.kind {
                     if add {
-                        children.insert(new_name.to_string(), id);
+                        children.insert(name.clone(), id);
                     } else {
-                        children.remove(&old_name);
+                        children.remove(NameKey::new(&old_name));
                     }
                 }
                 p.modification_time_ms = time_ms;
@@ -1449,7 +1623,7 @@ impl Namespace {
         }
         if let Some(inode) = self.inodes.get_mut(&id) {
             inode.parent_id = new_parent_id;
-            inode.name = new_name.to_string();
+            inode.name = name;
         }
         Ok(())
     }
@@ -1469,9 +1643,9 @@ impl Namespace {
                 InodeRecord {
                     id: i.id,
                     parent_id: i.parent_id,
-                    name: i.name.clone(),
+                    name: i.name.to_string(),
                     is_directory,
-                    ownership: Some(i.ownership.clone()),
+                    ownership: Some(i.ownership.to_proto()),
                     creation_time_ms: i.creation_time_ms,
                     modification_time_ms: i.modification_time_ms,
                     block_size_bytes: block_size,
@@ -1513,7 +1687,7 @@ impl Namespace {
                         .map_err(|_| format!("checkpoint inode {} has unknown persistence state {}", r.id, r.persistence))?;
                     InodeKind::File { block_size: r.block_size_bytes, length: r.length, complete: r.complete, persistence }
                 };
-                ns.insert(r.id, r.parent_id, &r.name, r.ownership.clone(), r.creation_time_ms, kind)?;
+                ns.insert(r.id, r.parent_id, &r.name, r.ownership.as_ref(), r.creation_time_ms, kind)?;
                 queue.push(r.id);
             }
         }
@@ -1523,11 +1697,12 @@ impl Namespace {
         for r in &cp.inodes {
             // A checkpoint holds no negative TTL: absent means none.
             let ttl = Ttl::change_from_wire(r.ttl_ms, r.ttl_action).map_err(|why| format!("checkpoint inode {}: {why}", r.id))?.flatten();
+            let root_ownership = (r.id == ROOT_ID).then(|| ns.names.ownership(&r.ownership.clone().unwrap_or_default()));
             if let Some(inode) = ns.inodes.get_mut(&r.id) {
                 inode.modification_time_ms = r.modification_time_ms;
                 inode.pinned = r.pinned;
-                if r.id == ROOT_ID {
-                    inode.ownership = r.ownership.clone().unwrap_or_default();
+                if let Some(ownership) = root_ownership {
+                    inode.ownership = ownership;
                 }
             }
             ns.set_ttl(r.id, ttl);
@@ -1542,7 +1717,7 @@ impl Namespace {
             ns.recent_requests.insert(id);
         }
         for m in &cp.mounts {
-            if !ns.inodes.get(&m.id).is_some_and(|i| i.is_directory() && i.id != ROOT_ID) {
+            if !ns.node(&m.id).is_some_and(|i| i.is_directory() && i.id != ROOT_ID) {
                 return Err(format!("checkpoint mounts {} at inode {}, which is not a directory", m.ufs_uri, m.id));
             }
             ns.mounts.insert(m.id, Mount { ufs_uri: m.ufs_uri.clone(), options: m.options.clone() });
@@ -1560,14 +1735,14 @@ impl Namespace {
 
     /// Checks the tree invariants; returns the first violation found.
     pub fn check_invariants(&self) -> Result<(), String> {
-        for inode in self.inodes.values() {
+        for inode in self.inodes.values().map(|b| &**b) {
             if inode.id >= self.next_inode_id {
                 return Err(format!("inode {} not below next id {}", inode.id, self.next_inode_id));
             }
             if let InodeKind::Directory { children } = &inode.kind {
                 for (name, child) in children {
-                    let c = self.inodes.get(child).ok_or_else(|| format!("dir {} lists missing {child}", inode.id))?;
-                    if c.parent_id != inode.id || &c.name != name {
+                    let c = self.node(child).ok_or_else(|| format!("dir {} lists missing {child}", inode.id))?;
+                    if c.parent_id != inode.id || *c.name != **name {
                         return Err(format!("inode {child} is listed as {name:?} in {} but disagrees", inode.id));
                     }
                 }
@@ -1575,23 +1750,24 @@ impl Namespace {
             if inode.id == ROOT_ID {
                 continue;
             }
-            let parent = self.inodes.get(&inode.parent_id).ok_or_else(|| format!("orphan inode {}", inode.id))?;
+            let parent = self.node(&inode.parent_id).ok_or_else(|| format!("orphan inode {}", inode.id))?;
             match &parent.kind {
-                InodeKind::Directory { children } if children.get(&inode.name) == Some(&inode.id) => {}
+                InodeKind::Directory { children } if children.get(NameKey::new(&inode.name)) == Some(&inode.id) => {}
                 _ => return Err(format!("inode {} is missing from its parent {}", inode.id, parent.id)),
             }
         }
         for id in self.mounts.keys() {
-            if !self.inodes.get(id).is_some_and(|i| i.is_directory() && i.id != ROOT_ID) {
+            if !self.node(id).is_some_and(|i| i.is_directory() && i.id != ROOT_ID) {
                 return Err(format!("mount point {id} is not a directory"));
             }
         }
         let deadlines: BTreeSet<(i64, InodeId)> =
-            self.inodes.values().filter_map(|i| i.ttl.map(|t| (i.creation_time_ms.saturating_add(t.ttl_ms), i.id))).collect();
+            self.inodes.values().map(|b| &**b).filter_map(|i| i.ttl.map(|t| (i.creation_time_ms.saturating_add(t.ttl_ms), i.id))).collect();
         if deadlines != self.ttl_deadlines {
             return Err("the TTL deadline index disagrees with the inodes".into());
         }
-        let incomplete: BTreeSet<InodeId> = self.inodes.values().filter(|i| matches!(i.kind, InodeKind::File { complete: false, .. })).map(|i| i.id).collect();
+        let incomplete: BTreeSet<InodeId> =
+            self.inodes.values().map(|b| &**b).filter(|i| matches!(i.kind, InodeKind::File { complete: false, .. })).map(|i| i.id).collect();
         if incomplete != self.incomplete_files {
             return Err("the index of files being written disagrees with the inodes".into());
         }
@@ -1655,6 +1831,31 @@ mod tests {
 
     fn p(s: &str) -> FsPath {
         FsPath::parse(s).unwrap()
+    }
+
+    proptest::proptest! {
+        /// Directories list children in `str` order: the inline comparison must agree with
+        /// it for any two names (shared prefixes, word boundaries, multi-byte characters).
+        #[test]
+        fn name_keys_order_as_str_does(a in "[a-c\u{e9}\u{1f600}]{0,20}", b in "[a-c\u{e9}\u{1f600}]{0,20}") {
+            proptest::prop_assert_eq!(NameKey::new(&a).cmp(NameKey::new(&b)), a.as_str().cmp(b.as_str()));
+            proptest::prop_assert_eq!(Name::new(&a).cmp(&Name::new(&b)), a.cmp(&b));
+        }
+    }
+
+    #[test]
+    fn owner_names_are_shared_and_unused_ones_pruned() {
+        let mut names = Interner::default();
+        let first = names.intern("alice");
+        assert!(Arc::ptr_eq(&first, &names.intern("alice")), "one allocation per name");
+        drop(first);
+        for i in 0..Interner::PRUNE_FLOOR {
+            names.intern(&format!("user{i}"));
+        }
+        let kept = names.intern("kept");
+        // Every name above went unused, so the set was pruned as it reached the floor.
+        assert!(names.names.len() <= 2, "{} names left", names.names.len());
+        assert!(names.names.contains(&kept));
     }
 
     /// Applies planned kinds as the master does, returning all effects.
@@ -1767,7 +1968,7 @@ mod tests {
         );
         commit(&mut ns, kinds);
         for path in ["/home/alice", "/home/alice/notes"] {
-            assert_eq!(ns.lookup(&p(path)).unwrap().ownership, InodeOwnership { owner: "alice".into(), group: "dev".into(), mode: 0o700 }, "{path}");
+            assert_eq!(ns.lookup(&p(path)).unwrap().ownership.to_proto(), InodeOwnership { owner: "alice".into(), group: "dev".into(), mode: 0o700 }, "{path}");
         }
         // A recursive chmod by someone who does not own everything below is refused whole.
         let root = Caller::superuser("root");
@@ -1777,7 +1978,7 @@ mod tests {
         assert!(matches!(&refused, Err(FsError::PermissionDenied { path, .. }) if path == "/home/alice/notes"), "{refused:?}");
         // Survives a checkpoint.
         let back = Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap();
-        assert_eq!(back.lookup(&p("/home/alice/notes")).unwrap().ownership.owner, "bob");
+        assert_eq!(back.lookup(&p("/home/alice/notes")).unwrap().ownership.owner, "bob".into());
         assert_eq!(back.digest(), ns.digest());
     }
 

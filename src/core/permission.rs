@@ -2,6 +2,8 @@
 //! `FSPermissionChecker` makes them. Pure: the caller, the tree and what an operation needs
 //! go in; allowed, or the exact denial, comes out (see ARCHITECTURE.md, "Security").
 
+use std::sync::Arc;
+
 use crate::error::FsError;
 use crate::proto::InodeOwnership;
 
@@ -16,6 +18,23 @@ pub const EXECUTE: u32 = 1;
 pub const STICKY_BIT: u32 = 0o1000;
 /// Every bit a mode may have.
 pub const MODE_BITS: u32 = 0o7777;
+
+/// Owner, group and mode of an inode as the namespace keeps it: the names are shared by
+/// every inode of the same owner (interned), so a million files of one user cost two
+/// strings, not two million.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ownership {
+    pub owner: Arc<str>,
+    pub group: Arc<str>,
+    pub mode: u32,
+}
+
+impl Ownership {
+    /// The wire (and journal) form.
+    pub fn to_proto(&self) -> InodeOwnership {
+        InodeOwnership { owner: self.owner.to_string(), group: self.group.to_string(), mode: self.mode }
+    }
+}
 
 /// A verified caller: the user the master authenticated, the groups the master mapped it
 /// to, and whether it is a superuser (the master's own user or a member of the supergroup).
@@ -46,8 +65,8 @@ impl Caller {
 
 /// The permission bits (`rwx` as 0..=7) of `ownership` that apply to `caller`: the owner's
 /// class if it owns the inode, else the group's if it is in the group, else other's.
-pub fn class_bits(ownership: &InodeOwnership, caller: &Caller) -> u32 {
-    if !ownership.owner.is_empty() && ownership.owner == caller.user {
+pub fn class_bits(ownership: &Ownership, caller: &Caller) -> u32 {
+    if !ownership.owner.is_empty() && *ownership.owner == *caller.user {
         (ownership.mode >> 6) & 7
     } else if caller.in_group(&ownership.group) {
         (ownership.mode >> 3) & 7
@@ -57,7 +76,7 @@ pub fn class_bits(ownership: &InodeOwnership, caller: &Caller) -> u32 {
 }
 
 /// True if `caller` has every bit of `want` on an inode with `ownership`.
-pub fn permits(ownership: &InodeOwnership, caller: &Caller, want: u32) -> bool {
+pub fn permits(ownership: &Ownership, caller: &Caller, want: u32) -> bool {
     caller.superuser || class_bits(ownership, caller) & want == want
 }
 
@@ -105,7 +124,7 @@ impl Checks {
 }
 
 /// The denial of `want` on `path` for `caller`, as HDFS words it.
-pub fn denied(caller: &Caller, want: &str, path: &str, ownership: &InodeOwnership, is_directory: bool) -> FsError {
+pub fn denied(caller: &Caller, want: &str, path: &str, ownership: &Ownership, is_directory: bool) -> FsError {
     FsError::PermissionDenied {
         path: path.to_string(),
         reason: format!(
@@ -219,8 +238,8 @@ pub fn change_mode(spec: &str, current: u32, is_directory: bool) -> Result<u32, 
 mod tests {
     use super::*;
 
-    fn own(owner: &str, group: &str, mode: u32) -> InodeOwnership {
-        InodeOwnership { owner: owner.into(), group: group.into(), mode }
+    fn own(owner: &str, group: &str, mode: u32) -> Ownership {
+        Ownership { owner: owner.into(), group: group.into(), mode }
     }
 
     fn alice() -> Caller {

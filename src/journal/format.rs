@@ -118,50 +118,93 @@ pub struct DecodedSegment {
 /// Decodes a segment's bytes. Never panics: bad bytes end decoding with a [`TailProblem`]
 /// that the caller judges (a torn tail of the open segment is cut; elsewhere it is fatal).
 pub fn decode_segment(bytes: &[u8]) -> Result<DecodedSegment, FormatError> {
-    if bytes.len() < SEGMENT_HEADER_LEN {
-        if SEGMENT_MAGIC.starts_with(&bytes[..bytes.len().min(8)]) {
-            // An empty or half-written header: a segment whose creation was interrupted.
-            return Ok(DecodedSegment { entries: Vec::new(), valid_len: 0, problem: Some((TailProblem::Truncated, 0)) });
-        }
-        return Err(FormatError::TruncatedHeader);
-    }
-    if &bytes[..8] != SEGMENT_MAGIC {
-        return Err(FormatError::BadMagic);
-    }
-    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if !is_readable_version(version) {
-        return Err(FormatError::UnsupportedVersion(version));
-    }
-    let mut entries = Vec::new();
-    let mut pos = SEGMENT_HEADER_LEN;
-    let problem = loop {
-        if pos == bytes.len() {
-            break None;
-        }
-        let rest = &bytes[pos..];
-        if rest.len() < RECORD_HEADER_LEN {
-            break Some(TailProblem::Truncated);
-        }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        if len > MAX_ENTRY_BYTES {
-            break Some(TailProblem::BadLength(len as u64));
-        }
-        if rest.len() < RECORD_HEADER_LEN + len {
-            break Some(TailProblem::Truncated);
-        }
-        let payload = &rest[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len];
-        if crc32c::crc32c(payload) != crc {
-            break Some(TailProblem::BadChecksum);
-        }
-        match JournalEntry::decode(payload) {
-            Ok(entry) => entries.push(entry),
-            Err(e) => break Some(TailProblem::Undecodable(e.to_string())),
-        }
-        pos += RECORD_HEADER_LEN + len;
-    };
-    Ok(DecodedSegment { entries, valid_len: pos, problem: problem.map(|p| (p, pos)) })
+    let mut decoder = SegmentDecoder::new(bytes)?;
+    let entries = decoder.next_batch(usize::MAX);
+    Ok(decoder.finish(entries))
 }
+
+/// Decodes a segment's records a batch at a time, so that replay can apply one batch while
+/// the next is decoded (see `Journal::replay_logs`). Owns or borrows the bytes (`B`).
+#[derive(Debug)]
+pub struct SegmentDecoder<B> {
+    bytes: B,
+    pos: usize,
+    problem: Option<TailProblem>,
+}
+
+impl<B: AsRef<[u8]>> SegmentDecoder<B> {
+    /// Checks the segment header; fails only on bytes that are not a segment of a readable
+    /// version (a half-written header is an empty segment with a truncated tail).
+    pub fn new(bytes: B) -> Result<Self, FormatError> {
+        let b = bytes.as_ref();
+        if b.len() < SEGMENT_HEADER_LEN {
+            if SEGMENT_MAGIC.starts_with(&b[..b.len().min(8)]) {
+                // An empty or half-written header: a segment whose creation was interrupted.
+                return Ok(SegmentDecoder { bytes, pos: 0, problem: Some(TailProblem::Truncated) });
+            }
+            return Err(FormatError::TruncatedHeader);
+        }
+        if &b[..8] != SEGMENT_MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        let version = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+        if !is_readable_version(version) {
+            return Err(FormatError::UnsupportedVersion(version));
+        }
+        Ok(SegmentDecoder { bytes, pos: SEGMENT_HEADER_LEN, problem: None })
+    }
+
+    /// True once every valid record was decoded (or decoding stopped at a problem).
+    pub fn is_done(&self) -> bool {
+        self.problem.is_some() || self.pos == self.bytes.as_ref().len()
+    }
+
+    /// Decodes up to `max` more records.
+    pub fn next_batch(&mut self, max: usize) -> Vec<JournalEntry> {
+        let bytes = self.bytes.as_ref();
+        let mut entries = Vec::with_capacity(max.min(MAX_BATCH_CAPACITY_HINT));
+        while entries.len() < max && !self.is_done() {
+            let rest = &bytes[self.pos..];
+            if rest.len() < RECORD_HEADER_LEN {
+                self.problem = Some(TailProblem::Truncated);
+                break;
+            }
+            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+            if len > MAX_ENTRY_BYTES {
+                self.problem = Some(TailProblem::BadLength(len as u64));
+                break;
+            }
+            if rest.len() < RECORD_HEADER_LEN + len {
+                self.problem = Some(TailProblem::Truncated);
+                break;
+            }
+            let payload = &rest[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len];
+            if crc32c::crc32c(payload) != crc {
+                self.problem = Some(TailProblem::BadChecksum);
+                break;
+            }
+            match JournalEntry::decode(payload) {
+                Ok(entry) => entries.push(entry),
+                Err(e) => {
+                    self.problem = Some(TailProblem::Undecodable(e.to_string()));
+                    break;
+                }
+            }
+            self.pos += RECORD_HEADER_LEN + len;
+        }
+        entries
+    }
+
+    /// The segment as decoded, with `entries` (what the batches returned) and where and why
+    /// decoding stopped.
+    pub fn finish(self, entries: Vec<JournalEntry>) -> DecodedSegment {
+        DecodedSegment { entries, valid_len: self.pos, problem: self.problem.map(|p| (p, self.pos)) }
+    }
+}
+
+/// Entries a batch reserves room for up front (a whole-segment decode grows past it).
+const MAX_BATCH_CAPACITY_HINT: usize = 4096;
 
 /// Encodes a checkpoint file.
 pub fn encode_checkpoint(cp: &Checkpoint) -> Vec<u8> {

@@ -334,21 +334,21 @@ impl Journal {
                 Err(e) if mode == ReplayMode::Tail && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(self.io(format!("read {file}"))(e)),
             };
-            let decoded = format::decode_segment(&bytes).map_err(|source| JournalError::Format { file: file.clone(), source })?;
-            let unfinished = replay_segment(ns, limit, &decoded, &file)?;
+            let bytes_len = bytes.len();
+            let (decoded, unfinished) = replay_bytes(ns, limit, bytes, &file).await?;
             let reached = ns.next_sequence();
             let completed_in_full = seg.end.is_some_and(|end| end == limit);
             if completed_in_full && reached < limit {
                 let (offset, why) = match &decoded.problem {
                     Some((p, off)) => (*off, p.to_string()),
                     None if unfinished > 0 => (decoded.valid_len, "segment ends inside an operation".to_string()),
-                    None => (bytes.len(), "segment ends early".to_string()),
+                    None => (bytes_len, "segment ends early".to_string()),
                 };
                 return Err(JournalError::Corrupt { file, offset, problem: format!("{why}; entries up to {limit} expected, got up to {reached}") });
             }
             if reached < limit {
                 if let Some((problem, offset)) = &decoded.problem {
-                    let dropped = bytes.len() - offset;
+                    let dropped = bytes_len - offset;
                     if dropped > max_torn_tail_bytes(&self.limits) {
                         return Err(JournalError::Corrupt {
                             file,
@@ -521,7 +521,7 @@ async fn open_segment_on(ufs: &dyn UnderFs, folder: &str, first: u64, epoch: u64
 pub fn replay_untrusted_segment(bytes: &[u8]) -> Result<Namespace, String> {
     let decoded = format::decode_segment(bytes).map_err(|e| e.to_string())?;
     let mut ns = Namespace::new();
-    replay_segment(&mut ns, u64::MAX, &decoded, "fuzz").map_err(|e| e.to_string())?;
+    SegmentReplay::new(u64::MAX, "fuzz").feed(&mut ns, decoded.entries).map_err(|e| e.to_string())?;
     ns.check_invariants()?;
     Ok(ns)
 }
@@ -534,27 +534,72 @@ pub fn load_untrusted_checkpoint(bytes: &[u8]) -> Result<Namespace, String> {
     Ok(ns)
 }
 
-/// Applies the segment's entries from the namespace's position up to `limit`, one whole
-/// operation at a time. Returns how many trailing entries belong to an operation whose last
-/// entry is missing (they are not applied).
-fn replay_segment(ns: &mut Namespace, limit: u64, decoded: &DecodedSegment, file: &str) -> Result<usize, JournalError> {
-    let mut operation: Vec<&JournalEntry> = Vec::new();
-    for entry in &decoded.entries {
-        if entry.sequence >= limit {
-            break;
-        }
-        if entry.sequence < ns.next_sequence() + operation.len() as u64 {
-            continue;
-        }
-        operation.push(entry);
-        if entry.continues {
-            continue;
-        }
-        for e in operation.drain(..) {
-            ns.apply(e).map_err(|source| JournalError::Apply { file: file.to_string(), source })?;
-        }
+/// Entries decoded per batch while replaying: what is in memory besides the namespace
+/// (two batches: one being applied, one being decoded).
+const REPLAY_BATCH_ENTRIES: usize = 4096;
+
+/// Replays a segment's `bytes` up to `limit` (see [`SegmentReplay`]), decoding each batch on
+/// another thread while the previous one is applied: a standby's take-over costs about
+/// the larger of the two, not their sum. Returns how decoding ended (entries left out) and
+/// how many trailing entries belong to an unfinished operation.
+async fn replay_bytes(ns: &mut Namespace, limit: u64, bytes: Vec<u8>, file: &str) -> Result<(DecodedSegment, usize), JournalError> {
+    let mut decoder = format::SegmentDecoder::new(bytes).map_err(|source| JournalError::Format { file: file.to_string(), source })?;
+    let mut replay = SegmentReplay::new(limit, file);
+    let mut batch = decoder.next_batch(REPLAY_BATCH_ENTRIES);
+    while !decoder.is_done() && !replay.reached_limit {
+        let next = crate::runtime::spawn_compute(move || {
+            let batch = decoder.next_batch(REPLAY_BATCH_ENTRIES);
+            (decoder, batch)
+        });
+        replay.feed(ns, std::mem::take(&mut batch))?;
+        (decoder, batch) = next.await.map_err(|e| JournalError::Corrupt { file: file.to_string(), offset: 0, problem: format!("decoding failed: {e}") })?;
     }
-    Ok(operation.len())
+    replay.feed(ns, batch)?;
+    Ok((decoder.finish(Vec::new()), replay.unfinished()))
+}
+
+/// Applies a segment's entries from the namespace's position up to `limit`, one whole
+/// operation at a time, as they are fed in order.
+struct SegmentReplay<'f> {
+    limit: u64,
+    file: &'f str,
+    /// Entries of an operation whose last entry has not come yet.
+    operation: Vec<JournalEntry>,
+    /// Set at the first entry at or past `limit`: nothing after it is applied.
+    reached_limit: bool,
+}
+
+impl<'f> SegmentReplay<'f> {
+    fn new(limit: u64, file: &'f str) -> Self {
+        SegmentReplay { limit, file, operation: Vec::new(), reached_limit: false }
+    }
+
+    fn feed(&mut self, ns: &mut Namespace, entries: Vec<JournalEntry>) -> Result<(), JournalError> {
+        for entry in entries {
+            if self.reached_limit || entry.sequence >= self.limit {
+                self.reached_limit = true;
+                return Ok(());
+            }
+            if entry.sequence < ns.next_sequence() + self.operation.len() as u64 {
+                continue;
+            }
+            let apply_error = |source| JournalError::Apply { file: self.file.to_string(), source };
+            if entry.continues {
+                self.operation.push(entry);
+                continue;
+            }
+            for e in self.operation.drain(..) {
+                ns.apply(&e).map_err(apply_error)?;
+            }
+            ns.apply(&entry).map_err(apply_error)?;
+        }
+        Ok(())
+    }
+
+    /// Trailing entries of an operation whose last entry is missing (not applied).
+    fn unfinished(&self) -> usize {
+        self.operation.len()
+    }
 }
 
 /// How far the journal is durable, published by the writer task.

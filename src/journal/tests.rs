@@ -111,6 +111,33 @@ async fn torn_tail_is_cut_at_the_last_valid_entry() {
 }
 
 #[tokio::test]
+async fn operations_straddling_replay_batches_apply_whole_and_a_torn_last_one_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, w, mut ns) = fresh(dir.path(), JournalLimits { segment_max_bytes: 64 << 20, ..JournalLimits::default() }).await;
+    // Three entries per operation: the batch boundaries fall inside operations.
+    let operations = REPLAY_BATCH_ENTRIES;
+    let (mut before_last, mut end) = (ns.clone(), 0);
+    for i in 0..operations {
+        if i + 1 == operations {
+            before_last = ns.clone();
+        }
+        let kinds = ns.plan_create_directory(&FsPath::parse(&format!("/d{i}/x/y")).unwrap(), true, false, &Default::default(), 0).unwrap();
+        assert_eq!(kinds.len(), 3);
+        end = w.submit(&ns.apply_operation(kinds, 2).entries).await.unwrap();
+    }
+    w.wait_durable(end).await.unwrap();
+    w.abort().await;
+    assert_eq!(j.recover().await.unwrap().namespace, ns, "every whole operation replays, across batches");
+    // Tear the last record: its operation's first two entries are in the file, but not applied.
+    let open = dir.path().join("logs").join(log_files(dir.path())[0].clone());
+    let len = std::fs::metadata(&open).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&open).unwrap().set_len(len - 3).unwrap();
+    let rec = j.recover().await.unwrap();
+    assert_eq!(rec.namespace, before_last);
+    assert!(rec.namespace.lookup(&FsPath::parse(&format!("/d{}", operations - 1)).unwrap()).is_err());
+}
+
+#[tokio::test]
 async fn damage_in_a_completed_segment_stops_recovery_with_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let (j, w, mut ns) = fresh(dir.path(), JournalLimits::default()).await;
@@ -308,7 +335,7 @@ async fn a_version_1_journal_replays_and_a_new_leader_continues_it_in_version_2(
     let rec = j.recover().await.unwrap();
     assert_eq!(rec.namespace.digest(), ns2.digest());
     let c = rec.namespace.lookup(&FsPath::parse("/old/c").unwrap()).unwrap();
-    assert_eq!((c.ownership.owner.as_str(), c.ownership.mode), ("alice", 0o700));
+    assert_eq!((&*c.ownership.owner, c.ownership.mode), ("alice", 0o700));
 
     // A version this build does not know is refused by name, never skipped.
     set_header_versions(dir.path(), format::FORMAT_VERSION + 1);
