@@ -23,6 +23,8 @@ use crate::underfs::local::LocalUnderFs;
 use crate::underfs::UnderFs;
 use crate::worker::WorkerOptions;
 
+pub mod failover;
+
 /// Sizes of a benchmark run.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
@@ -170,10 +172,12 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     rj.format(false).await.map_err(|e| e.to_string())?;
     let (mut rns, w) = rj.take_over().await.map_err(|e| e.to_string())?;
     let mut last_end = 0;
+    // As a master journals them: every create names its owner and group.
+    let own = InodeOwnership { owner: BENCH_USER.into(), group: BENCH_USER.into(), mode: 0o755 };
     for i in 0..opts.replay_entries {
         let dir = FsPath::root().join(&format!("r{}", i % 1000));
         let path = if i < 1000 { dir } else { dir.join(&format!("f{i}")) };
-        let kinds = rns.plan_create_directory(&path, false, false, &InodeOwnership::default(), 0).map_err(|e| e.to_string())?;
+        let kinds = rns.plan_create_directory(&path, false, false, &own, 0).map_err(|e| e.to_string())?;
         let entries = rns.apply_operation(kinds, 2).entries;
         last_end = w.submit(&entries).await.map_err(|e| e.to_string())?;
     }

@@ -176,10 +176,16 @@ impl From<tonic::Status> for FsError {
             }
         }
         let reason = status.message().to_string();
+        // A status made on this side from a transport error (an HTTP/2 GOAWAY or reset while
+        // a master shuts down: "h2 protocol error") carries that error as its source; one the
+        // server sent never does. The request may not have run: retry it (mutations carry
+        // request ids, so a retry of one that did run is recognised).
+        let transport_failure = std::error::Error::source(&status).is_some();
         match status.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled | tonic::Code::Aborted | tonic::Code::Unknown => {
                 FsError::Unavailable { reason: format!("{:?}: {reason}", status.code()) }
             }
+            tonic::Code::Internal if transport_failure => FsError::Unavailable { reason: format!("connection failed: {reason}") },
             tonic::Code::NotFound => FsError::NotFound { path: reason },
             tonic::Code::InvalidArgument => FsError::InvalidArgument { reason },
             tonic::Code::ResourceExhausted => FsError::OutOfSpace { reason },
@@ -193,6 +199,14 @@ impl From<tonic::Status> for FsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transport_failure_is_retried_but_an_internal_error_the_server_sent_is_not() {
+        let mut goaway = tonic::Status::internal("h2 protocol error: http2 error");
+        goaway.set_source(std::sync::Arc::new(std::io::Error::other("connection closed by GOAWAY")));
+        assert!(matches!(FsError::from(goaway), FsError::Unavailable { .. }));
+        assert!(matches!(FsError::from(tonic::Status::internal("a bug")), FsError::Internal { .. }));
+    }
 
     #[test]
     fn every_kind_round_trips_through_grpc_status() {

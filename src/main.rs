@@ -81,6 +81,11 @@ enum Command {
         /// --ufs: files read in each read benchmark (default 4).
         #[arg(long)]
         files: Option<u64>,
+        /// Measure failover instead: start 3 masters electing through the ZooKeeper at
+        /// tachyon.zookeeper.address, kill -9 the leader N times and stop it gracefully N
+        /// times, and print fault -> first acknowledged write (p50/p99/max).
+        #[arg(long, value_name = "N")]
+        failover: Option<usize>,
     },
 }
 
@@ -264,12 +269,13 @@ async fn main() -> ExitCode {
             init_logging("warn");
             run_tests(&cli.defines).await
         }
-        Command::Bench { concurrency, seconds, replay_entries, read_mb, ufs, files } => {
+        Command::Bench { concurrency, seconds, replay_entries, read_mb, ufs, files, failover } => {
             init_logging("error");
             let duration = std::time::Duration::from_secs_f64(seconds.clamp(0.1, 600.0));
-            match ufs {
-                Some(uri) => bench_under_storage(uri, concurrency, duration, read_mb, files.unwrap_or(4) as usize, &cli.defines).await,
-                None => {
+            match (ufs, failover) {
+                (_, Some(trials)) => bench_failover(trials, &cli.defines).await,
+                (Some(uri), None) => bench_under_storage(uri, concurrency, duration, read_mb, files.unwrap_or(4) as usize, &cli.defines).await,
+                (None, None) => {
                     let opts = tachyon::bench::BenchOptions {
                         concurrency: concurrency.clamp(1, 1024),
                         duration,
@@ -289,6 +295,27 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `bench --failover N`: failover times of 3 masters on the configured ZooKeeper.
+async fn bench_failover(trials: usize, defines: &[String]) -> Result<(), String> {
+    let cfg = load_config(Role::Client, defines)?;
+    let zookeeper = cfg.string(tachyon::config::ZOOKEEPER_ADDRESS);
+    if zookeeper.is_empty() {
+        return Err(format!(
+            "bench --failover needs a ZooKeeper: set {} (e.g. -D{}=127.0.0.1:2181)",
+            tachyon::config::ZOOKEEPER_ADDRESS,
+            tachyon::config::ZOOKEEPER_ADDRESS
+        ));
+    }
+    let opts = tachyon::bench::failover::FailoverBenchOptions {
+        trials: trials.clamp(1, 1000),
+        program: std::env::current_exe().map_err(|e| format!("this program's path: {e}"))?,
+        zookeeper,
+        session_timeout: std::time::Duration::from_millis(cfg.duration_ms(tachyon::config::ZOOKEEPER_SESSION_TIMEOUT)),
+        defines: defines.to_vec(),
+    };
+    tachyon::bench::failover::run(opts, &std::env::temp_dir(), &mut std::io::stdout()).await
 }
 
 /// `bench --ufs [URI]`: the under-storage benchmarks on URI or `tachyon.underfs.address`.
