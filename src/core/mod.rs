@@ -8,3 +8,4 @@ pub mod path;
 pub mod permission;
 pub mod registry;
 pub mod requests;
+pub mod role;

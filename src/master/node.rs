@@ -14,10 +14,13 @@
 //!    byte), or until the journal cannot be written (abort, resign). The last two go back
 //!    to 1 with a fresh recovery: memory that may have run ahead of the journal is dropped.
 //!
+//! The order of these steps is decided by the pure [`RoleEngine`] (`core/role.rs`, tested
+//! command by command); this module carries its commands out.
+//!
 //! Architecture Invariant: a master answers a client request from leader state only while it
 //! holds a leadership that is not lost and a writer whose epoch check passed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -28,15 +31,13 @@ use super::service::{resolve, MasterRpc};
 use super::{Master, MasterOptions};
 use crate::coordinator::{Coordinator, Leadership};
 use crate::core::namespace::Namespace;
+use crate::core::role::{Command, Event, Phase, RoleEngine};
 use crate::error::FsError;
 use crate::journal::{Journal, JournalError};
 use crate::proto::master_service_server::MasterServiceServer;
 use crate::proto::{MasterStatus, StateDigest, TtlAction};
 use crate::runtime::Clock;
 use crate::underfs::UnderFs;
-
-/// Longest pause between attempts after a journal or coordinator failure.
-const MAX_RETRY_SLEEP: Duration = Duration::from_secs(5);
 
 /// How often a master renews its listing with the coordinator.
 const REGISTRATION_CHECK: Duration = Duration::from_secs(1);
@@ -281,73 +282,225 @@ enum TermEnd {
     JournalFailed(String),
 }
 
-/// The standby → leader → standby loop; returns when `stop` turns true.
+/// A running campaign for leadership.
+type Campaign = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Leadership, FsError>> + Send>>;
+
+/// What the role driver holds between commands: the term being taken over or served.
+#[derive(Default)]
+struct Term {
+    /// The namespace while it is taken over (from the standby's, until the master owns it).
+    ns: Option<Namespace>,
+    leadership: Option<Leadership>,
+    epoch: u64,
+    writer: Option<crate::journal::JournalWriter>,
+    master: Option<Arc<Master>>,
+    /// Entries the final catch-up applied, and where the new term's entries start.
+    caught_up_entries: u64,
+    next_sequence: u64,
+    /// Intents settling left to the background (retried while serving).
+    unsettled: BTreeSet<u64>,
+}
+
+/// The standby → leader → standby loop, driving the pure [`RoleEngine`]: carries out each
+/// command it gives and reports what happened; returns when stopped.
 async fn switch_roles(node: Arc<MasterNode>, mut stop: watch::Receiver<bool>) -> Result<(), RunError> {
-    let mut failures: u32 = 0;
+    let tail_every = Duration::from_millis(node.options.tailer_sleep_ms);
+    let mut engine = RoleEngine::new(node.options.checkpoint_period_entries, tail_every * 10);
+    let mut pending: VecDeque<Command> = engine.handle(Event::Started).into();
+    let mut term = Term::default();
+    let mut campaign: Option<Campaign> = None;
     loop {
-        if *stop.borrow() {
-            return Ok(());
-        }
-        if failures > 0 {
-            let sleep = (Duration::from_millis(100) * 2u32.saturating_pow(failures.min(6))).min(MAX_RETRY_SLEEP);
-            if stopped_during(sleep, &stop).await {
-                return Ok(());
+        while let Some(command) = pending.pop_front() {
+            debug!(?command, "role");
+            let event = match command {
+                Command::Exit => return Ok(()),
+                Command::Backoff(pause) => stopped_during(pause, &stop).await.then_some(Event::Stop),
+                Command::Recover => Some(recover(&node).await?),
+                Command::Campaign => {
+                    let last_epoch = match node.role() {
+                        Role::Standby { last_epoch, .. } => last_epoch,
+                        Role::Leader(_) => 0,
+                    };
+                    let (coordinator, address) = (node.coordinator.clone(), node.address().to_string());
+                    campaign = Some(Box::pin(async move { coordinator.campaign(&address, last_epoch).await }));
+                    None
+                }
+                Command::WriteCheckpoint => {
+                    if let Some(ns) = node.standby_ns.lock().await.as_ref() {
+                        checkpoint_as_standby(&node.journal, ns).await;
+                    }
+                    None
+                }
+                Command::ClaimEpoch { epoch } => {
+                    Some(take_over_step(epoch, "claim the epoch", node.journal.claim_epoch(epoch).await.map(|()| Event::EpochClaimed)))
+                }
+                Command::CatchUp => {
+                    let ns = term.ns.get_or_insert_with(Namespace::new);
+                    let caught_up = node.journal.catch_up(ns, true).await.map(|applied| term.caught_up_entries = applied);
+                    Some(take_over_step(term.epoch, "catch up", caught_up.map(|()| Event::CaughtUp)))
+                }
+                Command::StartWriter { epoch } => {
+                    let ns = term.ns.get_or_insert_with(Namespace::new);
+                    let started = node.journal.start_writer(ns, epoch).await.map(|w| term.writer = Some(w));
+                    Some(take_over_step(epoch, "start the writer", started.map(|()| Event::WriterStarted)))
+                }
+                Command::Settle => {
+                    let (Some(ns), Some(writer), Some(leadership)) = (term.ns.take(), term.writer.clone(), term.leadership.clone()) else {
+                        return Err(RunError::Serve("role: settle before the take-over's namespace, writer and leadership".into()));
+                    };
+                    term.next_sequence = ns.next_sequence();
+                    let master = Master::new(ns, node.journal.clone(), writer, leadership, node.clock.clone(), node.options.clone());
+                    // Under-storage work a previous leader left half done is settled before serving.
+                    term.unsettled = super::ufs_intents::settle_ufs_intents(&node, &master, None).await;
+                    term.master = Some(master);
+                    Some(Event::Settled)
+                }
+                Command::Serve => {
+                    if let Some(master) = &term.master {
+                        node.set_role(Role::Leader(master.clone()));
+                    }
+                    None
+                }
+                Command::Announce => {
+                    let announced = match &term.leadership {
+                        Some(leadership) => leadership.announce(node.address()).await.map_err(|e| e.to_string()),
+                        None => Err("no leadership to announce".to_string()),
+                    };
+                    match announced {
+                        Ok(()) => {
+                            info!(address = %node.address(), epoch = term.epoch, next_sequence = term.next_sequence, caught_up_entries = term.caught_up_entries, "master is the leader and serving");
+                            crate::metrics::LEADER_TERMS.inc();
+                            Some(Event::Announced)
+                        }
+                        Err(error) => {
+                            warn!(epoch = term.epoch, %error, "could not announce leadership; stepping down");
+                            Some(Event::TakeOverFailed)
+                        }
+                    }
+                }
+                Command::AbortWriter => {
+                    if let Some(writer) = term.writer.take() {
+                        writer.abort().await;
+                    }
+                    None
+                }
+                Command::StopServing => {
+                    if let Some(master) = &term.master {
+                        node.set_role(Role::Standby { applied: master.read_unchecked(|st| st.ns.next_sequence()).await, last_epoch: term.epoch });
+                    }
+                    None
+                }
+                Command::CloseWriter => {
+                    if let Some(master) = &term.master {
+                        master.shutdown().await;
+                    }
+                    term.writer = None;
+                    None
+                }
+                Command::Resign => {
+                    if let Some(leadership) = term.leadership.take() {
+                        leadership.resign().await;
+                    }
+                    term = Term::default();
+                    None
+                }
+            };
+            if let Some(event) = event {
+                pending.extend(engine.handle(event));
             }
         }
-        let Some((mut ns, leadership)) = follow_until_elected(&node, &stop).await? else { return Ok(()) };
-        let epoch = leadership.epoch;
-        let promoted = async {
-            node.journal.claim_epoch(epoch).await?;
-            let applied = node.journal.catch_up(&mut ns, true).await?;
-            let writer = node.journal.start_writer(&ns, epoch).await?;
-            Ok::<_, JournalError>((applied, writer))
-        }
-        .await;
-        let (applied, writer) = match promoted {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(epoch, error = %e, "could not take the journal over; back to standby");
-                leadership.resign().await;
-                failures += 1;
-                continue;
-            }
+        // Nothing left to do: wait for what happens next in this phase.
+        let event = match engine.phase() {
+            Phase::Following => follow(&node, &mut campaign, &mut term, &stop, tail_every).await,
+            Phase::Leading { .. } => match &term.master {
+                Some(master) => match serve_term(&node, master, std::mem::take(&mut term.unsettled), &mut stop).await {
+                    TermEnd::Stop => Event::Stop,
+                    TermEnd::Lost => {
+                        warn!(epoch = term.epoch, "leadership lost: stopping the journal writer; rejoining as a standby");
+                        Event::Lost
+                    }
+                    TermEnd::JournalFailed(reason) => {
+                        error!(epoch = term.epoch, %reason, "journal write failed: giving up leadership; rejoining as a standby");
+                        Event::JournalFailed
+                    }
+                },
+                None => return Err(RunError::Serve("role: leading without a master".into())),
+            },
+            Phase::Stopped => return Ok(()),
+            phase @ (Phase::Recovering | Phase::TakingOver { .. }) => return Err(RunError::Serve(format!("role: no command to carry out in {phase:?}"))),
         };
-        let next_sequence = ns.next_sequence();
-        let master = Master::new(ns, node.journal.clone(), writer, leadership.clone(), node.clock.clone(), node.options.clone());
-        // Under-storage work a previous leader left half done is settled before serving.
-        let unsettled = super::ufs_intents::settle_ufs_intents(&node, &master, None).await;
-        node.set_role(Role::Leader(master.clone()));
-        if let Err(e) = leadership.announce(node.address()).await {
-            warn!(epoch, error = %e, "could not announce leadership; stepping down");
-            node.set_role(Role::Standby { applied: next_sequence, last_epoch: epoch });
-            master.writer().clone().abort().await;
-            leadership.resign().await;
-            failures += 1;
-            continue;
+        pending.extend(engine.handle(event));
+    }
+}
+
+/// The event a take-over step's outcome is: its own, or a failed take-over.
+fn take_over_step(epoch: u64, step: &str, outcome: Result<Event, JournalError>) -> Event {
+    match outcome {
+        Ok(event) => event,
+        Err(e) => {
+            warn!(epoch, error = %e, "could not {step} to take the journal over; back to standby");
+            Event::TakeOverFailed
         }
-        info!(address = %node.address(), epoch, next_sequence, caught_up_entries = applied, "master is the leader and serving");
-        crate::metrics::LEADER_TERMS.inc();
-        failures = 0;
-        let end = serve_term(&node, &master, unsettled, &mut stop).await;
-        node.set_role(Role::Standby { applied: master.read_unchecked(|st| st.ns.next_sequence()).await, last_epoch: epoch });
-        match end {
-            TermEnd::Stop => {
-                master.shutdown().await;
-                leadership.resign().await;
-                return Ok(());
+    }
+}
+
+/// Recovers the namespace and makes it the standby's. `NotFormatted` ends the process.
+async fn recover(node: &MasterNode) -> Result<Event, RunError> {
+    match node.journal.recover().await {
+        Ok(recovered) => {
+            let (first, last_epoch) = (recovered.namespace.next_sequence(), recovered.last_epoch);
+            *node.standby_ns.lock().await = Some(recovered.namespace);
+            node.set_role(Role::Standby { applied: first, last_epoch });
+            info!(address = %node.address(), next_sequence = first, last_epoch, "standby: following the journal");
+            Ok(Event::Recovered { next_sequence: first })
+        }
+        Err(e @ JournalError::NotFormatted { .. }) => Err(e.into()),
+        Err(e) => {
+            warn!(error = %e, "cannot recover the journal; retrying");
+            Ok(Event::RecoveryFailed)
+        }
+    }
+}
+
+/// A standby's wait: tails the journal every `tail_every` until the campaign ends or the
+/// process is asked to stop.
+async fn follow(node: &MasterNode, campaign: &mut Option<Campaign>, term: &mut Term, stop: &watch::Receiver<bool>, tail_every: Duration) -> Event {
+    let mut stopping = stop.clone();
+    loop {
+        let Some(running) = campaign.as_mut() else { return Event::CampaignFailed };
+        tokio::select! {
+            biased; // polled in a fixed order: tokio's random start is seeded per process, not per simulated run
+            elected = running => {
+                *campaign = None;
+                return match elected {
+                    Ok(leadership) => {
+                        term.epoch = leadership.epoch;
+                        term.ns = node.standby_ns.lock().await.take();
+                        term.leadership = Some(leadership);
+                        Event::Elected { epoch: term.epoch }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "campaign failed; retrying");
+                        Event::CampaignFailed
+                    }
+                };
             }
-            TermEnd::Lost => {
-                master.writer().clone().abort().await;
-                // End the session too, so a suspended one cannot keep our election node.
-                leadership.resign().await;
-                warn!(epoch, "leadership lost: stopped writing the journal; rejoining as a standby");
+            _ = tokio::time::sleep(tail_every) => {
+                let mut guard = node.standby_ns.lock().await;
+                let Some(ns) = guard.as_mut() else { continue };
+                match node.journal.catch_up(ns, false).await {
+                    Ok(_) => {
+                        let last_epoch = match node.role() {
+                            Role::Standby { last_epoch, .. } => last_epoch.max(ns.epoch()),
+                            Role::Leader(_) => ns.epoch(),
+                        };
+                        node.set_role(Role::Standby { applied: ns.next_sequence(), last_epoch });
+                        return Event::TailedTo { next_sequence: ns.next_sequence() };
+                    }
+                    Err(e) => warn!(error = %e, next_sequence = ns.next_sequence(), "standby could not read the journal; retrying"),
+                }
             }
-            TermEnd::JournalFailed(reason) => {
-                master.writer().clone().abort().await;
-                leadership.resign().await;
-                error!(epoch, %reason, "journal write failed: gave up leadership; rejoining as a standby");
-                failures += 1;
-            }
+            _ = wait_stopped(&mut stopping) => return Event::Stop,
         }
     }
 }
@@ -364,65 +517,6 @@ async fn stopped_during(duration: Duration, stop: &watch::Receiver<bool>) -> boo
         biased; // polled in a fixed order: tokio's random start is seeded per process, not per simulated run
         _ = tokio::time::sleep(duration) => *stop.borrow(),
         _ = wait_stopped(&mut rx) => true,
-    }
-}
-
-/// Recovers the namespace, then tails the journal until elected. `None` when asked to stop.
-async fn follow_until_elected(node: &MasterNode, stop: &watch::Receiver<bool>) -> Result<Option<(Namespace, Leadership)>, RunError> {
-    let recovered = loop {
-        match node.journal.recover().await {
-            Ok(r) => break r,
-            Err(e @ JournalError::NotFormatted { .. }) => return Err(e.into()),
-            Err(e) => {
-                warn!(error = %e, "cannot recover the journal; retrying");
-                if stopped_during(MAX_RETRY_SLEEP, stop).await {
-                    return Ok(None);
-                }
-            }
-        }
-    };
-    let mut last_epoch = recovered.last_epoch;
-    let first = recovered.namespace.next_sequence();
-    *node.standby_ns.lock().await = Some(recovered.namespace);
-    node.set_role(Role::Standby { applied: first, last_epoch });
-    info!(address = %node.address(), next_sequence = first, last_epoch, "standby: following the journal");
-    let tail_every = Duration::from_millis(node.options.tailer_sleep_ms);
-    let mut campaign = Box::pin(node.coordinator.campaign(node.address(), last_epoch));
-    let mut stopping = stop.clone();
-    let mut checkpointed_at = first;
-    loop {
-        tokio::select! {
-            biased; // polled in a fixed order: tokio's random start is seeded per process, not per simulated run
-            elected = &mut campaign => match elected {
-                Ok(leadership) => {
-                    let ns = node.standby_ns.lock().await.take().unwrap_or_default();
-                    return Ok(Some((ns, leadership)));
-                }
-                Err(e) => {
-                    warn!(error = %e, "campaign failed; retrying");
-                    if stopped_during(MAX_RETRY_SLEEP.min(tail_every * 10), stop).await {
-                        return Ok(None);
-                    }
-                    campaign = Box::pin(node.coordinator.campaign(node.address(), last_epoch));
-                }
-            },
-            _ = tokio::time::sleep(tail_every) => {
-                let mut guard = node.standby_ns.lock().await;
-                let Some(ns) = guard.as_mut() else { continue };
-                match node.journal.catch_up(ns, false).await {
-                    Ok(_) => {
-                        last_epoch = last_epoch.max(ns.epoch());
-                        node.set_role(Role::Standby { applied: ns.next_sequence(), last_epoch });
-                        if ns.next_sequence() - checkpointed_at >= node.options.checkpoint_period_entries {
-                            checkpointed_at = ns.next_sequence();
-                            checkpoint_as_standby(&node.journal, ns).await;
-                        }
-                    }
-                    Err(e) => warn!(error = %e, next_sequence = ns.next_sequence(), "standby could not read the journal; retrying"),
-                }
-            }
-            _ = wait_stopped(&mut stopping) => return Ok(None),
-        }
     }
 }
 
