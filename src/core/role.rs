@@ -266,6 +266,68 @@ impl RoleEngine {
     }
 }
 
+/// The leader's checkpoint policy, a fallback: standbys checkpoint every period (see
+/// [`RoleEngine`]), so the leader never stops for one while they keep up. After twice the
+/// period of entries it asks the journal whether a recent checkpoint exists; only if none
+/// does is one wanted, and the next mutation snapshots (under the state lock, so the
+/// snapshot is exact). One checkpoint write at a time.
+#[derive(Clone, Debug)]
+pub struct LeaderCheckpoints {
+    period_entries: u64,
+    entries_since: u64,
+    wanted: bool,
+    writing: bool,
+}
+
+/// What the leader does about checkpoints after applying an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckpointStep {
+    Nothing,
+    /// Snapshot the namespace now and write it in the background.
+    Snapshot,
+    /// Ask the journal for its newest checkpoint, then report it with [`LeaderCheckpoints::found`].
+    LookForRecent,
+}
+
+impl LeaderCheckpoints {
+    /// A policy for a checkpoint period of `period_entries`.
+    pub fn new(period_entries: u64) -> Self {
+        LeaderCheckpoints { period_entries: period_entries.max(1), entries_since: 0, wanted: false, writing: false }
+    }
+
+    /// An operation of `entries` entries was applied.
+    pub fn applied(&mut self, entries: u64) -> CheckpointStep {
+        self.entries_since = self.entries_since.saturating_add(entries);
+        if self.writing {
+            return CheckpointStep::Nothing;
+        }
+        if self.wanted {
+            (self.wanted, self.writing, self.entries_since) = (false, true, 0);
+            return CheckpointStep::Snapshot;
+        }
+        if self.entries_since >= self.period_entries.saturating_mul(2) {
+            self.entries_since = 0;
+            return CheckpointStep::LookForRecent;
+        }
+        CheckpointStep::Nothing
+    }
+
+    /// The journal's newest checkpoint is at `newest` (none: `None`), looked up when the
+    /// journal was at `position`. Returns true if that is too old and the leader will write
+    /// one at its next mutation.
+    pub fn found(&mut self, newest: Option<u64>, position: u64) -> bool {
+        let recent = newest.is_some_and(|n| n.saturating_add(self.period_entries) >= position);
+        self.wanted |= !recent;
+        !recent
+    }
+
+    /// The checkpoint write ended (written or failed: a failed one is tried again after
+    /// more entries).
+    pub fn written(&mut self) {
+        self.writing = false;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,6 +453,25 @@ mod tests {
         // A leader does not (its own policy lives with the writer).
         let mut l = leading();
         assert_eq!(l.handle(Event::TailedTo { next_sequence: 1_000_000 }), vec![]);
+    }
+
+    #[test]
+    fn the_leader_checkpoints_only_when_no_standby_did_lately_and_one_at_a_time() {
+        let mut c = LeaderCheckpoints::new(100);
+        assert_eq!(c.applied(150), CheckpointStep::Nothing);
+        assert_eq!(c.applied(50), CheckpointStep::LookForRecent);
+        // A standby's checkpoint within a period of the position: nothing to do.
+        assert!(!c.found(Some(150), 200));
+        assert_eq!(c.applied(1), CheckpointStep::Nothing);
+        assert_eq!(c.applied(199), CheckpointStep::LookForRecent);
+        // None recent: the next mutation snapshots, and no other starts while it is written.
+        assert!(c.found(Some(50), 400));
+        assert_eq!(c.applied(1), CheckpointStep::Snapshot);
+        assert_eq!(c.applied(500), CheckpointStep::Nothing);
+        c.written();
+        assert_eq!(c.applied(1), CheckpointStep::LookForRecent, "501 entries since the snapshot");
+        assert!(c.found(None, 1000));
+        assert_eq!(c.applied(1), CheckpointStep::Snapshot);
     }
 
     #[test]

@@ -11,8 +11,7 @@ pub mod node;
 pub mod service;
 pub mod ufs_intents;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
 
 use tokio::sync::Mutex;
 use tracing::{error, info, warn};
@@ -22,6 +21,7 @@ use crate::coordinator::Leadership;
 use crate::core::namespace::{block_count, block_length, Effect, Inode, InodeKind, Namespace, MAX_REQUEST_ID_BYTES};
 use crate::core::path::FsPath;
 use crate::core::registry::Registry;
+use crate::core::role::{CheckpointStep, LeaderCheckpoints};
 use crate::error::FsError;
 use crate::journal::{Journal, JournalError, JournalLimits, JournalWriter};
 use crate::proto::journal_entry::Kind;
@@ -88,7 +88,6 @@ impl MasterOptions {
 pub struct State {
     pub ns: Namespace,
     pub registry: Registry,
-    entries_since_checkpoint: u64,
     /// When a worker last stored a block of each file being written (this term only: not
     /// journaled; pruned as files complete).
     write_activity: std::collections::BTreeMap<u64, i64>,
@@ -124,9 +123,14 @@ pub struct Master {
     options: MasterOptions,
     leadership: Leadership,
     start_time_ms: i64,
-    checkpoint_running: Arc<AtomicBool>,
-    /// Set when no standby has checkpointed lately: the next mutation snapshots.
-    checkpoint_wanted: Arc<AtomicBool>,
+    /// When to checkpoint ([`LeaderCheckpoints`]); shared with the background tasks that
+    /// look for and write checkpoints.
+    checkpoints: Arc<StdMutex<LeaderCheckpoints>>,
+}
+
+/// Locks the checkpoint policy (its critical sections are pure and short).
+fn policy(checkpoints: &StdMutex<LeaderCheckpoints>) -> std::sync::MutexGuard<'_, LeaderCheckpoints> {
+    checkpoints.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn unavailable(e: JournalError) -> FsError {
@@ -142,21 +146,14 @@ impl Master {
         let id_base = (start_time_ms.max(0) as u64) << 12;
         let registry = Registry::new(id_base, options.worker_timeout_ms);
         Arc::new(Master {
-            state: Mutex::new(State {
-                ns,
-                registry,
-                entries_since_checkpoint: 0,
-                write_activity: std::collections::BTreeMap::new(),
-                term_start_ms: start_time_ms,
-            }),
+            state: Mutex::new(State { ns, registry, write_activity: std::collections::BTreeMap::new(), term_start_ms: start_time_ms }),
             journal,
             writer,
             clock,
+            checkpoints: Arc::new(StdMutex::new(LeaderCheckpoints::new(options.checkpoint_period_entries))),
             options,
             leadership,
             start_time_ms,
-            checkpoint_running: Arc::new(AtomicBool::new(false)),
-            checkpoint_wanted: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -260,22 +257,15 @@ impl Master {
                 FsError::Internal { reason: e.to_string() }
             });
             let entries = applied.entries;
-            st.entries_since_checkpoint += entries.len() as u64;
             let response = match failure {
                 Some(e) => Err(e),
                 None => respond(&st),
             };
-            // Standbys checkpoint every period. The leader snapshots (under this lock) only
-            // as a fallback: after twice the period it looks for a recent checkpoint, and
-            // only if none exists does the next mutation take one.
-            let checkpoint = self.checkpoint_wanted.swap(false, Ordering::AcqRel).then(|| st.ns.to_checkpoint());
-            let look_for_checkpoint =
-                st.entries_since_checkpoint >= self.options.checkpoint_period_entries.saturating_mul(2) && !self.checkpoint_running.load(Ordering::Acquire);
-            if look_for_checkpoint || checkpoint.is_some() {
-                st.entries_since_checkpoint = 0;
-            }
+            // A snapshot is taken under this lock, so it is exactly the state `entries` end.
+            let step = policy(&self.checkpoints).applied(entries.len() as u64);
+            let snapshot = (step == CheckpointStep::Snapshot).then(|| st.ns.to_checkpoint());
             let end = self.writer.submit(&entries).await.map_err(unavailable)?;
-            (end, response, checkpoint.map(Ok).or_else(|| look_for_checkpoint.then_some(Err(end))))
+            (end, response, snapshot.map(Ok).or_else(|| (step == CheckpointStep::LookForRecent).then_some(Err(end))))
         };
         self.writer.wait_durable(end).await.map_err(unavailable)?;
         self.check_leading()?;
@@ -291,14 +281,13 @@ impl Master {
     /// but the last period before `position`.
     fn spawn_checkpoint_check(&self, position: u64) {
         let journal = self.journal.clone();
-        let wanted = self.checkpoint_wanted.clone();
-        let period = self.options.checkpoint_period_entries;
+        let checkpoints = self.checkpoints.clone();
         tokio::spawn(async move {
             match journal.newest_checkpoint().await {
-                Ok(Some(newest)) if newest.saturating_add(period) >= position => {}
-                Ok(_) => {
-                    info!(position, "no standby checkpointed lately: the leader will write one");
-                    wanted.store(true, Ordering::Release);
+                Ok(newest) => {
+                    if policy(&checkpoints).found(newest, position) {
+                        info!(position, "no standby checkpointed lately: the leader will write one");
+                    }
                 }
                 Err(e) => warn!(error = %e, "cannot list checkpoints"),
             }
@@ -347,18 +336,15 @@ impl Master {
     }
 
     fn spawn_checkpoint(&self, cp: crate::proto::Checkpoint) {
-        if self.checkpoint_running.swap(true, Ordering::AcqRel) {
-            return;
-        }
         let journal = self.journal.clone();
-        let running = self.checkpoint_running.clone();
+        let checkpoints = self.checkpoints.clone();
         let next = cp.next_sequence;
         tokio::spawn(async move {
             match journal.write_checkpoint(&cp).await {
                 Ok(()) => info!(next_sequence = next, "checkpoint complete"),
                 Err(e) => warn!(next_sequence = next, error = %e, "checkpoint failed; will retry after more entries"),
             }
-            running.store(false, Ordering::Release);
+            policy(&checkpoints).written();
         });
     }
 
