@@ -185,7 +185,11 @@ impl From<tonic::Status> for FsError {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled | tonic::Code::Aborted | tonic::Code::Unknown => {
                 FsError::Unavailable { reason: format!("{:?}: {reason}", status.code()) }
             }
-            tonic::Code::Internal if transport_failure => FsError::Unavailable { reason: format!("connection failed: {reason}") },
+            // (ResourceExhausted too: an HTTP/2 ENHANCE_YOUR_CALM is the connection's limit,
+            // not a full worker.)
+            tonic::Code::Internal | tonic::Code::ResourceExhausted if transport_failure => {
+                FsError::Unavailable { reason: format!("connection failed: {reason}") }
+            }
             tonic::Code::NotFound => FsError::NotFound { path: reason },
             tonic::Code::InvalidArgument => FsError::InvalidArgument { reason },
             tonic::Code::ResourceExhausted => FsError::OutOfSpace { reason },
@@ -206,6 +210,10 @@ mod tests {
         goaway.set_source(std::sync::Arc::new(std::io::Error::other("connection closed by GOAWAY")));
         assert!(matches!(FsError::from(goaway), FsError::Unavailable { .. }));
         assert!(matches!(FsError::from(tonic::Status::internal("a bug")), FsError::Internal { .. }));
+        let mut calm = tonic::Status::resource_exhausted("h2 protocol error: too many resets");
+        calm.set_source(std::sync::Arc::new(std::io::Error::other("ENHANCE_YOUR_CALM")));
+        assert!(matches!(FsError::from(calm), FsError::Unavailable { .. }));
+        assert!(matches!(FsError::from(tonic::Status::resource_exhausted("worker full")), FsError::OutOfSpace { .. }));
     }
 
     #[test]

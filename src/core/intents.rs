@@ -8,10 +8,107 @@
 //! journaled together with its intent's end leaves nothing pending. Moving is idempotent
 //! (a copy already where it should be is fine), so each state settles the same way.
 
-use crate::core::namespace::{InodeKind, Namespace};
+use crate::core::namespace::{Inode, InodeId, InodeKind, MountPoint, Namespace, UfsLocation};
+use crate::core::path::FsPath;
 use crate::error::FsError;
 use crate::proto::journal_entry::Kind;
-use crate::proto::{DeleteEntry, PersistFileEntry, PersistenceState, UfsIntentEntry, UfsIntentKind};
+use crate::proto::{DeleteEntry, PersistFileEntry, PersistenceState, UfsCopy, UfsIntentEntry, UfsIntentKind};
+
+/// An intent planned for an operation that moves or removes under-storage copies: the entry
+/// recording it (journaled before any copy moves; its id is its sequence) and what the
+/// executor needs to carry it out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntentPlan {
+    /// The intent's id.
+    pub id: u64,
+    /// The intent entry to journal.
+    pub kinds: Vec<Kind>,
+    /// The copies to move (or remove).
+    pub copies: Vec<UfsCopy>,
+    /// The mount points when planned (where each copy's under-storage is).
+    pub points: Vec<MountPoint>,
+    /// Under-storage directories the operation empties, deepest first: removed after it
+    /// where nothing else is in them.
+    pub emptied: Vec<UfsLocation>,
+}
+
+fn plan(
+    ns: &Namespace,
+    kind: UfsIntentKind,
+    inode: InodeId,
+    request_id: &str,
+    renamed_path: &str,
+    copies: Vec<UfsCopy>,
+    emptied: Vec<UfsLocation>,
+) -> IntentPlan {
+    let (id, kinds) = ns.plan_ufs_intent(kind, inode, request_id, renamed_path, copies.clone());
+    IntentPlan { id, kinds, copies, points: ns.mount_points(), emptied }
+}
+
+/// The intent of renaming `src` to `dst` (which planning allowed): the copies of the
+/// persisted files at or below `src`, each to its name below `dst`. `None` when there is
+/// nothing in under-storage to move (the rename alone is journaled).
+pub fn plan_rename(ns: &Namespace, src: &FsPath, dst: &FsPath) -> Result<Option<IntentPlan>, FsError> {
+    let copies = ufs_copies_under(ns, src, Some(dst))?;
+    if copies.is_empty() {
+        return Ok(None);
+    }
+    let inode = ns.lookup(src)?.id;
+    Ok(Some(plan(ns, UfsIntentKind::UfsRename, inode, "", &dst.to_string(), copies, directories_under(ns, src))))
+}
+
+/// The intent of deleting `target` (inode `inode`) for request `request_id`: the copies of
+/// the persisted files it takes along. `None` when there are none.
+pub fn plan_delete(ns: &Namespace, target: &FsPath, inode: InodeId, request_id: &str) -> Result<Option<IntentPlan>, FsError> {
+    let copies = ufs_copies_under(ns, target, None)?;
+    if copies.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(plan(ns, UfsIntentKind::UfsDelete, inode, request_id, "", copies, directories_under(ns, target))))
+}
+
+/// The intent of publishing a client's upload `temp` (beside `p`'s under-storage path
+/// `location`) into place, for a completion or a persist (`kind`).
+pub fn plan_publish(ns: &Namespace, p: &FsPath, location: &UfsLocation, temp: &str, kind: UfsIntentKind, request_id: &str) -> Result<IntentPlan, FsError> {
+    let inode = ns.lookup(p)?.id;
+    let copy = UfsCopy { mount_path: location.mount_path(), from: temp.to_string(), to: location.relative.clone(), temporary_source: true };
+    Ok(plan(ns, kind, inode, request_id, "", vec![copy], Vec::new()))
+}
+
+/// The under-storage copies of the persisted files at or below `src`: where each is, and
+/// (for a rename to `dst`) where it goes. A rename never crosses under-storages (planning
+/// refuses it), so a copy stays in its mount.
+fn ufs_copies_under(ns: &Namespace, src: &FsPath, dst: Option<&FsPath>) -> Result<Vec<UfsCopy>, FsError> {
+    let Ok(top) = ns.lookup(src) else { return Ok(Vec::new()) };
+    let persisted = |i: &&Inode| matches!(i.kind, InodeKind::File { persistence: PersistenceState::Persisted, .. });
+    let mut copies = Vec::new();
+    for path in std::iter::once(top).chain(ns.descendants(top)).filter(persisted).filter_map(|i| ns.path_of(i.id)) {
+        let from = ns.resolve_ufs(&path);
+        let to = match dst {
+            Some(dst) => {
+                let moved = FsPath::parse(&format!("{dst}{}", &path.to_string()[src.to_string().len()..]))?;
+                ns.resolve_ufs(&moved).relative
+            }
+            None => String::new(),
+        };
+        copies.push(UfsCopy { mount_path: from.mount_path(), from: from.relative, to, temporary_source: false });
+    }
+    Ok(copies)
+}
+
+/// Where the directories at or below `p` are in under-storage, deepest first.
+fn directories_under(ns: &Namespace, p: &FsPath) -> Vec<UfsLocation> {
+    let Ok(top) = ns.lookup(p) else { return Vec::new() };
+    let mut dirs: Vec<UfsLocation> = std::iter::once(top)
+        .chain(ns.descendants(top))
+        .filter(|i| i.is_directory())
+        .filter_map(|i| ns.path_of(i.id))
+        .map(|path| ns.resolve_ufs(&path))
+        .collect();
+    // `descendants` lists each directory before what is below it.
+    dirs.reverse();
+    dirs
+}
 
 /// Which way an intent's copies go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,8 +194,7 @@ pub fn finish(ns: &Namespace, intent_id: u64, inode_id: u64, then: Then, in_plac
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::path::FsPath;
-    use crate::proto::{InodeOwnership, UfsCopy, UfsIntentDoneEntry};
+    use crate::proto::{InodeOwnership, UfsIntentDoneEntry};
 
     fn p(s: &str) -> FsPath {
         FsPath::parse(s).unwrap()
@@ -128,6 +224,68 @@ mod tests {
 
     fn done(intent: &UfsIntentEntry) -> Kind {
         Kind::UfsIntentDone(UfsIntentDoneEntry { id: intent.id })
+    }
+
+    /// Persisted files /d/x and /d/sub/y and an unpersisted /d/z.
+    fn tree() -> Namespace {
+        let mut ns = Namespace::new();
+        let own = InodeOwnership { owner: "u".into(), group: "g".into(), mode: 0o644 };
+        for (path, state) in [("/d/x", PersistenceState::Persisted), ("/d/sub/y", PersistenceState::Persisted), ("/d/z", PersistenceState::NotPersisted)] {
+            let create = ns.plan_create_file(&p(path), 1024, true, &own, 1).unwrap();
+            commit(&mut ns, create);
+            let complete = ns.plan_complete_file(&p(path), 0, state, |_| None, 2).unwrap();
+            commit(&mut ns, complete);
+        }
+        ns
+    }
+
+    fn copy(from: &str, to: &str) -> UfsCopy {
+        UfsCopy { mount_path: String::new(), from: from.into(), to: to.into(), temporary_source: false }
+    }
+
+    #[test]
+    fn a_rename_plans_an_intent_moving_every_persisted_copy_below_it() {
+        let ns = tree();
+        let plan = plan_rename(&ns, &p("/d"), &p("/e")).unwrap().unwrap();
+        let d = ns.lookup(&p("/d")).unwrap().id;
+        let copies = vec![copy("d/sub/y", "e/sub/y"), copy("d/x", "e/x")];
+        let intent = UfsIntentEntry {
+            id: ns.next_sequence(),
+            kind: UfsIntentKind::UfsRename as i32,
+            inode_id: d,
+            request_id: String::new(),
+            renamed_path: "/e".into(),
+            copies: copies.clone(),
+        };
+        assert_eq!(plan.id, ns.next_sequence(), "an intent's id is its sequence");
+        assert_eq!(plan.kinds, vec![Kind::UfsIntent(intent)]);
+        assert_eq!(plan.copies, copies);
+        let emptied: Vec<&str> = plan.emptied.iter().map(|l| l.relative.as_str()).collect();
+        assert_eq!(emptied, vec!["d/sub", "d"], "deepest first");
+        // Nothing persisted below: no intent.
+        assert_eq!(plan_rename(&ns, &p("/d/z"), &p("/d/w")).unwrap(), None);
+    }
+
+    #[test]
+    fn a_delete_plans_an_intent_removing_the_copies_under_the_clients_request() {
+        let ns = tree();
+        let x = ns.lookup(&p("/d/x")).unwrap().id;
+        let plan = plan_delete(&ns, &p("/d/x"), x, "req-9").unwrap().unwrap();
+        let Kind::UfsIntent(intent) = &plan.kinds[0] else { panic!("{:?}", plan.kinds) };
+        assert_eq!((intent.kind, intent.inode_id, intent.request_id.as_str()), (UfsIntentKind::UfsDelete as i32, x, "req-9"));
+        assert_eq!(intent.copies, vec![copy("d/x", "")]);
+        let z = ns.lookup(&p("/d/z")).unwrap().id;
+        assert_eq!(plan_delete(&ns, &p("/d/z"), z, "req-9").unwrap(), None);
+    }
+
+    #[test]
+    fn a_publish_plans_one_copy_from_the_upload_into_place() {
+        let ns = tree();
+        let location = ns.resolve_ufs(&p("/d/z"));
+        let plan = plan_publish(&ns, &p("/d/z"), &location, "d/.z.tachyon-r.tmp", UfsIntentKind::UfsPersist, "req-3").unwrap();
+        assert_eq!(plan.copies, vec![UfsCopy { mount_path: String::new(), from: "d/.z.tachyon-r.tmp".into(), to: "d/z".into(), temporary_source: true }]);
+        assert!(plan.emptied.is_empty());
+        assert!(plan_publish(&ns, &p("/d/nope"), &location, "t", UfsIntentKind::UfsPersist, "r").is_err());
     }
 
     #[test]

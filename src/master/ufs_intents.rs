@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use tracing::info;
 
 use super::node::MasterNode;
-use crate::core::intents::{self, Direction, Then};
-use crate::core::namespace::{Inode, InodeKind, MountPoint, UfsLocation};
+use crate::core::intents::{self, Direction, IntentPlan, Then};
+use crate::core::namespace::{MountPoint, UfsLocation};
 use crate::core::path::FsPath;
 use crate::core::permission::Caller;
 use crate::core::requests;
@@ -37,26 +37,20 @@ pub(super) async fn rename_mirrored(
         _ => return leader.mutate(request_id, plan_rename, |_| Ok(Empty {})).await,
     };
     let mut planned = None;
-    let mut emptied = Vec::new();
     leader
         .mutate(
             "",
             |st, now| {
                 plan_rename(st, now)?;
-                let copies = ufs_copies_under(st, src, Some(dst))?;
-                if copies.is_empty() {
-                    return Ok(Vec::new());
-                }
-                emptied = directories_under(st, src);
-                let inode = st.ns.lookup(src)?.id;
-                let (intent, kinds) = st.ns.plan_ufs_intent(UfsIntentKind::UfsRename, inode, "", &dst.to_string(), copies.clone());
-                planned = Some((intent, copies, st.ns.mount_points()));
-                Ok(kinds)
+                planned = intents::plan_rename(&st.ns, src, dst)?;
+                Ok(planned.as_ref().map(|p| p.kinds.clone()).unwrap_or_default())
             },
             |_| Ok(()),
         )
         .await?;
-    let Some((intent, copies, points)) = planned else { return leader.mutate(request_id, plan_rename, |_| Ok(Empty {})).await };
+    let Some(IntentPlan { id: intent, copies, points, emptied, .. }) = planned else {
+        return leader.mutate(request_id, plan_rename, |_| Ok(Empty {})).await;
+    };
     let renamed = match fenced_carry_out(leader, mounts, &points, &copies).await {
         Ok(()) => {
             let plan = |st: &super::State, now| {
@@ -101,7 +95,6 @@ pub(super) async fn delete_mirrored(
         _ => return leader.mutate(request_id, &plan, |_| Ok(())).await,
     };
     let mut planned = None;
-    let mut dirs = Vec::new();
     leader
         .mutate(
             "",
@@ -110,19 +103,15 @@ pub(super) async fn delete_mirrored(
                     Some(crate::proto::journal_entry::Kind::Delete(d)) => d.id,
                     _ => return Ok(Vec::new()),
                 };
-                let copies = ufs_copies_under(st, target, None)?;
-                if copies.is_empty() {
-                    return Ok(Vec::new());
-                }
-                dirs = directories_under(st, target);
-                let (intent, kinds) = st.ns.plan_ufs_intent(UfsIntentKind::UfsDelete, inode, request_id, "", copies.clone());
-                planned = Some((intent, inode, copies, st.ns.mount_points()));
-                Ok(kinds)
+                planned = intents::plan_delete(&st.ns, target, inode, request_id)?.map(|p| (inode, p));
+                Ok(planned.as_ref().map(|(_, p)| p.kinds.clone()).unwrap_or_default())
             },
             |_| Ok(()),
         )
         .await?;
-    let Some((intent, inode, copies, points)) = planned else { return leader.mutate(request_id, &plan, |_| Ok(())).await };
+    let Some((inode, IntentPlan { id: intent, copies, points, emptied: dirs, .. })) = planned else {
+        return leader.mutate(request_id, &plan, |_| Ok(())).await;
+    };
     // Removing copies is not undone: only a master the journal still names does it.
     leader.verify_still_leading().await?;
     carry_out(mounts, &points, &copies, Direction::Forward, Strictness::Lenient).await.map_err(|e| {
@@ -184,11 +173,9 @@ pub(super) async fn publish_upload(
                 if finish(st, now)?.is_empty() {
                     return Ok(Vec::new());
                 }
-                let inode = st.ns.lookup(p)?.id;
-                let mount_path = location.mount_path();
-                let copy = UfsCopy { mount_path, from: temp.to_string(), to: location.relative, temporary_source: true };
-                let (intent, kinds) = st.ns.plan_ufs_intent(kind, inode, request_id, "", vec![copy.clone()]);
-                planned = Some((intent, copy, st.ns.mount_points()));
+                let plan = intents::plan_publish(&st.ns, p, &location, temp, kind, request_id)?;
+                let kinds = plan.kinds.clone();
+                planned = Some(plan);
                 Ok(kinds)
             },
             |_| Ok(()),
@@ -216,8 +203,7 @@ pub(super) async fn publish_upload(
         }
         Ok(()) => {}
     }
-    let Some((intent, copy, points)) = planned else { return Err(FsError::Internal { reason: "publish lost its plan".into() }) };
-    let copies = [copy];
+    let Some(IntentPlan { id: intent, copies, points, .. }) = planned else { return Err(FsError::Internal { reason: "publish lost its plan".into() }) };
     let published = match fenced_carry_out(leader, mounts, &points, &copies).await {
         Ok(()) => {
             let plan = |st: &super::State, now| {
@@ -438,41 +424,6 @@ async fn carry_out_one(mounts: &UfsMounts, points: &[MountPoint], copy: &UfsCopy
         }
         Err(e) => Err(io_error(&format!("moving {from} to {to}"), e)),
     }
-}
-
-/// The under-storage copies of the persisted files at or below `src`: where each is, and
-/// (for a rename to `dst`) where it goes. A rename never crosses under-storages (planning
-/// refuses it), so a copy stays in its mount.
-fn ufs_copies_under(st: &super::State, src: &FsPath, dst: Option<&FsPath>) -> Result<Vec<UfsCopy>, FsError> {
-    let Ok(top) = st.ns.lookup(src) else { return Ok(Vec::new()) };
-    let persisted = |i: &&Inode| matches!(i.kind, InodeKind::File { persistence: PersistenceState::Persisted, .. });
-    let mut copies = Vec::new();
-    for path in std::iter::once(top).chain(st.ns.descendants(top)).filter(persisted).filter_map(|i| st.ns.path_of(i.id)) {
-        let from = st.ns.resolve_ufs(&path);
-        let to = match dst {
-            Some(dst) => {
-                let moved = FsPath::parse(&format!("{dst}{}", &path.to_string()[src.to_string().len()..]))?;
-                st.ns.resolve_ufs(&moved).relative
-            }
-            None => String::new(),
-        };
-        copies.push(UfsCopy { mount_path: from.mount_path(), from: from.relative, to, temporary_source: false });
-    }
-    Ok(copies)
-}
-
-/// Where the directories at or below `p` are in under-storage, deepest first.
-fn directories_under(st: &super::State, p: &FsPath) -> Vec<UfsLocation> {
-    let Ok(top) = st.ns.lookup(p) else { return Vec::new() };
-    let mut dirs: Vec<UfsLocation> = std::iter::once(top)
-        .chain(st.ns.descendants(top))
-        .filter(|i| i.is_directory())
-        .filter_map(|i| st.ns.path_of(i.id))
-        .map(|path| st.ns.resolve_ufs(&path))
-        .collect();
-    // `descendants` lists each directory before what is below it.
-    dirs.reverse();
-    dirs
 }
 
 /// Removes the under-storage directories of a deleted (or renamed-away) tachyon directory,
