@@ -48,35 +48,54 @@ pub(super) async fn rename_mirrored(
             |_| Ok(()),
         )
         .await?;
-    let Some(IntentPlan { id: intent, copies, points, emptied, .. }) = planned else {
+    let Some(plan) = planned else {
         return leader.mutate(request_id, plan_rename, |_| Ok(Empty {})).await;
     };
-    let renamed = match fenced_carry_out(leader, mounts, &points, &copies).await {
+    let (renamed, _) = move_and_journal(leader, mounts, &plan, request_id, plan_rename, "rename").await;
+    if renamed.is_ok() {
+        remove_emptied_dirs(mounts, &plan.emptied).await;
+    }
+    renamed.map(|()| Empty {})
+}
+
+/// Carries out a planned intent that moves copies (a rename, a published upload): moves
+/// them while the journal still names this master the leader, then journals `then`'s
+/// entries together with the intent's end under `request_id`. If that is refused (not
+/// merely unavailable: then whether it is journaled is unknown, and the next leader
+/// settles it) while this master still leads, the copies are moved back and the intent
+/// ended; the second value says whether that happened.
+async fn move_and_journal(
+    leader: &super::Master,
+    mounts: &UfsMounts,
+    plan: &IntentPlan,
+    request_id: &str,
+    then: impl Fn(&super::State, i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError>,
+    what: &str,
+) -> (Result<(), FsError>, bool) {
+    let journaled = match fenced_carry_out(leader, mounts, &plan.points, &plan.copies).await {
         Ok(()) => {
-            let plan = |st: &super::State, now| {
-                let mut kinds = plan_rename(st, now)?;
-                kinds.extend(st.ns.plan_ufs_intent_done(intent)?);
+            let with_end = |st: &super::State, now| {
+                let mut kinds = then(st, now)?;
+                kinds.extend(st.ns.plan_ufs_intent_done(plan.id)?);
                 Ok(kinds)
             };
-            leader.mutate(request_id, plan, |_| Ok(Empty {})).await
+            leader.mutate(request_id, with_end, |_| Ok(())).await
         }
         Err(e) => Err(e),
     };
-    match &renamed {
-        Ok(_) => remove_emptied_dirs(mounts, &emptied).await,
-        // Refused while this master still leads: put the copies back and end the intent.
-        // (Unavailable: whether the rename is journaled is unknown; the next leader settles.)
+    let undone = match &journaled {
         Err(e) if !e.is_retryable() && leader.verify_still_leading().await.is_ok() => {
-            if let Err(undo) = carry_out(mounts, &points, &copies, Direction::Back, Strictness::Lenient).await {
-                tracing::warn!(%src, error = %undo, "could not move every under-storage copy back after a failed rename");
+            if let Err(undo) = carry_out(mounts, &plan.points, &plan.copies, Direction::Back, Strictness::Lenient).await {
+                tracing::warn!(intent = plan.id, error = %undo, "could not move every under-storage copy back after a refused {what}");
             }
-            if let Err(e) = leader.mutate("", |st, _| st.ns.plan_ufs_intent_done(intent), |_| Ok(())).await {
-                tracing::warn!(intent, error = %e, "could not end an undone rename's intent; the next leader settles it");
+            if let Err(e) = leader.mutate("", |st, _| st.ns.plan_ufs_intent_done(plan.id), |_| Ok(())).await {
+                tracing::warn!(intent = plan.id, error = %e, "could not end the intent of a refused {what}; the next leader settles it");
             }
+            true
         }
-        Err(_) => {}
-    }
-    renamed
+        _ => false,
+    };
+    (journaled, undone)
 }
 
 /// Deletes what `plan` selects (at or below `target`) and the under-storage copies of the
@@ -203,28 +222,10 @@ pub(super) async fn publish_upload(
         }
         Ok(()) => {}
     }
-    let Some(IntentPlan { id: intent, copies, points, .. }) = planned else { return Err(FsError::Internal { reason: "publish lost its plan".into() }) };
-    let published = match fenced_carry_out(leader, mounts, &points, &copies).await {
-        Ok(()) => {
-            let plan = |st: &super::State, now| {
-                let mut kinds = finish(st, now)?;
-                kinds.extend(st.ns.plan_ufs_intent_done(intent)?);
-                Ok(kinds)
-            };
-            leader.mutate(request_id, plan, |_| Ok(())).await
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = &published {
-        if !e.is_retryable() && leader.verify_still_leading().await.is_ok() {
-            if let Err(undo) = carry_out(mounts, &points, &copies, Direction::Back, Strictness::Lenient).await {
-                tracing::warn!(%p, error = %undo, "could not take back a refused upload");
-            }
-            discard(target).await;
-            if let Err(e) = leader.mutate("", |st, _| st.ns.plan_ufs_intent_done(intent), |_| Ok(())).await {
-                tracing::warn!(intent, error = %e, "could not end a refused upload's intent; the next leader settles it");
-            }
-        }
+    let Some(plan) = planned else { return Err(FsError::Internal { reason: "publish lost its plan".into() }) };
+    let (published, undone) = move_and_journal(leader, mounts, &plan, request_id, &finish, "publish of an upload").await;
+    if undone {
+        discard(target).await;
     }
     published
 }
