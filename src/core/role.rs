@@ -125,6 +125,17 @@ impl TakeOver {
         }
     }
 
+    /// What starts this step of taking `epoch` over.
+    fn commands(self, epoch: u64) -> Vec<Command> {
+        match self {
+            TakeOver::Claiming => vec![Command::ClaimEpoch { epoch }],
+            TakeOver::CatchingUp => vec![Command::CatchUp],
+            TakeOver::StartingWriter => vec![Command::StartWriter { epoch }],
+            TakeOver::Settling => vec![Command::Settle],
+            TakeOver::Announcing => vec![Command::Serve, Command::Announce],
+        }
+    }
+
     /// True once the writer of the new epoch runs (it must be aborted on the way out).
     fn writer_started(self) -> bool {
         self >= TakeOver::Settling
@@ -225,7 +236,7 @@ impl RoleEngine {
             (Phase::Following, Event::CampaignFailed) => vec![C::Backoff(self.campaign_retry), C::Campaign],
             (Phase::Following, Event::Elected { epoch }) => {
                 self.phase = Phase::TakingOver { epoch, step: TakeOver::Claiming };
-                vec![C::ClaimEpoch { epoch }]
+                TakeOver::Claiming.commands(epoch)
             }
             (Phase::TakingOver { step, .. }, Event::TakeOverFailed | Event::Lost | Event::JournalFailed) => [Self::undo(step), self.restart(true)].concat(),
             (Phase::TakingOver { step, .. }, Event::Stop) => {
@@ -240,13 +251,7 @@ impl RoleEngine {
                 match next {
                     Some(next) => {
                         self.phase = Phase::TakingOver { epoch, step: next };
-                        match next {
-                            TakeOver::Claiming => vec![C::ClaimEpoch { epoch }],
-                            TakeOver::CatchingUp => vec![C::CatchUp],
-                            TakeOver::StartingWriter => vec![C::StartWriter { epoch }],
-                            TakeOver::Settling => vec![C::Settle],
-                            TakeOver::Announcing => vec![C::Serve, C::Announce],
-                        }
+                        next.commands(epoch)
                     }
                     None => {
                         self.phase = Phase::Leading { epoch };
