@@ -7,8 +7,8 @@
 //!    answer `NotLeader` with a hint of who leads.
 //! 2. **Promotion.** Once elected with epoch `e`: claim `e` in the journal (from then on no
 //!    older leader acknowledges anything), catch up on everything left (including the old
-//!    leader's unfinished segment), open a writer for epoch `e`, serve, and only then
-//!    announce the address for discovery.
+//!    leader's unfinished segment), open a writer for epoch `e`, settle the under-storage
+//!    intents a predecessor left, serve, and only then announce the address for discovery.
 //! 3. **Leader.** Serve until asked to stop (complete the segment, resign at once so a
 //!    standby takes over), until leadership is lost (abort the writer without another
 //!    byte), or until the journal cannot be written (abort, resign). The last two go back
