@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::client::{ClientOptions, CreateOptions, FileSystem};
 use crate::coordinator::StaticCoordinator;
 use crate::core::path::FsPath;
+use crate::core::tiers::TierAlias;
 use crate::error::FsError;
 use crate::journal::{format, Journal, JournalLimits};
 use crate::master::node::MasterNode;
@@ -21,6 +22,7 @@ use crate::rpc::RetryPolicy;
 use crate::security::SecurityOptions;
 use crate::underfs::local::LocalUnderFs;
 use crate::underfs::UnderFs;
+use crate::worker::store::TierDirs;
 use crate::worker::WorkerOptions;
 
 pub mod failover;
@@ -117,7 +119,8 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
 
     // ── a real master and worker ──
     let cluster =
-        BenchCluster::start(Arc::new(LocalUnderFs::new(root.join("journal"))), None, (opts.read_bytes as u64) * 2 + (64 << 20), ram_dir.path()).await?;
+        BenchCluster::start(Arc::new(LocalUnderFs::new(root.join("journal"))), None, memory_tier(ram_dir.path(), (opts.read_bytes as u64) * 2 + (64 << 20)))
+            .await?;
     let fs = cluster.client(true);
     let master_addr = cluster.master_addr.clone();
     let channel = crate::rpc::connect(&master_addr, Duration::from_secs(30), None).await.map_err(|e| e.to_string())?;
@@ -231,10 +234,70 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     }
 
     cluster.stop().await;
+    tier_reads(&root, ram_dir.path(), opts.read_bytes as u64, out).await?;
     if opts.scale_files > 0 {
         metadata_at_scale(&root, opts.scale_files, out).await?;
     }
     Ok(())
+}
+
+/// One memory tier of `capacity_bytes` in `dir`.
+fn memory_tier(dir: &std::path::Path, capacity_bytes: u64) -> Vec<TierDirs> {
+    vec![TierDirs { alias: TierAlias::Mem, dirs: vec![(dir.to_path_buf(), capacity_bytes)] }]
+}
+
+/// Reads a file held in each tier of a worker (MEM on `ram_dir`, SSD and HDD in folders
+/// under `root`), short-circuit and without promotion, next to a raw read of the same block
+/// files. Each tier's quota is one file (in whole blocks, which writers reserve), so the
+/// three files land one per tier.
+async fn tier_reads(root: &std::path::Path, ram_dir: &std::path::Path, file_bytes: u64, out: &mut dyn Write) -> Result<(), String> {
+    let quota = file_bytes.div_ceil(BENCH_BLOCK_BYTES) * BENCH_BLOCK_BYTES;
+    let tiers: Vec<TierDirs> =
+        [(TierAlias::Mem, ram_dir.join("tiers-mem")), (TierAlias::Ssd, root.join("tiers-ssd")), (TierAlias::Hdd, root.join("tiers-hdd"))]
+            .into_iter()
+            .map(|(alias, dir)| TierDirs { alias, dirs: vec![(dir, quota)] })
+            .collect();
+    let cluster = BenchCluster::start(Arc::new(LocalUnderFs::new(root.join("tiers-journal"))), None, tiers.clone()).await?;
+    let result = async {
+        let fs = cluster.client_reading(true, crate::client::ReadType::Cache);
+        let data: Vec<u8> = (0..file_bytes).map(|i| (i * 17 % 253) as u8).collect();
+        for tier in &tiers {
+            fs.write_file(&format!("/tiers/{}", tier.alias), &data, CreateOptions { recursive: true, ..Default::default() })
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let rounds = 5;
+        let gbps = |secs: f64| file_bytes as f64 * rounds as f64 / secs / 1e9;
+        for tier in &tiers {
+            let dir = &tier.dirs[0].0;
+            let blocks: Vec<std::path::PathBuf> =
+                std::fs::read_dir(dir).map_err(|e| e.to_string())?.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect();
+            let held: u64 = blocks.iter().map(|p| p.metadata().map_or(0, |m| m.len())).sum();
+            if held != file_bytes {
+                return Err(format!("the {} tier holds {held} bytes, expected the {file_bytes} of /tiers/{}", tier.alias, tier.alias));
+            }
+            let start = Instant::now();
+            for _ in 0..rounds {
+                let back = fs.read_file(&format!("/tiers/{}", tier.alias)).await.map_err(|e| e.to_string())?;
+                if back != data {
+                    return Err(format!("/tiers/{} read back different bytes", tier.alias));
+                }
+            }
+            let tier_rate = gbps(start.elapsed().as_secs_f64());
+            let start = Instant::now();
+            for _ in 0..rounds {
+                for block in &blocks {
+                    std::hint::black_box(std::fs::read(block).map_err(|e| e.to_string())?);
+                }
+            }
+            let raw_rate = gbps(start.elapsed().as_secs_f64());
+            line(out, &format!("short-circuit read, {} tier", tier.alias), tier_rate, "GB/s", "raw read of the same block files", raw_rate);
+        }
+        Ok(())
+    }
+    .await;
+    cluster.stop().await;
+    result
 }
 
 /// Rounds of the replay benchmark (and of its baseline); the fastest of each counts.
@@ -365,9 +428,9 @@ struct BenchCluster {
 }
 
 impl BenchCluster {
-    /// Formats the journal on `journal_ufs`, starts the master and a worker with
-    /// `memory_bytes` in `ram_dir`, and waits until the worker registered.
-    async fn start(journal_ufs: Arc<dyn UnderFs>, data_ufs: Option<Arc<dyn UnderFs>>, memory_bytes: u64, ram_dir: &std::path::Path) -> Result<Self, String> {
+    /// Formats the journal on `journal_ufs`, starts the master and a worker with `tiers`,
+    /// and waits until the worker registered.
+    async fn start(journal_ufs: Arc<dyn UnderFs>, data_ufs: Option<Arc<dyn UnderFs>>, tiers: Vec<TierDirs>) -> Result<Self, String> {
         let master_addr = format!("127.0.0.1:{}", free_port().map_err(|e| e.to_string())?);
         let master_opts = MasterOptions {
             address: master_addr.clone(),
@@ -413,8 +476,7 @@ impl BenchCluster {
                 web_port: 0,
             },
             bind_hosts: crate::worker::WorkerBindHosts::all("127.0.0.1"),
-            memory_bytes,
-            mem_dir: ram_dir.to_path_buf(),
+            tiers,
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_timeout: Duration::from_secs(10),
             chunk_bytes: 1 << 20,
@@ -438,15 +500,20 @@ impl BenchCluster {
         Err("the benchmark worker did not register within 10 s".into())
     }
 
-    /// A client of this cluster (with its under-storage, if any).
+    /// A client of this cluster (with its under-storage, if any), reading CACHE_PROMOTE.
     fn client(&self, short_circuit: bool) -> FileSystem {
+        self.client_reading(short_circuit, crate::client::ReadType::CachePromote)
+    }
+
+    /// A client of this cluster reading with `read_type`.
+    fn client_reading(&self, short_circuit: bool, read_type: crate::client::ReadType) -> FileSystem {
         let options = ClientOptions {
             retry: RetryPolicy { base_sleep: Duration::from_millis(20), max_sleep: Duration::from_millis(200), max_duration: Duration::from_secs(10) },
             block_size: BENCH_BLOCK_BYTES,
             short_circuit,
             chunk_bytes: 1 << 20,
             write_type: crate::client::WriteType::MustCache,
-            read_type: crate::client::ReadType::CachePromote,
+            read_type,
             security: SecurityOptions::simple_as(BENCH_SUPERUSER),
             request_timeout: Duration::from_secs(30),
             metadata_sync_interval_ms: 0,
@@ -557,7 +624,7 @@ async fn ufs_benchmarks(ufs: &UfsUnderTest, opts: &UfsBenchOptions, out: &mut dy
     let tmp = std::env::temp_dir();
     let ram_dir = tempfile_dir(if shm.is_dir() { shm } else { &tmp })?;
     let total = (opts.file_bytes * opts.files) as u64;
-    let cluster = BenchCluster::start(ufs.cluster_journal.clone(), Some(data_ufs.clone()), total * 2 + (64 << 20), ram_dir.path()).await?;
+    let cluster = BenchCluster::start(ufs.cluster_journal.clone(), Some(data_ufs.clone()), memory_tier(ram_dir.path(), total * 2 + (64 << 20))).await?;
     let result = async {
         let content: Vec<u8> = (0..opts.file_bytes).map(|i| (i * 131 % 251) as u8).collect();
         for i in 0..opts.files {

@@ -28,6 +28,8 @@ pub enum ValueType {
     Enum(&'static [&'static str]),
     /// An octal permission mask such as `022`.
     OctalMask,
+    /// Comma-separated sizes (`1GB,500MB`), possibly none.
+    BytesList,
 }
 
 /// One known key.
@@ -77,6 +79,17 @@ pub const WORKER_DATA_BIND_HOST: &str = "tachyon.worker.data.bind.host";
 pub const WORKER_WEB_BIND_HOST: &str = "tachyon.worker.web.bind.host";
 pub const WORKER_MEMORY_SIZE: &str = "tachyon.worker.memory.size";
 pub const WORKER_MEM_PATH: &str = "tachyon.worker.tieredstore.level0.dirs.path";
+pub const WORKER_TIER_LEVELS: &str = "tachyon.worker.tieredstore.levels";
+/// Most storage tiers a worker may have (MEM, SSD, HDD).
+pub const MAX_WORKER_TIERS: usize = 3;
+/// The keys of each tier level: (alias, folders, quotas), top level first.
+pub const WORKER_TIER_KEYS: [(&str, &str, &str); MAX_WORKER_TIERS] = [
+    ("tachyon.worker.tieredstore.level0.alias", WORKER_MEM_PATH, "tachyon.worker.tieredstore.level0.dirs.quota"),
+    ("tachyon.worker.tieredstore.level1.alias", "tachyon.worker.tieredstore.level1.dirs.path", "tachyon.worker.tieredstore.level1.dirs.quota"),
+    ("tachyon.worker.tieredstore.level2.alias", "tachyon.worker.tieredstore.level2.dirs.path", "tachyon.worker.tieredstore.level2.dirs.quota"),
+];
+/// Kinds of storage tier.
+pub const TIER_ALIASES: &[&str] = &["MEM", "SSD", "HDD"];
 pub const WORKER_HEARTBEAT_INTERVAL: &str = "tachyon.worker.block.heartbeat.interval.ms";
 pub const WORKER_HEARTBEAT_TIMEOUT: &str = "tachyon.worker.block.heartbeat.timeout.ms";
 pub const WORKER_WRITE_IDLE_TIMEOUT: &str = "tachyon.worker.block.write.idle.timeout.ms";
@@ -149,7 +162,18 @@ pub const KEYS: &[KeyDef] = &[
     key(WORKER_DATA_BIND_HOST, "", ValueType::String, "Worker data: address to listen on; empty: the advertised host if it is a loopback address, else 0.0.0.0 (every interface)"),
     key(WORKER_WEB_BIND_HOST, "", ValueType::String, "Worker web UI: address to listen on; empty: the advertised host if it is a loopback address, else 0.0.0.0 (every interface)"),
     key(WORKER_MEMORY_SIZE, "1GB", ValueType::Bytes, "Capacity of the worker's memory tier (TACHYON_WORKER_MEMORY_SIZE)"),
-    key(WORKER_MEM_PATH, "/dev/shm", ValueType::String, "Folder of the memory tier, on a ramdisk/tmpfs (TACHYON_RAM_FOLDER)"),
+    key(WORKER_TIER_LEVELS, "1", ValueType::Integer, "Storage tiers of a worker (1 to 3), configured by the level0..level2 keys, fastest first"),
+    key(WORKER_TIER_KEYS[0].0, "MEM", ValueType::Enum(TIER_ALIASES), "Kind of the top tier (MEM, SSD or HDD)"),
+    key(WORKER_MEM_PATH, "/dev/shm", ValueType::String,
+        "Folders of the top tier, comma-separated; for MEM on a ramdisk/tmpfs (TACHYON_RAM_FOLDER)"),
+    key(WORKER_TIER_KEYS[0].2, "${tachyon.worker.memory.size}", ValueType::BytesList,
+        "Quota of each top-tier folder, comma-separated; the last one applies to the remaining folders"),
+    key(WORKER_TIER_KEYS[1].0, "SSD", ValueType::Enum(TIER_ALIASES), "Kind of the second tier"),
+    key(WORKER_TIER_KEYS[1].1, "", ValueType::String, "Folders of the second tier, comma-separated (needed with 2 or more levels)"),
+    key(WORKER_TIER_KEYS[1].2, "", ValueType::BytesList, "Quota of each second-tier folder, comma-separated"),
+    key(WORKER_TIER_KEYS[2].0, "HDD", ValueType::Enum(TIER_ALIASES), "Kind of the third tier"),
+    key(WORKER_TIER_KEYS[2].1, "", ValueType::String, "Folders of the third tier, comma-separated (needed with 3 levels)"),
+    key(WORKER_TIER_KEYS[2].2, "", ValueType::BytesList, "Quota of each third-tier folder, comma-separated"),
     key(WORKER_HEARTBEAT_INTERVAL, "1000", ValueType::Duration, "Interval between worker heartbeats"),
     key(WORKER_HEARTBEAT_TIMEOUT, "60000", ValueType::Duration,
         "Without a successful heartbeat for this long the worker looks up the leader again and re-registers (it never exits)"),
@@ -526,6 +550,9 @@ impl Config {
                 ValueType::OctalMask => {
                     crate::core::permission::parse_umask(value).map_err(invalid)?;
                 }
+                ValueType::BytesList => {
+                    parse_bytes_list(value).map_err(invalid)?;
+                }
             }
         }
         Ok(())
@@ -577,6 +604,11 @@ impl Config {
         self.raw(key).trim().parse().unwrap_or(0)
     }
 
+    /// A validated list of sizes in bytes.
+    pub fn bytes_list(&self, key: &str) -> Vec<u64> {
+        parse_bytes_list(self.raw(key)).unwrap_or_default()
+    }
+
     /// A validated size in bytes.
     pub fn bytes(&self, key: &str) -> u64 {
         parse_bytes(self.raw(key)).unwrap_or(0)
@@ -613,6 +645,11 @@ fn parse_bool(v: &str) -> Result<bool, String> {
         "false" => Ok(false),
         _ => Err("expected true or false".into()),
     }
+}
+
+/// Parses comma-separated sizes (`1GB, 500MB`); empty parts are skipped.
+pub fn parse_bytes_list(v: &str) -> Result<Vec<u64>, String> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse_bytes).collect()
 }
 
 /// Parses `64MB`, `1GB`, `512kb`, `100` (bytes).

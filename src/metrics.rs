@@ -60,6 +60,12 @@ pub static WORKER_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
         .expect("metric registers once")
 });
 
+/// Blocks a worker moved between its tiers (down to make room, up when read).
+pub static WORKER_TIER_MOVES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("tachyon_worker_tier_moves_total", "Blocks moved between a worker's storage tiers", &["from", "to"])
+        .expect("metric registers once")
+});
+
 /// The default registry in Prometheus text format.
 pub fn gather_text() -> String {
     let mut buf = Vec::new();

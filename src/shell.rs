@@ -459,7 +459,13 @@ pub fn parse_ttl_action(raw: &str) -> Result<TtlAction, ShellError> {
     }
 }
 
-/// `report`: cluster capacity and every worker.
+/// `MEM 1.00MB/4.00MB, SSD ...`: use and capacity of each tier.
+fn format_tiers(tiers: &[crate::proto::TierUsage]) -> String {
+    let parts: Vec<String> = tiers.iter().map(|t| format!("{} {}/{}", t.alias, format_bytes(t.used_bytes), format_bytes(t.capacity_bytes))).collect();
+    parts.join(", ")
+}
+
+/// `report`: cluster capacity (in all and per tier) and every worker.
 pub async fn report(fs: &FileSystem, out: &mut dyn Write) -> ShellResult {
     let info = fs.master_info().await?;
     let workers = fs.workers().await?;
@@ -471,19 +477,23 @@ pub async fn report(fs: &FileSystem, out: &mut dyn Write) -> ShellResult {
     writeln!(out, "    Lost workers: {}", info.lost_workers).ok();
     writeln!(out, "    Total capacity: {}", format_bytes(info.capacity_bytes)).ok();
     writeln!(out, "    Used capacity: {}", format_bytes(info.used_bytes)).ok();
+    for t in &info.tiers {
+        writeln!(out, "    Tier {}: {} used of {}", t.alias, format_bytes(t.used_bytes), format_bytes(t.capacity_bytes)).ok();
+    }
     writeln!(out).ok();
-    writeln!(out, "{:<24} {:<6} {:>12} {:>12} {:>8}  Last heartbeat", "Worker", "State", "Capacity", "Used", "Blocks").ok();
+    writeln!(out, "{:<24} {:<6} {:>12} {:>12} {:>8}  {:<32} Tiers (used/capacity)", "Worker", "State", "Capacity", "Used", "Blocks", "Last heartbeat").ok();
     for w in workers {
         let a = w.address.unwrap_or_default();
         writeln!(
             out,
-            "{:<24} {:<6} {:>12} {:>12} {:>8}  {}",
+            "{:<24} {:<6} {:>12} {:>12} {:>8}  {:<32} {}",
             format!("{}:{}", a.host, a.rpc_port),
             if w.lost { "LOST" } else { "LIVE" },
             format_bytes(w.capacity_bytes),
             format_bytes(w.used_bytes),
             w.block_count,
-            format_time_ms(w.last_heartbeat_ms)
+            format_time_ms(w.last_heartbeat_ms),
+            format_tiers(&w.tiers)
         )
         .ok();
     }

@@ -68,6 +68,25 @@ fn page(title: &str, nav: &[(&str, &str)], body: &str) -> Html<String> {
 }
 
 /// Human-readable bytes.
+/// Tiers as JSON: alias, capacity and use.
+fn tiers_json(tiers: &[crate::proto::TierUsage]) -> Value {
+    tiers.iter().map(|t| json!({"alias": t.alias, "capacity_bytes": t.capacity_bytes, "used_bytes": t.used_bytes})).collect()
+}
+
+/// Tiers of a JSON value as one line of HTML: `MEM 1.0 MB of 4.0 MB, SSD ...`.
+fn tiers_html(tiers: &Value) -> String {
+    let parts: Vec<String> = tiers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let n = |k: &str| t[k].as_u64().unwrap_or(0);
+            format!("{} {} of {}", esc(t["alias"].as_str().unwrap_or_default()), bytes(n("used_bytes")), bytes(n("capacity_bytes")))
+        })
+        .collect();
+    parts.join(", ")
+}
+
 fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
     let mut v = n as f64;
@@ -133,7 +152,8 @@ impl MasterUi {
                         used += w.used_bytes;
                     }
                 }
-                json!({"live_workers": live, "lost_workers": lost, "capacity_bytes": cap, "used_bytes": used, "inodes": st.ns.inode_count()})
+                json!({"live_workers": live, "lost_workers": lost, "capacity_bytes": cap, "used_bytes": used, "inodes": st.ns.inode_count(),
+                       "tiers": tiers_json(&st.registry.tier_totals())})
             })
             .await;
         json!({
@@ -197,7 +217,7 @@ impl MasterUi {
                     .workers()
                     .map(|w| {
                         json!({"id": w.id, "host": w.address.host, "rpc_port": w.address.rpc_port, "lost": w.lost,
-                               "capacity_bytes": w.capacity_bytes, "used_bytes": w.used_bytes, "blocks": w.blocks.len(),
+                               "capacity_bytes": w.capacity_bytes, "used_bytes": w.used_bytes, "blocks": w.blocks.len(), "tiers": tiers_json(&w.tiers),
                                "last_heartbeat_ago_ms": now - w.last_heartbeat_ms})
                     })
                     .collect::<Vec<_>>()
@@ -322,11 +342,13 @@ async fn overview_page(State(ui): Ui) -> Html<String> {
         let _ = write!(
             body,
             "<h2>Cluster</h2><table><tr><th>Live workers</th><td>{}</td></tr><tr><th>Lost workers</th><td>{}</td></tr>\
-             <tr><th>Capacity</th><td>{}</td></tr><tr><th>Used</th><td>{}</td></tr><tr><th>Files and directories</th><td>{}</td></tr></table>",
+             <tr><th>Capacity</th><td>{}</td></tr><tr><th>Used</th><td>{}</td></tr><tr><th>Tiers</th><td>{}</td></tr>\
+             <tr><th>Files and directories</th><td>{}</td></tr></table>",
             n("live_workers"),
             n("lost_workers"),
             bytes(n("capacity_bytes")),
             bytes(n("used_bytes")),
+            tiers_html(&c["tiers"]),
             n("inodes")
         );
     }
@@ -412,19 +434,21 @@ async fn browse_page(State(ui): Ui, Query(q): Query<PathQuery>) -> Response {
 
 async fn workers_page(State(ui): Ui) -> Html<String> {
     let w = ui.workers_json().await;
-    let mut body = String::from("<table><tr><th>Worker</th><th>State</th><th>Capacity</th><th>Used</th><th>Blocks</th><th>Last heartbeat</th></tr>");
+    let mut body =
+        String::from("<table><tr><th>Worker</th><th>State</th><th>Capacity</th><th>Used</th><th>Tiers</th><th>Blocks</th><th>Last heartbeat</th></tr>");
     match w["workers"].as_array() {
         None => body = "<p class=\"role standby\">This master is a standby: workers register with the leader.</p>".into(),
         Some(list) => {
             for x in list {
                 let _ = write!(
                     body,
-                    "<tr><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ms ago</td></tr>",
+                    "<tr><td>{}:{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ms ago</td></tr>",
                     esc(x["host"].as_str().unwrap_or_default()),
                     x["rpc_port"],
                     if x["lost"].as_bool() == Some(true) { "LOST" } else { "live" },
                     bytes(x["capacity_bytes"].as_u64().unwrap_or(0)),
                     bytes(x["used_bytes"].as_u64().unwrap_or(0)),
+                    tiers_html(&x["tiers"]),
                     x["blocks"],
                     x["last_heartbeat_ago_ms"]
                 );
@@ -492,16 +516,22 @@ pub fn worker_router(worker: Arc<Worker>) -> Router {
             get(move |State(w): W| async move {
                 let s = w.summary();
                 let mut body = format!(
-                    "<table><tr><th>Worker</th><td>{}</td></tr><tr><th>Worker id</th><td>{}</td></tr><tr><th>Memory tier</th><td>{} of {} used</td></tr>\
-                     <tr><th>Blocks</th><td>{}</td></tr></table><h2>Blocks</h2><table><tr><th>Block</th><th>Length</th></tr>",
+                    "<table><tr><th>Worker</th><td>{}</td></tr><tr><th>Worker id</th><td>{}</td></tr><tr><th>All tiers</th><td>{} of {} used</td></tr>",
                     esc(&s.address),
                     s.worker_id,
                     bytes(s.used_bytes),
                     bytes(s.capacity_bytes),
+                );
+                for t in &s.tiers {
+                    let _ = write!(body, "<tr><th>{} tier</th><td>{} of {} used</td></tr>", t.alias, bytes(t.used_bytes), bytes(t.capacity_bytes));
+                }
+                let _ = write!(
+                    body,
+                    "<tr><th>Blocks</th><td>{}</td></tr></table><h2>Blocks</h2><table><tr><th>Block</th><th>Length</th><th>Tier</th></tr>",
                     s.blocks.len()
                 );
-                for (id, len) in &s.blocks {
-                    let _ = write!(body, "<tr><td>{id}</td><td>{len}</td></tr>");
+                for (id, len, tier) in &s.blocks {
+                    let _ = write!(body, "<tr><td>{id}</td><td>{len}</td><td>{tier}</td></tr>");
                 }
                 body.push_str("</table>");
                 page("Worker", &nav, &body)
@@ -511,8 +541,10 @@ pub fn worker_router(worker: Arc<Worker>) -> Router {
             "/api/blocks",
             get(|State(w): W| async move {
                 let s = w.summary();
+                let tiers: Vec<_> = s.tiers.iter().map(|t| t.to_proto()).collect();
                 Json(json!({"address": s.address, "worker_id": s.worker_id, "used_bytes": s.used_bytes, "capacity_bytes": s.capacity_bytes,
-                            "blocks": s.blocks.iter().map(|(id, len)| json!({"id": id, "length": len})).collect::<Vec<_>>()}))
+                            "tiers": tiers_json(&tiers),
+                            "blocks": s.blocks.iter().map(|(id, len, tier)| json!({"id": id, "length": len, "tier": tier.as_str()})).collect::<Vec<_>>()}))
             }),
         )
         .route(
@@ -520,15 +552,16 @@ pub fn worker_router(worker: Arc<Worker>) -> Router {
             get(|State(w): W| async move {
                 let s = w.summary();
                 let mut text = crate::metrics::gather_text();
-                let _ = write!(
-                    text,
-                    "# HELP tachyon_worker_tier_bytes Memory tier bytes.\n# TYPE tachyon_worker_tier_bytes gauge\n\
-                     tachyon_worker_tier_bytes{{tier=\"MEM\",kind=\"used\"}} {}\ntachyon_worker_tier_bytes{{tier=\"MEM\",kind=\"capacity\"}} {}\n\
-                     # HELP tachyon_worker_blocks Blocks held.\n# TYPE tachyon_worker_blocks gauge\ntachyon_worker_blocks {}\n",
-                    s.used_bytes,
-                    s.capacity_bytes,
-                    s.blocks.len()
-                );
+                text.push_str("# HELP tachyon_worker_tier_bytes Bytes used and capacity of each storage tier.\n# TYPE tachyon_worker_tier_bytes gauge\n");
+                for t in &s.tiers {
+                    let _ = write!(
+                        text,
+                        "tachyon_worker_tier_bytes{{tier=\"{0}\",kind=\"used\"}} {1}\ntachyon_worker_tier_bytes{{tier=\"{0}\",kind=\"capacity\"}} {2}\n",
+                        t.alias, t.used_bytes, t.capacity_bytes
+                    );
+                }
+                let _ =
+                    write!(text, "# HELP tachyon_worker_blocks Blocks held.\n# TYPE tachyon_worker_blocks gauge\ntachyon_worker_blocks {}\n", s.blocks.len());
                 metrics_response(text)
             }),
         )

@@ -264,6 +264,9 @@ fn bench_prints_every_figure_with_its_baseline() {
         "journal replay",
         "short-circuit block read",
         "remote block read",
+        "short-circuit read, MEM tier",
+        "short-circuit read, SSD tier",
+        "short-circuit read, HDD tier",
         "master memory per file",
     ] {
         let line = text.lines().find(|l| l.starts_with(figure)).unwrap_or_else(|| panic!("no {figure:?} line: {text}"));
@@ -271,4 +274,84 @@ fn bench_prints_every_figure_with_its_baseline() {
         assert!(ratio > 0.0, "{line}");
     }
     assert!(text.contains("checkpoint of 2000 files: written in"), "{text}");
+}
+
+/// Which tier the worker's web API names for each block, by block id.
+fn block_tiers(c: &Cluster) -> std::collections::BTreeMap<u64, String> {
+    let (status, body) = common::http::get(&c.worker_web(0), "/api/blocks");
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    json["blocks"].as_array().unwrap().iter().map(|b| (b["id"].as_u64().unwrap(), b["tier"].as_str().unwrap().to_string())).collect()
+}
+
+/// A worker with a 2 MB memory tier over an SSD tier, configured by the tieredstore keys
+/// as a user would: what does not fit in memory lands on SSD, short-circuit reads work
+/// from either tier, CACHE_PROMOTE reads move blocks up (the coldest go down), `fs
+/// report`, the web UI and metrics show each tier, and a restart finds every block again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_keeps_blocks_in_memory_then_on_ssd_and_promotes_what_is_read() {
+    let mut c = Cluster::start();
+    let ssd = format!("-Dtachyon.worker.tieredstore.level1.dirs.path={}", c.path().join("ssd").display());
+    let tiers =
+        ["-Dtachyon.worker.memory.size=2MB", "-Dtachyon.worker.tieredstore.levels=2", ssd.as_str(), "-Dtachyon.worker.tieredstore.level1.dirs.quota=16MB"];
+    c.start_worker_with(0, &tiers);
+    c.wait_for_workers(1).await;
+    let fs = c.client();
+    let (first, second) = (content(2 << 20, 1), content(3 << 20, 2));
+    fs.write_file("/t/first", &first, opts()).await.unwrap();
+    fs.write_file("/t/second", &second, opts()).await.unwrap();
+    let ids = |path: &'static str| {
+        let fs = fs.clone();
+        async move { fs.get_status(path).await.unwrap().blocks.iter().map(|b| b.block_id).collect::<Vec<u64>>() }
+    };
+    let (first_ids, second_ids) = (ids("/t/first").await, ids("/t/second").await);
+    let tier_of = |tiers: &std::collections::BTreeMap<u64, String>, blocks: &[u64]| blocks.iter().map(|b| tiers[b].clone()).collect::<Vec<_>>();
+    let placed = block_tiers(&c);
+    assert_eq!(tier_of(&placed, &first_ids), ["MEM", "MEM"], "the first file fills the memory tier");
+    assert_eq!(tier_of(&placed, &second_ids), ["SSD", "SSD", "SSD"], "the second goes to the next tier with room");
+
+    // A CACHE read (no promotion) is served short-circuit from the SSD tier as it is.
+    let mut options = fs.options().clone();
+    options.read_type = tachyon::client::ReadType::Cache;
+    let no_promote = tachyon::client::FileSystem::with_under_fs(options, c.coordinator(), c.under_fs());
+    assert_eq!(no_promote.read_file("/t/second").await.unwrap(), second);
+    assert_eq!(block_tiers(&c), placed);
+    // CACHE_PROMOTE moves each block read to memory; the least recently used move down.
+    assert_eq!(fs.read_file("/t/second").await.unwrap(), second);
+    let promoted = block_tiers(&c);
+    assert_eq!(tier_of(&promoted, &second_ids), ["SSD", "MEM", "MEM"], "{promoted:?}");
+    assert_eq!(tier_of(&promoted, &first_ids), ["SSD", "SSD"], "{promoted:?}");
+    assert_eq!(fs.read_file("/t/first").await.unwrap(), first);
+
+    // Every view shows both tiers.
+    let (mem, ssd) = (2u64 << 20, 3u64 << 20);
+    assert!(
+        eventually(|| async {
+            fs.workers().await.map(|w| w[0].tiers.iter().map(|t| (t.alias.clone(), t.used_bytes)).collect::<Vec<_>>()).unwrap_or_default()
+                == [("MEM".to_string(), mem), ("SSD".to_string(), ssd)]
+        })
+        .await,
+        "the master's view of the tiers: {:?}",
+        fs.workers().await
+    );
+    let report = c.run_ok(&["fs", "report"]);
+    assert!(report.contains("Tier MEM: 2.00MB used of 2.00MB") && report.contains("Tier SSD: 3.00MB used of 16.00MB"), "{report}");
+    let (_, page) = common::http::get(&c.worker_web(0), "/");
+    assert!(page.contains("MEM tier") && page.contains("SSD tier"), "{page}");
+    let (_, metrics) = common::http::get(&c.worker_web(0), "/metrics");
+    assert!(metrics.contains(&format!("tachyon_worker_tier_bytes{{tier=\"SSD\",kind=\"used\"}} {ssd}")), "{metrics}");
+    assert!(metrics.contains("tachyon_worker_tier_moves_total{from=\"MEM\",to=\"SSD\"}"), "{metrics}");
+    let (_, workers) = common::http::get(&c.master_web(0), "/workers");
+    assert!(workers.contains("SSD 3.0 MB of 16.0 MB"), "{workers}");
+
+    // A restart finds every block where it was.
+    let before = block_tiers(&c);
+    c.kill_worker(0);
+    c.start_worker_with(0, &tiers);
+    c.wait_for_workers(1).await;
+    let web = c.worker_web(0).trim_start_matches("http://").to_string();
+    assert!(eventually(|| async { std::net::TcpStream::connect(&web).is_ok() }).await, "the restarted worker's web UI");
+    assert_eq!(block_tiers(&c), before);
+    assert_eq!(no_promote.read_file("/t/first").await.unwrap(), first);
+    assert_eq!(no_promote.read_file("/t/second").await.unwrap(), second);
 }

@@ -116,7 +116,7 @@ async fn client_and_worker_strings_are_bounded_and_block_files_are_private() {
 
     // Anyone reaching the master cannot register a "worker" whose name breaks listings.
     let evil = WorkerNetAddress { host: "evil\ntachyon_master_is_leader 1".into(), rpc_port: 1, data_port: 2, web_port: 3 };
-    let req = RegisterWorkerRequest { address: Some(evil), capacity_bytes: 1 << 30, used_bytes: 0, blocks: Vec::new() };
+    let req = RegisterWorkerRequest { address: Some(evil), capacity_bytes: 1 << 30, ..RegisterWorkerRequest::default() };
     invalid_argument(m.register_worker(req).await, "evil worker");
     let report = c.run_ok(&["fs", "report"]);
     assert!(report.contains("Live workers: 1") && !report.contains("evil"), "{report}");
@@ -259,7 +259,7 @@ async fn malformed_paths_and_out_of_range_reads_are_refused() {
     let block = &info.blocks[0];
     let loc = &block.locations[0];
     let mut worker = BlockDataServiceClient::connect(format!("http://{}:{}", loc.host, loc.data_port)).await.unwrap();
-    let read = |offset: u64, length: u64| ReadBlockRequest { block_id: block.block_id, offset, length };
+    let read = |offset: u64, length: u64| ReadBlockRequest { block_id: block.block_id, offset, length, promote: false };
     match worker.read_block(read(10_001, 1)).await.map_err(FsError::from) {
         Err(FsError::InvalidArgument { reason }) => assert!(reason.contains("past block end"), "{reason}"),
         other => panic!("offset past the end: {other:?}"),

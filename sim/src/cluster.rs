@@ -11,11 +11,13 @@ use std::time::Duration;
 use madsim::runtime::{Handle, NodeHandle};
 use tachyon::client::{ClientOptions, FileSystem};
 use tachyon::coordinator::Coordinator;
+use tachyon::core::tiers::TierAlias;
 use tachyon::journal::{Journal, JournalLimits};
 use tachyon::master::MasterOptions;
 use tachyon::proto::WorkerNetAddress;
 use tachyon::rpc::RetryPolicy;
 use tachyon::security::SecurityOptions;
+use tachyon::worker::store::TierDirs;
 use tachyon::worker::{WorkerBindHosts, WorkerOptions};
 
 use crate::coordinator::SimCoordinator;
@@ -38,6 +40,8 @@ pub struct Topology {
     pub leader_lease: bool,
     /// How late a master acts on the end of its ZooKeeper session.
     pub session_notice_delay: Duration,
+    /// Each worker's storage tiers, fastest first: kind and quota in bytes (one folder each).
+    pub worker_tiers: Vec<(TierAlias, u64)>,
 }
 
 fn ip(a: u8, b: u8) -> IpAddr {
@@ -87,7 +91,7 @@ pub struct SimCluster {
     _worker_dirs: WorkerDirs,
 }
 
-/// The real folders simulated workers keep their memory tier in (madsim does not simulate
+/// The real folders simulated workers keep their tiers in (madsim does not simulate
 /// files), removed when the cluster is dropped. Named per process *and* per run, so seeds
 /// simulated concurrently by parallel tests never share one.
 struct WorkerDirs(Vec<std::path::PathBuf>);
@@ -204,19 +208,23 @@ impl SimCluster {
         let workers = (0..topology.workers)
             .map(|i| {
                 let t = topology.clone();
-                let mem_dir = worker_dirs.0[i].clone();
+                let worker_dir = worker_dirs.0[i].clone();
                 handle
                     .create_node()
                     .name(format!("worker-{i}"))
                     .ip(ip(2, i as u8 + 1))
                     .init(move || {
-                        let (t, mem_dir) = (t.clone(), mem_dir.clone());
+                        let t = t.clone();
+                        let tiers = t
+                            .worker_tiers
+                            .iter()
+                            .map(|(alias, quota)| TierDirs { alias: *alias, dirs: vec![(worker_dir.join(alias.as_str()), *quota)] })
+                            .collect();
                         async move {
                             let options = WorkerOptions {
                                 address: WorkerNetAddress { host: format!("10.0.2.{}", i + 1), rpc_port: 29998, data_port: 29999, web_port: 30000 },
                                 bind_hosts: WorkerBindHosts::all(&format!("10.0.2.{}", i + 1)),
-                                memory_bytes: 64 << 20,
-                                mem_dir,
+                                tiers,
                                 heartbeat_interval: Duration::from_millis(100),
                                 heartbeat_timeout: Duration::from_secs(2),
                                 chunk_bytes: 64 << 10,

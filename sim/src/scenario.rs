@@ -27,6 +27,9 @@
 //! session_notice_delay_ms = 0 # how late a master acts on the end of its ZooKeeper session
 //! async_writes = true    # the main client also writes ASYNC_THROUGH files
 //! max_failover_ms = 10000 # bound from a leader fault to the next acknowledged write
+//! [[tier]]               # worker storage tiers, fastest first (default: MEM of 64 MiB)
+//! alias = "MEM"          # MEM | SSD | HDD
+//! quota_bytes = 262144
 //! ```
 
 use std::collections::BTreeMap;
@@ -37,6 +40,7 @@ use std::time::Duration;
 use madsim::time::Instant;
 use serde::Deserialize;
 use tachyon::client::{CreateOptions, FileSystem, WriteType};
+use tachyon::core::tiers::TierAlias;
 use tachyon::error::FsError;
 use tachyon::journal::{Journal, JournalLimits};
 use tachyon::proto::FileInfo;
@@ -84,6 +88,20 @@ pub struct Scenario {
     /// checker bites.
     #[serde(default = "switched_on")]
     pub leader_lease: bool,
+    /// Each worker's storage tiers, fastest first (default: one MEM tier of 64 MiB).
+    #[serde(default = "default_tiers")]
+    pub tier: Vec<Tier>,
+}
+
+/// One storage tier of every worker.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Tier {
+    pub alias: String,
+    pub quota_bytes: u64,
+}
+
+fn default_tiers() -> Vec<Tier> {
+    vec![Tier { alias: "MEM".into(), quota_bytes: 64 << 20 }]
 }
 
 fn default_max_failover_ms() -> u64 {
@@ -148,7 +166,21 @@ impl Scenario {
         if s.step.windows(2).any(|w| w[0].at_ms > w[1].at_ms) {
             return Err(format!("{}: steps must be in order of at_ms", path.display()));
         }
+        let aliases: Vec<Option<TierAlias>> = s.tier.iter().map(|t| TierAlias::parse(&t.alias)).collect();
+        if s.tier.is_empty()
+            || s.tier.len() > 3
+            || aliases.iter().any(Option::is_none)
+            || aliases.windows(2).any(|w| w[0] >= w[1])
+            || s.tier.iter().any(|t| t.quota_bytes == 0)
+        {
+            return Err(format!("{}: 1 to 3 tiers, fastest first, each of MEM, SSD or HDD once, with quotas", path.display()));
+        }
         Ok(s)
+    }
+
+    /// The workers' tiers (validated by [`Scenario::load`]).
+    fn worker_tiers(&self) -> Vec<(TierAlias, u64)> {
+        self.tier.iter().filter_map(|t| Some((TierAlias::parse(&t.alias)?, t.quota_bytes))).collect()
     }
 }
 
@@ -204,6 +236,7 @@ pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
         fencing: s.fencing,
         leader_lease: s.leader_lease,
         session_notice_delay: Duration::from_millis(s.session_notice_delay_ms),
+        worker_tiers: s.worker_tiers(),
     };
     let cluster = SimCluster::start(topology, seed).await;
     let start = Instant::now();
@@ -256,6 +289,10 @@ pub async fn run(s: &Scenario, seed: u64) -> Result<Outcome, String> {
     metadata_history_is_linearizable(&history, &listed)?;
     reads_see_every_acknowledged_write(&history)?;
     no_acknowledged_write_lost(&fs, &history, worker_killed).await?;
+    every_tier_within_its_quota(&fs).await?;
+    if s.tier.len() > 1 {
+        lower_tiers_took_the_overflow(&fs).await?;
+    }
     if !worker_killed {
         async_writes_end_persisted(&fs, &history).await?;
     }
@@ -606,6 +643,33 @@ pub fn failover_completes_within_bound(faults: &[Instant], acked: &[(u64, Instan
         times.push(ms);
     }
     Ok(times)
+}
+
+/// Every live worker's tiers, as its last heartbeat reported them, hold no more than
+/// their quotas (checked after the reads of `no_acknowledged_write_lost`, which promote).
+pub async fn every_tier_within_its_quota(fs: &FileSystem) -> Result<(), String> {
+    // A heartbeat after the last promotion.
+    madsim::time::sleep(Duration::from_millis(300)).await;
+    let workers = fs.workers().await.map_err(|e| e.to_string())?;
+    for w in workers.iter().filter(|w| !w.lost) {
+        if w.tiers.is_empty() {
+            return Err(format!("worker {} reports no tiers", w.worker_id));
+        }
+        if let Some(t) = w.tiers.iter().find(|t| t.used_bytes > t.capacity_bytes) {
+            return Err(format!("worker {}: the {} tier holds {} bytes, over its quota of {}", w.worker_id, t.alias, t.used_bytes, t.capacity_bytes));
+        }
+    }
+    Ok(())
+}
+
+/// With more than one tier, blocks reached a lower tier (the scenario exercised moving
+/// down, not only the top tier).
+pub async fn lower_tiers_took_the_overflow(fs: &FileSystem) -> Result<(), String> {
+    let workers = fs.workers().await.map_err(|e| e.to_string())?;
+    if workers.iter().any(|w| w.tiers.iter().skip(1).any(|t| t.used_bytes > 0)) {
+        return Ok(());
+    }
+    Err(format!("no worker holds a block below its top tier: {:?}", workers.iter().map(|w| &w.tiers).collect::<Vec<_>>()))
 }
 
 /// A worker that stopped heartbeating is reported lost (and the live one is not).

@@ -1,4 +1,4 @@
-//! Reading a file: block by block, short-circuit from a local worker's memory tier, streamed
+//! Reading a file: block by block, short-circuit from a local worker's tiers, streamed
 //! from a remote worker, or from the under-storage (and cached again) when no worker holds it.
 
 use super::*;
@@ -146,12 +146,26 @@ impl FileReader {
         Err(last_error)
     }
 
-    /// Short-circuit: map the block file of a worker on this host.
+    /// True if reads move blocks to their worker's top tier.
+    fn promote(&self) -> bool {
+        self.read_type == ReadType::CachePromote
+    }
+
+    /// Short-circuit: map the block file of a worker on this host. A block that moved
+    /// between tiers after the worker named its file is asked for once more.
     async fn read_local(&self, loc: &WorkerNetAddress, block: &BlockInfo) -> Result<Bytes, FsError> {
         let channel =
             rpc::connect(&format!("{}:{}", loc.host, loc.rpc_port), self.fs.inner.options.request_timeout, self.fs.inner.options.security.tls.as_ref()).await?;
-        let resp = WorkerServiceClient::new(channel).open_local_block(BlockRequest { block_id: block.block_id }).await.map_err(status)?.into_inner();
-        let file = std::fs::File::open(&resp.path).map_err(|e| FsError::Unavailable { reason: format!("short-circuit open {}: {e}", resp.path) })?;
+        let mut worker = WorkerServiceClient::new(channel);
+        let mut request = BlockRequest { block_id: block.block_id, promote: self.promote() };
+        let mut resp = worker.open_local_block(request).await.map_err(status)?.into_inner();
+        let mut opened = std::fs::File::open(&resp.path);
+        if opened.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            request.promote = false;
+            resp = worker.open_local_block(request).await.map_err(status)?.into_inner();
+            opened = std::fs::File::open(&resp.path);
+        }
+        let file = opened.map_err(|e| FsError::Unavailable { reason: format!("short-circuit open {}: {e}", resp.path) })?;
         if resp.length == 0 {
             return Ok(Bytes::new());
         }
@@ -165,7 +179,7 @@ impl FileReader {
     async fn read_remote(&self, loc: &WorkerNetAddress, block: &BlockInfo) -> Result<Bytes, FsError> {
         let channel = rpc::connect(&data_address(loc), self.fs.inner.options.request_timeout, self.fs.inner.options.security.tls.as_ref()).await?;
         let mut stream = BlockDataServiceClient::new(channel)
-            .read_block(ReadBlockRequest { block_id: block.block_id, offset: 0, length: 0 })
+            .read_block(ReadBlockRequest { block_id: block.block_id, offset: 0, length: 0, promote: self.promote() })
             .await
             .map_err(status)?
             .into_inner();

@@ -9,3 +9,4 @@ pub mod permission;
 pub mod registry;
 pub mod requests;
 pub mod role;
+pub mod tiers;

@@ -11,7 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::core::namespace::{file_of_block, BlockId, InodeId};
-use crate::proto::WorkerNetAddress;
+use crate::core::tiers::TierAlias;
+use crate::proto::{TierUsage, WorkerNetAddress};
 
 /// Identifies a worker registration with this master.
 pub type WorkerId = u64;
@@ -55,6 +56,8 @@ pub struct WorkerState {
     pub pending_deletes: BTreeSet<BlockId>,
     /// The worker's commit mark of each block it committed to this master.
     pub commit_marks: BTreeMap<BlockId, u64>,
+    /// Capacity and use of each of its storage tiers, top first, as last reported.
+    pub tiers: Vec<TierUsage>,
 }
 
 /// The answer to a heartbeat.
@@ -137,6 +140,7 @@ impl Registry {
                 blocks,
                 pending_deletes,
                 commit_marks: BTreeMap::new(),
+                tiers: Vec::new(),
             },
         );
         id
@@ -247,6 +251,32 @@ impl Registry {
         self.workers.values()
     }
 
+    /// Records the capacity and use of a live worker's tiers, as its registration or
+    /// heartbeat reported them: tiers of a known kind only, each kind once, at most
+    /// [`crate::config::MAX_WORKER_TIERS`].
+    pub fn set_tiers(&mut self, id: WorkerId, tiers: &[TierUsage]) {
+        let Some(w) = self.workers.get_mut(&id).filter(|w| !w.lost) else { return };
+        let mut seen = BTreeSet::new();
+        w.tiers = tiers
+            .iter()
+            .filter(|t| TierAlias::parse(&t.alias).is_some_and(|a| seen.insert(a)))
+            .take(crate::config::MAX_WORKER_TIERS)
+            .map(|t| TierUsage { alias: t.alias.trim().to_ascii_uppercase(), ..t.clone() })
+            .collect();
+    }
+
+    /// Capacity and use of each kind of tier summed over the live workers, fastest first.
+    pub fn tier_totals(&self) -> Vec<TierUsage> {
+        let mut totals: BTreeMap<TierAlias, TierUsage> = BTreeMap::new();
+        for t in self.workers.values().filter(|w| !w.lost).flat_map(|w| &w.tiers) {
+            let Some(alias) = TierAlias::parse(&t.alias) else { continue };
+            let total = totals.entry(alias).or_insert_with(|| TierUsage { alias: alias.as_str().into(), ..TierUsage::default() });
+            total.capacity_bytes += t.capacity_bytes;
+            total.used_bytes += t.used_bytes;
+        }
+        totals.into_values().collect()
+    }
+
     /// The worker with this id, if live.
     pub fn live_worker(&self, id: WorkerId) -> Option<&WorkerState> {
         self.workers.get(&id).filter(|w| !w.lost)
@@ -288,6 +318,21 @@ mod tests {
         assert_eq!(r.register(addr(1), 10, 4, &[(b0, 4)], 20), a);
         assert_eq!(r.locations(b0).iter().map(|w| w.id).collect::<Vec<_>>(), vec![a]);
         assert_eq!(r.committed_length(b0), Some(4));
+    }
+
+    #[test]
+    fn tiers_are_kept_per_worker_and_summed_over_live_ones_by_kind() {
+        let mut r = Registry::new(1, 1000);
+        let a = r.register(addr(1), 30, 0, &[], 0);
+        let b = r.register(addr(5), 10, 0, &[], 0);
+        let tier = |alias: &str, capacity_bytes, used_bytes| TierUsage { alias: alias.into(), capacity_bytes, used_bytes };
+        r.set_tiers(a, &[tier("MEM", 10, 4), tier("ssd", 20, 5), tier("MEM", 1, 1), tier("tape", 9, 9), tier("HDD", 0, 0), tier("SSD", 1, 1)]);
+        r.set_tiers(b, &[tier("MEM", 10, 2)]);
+        assert_eq!(r.live_worker(a).unwrap().tiers, vec![tier("MEM", 10, 4), tier("SSD", 20, 5), tier("HDD", 0, 0)], "known kinds, each once");
+        assert_eq!(r.tier_totals(), vec![tier("MEM", 20, 6), tier("SSD", 20, 5), tier("HDD", 0, 0)]);
+        // A lost worker's tiers no longer count.
+        r.tick(5000);
+        assert_eq!(r.tier_totals(), vec![]);
     }
 
     #[test]

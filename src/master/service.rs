@@ -494,6 +494,7 @@ impl MasterService for MasterRpc {
                             block_count: w.blocks.len() as u64,
                             last_heartbeat_ms: w.last_heartbeat_ms,
                             lost: w.lost,
+                            tiers: w.tiers.clone(),
                         })
                         .collect()
                 })
@@ -544,6 +545,7 @@ impl MasterService for MasterRpc {
                 .await?
                 .with_registry(|st, now| {
                     let id = st.registry.register(address.clone(), req.capacity_bytes, req.used_bytes, &blocks, now);
+                    st.registry.set_tiers(id, &req.tiers);
                     // Blocks of files deleted while the worker was away are deleted now.
                     let orphans: Vec<u64> =
                         blocks.iter().map(|(b, _)| *b).filter(|b| st.ns.inode(file_of_block(*b)).is_none_or(|i| i.is_directory())).collect();
@@ -567,7 +569,11 @@ impl MasterService for MasterRpc {
                 .node
                 .leader()
                 .await?
-                .with_registry(|st, now| st.registry.heartbeat(req.worker_id, req.used_bytes, &req.removed_block_ids, req.removed_as_of, now))
+                .with_registry(|st, now| {
+                    let cmd = st.registry.heartbeat(req.worker_id, req.used_bytes, &req.removed_block_ids, req.removed_as_of, now);
+                    st.registry.set_tiers(req.worker_id, &req.tiers);
+                    cmd
+                })
                 .await;
             Ok(HeartbeatResponse { register: cmd.register, delete_block_ids: cmd.delete_blocks })
         }
@@ -659,6 +665,7 @@ impl MasterRpc {
                         info.used_bytes += w.used_bytes;
                     }
                 }
+                info.tiers = st.registry.tier_totals();
             })
             .await;
         }

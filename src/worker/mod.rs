@@ -1,4 +1,5 @@
-//! The worker: keeps blocks in its memory tier ([`store`]), serves block reads and writes
+//! The worker: keeps blocks in its storage tiers ([`store`]: MEM first, then SSD and HDD
+//! as configured), serves block reads and writes
 //! (data port 29999) and short-circuit opens (RPC port 29998), registers with the leader
 //! master and heartbeats. It never exits because a master is unreachable: it keeps
 //! retrying, re-resolves the leader and re-registers with its full block report.
@@ -18,13 +19,14 @@ use tracing::{debug, info, warn};
 
 use crate::config::{self, Config};
 use crate::coordinator::Coordinator;
+use crate::core::tiers::{TierAlias, TierSpace};
 use crate::error::FsError;
 use crate::proto::block_data_service_server::{BlockDataService, BlockDataServiceServer};
 use crate::proto::master_service_client::MasterServiceClient;
 use crate::proto::worker_service_server::{WorkerService, WorkerServiceServer};
 use crate::proto::*;
 use crate::rpc::LeaderChannel;
-use store::BlockStore;
+use store::{BlockStore, TierDirs};
 
 /// Settings of a worker, validated from [`Config`].
 #[derive(Clone, Debug)]
@@ -32,9 +34,8 @@ pub struct WorkerOptions {
     pub address: WorkerNetAddress,
     /// Hosts the RPC, data and web servers listen on (see [`config::derive_bind_host`]).
     pub bind_hosts: WorkerBindHosts,
-    pub memory_bytes: u64,
-    /// The folder of this worker's memory tier.
-    pub mem_dir: PathBuf,
+    /// The storage tiers, fastest first: each a kind and folders with quotas.
+    pub tiers: Vec<TierDirs>,
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
     pub chunk_bytes: usize,
@@ -61,12 +62,12 @@ impl WorkerBindHosts {
 }
 
 impl WorkerOptions {
-    /// Reads the worker's settings. The tier folder is per worker address so several
+    /// Reads the worker's settings. Tier folders are per worker address so several
     /// workers can share one host.
     pub fn from_config(cfg: &Config) -> Result<Self, FsError> {
         let host = cfg.string(config::WORKER_HOSTNAME);
         let port = cfg.port(config::WORKER_PORT);
-        let mem_dir = PathBuf::from(cfg.string(config::WORKER_MEM_PATH)).join("tachyonworker").join(format!("{host}_{port}"));
+        let tiers = tiers_from_config(cfg, &format!("{host}_{port}"))?;
         Ok(WorkerOptions {
             address: WorkerNetAddress {
                 host,
@@ -79,8 +80,7 @@ impl WorkerOptions {
                 data: cfg.bind_host(config::WORKER_DATA_BIND_HOST, config::WORKER_HOSTNAME),
                 web: cfg.bind_host(config::WORKER_WEB_BIND_HOST, config::WORKER_HOSTNAME),
             },
-            memory_bytes: cfg.bytes(config::WORKER_MEMORY_SIZE),
-            mem_dir,
+            tiers,
             heartbeat_interval: Duration::from_millis(cfg.duration_ms(config::WORKER_HEARTBEAT_INTERVAL).max(10)),
             heartbeat_timeout: Duration::from_millis(cfg.duration_ms(config::WORKER_HEARTBEAT_TIMEOUT).max(100)),
             chunk_bytes: cfg.bytes(config::USER_CHUNK_SIZE).clamp(4096, 16 << 20) as usize,
@@ -90,14 +90,54 @@ impl WorkerOptions {
     }
 }
 
+/// The tiers `tachyon.worker.tieredstore.*` configure, each folder extended by
+/// `tachyonworker/<worker>`. Every problem is one error naming the key and its value.
+pub fn tiers_from_config(cfg: &Config, worker: &str) -> Result<Vec<TierDirs>, FsError> {
+    let levels = cfg.integer(config::WORKER_TIER_LEVELS) as usize;
+    let invalid = |key: &str, reason: String| FsError::InvalidArgument { reason: format!("{key} = {:?}: {reason}", cfg.string(key)) };
+    if !(1..=config::MAX_WORKER_TIERS).contains(&levels) {
+        return Err(invalid(config::WORKER_TIER_LEVELS, format!("a worker has 1 to {} storage tiers", config::MAX_WORKER_TIERS)));
+    }
+    let mut tiers: Vec<TierDirs> = Vec::new();
+    for (alias_key, path_key, quota_key) in config::WORKER_TIER_KEYS.iter().take(levels) {
+        let alias = TierAlias::parse(&cfg.string(alias_key)).ok_or_else(|| invalid(alias_key, "not MEM, SSD or HDD".into()))?;
+        if tiers.last().is_some_and(|above| above.alias >= alias) {
+            return Err(invalid(alias_key, "tiers are listed fastest first, each kind once (MEM, then SSD, then HDD)".into()));
+        }
+        let paths: Vec<String> = cfg.string(path_key).split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect();
+        if paths.is_empty() {
+            return Err(invalid(path_key, format!("the {alias} tier needs at least one folder")));
+        }
+        let quotas = cfg.bytes_list(quota_key);
+        if quotas.is_empty() || quotas.len() > paths.len() || quotas.contains(&0) {
+            return Err(invalid(quota_key, format!("give one quota above zero per folder of {path_key} (the last one applies to the folders after it)")));
+        }
+        let last_quota = quotas[quotas.len() - 1];
+        let dirs = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (PathBuf::from(p).join("tachyonworker").join(worker), quotas.get(i).copied().unwrap_or(last_quota)))
+            .collect();
+        tiers.push(TierDirs { alias, dirs });
+    }
+    let mut folders: Vec<&PathBuf> = tiers.iter().flat_map(|t| t.dirs.iter().map(|d| &d.0)).collect();
+    folders.sort();
+    if let Some(twice) = folders.windows(2).find(|w| w[0] == w[1]) {
+        return Err(FsError::InvalidArgument { reason: format!("worker tier folder {} is configured twice", twice[0].display()) });
+    }
+    Ok(tiers)
+}
+
 /// What a worker's web page shows.
 pub struct WorkerSummary {
     pub address: String,
     pub worker_id: u64,
     pub used_bytes: u64,
     pub capacity_bytes: u64,
-    /// (block id, length), in block order.
-    pub blocks: Vec<(u64, u64)>,
+    /// Capacity and use of each tier, top first.
+    pub tiers: Vec<TierSpace>,
+    /// (block id, length, tier), in block order.
+    pub blocks: Vec<(u64, u64, TierAlias)>,
 }
 
 /// Longest a worker waits for one answer from the master.
@@ -126,11 +166,14 @@ fn master_client(channel: tonic::transport::Channel) -> MasterServiceClient<toni
 }
 
 impl Worker {
-    /// Opens the memory tier and prepares the master connection.
+    /// Opens the storage tiers and prepares the master connection.
     pub fn new(options: WorkerOptions, coordinator: Arc<dyn Coordinator>) -> Result<Arc<Worker>, FsError> {
-        let store = BlockStore::open(&options.mem_dir, options.memory_bytes)?;
-        let (used, cap) = store.usage();
-        info!(dir = %options.mem_dir.display(), used, capacity = cap, blocks = store.report().len(), "memory tier opened");
+        let store = BlockStore::open(&options.tiers)?;
+        for (tier, space) in options.tiers.iter().zip(store.tier_usage()) {
+            let folders: Vec<String> = tier.dirs.iter().map(|d| d.0.display().to_string()).collect();
+            info!(tier = %tier.alias, folders = %folders.join(","), used = space.used_bytes, capacity = space.capacity_bytes, "storage tier opened");
+        }
+        info!(blocks = store.report().len(), "blocks found in the tiers");
         // A paused master must not hold a heartbeat for long: the next one asks who leads.
         let master = LeaderChannel::new(coordinator, options.heartbeat_timeout.min(MAX_MASTER_RPC_TIME), options.security.tls.clone());
         Ok(Arc::new(Worker { options, store, master, worker_id: AtomicU64::new(UNREGISTERED) }))
@@ -139,15 +182,19 @@ impl Worker {
     /// Its address, id, usage and blocks, for the web UI.
     pub fn summary(&self) -> WorkerSummary {
         let (used_bytes, capacity_bytes) = self.store.usage();
-        let mut blocks = self.store.report();
-        blocks.sort_unstable();
         WorkerSummary {
             address: format!("{}:{}", self.options.address.host, self.options.address.rpc_port),
             worker_id: self.worker_id.load(Ordering::Acquire),
             used_bytes,
             capacity_bytes,
-            blocks,
+            tiers: self.store.tier_usage(),
+            blocks: self.store.blocks_by_tier(),
         }
+    }
+
+    /// Capacity and use of each tier, as the master is told.
+    fn tier_report(&self) -> Vec<TierUsage> {
+        self.store.tier_usage().into_iter().map(TierSpace::to_proto).collect()
     }
 
     /// Registers with the leader, reporting every block held.
@@ -155,7 +202,13 @@ impl Worker {
         let (_, channel) = self.master.get().await?;
         let (used, capacity) = self.store.usage();
         let blocks = self.store.report().into_iter().map(|(block_id, length)| BlockReport { block_id, length }).collect();
-        let req = RegisterWorkerRequest { address: Some(self.options.address.clone()), capacity_bytes: capacity, used_bytes: used, blocks };
+        let req = RegisterWorkerRequest {
+            address: Some(self.options.address.clone()),
+            capacity_bytes: capacity,
+            used_bytes: used,
+            blocks,
+            tiers: self.tier_report(),
+        };
         let id = master_client(channel).register_worker(self.signed(req)).await.map_err(FsError::from)?.into_inner().worker_id;
         self.worker_id.store(id, Ordering::Release);
         info!(worker_id = id, "registered with the leader master");
@@ -174,7 +227,13 @@ impl Worker {
         // The removals were assembled, and the deletions in the answer will be decided,
         // before any commit after this mark.
         let mark = self.store.commit_mark();
-        let req = HeartbeatRequest { worker_id: id, used_bytes: self.store.usage().0, removed_block_ids: removed.clone(), removed_as_of: mark };
+        let req = HeartbeatRequest {
+            worker_id: id,
+            used_bytes: self.store.usage().0,
+            removed_block_ids: removed.clone(),
+            removed_as_of: mark,
+            tiers: self.tier_report(),
+        };
         let resp = match master_client(channel).heartbeat(self.signed(req)).await {
             Ok(r) => r.into_inner(),
             Err(status) => {
@@ -297,10 +356,9 @@ pub struct WorkerRpc(pub Arc<Worker>);
 #[tonic::async_trait]
 impl WorkerService for WorkerRpc {
     async fn open_local_block(&self, request: Request<BlockRequest>) -> Result<Response<LocalBlockResponse>, Status> {
-        let block = request.get_ref().block_id;
-        let length = self.0.store.touch(block).ok_or_else(|| Status::from(FsError::NotFound { path: format!("block {block}") }))?;
-        let path = self.0.store.block_path(block).display().to_string();
-        Ok(Response::new(LocalBlockResponse { path, length }))
+        let BlockRequest { block_id: block, promote } = *request.get_ref();
+        let (path, length) = self.0.store.open_local(block, promote).ok_or_else(|| Status::from(FsError::NotFound { path: format!("block {block}") }))?;
+        Ok(Response::new(LocalBlockResponse { path: path.display().to_string(), length }))
     }
 }
 
@@ -316,13 +374,13 @@ impl BlockDataService for BlockDataRpc {
 
     async fn read_block(&self, request: Request<ReadBlockRequest>) -> Result<Response<ChunkStream>, Status> {
         let req = request.into_inner();
-        let map = self.0.store.read(req.block_id).map_err(Status::from)?;
+        let (map, tier) = self.0.store.read(req.block_id, req.promote).map_err(Status::from)?;
         let total = map.as_ref().map(|m| m.len() as u64).unwrap_or(0);
         if req.offset > total {
             return Err(FsError::InvalidArgument { reason: format!("offset {} past block end {total}", req.offset) }.into());
         }
         let end = if req.length == 0 { total } else { total.min(req.offset.saturating_add(req.length)) };
-        crate::metrics::WORKER_BYTES.with_label_values(&["MEM", "read"]).inc_by(end.saturating_sub(req.offset));
+        crate::metrics::WORKER_BYTES.with_label_values(&[tier.as_str(), "read"]).inc_by(end.saturating_sub(req.offset));
         let chunk = self.0.options.chunk_bytes as u64;
         let map = Arc::new(map);
         let stream = futures::stream::unfold(req.offset, move |pos| {
@@ -375,9 +433,9 @@ impl BlockDataService for BlockDataRpc {
                 None => break,
             }
         }
-        let block = temp.block();
+        let (block, tier) = (temp.block(), temp.tier());
         let length = temp.commit().map_err(Status::from)?;
-        crate::metrics::WORKER_BYTES.with_label_values(&["MEM", "written"]).inc_by(length);
+        crate::metrics::WORKER_BYTES.with_label_values(&[tier.as_str(), "written"]).inc_by(length);
         if let Err(e) = self.0.commit_to_master(block, length).await {
             warn!(block, error = %e, "master refused the block; discarding it");
             self.0.store.remove(block);
@@ -440,4 +498,92 @@ pub async fn run_worker(
     r1.and(r2).map_err(|e| FsError::Unavailable { reason: format!("worker server failed: {e}") })?;
     info!("worker stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigInputs, Role};
+
+    fn tiers_of(overrides: &[&str], env: &[(&str, &str)]) -> Result<Vec<TierDirs>, String> {
+        let inputs = ConfigInputs {
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            overrides: overrides.iter().map(|s| s.to_string()).collect(),
+            role: Some(Role::Worker),
+            ..ConfigInputs::default()
+        };
+        let cfg = Config::load(&inputs).map_err(|e| e.to_string())?;
+        tiers_from_config(&cfg, "w_1").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn tiers_come_from_the_tieredstore_keys_and_the_memory_size() {
+        let dirs = |alias, list: &[(&str, u64)]| TierDirs { alias, dirs: list.iter().map(|(p, q)| (PathBuf::from(p).join("tachyonworker/w_1"), *q)).collect() };
+        // The defaults: one memory tier of tachyon.worker.memory.size in TACHYON_RAM_FOLDER.
+        assert_eq!(
+            tiers_of(&[], &[("TACHYON_RAM_FOLDER", "/mnt/ramdisk"), ("TACHYON_WORKER_MEMORY_SIZE", "2GB")]),
+            Ok(vec![dirs(TierAlias::Mem, &[("/mnt/ramdisk", 2 << 30)])])
+        );
+        let three = tiers_of(
+            &[
+                "tachyon.worker.tieredstore.levels=3",
+                "alluxio.worker.tieredstore.level1.dirs.path=/ssd0, /ssd1,/ssd2",
+                "tachyon.worker.tieredstore.level1.dirs.quota=10GB,20GB",
+                "tachyon.worker.tieredstore.level2.dirs.path=/hdd",
+                "tachyon.worker.tieredstore.level2.dirs.quota=1TB",
+                "tachyon.worker.memory.size=1GB",
+            ],
+            &[],
+        );
+        assert_eq!(
+            three,
+            Ok(vec![
+                dirs(TierAlias::Mem, &[("/dev/shm", 1 << 30)]),
+                dirs(TierAlias::Ssd, &[("/ssd0", 10 << 30), ("/ssd1", 20 << 30), ("/ssd2", 20 << 30)]),
+                dirs(TierAlias::Hdd, &[("/hdd", 1 << 40)]),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_bad_tier_setting_is_one_error_naming_its_key() {
+        for (overrides, key) in [
+            (&["tachyon.worker.tieredstore.levels=4"][..], "tachyon.worker.tieredstore.levels"),
+            (&["tachyon.worker.tieredstore.levels=0"][..], "tachyon.worker.tieredstore.levels"),
+            (&["tachyon.worker.tieredstore.levels=2"][..], "tachyon.worker.tieredstore.level1.dirs.path"),
+            (&["tachyon.worker.tieredstore.levels=2", "tachyon.worker.tieredstore.level1.dirs.path=/s"][..], "tachyon.worker.tieredstore.level1.dirs.quota"),
+            (
+                &[
+                    "tachyon.worker.tieredstore.levels=2",
+                    "tachyon.worker.tieredstore.level1.dirs.path=/s",
+                    "tachyon.worker.tieredstore.level1.dirs.quota=1GB,2GB",
+                ][..],
+                "tachyon.worker.tieredstore.level1.dirs.quota",
+            ),
+            (
+                &[
+                    "tachyon.worker.tieredstore.levels=2",
+                    "tachyon.worker.tieredstore.level1.alias=MEM",
+                    "tachyon.worker.tieredstore.level1.dirs.path=/s",
+                    "tachyon.worker.tieredstore.level1.dirs.quota=1GB",
+                ][..],
+                "tachyon.worker.tieredstore.level1.alias",
+            ),
+            (&["tachyon.worker.tieredstore.level0.alias=TAPE"][..], "tachyon.worker.tieredstore.level0.alias"),
+            (&["tachyon.worker.tieredstore.level0.dirs.quota=lots"][..], "tachyon.worker.tieredstore.level0.dirs.quota"),
+            (&["tachyon.worker.tieredstore.level0.dirs.quota=0"][..], "tachyon.worker.tieredstore.level0.dirs.quota"),
+        ] {
+            let error = tiers_of(overrides, &[]).expect_err(&format!("{overrides:?}"));
+            assert!(error.contains(key), "{overrides:?}: {error}");
+        }
+        let twice = tiers_of(
+            &[
+                "tachyon.worker.tieredstore.levels=2",
+                "tachyon.worker.tieredstore.level1.dirs.path=/dev/shm",
+                "tachyon.worker.tieredstore.level1.dirs.quota=1GB",
+            ],
+            &[],
+        );
+        assert!(twice.is_err_and(|e| e.contains("/dev/shm/tachyonworker/w_1") && e.contains("twice")));
+    }
 }
