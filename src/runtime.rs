@@ -28,9 +28,10 @@ pub fn unique_id() -> u64 {
     std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8)
 }
 
-/// Runs `f` on a thread where it may use the CPU for a while (decoding a journal segment
-/// while the previous batch is applied). Under madsim it is an ordinary task, run when the
-/// caller next waits: the same work in a replayable order.
+/// Runs `f` on a thread where it may use the CPU or block for a while (decoding a journal
+/// segment while the previous batch is applied, copying a block between a worker's tiers).
+/// Under madsim it is an ordinary task, run when the caller next waits: the same work in a
+/// replayable order.
 #[allow(deprecated)] // madsim marks it deprecated because simulated code must not block; `f` only computes
 pub fn spawn_compute<F, R>(f: F) -> tokio::task::JoinHandle<R>
 where

@@ -711,4 +711,108 @@ mod tests {
         assert_eq!(idx.report(), vec![(1, 10, 0)]);
         assert_eq!(idx.remove_committed_by(1, idx.mark()), Some((10, vec![at(0, 0)])), "a later order removes it");
     }
+
+    /// One step of the random workload below.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write { length: u64, keep: bool },
+        Read { pick: usize, promote: bool, fail_moves: bool },
+        Persist { pick: usize },
+        Delete { pick: usize },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1u64..60, proptest::bool::weighted(0.9)).prop_map(|(length, keep)| Op::Write { length, keep }),
+            (any::<usize>(), any::<bool>(), proptest::bool::weighted(0.1)).prop_map(|(pick, promote, fail_moves)| Op::Read { pick, promote, fail_moves }),
+            any::<usize>().prop_map(|pick| Op::Persist { pick }),
+            any::<usize>().prop_map(|pick| Op::Delete { pick }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Under any mix of writes, reads (promoting or not, moves finishing or failing),
+        /// persists and deletes: the accounting matches the blocks, a failed reservation
+        /// changes nothing, only blocks marked evictable are ever dropped, every block the
+        /// workload did not delete or see dropped is still held, and, unless a move failed,
+        /// no tier holds more than its quota.
+        #[test]
+        fn tiers_keep_their_accounting_and_drop_only_evictable_blocks(ops in proptest::collection::vec(op(), 1..120)) {
+            let mut idx = three_tiers();
+            let capacities: Vec<u64> = idx.tier_usage().iter().map(|t| t.capacity_bytes).collect();
+            let mut held: BTreeMap<BlockId, bool> = BTreeMap::new(); // block -> evictable
+            let (mut next, mut a_move_failed) = (1, false);
+            for op in ops {
+                let steps = match op {
+                    Op::Write { length, keep } => {
+                        let before = idx.report();
+                        match idx.reserve(length) {
+                            Err(_) => {
+                                proptest::prop_assert_eq!(idx.report(), before);
+                                Vec::new()
+                            }
+                            Ok(a) if keep => {
+                                idx.commit(next, a.location, length, length);
+                                held.insert(next, false);
+                                next += 1;
+                                a.steps
+                            }
+                            Ok(a) => {
+                                idx.release(a.location, length);
+                                a.steps
+                            }
+                        }
+                    }
+                    Op::Read { pick, promote, fail_moves } => {
+                        let Some(&block) = held.keys().nth(pick % held.len().max(1)) else { continue };
+                        proptest::prop_assert!(idx.touch(block));
+                        let steps = if promote { idx.promote(block).unwrap_or_default() } else { Vec::new() };
+                        if fail_moves && !steps.is_empty() {
+                            for s in &steps {
+                                if let Step::Move { block, .. } = s {
+                                    idx.abort_move(*block);
+                                }
+                            }
+                            a_move_failed = true;
+                            idx.check_accounting().map_err(proptest::test_runner::TestCaseError::fail)?;
+                            continue;
+                        }
+                        steps
+                    }
+                    Op::Persist { pick } => {
+                        let Some(&block) = held.keys().nth(pick % held.len().max(1)) else { continue };
+                        idx.set_evictable(block, true);
+                        held.insert(block, true);
+                        Vec::new()
+                    }
+                    Op::Delete { pick } => {
+                        let Some(&block) = held.keys().nth(pick % held.len().max(1)) else { continue };
+                        proptest::prop_assert!(idx.remove(block).is_some());
+                        held.remove(&block);
+                        Vec::new()
+                    }
+                };
+                for s in &steps {
+                    match s {
+                        Step::Drop { block, .. } => {
+                            proptest::prop_assert_eq!(held.remove(block), Some(true), "dropped block {} was not evictable", block);
+                        }
+                        Step::Move { block, from, to } => {
+                            proptest::prop_assert!(idx.is_moving(*block, *from, *to));
+                            idx.complete_move(*block);
+                        }
+                    }
+                }
+                idx.check_accounting().map_err(proptest::test_runner::TestCaseError::fail)?;
+                let report: Vec<BlockId> = idx.report().iter().map(|b| b.0).collect();
+                proptest::prop_assert_eq!(report, held.keys().copied().collect::<Vec<_>>());
+                if !a_move_failed {
+                    for (t, cap) in idx.tier_usage().iter().zip(&capacities) {
+                        proptest::prop_assert!(t.used_bytes <= *cap, "{} holds {} of {}", t.alias, t.used_bytes, cap);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -312,7 +312,27 @@ impl Worker {
         Ok(())
     }
 
-    /// Tells the master a block is stored; registers first if needed.
+    /// Starts writing a block on a thread that may block: making room can copy blocks
+    /// down a tier.
+    async fn begin_write(&self, block: u64, length: u64) -> Result<store::TempBlock, FsError> {
+        let store = self.store.clone();
+        crate::runtime::spawn_compute(move || store.begin_write(block, length))
+            .await
+            .map_err(|e| FsError::Internal { reason: format!("block {block}: reserving room failed: {e}") })?
+    }
+
+    /// Moves a block held below the top tier up to it (CACHE_PROMOTE) on a thread that may
+    /// block (it copies files); best effort.
+    async fn promote(&self, block: u64) {
+        if !self.store.is_below_top(block) {
+            return;
+        }
+        let store = self.store.clone();
+        if let Err(e) = crate::runtime::spawn_compute(move || store.promote(block)).await {
+            warn!(block, error = %e, "promoting a block failed");
+        }
+    }
+
     /// Asks the leader whether `length` bytes of `block` may be stored here (a block of a
     /// file being written, or a cache fill of a persisted one) before reserving them.
     async fn check_write_with_master(&self, block: u64, length: u64) -> Result<(), FsError> {
@@ -327,6 +347,7 @@ impl Worker {
         Err(FsError::Unavailable { reason: "could not ask the master about a block write".into() })
     }
 
+    /// Tells the master a block is stored; registers first if needed.
     async fn commit_to_master(&self, block: u64, length: u64) -> Result<(), FsError> {
         for attempt in 0..2 {
             let mut id = self.worker_id.load(Ordering::Acquire);
@@ -357,7 +378,10 @@ pub struct WorkerRpc(pub Arc<Worker>);
 impl WorkerService for WorkerRpc {
     async fn open_local_block(&self, request: Request<BlockRequest>) -> Result<Response<LocalBlockResponse>, Status> {
         let BlockRequest { block_id: block, promote } = *request.get_ref();
-        let (path, length) = self.0.store.open_local(block, promote).ok_or_else(|| Status::from(FsError::NotFound { path: format!("block {block}") }))?;
+        if promote {
+            self.0.promote(block).await;
+        }
+        let (path, length) = self.0.store.open_local(block).ok_or_else(|| Status::from(FsError::NotFound { path: format!("block {block}") }))?;
         Ok(Response::new(LocalBlockResponse { path: path.display().to_string(), length }))
     }
 }
@@ -374,7 +398,10 @@ impl BlockDataService for BlockDataRpc {
 
     async fn read_block(&self, request: Request<ReadBlockRequest>) -> Result<Response<ChunkStream>, Status> {
         let req = request.into_inner();
-        let (map, tier) = self.0.store.read(req.block_id, req.promote).map_err(Status::from)?;
+        if req.promote {
+            self.0.promote(req.block_id).await;
+        }
+        let (map, tier) = self.0.store.read(req.block_id).map_err(Status::from)?;
         let total = map.as_ref().map(|m| m.len() as u64).unwrap_or(0);
         if req.offset > total {
             return Err(FsError::InvalidArgument { reason: format!("offset {} past block end {total}", req.offset) }.into());
@@ -409,11 +436,11 @@ impl BlockDataService for BlockDataRpc {
             return Ok(Response::new(WriteBlockResponse { length }));
         }
         self.0.check_write_with_master(first.block_id, first.length).await.map_err(Status::from)?;
-        let mut temp = match self.0.store.begin_write(first.block_id, first.length) {
+        let mut temp = match self.0.begin_write(first.block_id, first.length).await {
             Err(FsError::OutOfSpace { .. }) => {
                 // Full: learn which blocks are safe to drop (persisted, unpinned) and try once more.
                 self.0.refresh_evictable().await.map_err(Status::from)?;
-                self.0.store.begin_write(first.block_id, first.length)
+                self.0.begin_write(first.block_id, first.length).await
             }
             other => other,
         }

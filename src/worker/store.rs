@@ -151,7 +151,8 @@ impl BlockStore {
     }
 
     /// Starts writing a block, reserving `reserve` bytes in the highest tier with room
-    /// (moving blocks down, or evicting ones allowed to go, to make it).
+    /// (moving blocks down, or evicting ones allowed to go, to make it). Moving copies
+    /// files: call it where blocking is fine.
     pub fn begin_write(self: &Arc<Self>, block: BlockId, reserve: u64) -> Result<TempBlock, FsError> {
         if reserve == 0 {
             return Err(FsError::InvalidArgument { reason: "a block write must reserve at least one byte".into() });
@@ -233,23 +234,24 @@ impl BlockStore {
         }
     }
 
+    /// True if the block is held below the top tier (a read that promotes would move it).
+    pub fn is_below_top(&self, block: BlockId) -> bool {
+        lock(&self.index).readable_at(block).is_some_and(|(at, _)| at.tier > 0)
+    }
+
     /// Moves a block read from a lower tier up to the top tier (CACHE_PROMOTE), if room
-    /// can be made there; best effort.
-    fn promote(&self, block: BlockId) {
+    /// can be made there; best effort. It copies files: call it where blocking is fine.
+    pub fn promote(&self, block: BlockId) {
         let steps = lock(&self.index).promote(block);
         if let Some(steps) = steps {
             self.run_moves(&steps);
         }
     }
 
-    /// Maps a committed block for reading, first moving it to the top tier if `promote`;
-    /// returns the map (None for an empty block) and the kind of tier it was read from. The
-    /// map stays valid even if the block is evicted or moved meanwhile (files are unlinked,
-    /// never truncated).
-    pub fn read(&self, block: BlockId, promote: bool) -> Result<(Option<Mmap>, TierAlias), FsError> {
-        if promote {
-            self.promote(block);
-        }
+    /// Maps a committed block for reading; returns the map (None for an empty block) and
+    /// the kind of tier it is read from. The map stays valid even if the block is evicted
+    /// or moved meanwhile (files are unlinked, never truncated).
+    pub fn read(&self, block: BlockId) -> Result<(Option<Mmap>, TierAlias), FsError> {
         let (file, path, tier) = {
             let mut idx = lock(&self.index);
             if !idx.touch(block) {
@@ -269,11 +271,8 @@ impl BlockStore {
     }
 
     /// The file of a committed block and its length, for a short-circuit read by a client
-    /// on this host, first moving it to the top tier if `promote`. The access is recorded.
-    pub fn open_local(&self, block: BlockId, promote: bool) -> Option<(PathBuf, u64)> {
-        if promote {
-            self.promote(block);
-        }
+    /// on this host. The access is recorded.
+    pub fn open_local(&self, block: BlockId) -> Option<(PathBuf, u64)> {
         let mut idx = lock(&self.index);
         if !idx.touch(block) {
             return None;
@@ -426,7 +425,10 @@ mod tests {
     }
 
     fn read(store: &BlockStore, block: BlockId, promote: bool) -> (Vec<u8>, TierAlias) {
-        let (map, tier) = store.read(block, promote).unwrap();
+        if promote {
+            store.promote(block);
+        }
+        let (map, tier) = store.read(block).unwrap();
         (map.map(|m| m.to_vec()).unwrap_or_default(), tier)
     }
 
@@ -446,7 +448,7 @@ mod tests {
         t.write(b"partial").unwrap();
         drop(t);
         assert_eq!(store.usage().0, 11);
-        assert!(store.read(8, false).is_err());
+        assert!(store.read(8).is_err());
         let reopened = BlockStore::open_memory(dir.path(), 1 << 20).unwrap();
         assert_eq!(reopened.report(), vec![(7, 11)]);
         reopened.remove(7);
@@ -491,10 +493,12 @@ mod tests {
         assert_eq!(read(&store, 2, true), (data(2), TierAlias::Mem));
         assert!(root.path().join("mem/2").exists() && !root.path().join("ssd0/2").exists());
         assert_eq!(read(&store, 1, false), (data(1), TierAlias::Ssd));
-        let (path, length) = store.open_local(1, false).unwrap();
+        assert!(store.is_below_top(1) && !store.is_below_top(2) && !store.is_below_top(9));
+        let (path, length) = store.open_local(1).unwrap();
         assert_eq!((fs::read(&path).unwrap(), length), (data(1), 60), "short-circuit reads find a block in any tier");
         assert!(path.starts_with(root.path().join("ssd0")));
-        assert_eq!(store.open_local(1, true).unwrap().0, root.path().join("mem/1"), "a promoting open moves it up first");
+        store.promote(1);
+        assert_eq!(store.open_local(1).unwrap().0, root.path().join("mem/1"), "a promoted block is opened on top");
         assert_eq!(store.tier_usage().iter().map(|t| t.used_bytes).collect::<Vec<_>>(), vec![60, 120]);
         store.check_accounting().unwrap();
         assert_eq!(store.take_removed(), Vec::<BlockId>::new(), "moves are not removals");
