@@ -10,6 +10,8 @@ pub mod config;
 pub mod coordinator;
 pub mod core;
 pub mod error;
+#[cfg(not(madsim))]
+pub mod fuse;
 pub mod journal;
 pub mod master;
 pub mod metrics;

@@ -3,6 +3,7 @@
 //! `conf/tachyon-env.sh`.
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,6 +32,11 @@ enum Command {
     Fs {
         #[command(subcommand)]
         command: FsCommand,
+    },
+    /// Mount tachyon as a local file system (FUSE), or unmount it.
+    Fuse {
+        #[command(subcommand)]
+        command: FuseCommand,
     },
     /// Create an empty journal (refuses to wipe a non-empty one without -f).
     Format {
@@ -87,6 +93,22 @@ enum Command {
         #[arg(long, value_name = "N")]
         failover: Option<usize>,
     },
+}
+
+#[derive(Subcommand)]
+enum FuseCommand {
+    /// Mount a tachyon directory (default /) at MOUNT_POINT, an existing empty directory.
+    /// Runs in the background (log: logs/fuse_<mount point>.log) unless --foreground.
+    Mount {
+        mount_point: PathBuf,
+        #[arg(default_value = "/")]
+        path: String,
+        /// Serve in this process until unmounted.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Unmount a tachyon FUSE mount.
+    Unmount { mount_point: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -248,6 +270,18 @@ async fn main() -> ExitCode {
             init_logging("warn");
             run_fs(command, &cli.defines).await
         }
+        Command::Fuse { command: FuseCommand::Mount { mount_point, path, foreground: true } } => {
+            init_logging("info");
+            fuse_serve(&mount_point, &path, &cli.defines).await
+        }
+        Command::Fuse { command: FuseCommand::Mount { mount_point, path, foreground: false } } => {
+            init_logging("warn");
+            fuse_mount_in_background(&mount_point, &path, &cli.defines).await
+        }
+        Command::Fuse { command: FuseCommand::Unmount { mount_point } } => {
+            init_logging("warn");
+            tachyon::fuse::unmount(&mount_point)
+        }
         Command::Format { force, if_unformatted } => {
             init_logging("warn");
             format(force, if_unformatted, &cli.defines).await
@@ -295,6 +329,67 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `fuse mount --foreground`: checks the mount point and the tachyon directory, mounts,
+/// and serves FUSE calls until the mount is unmounted.
+async fn fuse_serve(mount_point: &std::path::Path, path: &str, defines: &[String]) -> Result<(), String> {
+    tachyon::fuse::check_mount_point(mount_point)?;
+    let cfg = load_config(Role::Client, defines)?;
+    let fs = tachyon::client::FileSystem::from_config(&cfg).map_err(|e| e.to_string())?;
+    let root = fs.get_status(path).await.map_err(|e| format!("cannot mount {path}: {e}"))?;
+    if !root.is_directory {
+        return Err(format!("cannot mount {path}: not a directory"));
+    }
+    let options = tachyon::fuse::FuseOptions {
+        root: root.path.clone(),
+        metadata_cache: std::time::Duration::from_millis(cfg.duration_ms(tachyon::config::FUSE_METADATA_CACHE)),
+    };
+    let fuse = tachyon::fuse::TachyonFuse::new(fs, tokio::runtime::Handle::current(), options);
+    let mount_point = mount_point.to_path_buf();
+    tracing::info!(mount_point = %mount_point.display(), path = %root.path, "mounting");
+    let served = tokio::task::spawn_blocking(move || tachyon::fuse::serve(fuse, &mount_point)).await.map_err(|e| e.to_string())?;
+    tracing::info!("unmounted");
+    served
+}
+
+/// `fuse mount`: starts `fuse mount --foreground` in the background (its own process group,
+/// output to a log file) and returns once the mount is there, or with the reason it failed.
+async fn fuse_mount_in_background(mount_point: &std::path::Path, path: &str, defines: &[String]) -> Result<(), String> {
+    tachyon::fuse::check_mount_point(mount_point)?;
+    let cfg = load_config(Role::Client, defines)?;
+    let mount_point = mount_point.canonicalize().map_err(|e| format!("mount point {}: {e}", mount_point.display()))?;
+    let log = tachyon::fuse::log_path(std::path::Path::new(&cfg.string(tachyon::config::HOME)), &mount_point);
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = std::process::Command::new(exe)
+        .args(defines.iter().map(|d| format!("-D{}", d.trim_start_matches("-D"))))
+        .args(["fuse", "mount", "--foreground"])
+        .arg(&mount_point)
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log_file)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    for _ in 0..300 {
+        if tachyon::fuse::is_mounted(&mount_point) {
+            println!("Mounted tachyon {path} at {} (pid {}, log {})", mount_point.display(), child.id(), log.display());
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let reason = text.lines().rev().find(|l| l.contains("Error") || l.contains("ERROR")).unwrap_or("no reason logged").trim().to_string();
+            return Err(format!("the FUSE process exited ({status}) before mounting: {reason} (log: {})", log.display()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    Err(format!("{} was not mounted within 15 s (log: {})", mount_point.display(), log.display()))
 }
 
 /// `bench --failover N`: failover times of 3 masters on the configured ZooKeeper.

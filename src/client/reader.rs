@@ -146,6 +146,11 @@ impl FileReader {
         Err(last_error)
     }
 
+    /// Makes block `index` the next one [`FileReader::next_block`] returns.
+    pub fn seek_to_block(&mut self, index: usize) {
+        self.next_block = index;
+    }
+
     /// True if reads move blocks to their worker's top tier.
     fn promote(&self) -> bool {
         self.read_type == ReadType::CachePromote

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// How much longer than a worker's wait for the leader a client waits for its answer.
+const BLOCK_ANSWER_MARGIN: Duration = Duration::from_secs(10);
+
 /// A block being streamed to a worker; the worker commits it to the master before it
 /// answers.
 pub(super) struct BlockUpload {
@@ -13,7 +16,9 @@ pub(super) struct BlockUpload {
 impl BlockUpload {
     /// Opens the stream of block `id`, reserving `reserve` bytes on the worker.
     pub(super) async fn start(fs: &FileSystem, worker: &WorkerNetAddress, id: u64, reserve: u64) -> Result<Self, FsError> {
-        let channel = rpc::connect(&data_address(worker), fs.inner.options.request_timeout, fs.inner.options.security.tls.as_ref()).await?;
+        // The worker answers once the leader took the block, which may wait out a failover.
+        let timeout = fs.inner.options.request_timeout.max(crate::worker::MAX_MASTER_WAIT + BLOCK_ANSWER_MARGIN);
+        let channel = rpc::connect(&data_address(worker), timeout, fs.inner.options.security.tls.as_ref()).await?;
         let (tx, rx) = mpsc::channel::<WriteBlockChunk>(4);
         tx.send(WriteBlockChunk { block_id: id, length: reserve, data: Bytes::new() })
             .await

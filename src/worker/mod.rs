@@ -143,6 +143,15 @@ pub struct WorkerSummary {
 /// Longest a worker waits for one answer from the master.
 const MAX_MASTER_RPC_TIME: Duration = Duration::from_secs(5);
 
+/// Longest a block write waits for a leader (checking or committing the block) through a
+/// failover; a client's block stream waits this long and a little more for the answer.
+pub const MAX_MASTER_WAIT: Duration = Duration::from_secs(20);
+
+/// How a worker retries the leader while a block write waits on it.
+fn master_retry() -> crate::rpc::RetryPolicy {
+    crate::rpc::RetryPolicy { base_sleep: Duration::from_millis(50), max_sleep: Duration::from_secs(1), max_duration: MAX_MASTER_WAIT }
+}
+
 /// Worker ids are never 0; 0 means "not registered".
 const UNREGISTERED: u64 = 0;
 
@@ -335,38 +344,35 @@ impl Worker {
 
     /// Asks the leader whether `length` bytes of `block` may be stored here (a block of a
     /// file being written, or a cache fill of a persisted one) before reserving them.
+    /// Retried through a failover (the leader looked up again each time) for at most
+    /// [`MAX_MASTER_WAIT`].
     async fn check_write_with_master(&self, block: u64, length: u64) -> Result<(), FsError> {
-        for attempt in 0..2 {
-            let (_, channel) = self.master.get().await?;
-            match master_client(channel).check_block_write(self.signed(BlockWriteCheck { block_id: block, length })).await.map_err(FsError::from) {
-                Ok(_) => return Ok(()),
-                Err(e) if e.is_retryable() && attempt == 0 => self.master.reset().await,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(FsError::Unavailable { reason: "could not ask the master about a block write".into() })
+        master_retry()
+            .run(&self.master, "checkBlockWrite", |channel| async move {
+                master_client(channel).check_block_write(self.signed(BlockWriteCheck { block_id: block, length })).await.map(|_| ()).map_err(FsError::from)
+            })
+            .await
     }
 
-    /// Tells the master a block is stored; registers first if needed.
+    /// Tells the master a block is stored; registers first if needed (again after a
+    /// failover). Retried as [`Worker::check_write_with_master`] is.
     async fn commit_to_master(&self, block: u64, length: u64) -> Result<(), FsError> {
-        for attempt in 0..2 {
-            let mut id = self.worker_id.load(Ordering::Acquire);
-            if id == UNREGISTERED {
-                id = self.register().await?;
-            }
-            let (_, channel) = self.master.get().await?;
-            let commit_mark = self.store.committed_mark(block).unwrap_or(0);
-            let req = CommitBlockRequest { worker_id: id, block_id: block, length, used_bytes: self.store.usage().0, commit_mark };
-            match master_client(channel).commit_block(self.signed(req)).await.map_err(FsError::from) {
-                Ok(_) => return Ok(()),
-                Err(e) if e.is_retryable() && attempt == 0 => {
-                    self.master.reset().await;
+        master_retry()
+            .run(&self.master, "commitBlock", |channel| async move {
+                let mut id = self.worker_id.load(Ordering::Acquire);
+                if id == UNREGISTERED {
+                    id = self.register().await?;
+                }
+                let commit_mark = self.store.committed_mark(block).unwrap_or(0);
+                let req = CommitBlockRequest { worker_id: id, block_id: block, length, used_bytes: self.store.usage().0, commit_mark };
+                let committed = master_client(channel).commit_block(self.signed(req)).await.map(|_| ()).map_err(FsError::from);
+                if committed.as_ref().is_err_and(FsError::is_retryable) {
+                    // The leader changed or forgot this worker: register with whoever leads.
                     self.worker_id.store(UNREGISTERED, Ordering::Release);
                 }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(FsError::Unavailable { reason: "could not commit the block to the master".into() })
+                committed
+            })
+            .await
     }
 }
 
