@@ -26,6 +26,12 @@ use crate::worker::store::TierDirs;
 use crate::worker::WorkerOptions;
 
 pub mod failover;
+#[cfg(not(madsim))]
+pub mod fuse;
+#[cfg(not(madsim))]
+use fuse::ROUNDS as FUSE_ROUNDS;
+#[cfg(madsim)]
+const FUSE_ROUNDS: usize = 0;
 
 /// Sizes of a benchmark run.
 #[derive(Clone, Debug)]
@@ -118,9 +124,9 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     writer.close().await;
 
     // ── a real master and worker ──
-    let cluster =
-        BenchCluster::start(Arc::new(LocalUnderFs::new(root.join("journal"))), None, memory_tier(ram_dir.path(), (opts.read_bytes as u64) * 2 + (64 << 20)))
-            .await?;
+    // Room for the read file, the files of the other lines and each FUSE round's file.
+    let memory = (opts.read_bytes as u64) * (3 + FUSE_ROUNDS as u64) + (64 << 20);
+    let cluster = BenchCluster::start(Arc::new(LocalUnderFs::new(root.join("journal"))), None, memory_tier(ram_dir.path(), memory)).await?;
     let fs = cluster.client(true);
     let master_addr = cluster.master_addr.clone();
     let channel = crate::rpc::connect(&master_addr, Duration::from_secs(30), None).await.map_err(|e| e.to_string())?;
@@ -233,6 +239,8 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
         line(out, name, gbps(data.len(), start.elapsed().as_secs_f64()), "GB/s", baseline_name, baseline);
     }
 
+    #[cfg(not(madsim))]
+    fuse::run(&fs, &root, Arc::new(data), out).await?;
     cluster.stop().await;
     tier_reads(&root, ram_dir.path(), opts.read_bytes as u64, out).await?;
     if opts.scale_files > 0 {

@@ -632,6 +632,16 @@ impl Filesystem for TachyonFuse {
         }
     }
 
+    /// Nothing to make durable before `close`: a file is written once and completed at
+    /// close, and its durability is its write type's. Accepted, so programs that sync
+    /// (`dd conv=fsync`, editors, databases' exports) work.
+    fn fsync(&mut self, _req: &Request<'_>, _ino: u64, fh: u64, _datasync: bool, reply: ReplyEmpty) {
+        match self.handles.get(&fh) {
+            Some(_) => reply.ok(),
+            None => reply.error(libc::EBADF),
+        }
+    }
+
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
         let result = (|| {
             let path = self.path(ino)?;
@@ -723,15 +733,25 @@ pub fn is_mounted(mount_point: &Path) -> bool {
     table.lines().any(|l| l.split(' ').nth(4) == Some(wanted.as_str()))
 }
 
-/// Mounts `fuse` at `mount_point` and serves it until it is unmounted.
-pub fn serve(fuse: TachyonFuse, mount_point: &Path) -> Result<(), String> {
+fn mount_options() -> Vec<MountOption> {
     let mut options = vec![MountOption::FSName("tachyon".into()), MountOption::Subtype("tachyon".into()), MountOption::DefaultPermissions];
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         // Root's mount is for every user (the kernel checks the permission bits shown).
         options.push(MountOption::AllowOther);
     }
-    fuser::mount2(fuse, mount_point, &options).map_err(|e| format!("FUSE mount at {}: {e}", mount_point.display()))
+    options
+}
+
+/// Mounts `fuse` at `mount_point` and serves it until it is unmounted.
+pub fn serve(fuse: TachyonFuse, mount_point: &Path) -> Result<(), String> {
+    fuser::mount2(fuse, mount_point, &mount_options()).map_err(|e| format!("FUSE mount at {}: {e}", mount_point.display()))
+}
+
+/// Mounts `fuse` at `mount_point`, served on a thread of its own until the returned
+/// session is dropped (which unmounts).
+pub fn spawn(fuse: TachyonFuse, mount_point: &Path) -> Result<fuser::BackgroundSession, String> {
+    fuser::spawn_mount2(fuse, mount_point, &mount_options()).map_err(|e| format!("FUSE mount at {}: {e}", mount_point.display()))
 }
 
 /// Unmounts a tachyon mount: `umount(2)` as root, else `fusermount3 -u` / `fusermount -u`.

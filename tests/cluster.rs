@@ -273,6 +273,11 @@ fn bench_prints_every_figure_with_its_baseline() {
         let ratio: f64 = line.rsplit("ratio").next().and_then(|r| r.trim().parse().ok()).unwrap_or_else(|| panic!("no ratio: {line}"));
         assert!(ratio > 0.0, "{line}");
     }
+    // The FUSE lines where FUSE can be mounted, else the reason they are skipped.
+    match tachyon::bench::fuse::unavailable() {
+        None => assert!(text.contains("FUSE sequential write") && text.contains("FUSE sequential read"), "{text}"),
+        Some(reason) => assert!(text.contains(&format!("FUSE lines skipped: {reason}")), "{text}"),
+    }
     assert!(text.contains("checkpoint of 2000 files: written in"), "{text}");
 }
 

@@ -109,7 +109,7 @@ async fn ordinary_programs_read_and_write_tachyon_through_the_mount() {
 
     // dd in large blocks both ways.
     sh_ok(&format!("dd if=/dev/urandom of={} bs=1M count=24 status=none", local.join("big").display()));
-    sh_ok(&format!("dd if={} of={} bs=1M status=none", local.join("big").display(), m.at("big")));
+    sh_ok(&format!("dd if={} of={} bs=1M conv=fsync status=none", local.join("big").display(), m.at("big")));
     sh_ok(&format!(
         "dd if={} of={} bs=256k status=none && cmp {} {}",
         m.at("big"),
