@@ -35,7 +35,7 @@ tachyon_find_binary() {
     if [[ ! -x "$TACHYON_BIN" ]]; then
       echo "Building tachyon (release; the first build takes a few minutes)..." >&2
     fi
-    (cd "$TACHYON_HOME" && cargo build --release --quiet --features s3,hdfs --bin tachyon) || exit 1
+    (cd "$TACHYON_HOME" && cargo build --release --quiet --features s3,hdfs,proxy --bin tachyon) || exit 1
   fi
   export TACHYON_BIN
 }

@@ -33,7 +33,7 @@ echo "== rustfmt (rustfmt.toml)"
 cargo fmt --all --check
 
 echo "== clippy (deny warnings; determinism bans from clippy.toml)"
-cargo clippy --all-targets --quiet --features s3,hdfs -- -D warnings
+cargo clippy --all-targets --quiet --features s3,hdfs,proxy -- -D warnings
 
 # The simulation build is another program: the library and the simulator under
 # `--cfg madsim`, with the bans of sim/clippy-madsim/clippy.toml (madsim makes std's
@@ -53,7 +53,7 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --all-targets --no-fail-fast --features sim,s3,hdfs 2>&1 | tee "$log" || status=$?
+cargo test --all-targets --no-fail-fast --features sim,s3,hdfs,proxy 2>&1 | tee "$log" || status=$?
 # One closing line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"

@@ -80,6 +80,11 @@ pub const WORKER_WEB_BIND_HOST: &str = "tachyon.worker.web.bind.host";
 pub const WORKER_MEMORY_SIZE: &str = "tachyon.worker.memory.size";
 pub const WORKER_MEM_PATH: &str = "tachyon.worker.tieredstore.level0.dirs.path";
 pub const FUSE_METADATA_CACHE: &str = "tachyon.fuse.metadata.cache.ms";
+pub const PROXY_PORT: &str = "tachyon.proxy.web.port";
+pub const PROXY_BIND_HOST: &str = "tachyon.proxy.web.bind.host";
+pub const PROXY_HOSTNAME: &str = "tachyon.proxy.web.hostname";
+pub const PROXY_ACCESS_KEY: &str = "tachyon.proxy.s3.access.key";
+pub const PROXY_SECRET_KEY: &str = "tachyon.proxy.s3.secret.key";
 pub const WORKER_TIER_LEVELS: &str = "tachyon.worker.tieredstore.levels";
 /// Most storage tiers a worker may have (MEM, SSD, HDD).
 pub const MAX_WORKER_TIERS: usize = 3;
@@ -163,6 +168,11 @@ pub const KEYS: &[KeyDef] = &[
     key(WORKER_DATA_BIND_HOST, "", ValueType::String, "Worker data: address to listen on; empty: the advertised host if it is a loopback address, else 0.0.0.0 (every interface)"),
     key(WORKER_WEB_BIND_HOST, "", ValueType::String, "Worker web UI: address to listen on; empty: the advertised host if it is a loopback address, else 0.0.0.0 (every interface)"),
     key(WORKER_MEMORY_SIZE, "1GB", ValueType::Bytes, "Capacity of the worker's memory tier (TACHYON_WORKER_MEMORY_SIZE)"),
+    key(PROXY_PORT, "39999", ValueType::Port, "Port of the S3-compatible gateway (`tachyon proxy`)"),
+    key(PROXY_HOSTNAME, "localhost", ValueType::String, "Externally visible address of the S3 gateway"),
+    key(PROXY_BIND_HOST, "", ValueType::String, "S3 gateway: address to listen on; empty: the advertised host if it is a loopback address, else 0.0.0.0"),
+    key(PROXY_ACCESS_KEY, "", ValueType::String, "Access key id S3 clients sign requests with (SigV4); empty: unsigned requests are accepted"),
+    secret_key(PROXY_SECRET_KEY, "Secret key S3 clients sign requests with, never shown"),
     key(FUSE_METADATA_CACHE, "1000", ValueType::Duration, "How long a FUSE mount (and the kernel) keeps file attributes and lookups before asking the master again"),
     key(WORKER_TIER_LEVELS, "1", ValueType::Integer, "Storage tiers of a worker (1 to 3), configured by the level0..level2 keys, fastest first"),
     key(WORKER_TIER_KEYS[0].0, "MEM", ValueType::Enum(TIER_ALIASES), "Kind of the top tier (MEM, SSD or HDD)"),

@@ -15,6 +15,8 @@ pub mod fuse;
 pub mod journal;
 pub mod master;
 pub mod metrics;
+#[cfg(all(feature = "proxy", not(madsim)))]
+pub mod proxy;
 pub mod rpc;
 pub mod runtime;
 pub mod security;

@@ -33,6 +33,8 @@ enum Command {
         #[command(subcommand)]
         command: FsCommand,
     },
+    /// Run the S3-compatible gateway (port 39999): buckets are top-level directories.
+    Proxy,
     /// Mount tachyon as a local file system (FUSE), or unmount it.
     Fuse {
         #[command(subcommand)]
@@ -270,6 +272,10 @@ async fn main() -> ExitCode {
             init_logging("warn");
             run_fs(command, &cli.defines).await
         }
+        Command::Proxy => {
+            init_logging("info");
+            run_proxy(&cli.defines).await
+        }
         Command::Fuse { command: FuseCommand::Mount { mount_point, path, foreground: true } } => {
             init_logging("info");
             fuse_serve(&mount_point, &path, &cli.defines).await
@@ -329,6 +335,39 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `proxy`: the S3 gateway, a client of the cluster, until the process is stopped.
+#[cfg(feature = "proxy")]
+async fn run_proxy(defines: &[String]) -> Result<(), String> {
+    use tachyon::config::{PROXY_ACCESS_KEY, PROXY_BIND_HOST, PROXY_HOSTNAME, PROXY_PORT, PROXY_SECRET_KEY};
+    let cfg = load_config(Role::Client, defines)?;
+    let bind_host = cfg.bind_host(PROXY_BIND_HOST, PROXY_HOSTNAME);
+    let bind = format!("{bind_host}:{}", cfg.port(PROXY_PORT));
+    let bind: std::net::SocketAddr = tokio::net::lookup_host(&bind)
+        .await
+        .map_err(|e| format!("{PROXY_BIND_HOST}: cannot resolve {bind}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{PROXY_BIND_HOST}: {bind} resolves to nothing"))?;
+    // Fail at start, not at the first request, if the port is taken.
+    drop(std::net::TcpListener::bind(bind).map_err(|e| format!("{PROXY_PORT}: cannot listen on {bind}: {e}"))?);
+    let credentials = match (cfg.string(PROXY_ACCESS_KEY), cfg.string(PROXY_SECRET_KEY)) {
+        (a, s) if a.is_empty() && s.is_empty() => None,
+        (a, s) if a.is_empty() || s.is_empty() => return Err(format!("set both {PROXY_ACCESS_KEY} and {PROXY_SECRET_KEY}, or neither")),
+        (a, s) => Some((a, s)),
+    };
+    let fs = tachyon::client::FileSystem::from_config(&cfg).map_err(|e| e.to_string())?;
+    let tls = tachyon::security::SecurityOptions::from_config(&cfg).map_err(|e| e.to_string())?.tls;
+    let options = tachyon::proxy::ProxyOptions { bind, credentials, tls };
+    tokio::select! {
+        () = tachyon::proxy::serve(options, fs) => Err(format!("the S3 gateway stopped serving on {bind}")),
+        () = shutdown_signal() => Ok(()),
+    }
+}
+
+#[cfg(not(feature = "proxy"))]
+async fn run_proxy(_defines: &[String]) -> Result<(), String> {
+    Err("this tachyon was built without the S3 gateway (cargo feature `proxy`)".into())
 }
 
 /// `fuse mount --foreground`: checks the mount point and the tachyon directory, mounts,

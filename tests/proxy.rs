@@ -1,0 +1,152 @@
+//! The S3 gateway (`tachyon proxy`) driven by real S3 clients: boto3 (`tests/s3/
+//! boto3_suite.py`: buckets, put/get with ranges, head, listings with prefix, delimiter and
+//! pages, copy, multi-delete, a 100 MiB multipart upload, an aborted one, bad signatures and
+//! keys) and the AWS CLI; and a listing that pages through a leader failover.
+
+#![cfg(feature = "proxy")]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+
+use common::zk::ZooKeeper;
+use common::{eventually, free_port, Cluster};
+
+const ACCESS_KEY: &str = "tachyon-test-ak";
+const SECRET_KEY: &str = "tachyon-test-secret";
+
+/// A gateway process of a cluster, killed when dropped.
+struct Gateway {
+    child: Child,
+    endpoint: String,
+}
+
+impl Gateway {
+    async fn start(c: &Cluster) -> Gateway {
+        let port = free_port();
+        let log = std::fs::File::create(c.path().join("proxy.log")).unwrap();
+        let child = Command::new(common::tachyon_bin())
+            .env("TACHYON_HOME", c.path())
+            .env_remove("TACHYON_JAVA_OPTS")
+            .env_remove("TACHYON_CONF_DIR")
+            .args(c.defines())
+            .args([
+                format!("-Dtachyon.proxy.web.port={port}"),
+                "-Dtachyon.proxy.web.hostname=127.0.0.1".to_string(),
+                format!("-Dtachyon.proxy.s3.access.key={ACCESS_KEY}"),
+                format!("-Dtachyon.proxy.s3.secret.key={SECRET_KEY}"),
+            ])
+            .arg("proxy")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let address = format!("127.0.0.1:{port}");
+        assert!(eventually(|| async { std::net::TcpStream::connect(&address).is_ok() }).await, "the gateway did not listen");
+        Gateway { child, endpoint: format!("http://{address}") }
+    }
+
+    /// Runs the AWS CLI against the gateway.
+    fn aws(&self, scratch: &std::path::Path, args: &[&str]) -> std::process::Output {
+        let config = scratch.join("aws-config");
+        std::fs::write(&config, "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n").unwrap();
+        Command::new("aws")
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .arg("--endpoint-url")
+            .arg(&self.endpoint)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn boto3(&self, script: &str, scratch: &std::path::Path) -> std::process::Output {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3").join(script);
+        Command::new("python3").arg(path).arg(&self.endpoint).arg(ACCESS_KEY).arg(SECRET_KEY).arg(scratch).output().unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ok(out: &std::process::Output, what: &str) -> String {
+    assert!(out.status.success(), "{what}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_and_the_aws_cli_use_tachyon_through_the_gateway() {
+    let mut c = Cluster::start_with_defines(vec!["-Dtachyon.worker.memory.size=1GB".into()]);
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let gateway = Gateway::start(&c).await;
+    let scratch = c.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let out = gateway.boto3("boto3_suite.py", &scratch);
+    assert!(ok(&out, "the boto3 suite").contains("boto3 suite passed"));
+
+    // What boto3 wrote is tachyon's: the client library sees it.
+    let fs = c.client();
+    assert_eq!(fs.read_file("/bkt1/copies/x1").await.unwrap(), b"x1");
+    assert_eq!(fs.get_status("/bkt1/big/object.bin").await.unwrap().length, 100 << 20);
+    assert!(fs.list_status("/.tachyon-s3/uploads", false).await.map(|l| l.is_empty()).unwrap_or(true), "no multipart upload left behind");
+
+    // The AWS CLI: ls, cp both ways, s3api listing.
+    let local = scratch.join("cli.txt");
+    std::fs::write(&local, b"from the aws cli\n").unwrap();
+    ok(&gateway.aws(&scratch, &["s3", "cp", local.to_str().unwrap(), "s3://bkt1/cli/cli.txt"]), "aws s3 cp up");
+    let listing = ok(&gateway.aws(&scratch, &["s3", "ls", "s3://bkt1/cli/"]), "aws s3 ls");
+    assert!(listing.contains("cli.txt"), "{listing}");
+    let back = scratch.join("cli.back");
+    ok(&gateway.aws(&scratch, &["s3", "cp", "s3://bkt1/cli/cli.txt", back.to_str().unwrap()]), "aws s3 cp down");
+    assert_eq!(std::fs::read(&back).unwrap(), b"from the aws cli\n");
+    let api = ok(&gateway.aws(&scratch, &["s3api", "list-objects-v2", "--bucket", "bkt1", "--prefix", "dir/", "--delimiter", "/"]), "s3api");
+    assert!(api.contains("dir/x3") && !api.contains("copies/x1"), "{api}");
+    let buckets = ok(&gateway.aws(&scratch, &["s3", "ls"]), "aws s3 ls of buckets");
+    assert!(buckets.contains("bkt1"), "{buckets}");
+}
+
+/// A listing paged 5 keys at a time continues across a kill -9 of the leader: every key is
+/// listed once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_pages_through_a_leader_failover() {
+    let zk = ZooKeeper::standalone();
+    let mut c = Cluster::start_ha(&zk.servers(), 2);
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let fs = c.client();
+    let keys: Vec<String> = (0..30).map(|i| format!("k{i:03}")).collect();
+    for k in &keys {
+        fs.write_file(&format!("/listed/{k}"), k.as_bytes(), tachyon::client::CreateOptions { recursive: true, ..Default::default() }).await.unwrap();
+    }
+    let gateway = Gateway::start(&c).await;
+    let scratch = c.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    // The first page, then the leader dies, then the rest of the pages.
+    let script = format!(
+        "import boto3, sys, time\nfrom botocore.config import Config\n\
+         s3 = boto3.client('s3', endpoint_url='{endpoint}', aws_access_key_id='{ACCESS_KEY}', aws_secret_access_key='{SECRET_KEY}', region_name='us-east-1', \
+         config=Config(s3={{'addressing_style': 'path'}}, retries={{'max_attempts': 20, 'mode': 'standard'}}))\n\
+         page = s3.list_objects_v2(Bucket='listed', MaxKeys=5)\n\
+         keys = [o['Key'] for o in page['Contents']]\n\
+         open(sys.argv[1], 'w').write('first page')\n\
+         while not __import__('os').path.exists(sys.argv[2]): time.sleep(0.05)\n\
+         while page['IsTruncated']:\n    page = s3.list_objects_v2(Bucket='listed', MaxKeys=5, ContinuationToken=page['NextContinuationToken'])\n    keys += [o['Key'] for o in page['Contents']]\n\
+         print(','.join(keys))\n",
+        endpoint = gateway.endpoint
+    );
+    let (paged, killed) = (scratch.join("paged"), scratch.join("killed"));
+    let lister = Command::new("python3").arg("-c").arg(script).arg(&paged).arg(&killed).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    assert!(eventually(|| async { paged.exists() }).await, "the first page");
+    let leader = c.serving_leader().await;
+    c.kill_master_at(leader);
+    std::fs::write(&killed, b"").unwrap();
+    let out = lister.wait_with_output().unwrap();
+    let listed = ok(&out, "listing through the failover");
+    assert_eq!(listed.trim(), keys.join(","));
+}
