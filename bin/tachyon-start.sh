@@ -7,11 +7,12 @@
 #   tachyon-start.sh masters   a master on every host of conf/masters
 #   tachyon-start.sh workers   a worker on every host of conf/workers
 #   tachyon-start.sh all       masters, then workers
+#   tachyon-start.sh proxy     the S3 gateway on this machine (port 39999)
 # Loopback hosts (localhost, 127.x) start locally; other hosts through ssh ($TACHYON_SSH).
 set -euo pipefail
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/tachyon-config.sh"
 
-usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 1; }
+usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 1; }
 mode=${1:-}
 [[ -n "$mode" ]] || usage
 tachyon_find_binary --build
@@ -25,8 +26,10 @@ quick() { "$TACHYON_BIN" -Dtachyon.user.rpc.retry.max.duration=200ms "$@"; }
 # tachyon.master.hostname, ...), so several masters on one machine, or hosts sharing
 # TACHYON_HOME, keep apart. Nothing here overrides the configuration.
 start_process() {
-  local role=$1 host pid
-  host=$("$TACHYON_BIN" getConf --role "$role" "tachyon.$role.hostname") || return 1
+  local role=$1 host pid key="tachyon.$1.hostname" conf_role=$1
+  # The gateway is a client of the cluster with a host name of its own.
+  [[ $role == proxy ]] && key=tachyon.proxy.web.hostname conf_role=client
+  host=$("$TACHYON_BIN" getConf --role "$conf_role" "$key") || return 1
   local pidfile="$TACHYON_RUN_DIR/$role-$host.pid" log="$TACHYON_LOGS_DIR/$role-$host.log"
   pid=$(tachyon_pidfile_pid "$pidfile" 2>/dev/null)
   if [[ -n "$pid" ]] && tachyon_pid_running "$pid" "$role"; then
@@ -94,7 +97,7 @@ case "$mode" in
     echo
     echo "Tachyon is running. Try: bin/tachyon fs ls /    bin/tachyon runTests    bin/tachyon-stop.sh"
     ;;
-  master|worker) start_process "$mode" ;;
+  master|worker|proxy) start_process "$mode" ;;
   masters) for h in $(tachyon_hosts "$TACHYON_CONF_DIR/masters"); do start_on master "$h"; done ;;
   workers) for h in $(tachyon_hosts "$TACHYON_CONF_DIR/workers"); do start_on worker "$h"; done ;;
   all)

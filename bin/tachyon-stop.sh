@@ -2,8 +2,8 @@
 # Stops tachyon processes started by tachyon-start.sh.
 #   tachyon-stop.sh [all]            workers and masters on every host of conf/workers and
 #                                    conf/masters (via ssh), then all left on this machine
-#   tachyon-stop.sh local            every master and worker started on this machine
-#   tachyon-stop.sh master|worker    the masters (or workers) on this machine
+#   tachyon-stop.sh local            every S3 gateway, master and worker started on this machine
+#   tachyon-stop.sh master|worker|proxy  the masters (workers, S3 gateways) on this machine
 #   tachyon-stop.sh masters|workers  on every host of conf/masters (conf/workers), via ssh
 # Processes get SIGTERM (a master completes its journal segment), then SIGKILL after 15 s.
 set -euo pipefail
@@ -64,11 +64,12 @@ case "$mode" in
   all)
     stop_hosts worker "$TACHYON_CONF_DIR/workers"
     stop_hosts master "$TACHYON_CONF_DIR/masters"
+    stop_role proxy
     stop_role worker
     stop_role master
     ;;
-  local) stop_role worker; stop_role master ;;
-  master|worker) stop_role "$mode" ;;
+  local) stop_role proxy; stop_role worker; stop_role master ;;
+  master|worker|proxy) stop_role "$mode" ;;
   masters) stop_hosts master "$TACHYON_CONF_DIR/masters" ;;
   workers) stop_hosts worker "$TACHYON_CONF_DIR/workers" ;;
   *) sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 1 ;;

@@ -28,10 +28,16 @@ use crate::worker::WorkerOptions;
 pub mod failover;
 #[cfg(not(madsim))]
 pub mod fuse;
+#[cfg(all(feature = "proxy", not(madsim)))]
+pub mod gateway;
 #[cfg(not(madsim))]
 use fuse::ROUNDS as FUSE_ROUNDS;
 #[cfg(madsim)]
 const FUSE_ROUNDS: usize = 0;
+#[cfg(all(feature = "proxy", not(madsim)))]
+use gateway::ROUNDS as GATEWAY_ROUNDS;
+#[cfg(not(all(feature = "proxy", not(madsim))))]
+const GATEWAY_ROUNDS: usize = 0;
 
 /// Sizes of a benchmark run.
 #[derive(Clone, Debug)]
@@ -125,7 +131,7 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
 
     // ── a real master and worker ──
     // Room for the read file, the files of the other lines and each FUSE round's file.
-    let memory = (opts.read_bytes as u64) * (3 + FUSE_ROUNDS as u64) + (64 << 20);
+    let memory = (opts.read_bytes as u64) * (3 + FUSE_ROUNDS as u64 + 2 * GATEWAY_ROUNDS as u64) + (64 << 20);
     let cluster = BenchCluster::start(Arc::new(LocalUnderFs::new(root.join("journal"))), None, memory_tier(ram_dir.path(), memory)).await?;
     let fs = cluster.client(true);
     let master_addr = cluster.master_addr.clone();
@@ -239,8 +245,13 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
         line(out, name, gbps(data.len(), start.elapsed().as_secs_f64()), "GB/s", baseline_name, baseline);
     }
 
+    let data = Arc::new(data);
     #[cfg(not(madsim))]
-    fuse::run(&fs, &root, Arc::new(data), out).await?;
+    fuse::run(&fs, &root, data.clone(), out).await?;
+    #[cfg(all(feature = "proxy", not(madsim)))]
+    gateway::run(&fs, data.clone(), out).await?;
+    #[cfg(not(all(feature = "proxy", not(madsim))))]
+    let _ = writeln!(out, "S3 gateway lines skipped: built without the cargo feature `proxy`");
     cluster.stop().await;
     tier_reads(&root, ram_dir.path(), opts.read_bytes as u64, out).await?;
     if opts.scale_files > 0 {

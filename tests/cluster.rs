@@ -278,6 +278,11 @@ fn bench_prints_every_figure_with_its_baseline() {
         None => assert!(text.contains("FUSE sequential write") && text.contains("FUSE sequential read"), "{text}"),
         Some(reason) => assert!(text.contains(&format!("FUSE lines skipped: {reason}")), "{text}"),
     }
+    if cfg!(feature = "proxy") {
+        assert!(text.contains("S3 gateway PUT") && text.contains("S3 gateway GET"), "{text}");
+    } else {
+        assert!(text.contains("S3 gateway lines skipped"), "{text}");
+    }
     assert!(text.contains("checkpoint of 2000 files: written in"), "{text}");
 }
 

@@ -54,8 +54,10 @@ fn ok(out: Output, what: &str) -> String {
 fn readme_quick_start_through_the_scripts() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
+    let proxy_port = common::free_port();
     let opts = format!(
-        "-Dtachyon.master.port={} -Dtachyon.master.web.port={} -Dtachyon.worker.port={} -Dtachyon.worker.data.port={} -Dtachyon.worker.web.port={}",
+        "-Dtachyon.master.port={} -Dtachyon.master.web.port={} -Dtachyon.worker.port={} -Dtachyon.worker.data.port={} -Dtachyon.worker.web.port={} \
+         -Dtachyon.proxy.web.port={proxy_port}",
         common::free_port(),
         common::free_port(),
         common::free_port(),
@@ -72,8 +74,16 @@ fn readme_quick_start_through_the_scripts() {
     let original = std::fs::read(readme).unwrap();
     assert_eq!(script(h, "tachyon", &["fs", "cat", "/docs/README.md"], &opts).stdout, original);
     assert!(ok(script(h, "tachyon", &["runTests"], &opts), "runTests").contains("16 passed, 0 failed"));
+    if cfg!(feature = "proxy") {
+        // The S3 gateway starts as a process of its own and stops with the rest.
+        assert!(ok(script(h, "tachyon-start.sh", &["proxy"], &opts), "start proxy").contains("Started proxy"));
+        let wait = format!("for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/{proxy_port}) 2>/dev/null && exit 0; sleep 0.05; done; exit 1");
+        let listening = Command::new("bash").arg("-c").arg(wait).status().unwrap();
+        assert!(listening.success(), "the gateway listens on tachyon.proxy.web.port");
+    }
     let stopped = ok(script(h, "tachyon-stop.sh", &[], &opts), "stop");
     assert!(stopped.contains("Stopped master") && !stopped.contains("killing"), "graceful stop: {stopped}");
+    assert_eq!(stopped.contains("Stopped proxy"), cfg!(feature = "proxy"), "{stopped}");
     ok(script(h, "tachyon-start.sh", &["local"], &opts), "second start");
     assert_eq!(script(h, "tachyon", &["fs", "cat", "/docs/README.md"], &opts).stdout, original);
     ok(script(h, "tachyon-stop.sh", &[], &opts), "final stop");
