@@ -5,7 +5,8 @@
 #   - Hadoop 2.7.3's NameNode and DataNode jars, from the PyPI sdist of pyspark 2.4.8
 #     (no Hadoop package exists in the registries we reach). Needs java (Debian's
 #     zookeeper package brings it);
-#   - the deploy checker's Python tools (kubernetes-validate, dockerfile) in a venv.
+#   - the deploy checker's Python tools (kubernetes-validate, dockerfile) in a venv;
+#   - the S3 clients the gateway is tested with (boto3, the AWS CLI) in a venv.
 # The tests find them through TACHYON_TEST_CACHE (default ~/.cache/tachyon).
 set -euo pipefail
 cache=${TACHYON_TEST_CACHE:-$HOME/.cache/tachyon}
@@ -26,6 +27,14 @@ if [ ! -x "$cache/deploy-venv/bin/kubernetes-validate" ] || ! "$cache/deploy-ven
   rm -rf "$cache/deploy-venv"
   python3 -m venv "$cache/deploy-venv"
   "$cache/deploy-venv/bin/pip" install -q 'kubernetes-validate==1.37.0' 'dockerfile==3.4.0'
+fi
+
+# Real S3 clients for the gateway tests (tests/proxy.rs).
+if [ ! -x "$cache/s3-clients-venv/bin/aws" ] || ! "$cache/s3-clients-venv/bin/python" -c 'import boto3' 2>/dev/null; then
+  echo "== installing boto3==1.43.11 and awscli==1.45.11 into $cache/s3-clients-venv"
+  rm -rf "$cache/s3-clients-venv"
+  python3 -m venv "$cache/s3-clients-venv"
+  "$cache/s3-clients-venv/bin/pip" install -q 'boto3==1.43.11' 'awscli==1.45.11'
 fi
 
 jars="$cache/hadoop/pyspark-2.4.8/deps/jars"

@@ -130,6 +130,17 @@ impl TachyonS3 {
         TachyonS3 { fs }
     }
 
+    /// The path and status of an object that exists and is complete (a key ending in `/`
+    /// names a directory).
+    async fn object_status(&self, bucket: &str, key: &str) -> S3Result<(String, FileInfo)> {
+        let path = object_path(bucket, key)?;
+        let info = self.fs.get_status(&path).await.map_err(|e| s3_err(e, S3ErrorCodeKind::Key))?;
+        if info.is_directory != key.ends_with('/') || !info.complete {
+            return Err(s3_error!(NoSuchKey));
+        }
+        Ok((path, info))
+    }
+
     async fn require_bucket(&self, bucket: &str) -> S3Result<()> {
         match self.fs.get_status(&bucket_path(bucket)).await {
             Ok(info) if info.is_directory => Ok(()),
@@ -395,11 +406,7 @@ impl S3 for TachyonS3 {
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
-        let path = object_path(&input.bucket, &input.key)?;
-        let info = self.fs.get_status(&path).await.map_err(|e| s3_err(e, S3ErrorCodeKind::Key))?;
-        if info.is_directory != input.key.ends_with('/') || !info.complete {
-            return Err(s3_error!(NoSuchKey));
-        }
+        let (_, info) = self.object_status(&input.bucket, &input.key).await?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(info.length as i64),
             last_modified: Some(timestamp(info.modification_time_ms)),
@@ -411,11 +418,7 @@ impl S3 for TachyonS3 {
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        let path = object_path(&input.bucket, &input.key)?;
-        let info = self.fs.get_status(&path).await.map_err(|e| s3_err(e, S3ErrorCodeKind::Key))?;
-        if info.is_directory != input.key.ends_with('/') || !info.complete {
-            return Err(s3_error!(NoSuchKey));
-        }
+        let (path, info) = self.object_status(&input.bucket, &input.key).await?;
         let (range, content_range) = match &input.range {
             None => (0..info.length, None),
             Some(r) => {

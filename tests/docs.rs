@@ -218,6 +218,16 @@ fn every_readme_command_resolves() {
                 }
             }
             "docker" => assert!(root().join("Dockerfile").exists(), "{command}: no Dockerfile"),
+            // Ordinary programs the application examples run against a mount.
+            "mkdir" | "cp" | "ls" | "tar" | "python3" => {}
+            // The AWS CLI against the gateway, on its default port.
+            "aws" => {
+                let port = tachyon::config::KEYS.iter().find(|k| k.name == tachyon::config::PROXY_PORT).map(|k| k.default).unwrap_or_default();
+                assert!(
+                    args.first() == Some(&"--endpoint-url") && args.get(1).is_some_and(|u| u.ends_with(&format!(":{port}"))),
+                    "{command}: not the gateway's default endpoint"
+                );
+            }
             "kubectl" => match args {
                 ["apply", "-k", dir] => assert!(root().join(dir).join("kustomization.yaml").exists(), "{command}: no kustomization"),
                 ["port-forward", svc, ..] => {

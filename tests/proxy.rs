@@ -12,6 +12,14 @@ use std::process::{Child, Command, Stdio};
 use common::zk::ZooKeeper;
 use common::{eventually, free_port, Cluster};
 
+/// A program of the S3 clients' venv (`bin/install-test-services.sh` installs boto3 and the
+/// AWS CLI there).
+fn s3_client_bin(name: &str) -> std::path::PathBuf {
+    let bin = common::underfs::cache_dir().join("s3-clients-venv/bin").join(name);
+    assert!(bin.exists(), "{} is missing: run bin/install-test-services.sh", bin.display());
+    bin
+}
+
 const ACCESS_KEY: &str = "tachyon-test-ak";
 const SECRET_KEY: &str = "tachyon-test-secret";
 
@@ -50,7 +58,7 @@ impl Gateway {
     fn aws(&self, scratch: &std::path::Path, args: &[&str]) -> std::process::Output {
         let config = scratch.join("aws-config");
         std::fs::write(&config, "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n").unwrap();
-        Command::new("aws")
+        Command::new(s3_client_bin("aws"))
             .env("AWS_CONFIG_FILE", &config)
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
@@ -63,7 +71,7 @@ impl Gateway {
 
     fn boto3(&self, script: &str, scratch: &std::path::Path) -> std::process::Output {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3").join(script);
-        Command::new("python3").arg(path).arg(&self.endpoint).arg(ACCESS_KEY).arg(SECRET_KEY).arg(scratch).output().unwrap()
+        Command::new(s3_client_bin("python")).arg(path).arg(&self.endpoint).arg(ACCESS_KEY).arg(SECRET_KEY).arg(scratch).output().unwrap()
     }
 }
 
@@ -141,7 +149,8 @@ async fn a_listing_pages_through_a_leader_failover() {
         endpoint = gateway.endpoint
     );
     let (paged, killed) = (scratch.join("paged"), scratch.join("killed"));
-    let lister = Command::new("python3").arg("-c").arg(script).arg(&paged).arg(&killed).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let lister =
+        Command::new(s3_client_bin("python")).arg("-c").arg(script).arg(&paged).arg(&killed).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     assert!(eventually(|| async { paged.exists() }).await, "the first page");
     let leader = c.serving_leader().await;
     c.kill_master_at(leader);

@@ -486,6 +486,14 @@ mod tests {
         Location { tier, dir }
     }
 
+    /// A memory tier over an SSD tier, one folder each.
+    fn mem_over_ssd(mem: u64, ssd: u64) -> TieredIndex {
+        TieredIndex::new(&[
+            TierSpec { alias: TierAlias::Mem, dir_capacities_bytes: vec![mem] },
+            TierSpec { alias: TierAlias::Ssd, dir_capacities_bytes: vec![ssd] },
+        ])
+    }
+
     fn three_tiers() -> TieredIndex {
         TieredIndex::new(&[
             TierSpec { alias: TierAlias::Mem, dir_capacities_bytes: vec![100] },
@@ -547,10 +555,7 @@ mod tests {
 
     #[test]
     fn when_no_tier_has_room_blocks_move_down_before_any_is_dropped() {
-        let mut idx = TieredIndex::new(&[
-            TierSpec { alias: TierAlias::Mem, dir_capacities_bytes: vec![100] },
-            TierSpec { alias: TierAlias::Ssd, dir_capacities_bytes: vec![100] },
-        ]);
+        let mut idx = mem_over_ssd(100, 100);
         store(&mut idx, 1, 50);
         store(&mut idx, 2, 50);
         store(&mut idx, 3, 50);
@@ -578,10 +583,7 @@ mod tests {
 
     #[test]
     fn an_evictable_block_on_top_is_dropped_when_nothing_below_can_take_it() {
-        let mut idx = TieredIndex::new(&[
-            TierSpec { alias: TierAlias::Mem, dir_capacities_bytes: vec![100] },
-            TierSpec { alias: TierAlias::Ssd, dir_capacities_bytes: vec![100] },
-        ]);
+        let mut idx = mem_over_ssd(100, 100);
         for b in 1..=4 {
             store(&mut idx, b, 50);
         }
@@ -617,10 +619,7 @@ mod tests {
 
     #[test]
     fn a_read_block_is_promoted_to_the_top_tier_and_the_top_tiers_coldest_moves_down() {
-        let mut idx = TieredIndex::new(&[
-            TierSpec { alias: TierAlias::Mem, dir_capacities_bytes: vec![100] },
-            TierSpec { alias: TierAlias::Ssd, dir_capacities_bytes: vec![100] },
-        ]);
+        let mut idx = mem_over_ssd(100, 100);
         store(&mut idx, 1, 50);
         store(&mut idx, 2, 50);
         store(&mut idx, 3, 50);
@@ -643,10 +642,7 @@ mod tests {
         assert_eq!(idx.report(), vec![(1, 50, 0), (2, 50, 1), (3, 50, 1), (4, 50, 0)]);
         idx.check_accounting().unwrap();
         // A block bigger than the top tier stays where it is.
-        let mut idx = TieredIndex::new(&[
-            TierSpec { alias: TierAlias::Mem, dir_capacities_bytes: vec![10] },
-            TierSpec { alias: TierAlias::Ssd, dir_capacities_bytes: vec![100] },
-        ]);
+        let mut idx = mem_over_ssd(10, 100);
         store(&mut idx, 1, 50);
         assert_eq!(idx.promote(1), None);
         assert_eq!(idx.report(), vec![(1, 50, 1)]);
@@ -654,10 +650,7 @@ mod tests {
 
     #[test]
     fn a_failed_move_leaves_the_block_where_it_was_and_a_removed_one_is_not_put_back() {
-        let mut idx = TieredIndex::new(&[
-            TierSpec { alias: TierAlias::Mem, dir_capacities_bytes: vec![100] },
-            TierSpec { alias: TierAlias::Ssd, dir_capacities_bytes: vec![100] },
-        ]);
+        let mut idx = mem_over_ssd(100, 100);
         store(&mut idx, 1, 60);
         store(&mut idx, 2, 60);
         idx.touch(2);
