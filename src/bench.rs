@@ -245,13 +245,15 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
         line(out, name, gbps(data.len(), start.elapsed().as_secs_f64()), "GB/s", baseline_name, baseline);
     }
 
-    let data = Arc::new(data);
     #[cfg(not(madsim))]
-    fuse::run(&fs, &root, data.clone(), out).await?;
-    #[cfg(all(feature = "proxy", not(madsim)))]
-    gateway::run(&fs, data.clone(), out).await?;
-    #[cfg(not(all(feature = "proxy", not(madsim))))]
-    let _ = writeln!(out, "S3 gateway lines skipped: built without the cargo feature `proxy`");
+    {
+        let data = Arc::new(data);
+        fuse::run(&fs, &root, data.clone(), out).await?;
+        #[cfg(feature = "proxy")]
+        gateway::run(&fs, data, out).await?;
+        #[cfg(not(feature = "proxy"))]
+        let _ = writeln!(out, "S3 gateway lines skipped: built without the cargo feature `proxy`");
+    }
     cluster.stop().await;
     tier_reads(&root, ram_dir.path(), opts.read_bytes as u64, out).await?;
     if opts.scale_files > 0 {

@@ -104,6 +104,11 @@ async fn ordinary_programs_read_and_write_tachyon_through_the_mount() {
     let moved = fs.get_status("/d/b").await.unwrap();
     assert_eq!((moved.length, moved.ownership.unwrap().mode & 0o777), (data.len() as u64, 0o640));
     assert_eq!(sh_ok(&format!("ls {}", m.at("d"))), "b\n");
+    // chown by name: the owner and group tachyon records, shown back as this host's ids.
+    sh_ok(&format!("chown daemon:daemon {}", m.at("d/b")));
+    let owned = fs.get_status("/d/b").await.unwrap().ownership.unwrap();
+    assert_eq!((owned.owner.as_str(), owned.group.as_str()), ("daemon", "daemon"));
+    assert_eq!(sh_ok(&format!("stat -c %U:%G {}", m.at("d/b"))).trim(), "daemon:daemon");
     let digest = sh_ok(&format!("python3 -c \"import hashlib; print(hashlib.sha256(open('{}', 'rb').read()).hexdigest())\"", m.at("d/b")));
     assert_eq!(digest, sh_ok(&format!("sha256sum < {} | cut -d' ' -f1", local.join("a").display())));
 

@@ -184,6 +184,7 @@ async fn custom_authentication_and_the_cluster_secret_keep_impostors_out() {
 
 /// A stand-in for a hostile S3 endpoint: answers every request with 403 and a body holding
 /// a marker, and records the requests' headers.
+#[cfg(feature = "s3")]
 async fn hostile_s3_endpoint() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
