@@ -28,6 +28,11 @@ const MAX_KEYS: usize = 1000;
 const MAX_KEY_BYTES: usize = 1024;
 /// Blocks a GET reads ahead of the bytes being sent.
 const GET_AHEAD_CHUNKS: usize = 2;
+/// A complete staging file this old was left by a gateway that stopped between completing
+/// it and renaming it into place (the rename follows the completion at once).
+const ORPHAN_STAGING_AGE_MS: i64 = 10 * 60 * 1000;
+/// How often a gateway looks for such files.
+const STAGING_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 /// How the gateway is reached and who may use it.
 #[derive(Clone, Debug)]
@@ -618,8 +623,36 @@ impl TachyonS3 {
     }
 }
 
+/// The complete staging files in `entries` older than [`ORPHAN_STAGING_AGE_MS`] at `now_ms`:
+/// uploads whose gateway stopped before renaming them into place. Incomplete ones are the
+/// master's (it deletes files whose writer went silent).
+pub fn orphaned_staging(entries: &[FileInfo], now_ms: i64) -> Vec<String> {
+    entries.iter().filter(|e| !e.is_directory && e.complete && e.modification_time_ms + ORPHAN_STAGING_AGE_MS < now_ms).map(|e| e.path.clone()).collect()
+}
+
+/// Deletes orphaned staging files now and every [`STAGING_SWEEP_INTERVAL`].
+async fn sweep_staging(fs: FileSystem) {
+    let clock = crate::runtime::system_clock();
+    loop {
+        match fs.list_status(&format!("{WORK_DIR}/staging"), false).await {
+            Ok(entries) => {
+                for path in orphaned_staging(&entries, clock.now_ms()) {
+                    match fs.delete(&path, false).await {
+                        Ok(()) => tracing::info!(path, "deleted a staging file a stopped gateway left"),
+                        Err(e) => tracing::warn!(path, error = %e, "could not delete an orphaned staging file"),
+                    }
+                }
+            }
+            Err(FsError::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "could not list the staging folder"),
+        }
+        tokio::time::sleep(STAGING_SWEEP_INTERVAL).await;
+    }
+}
+
 /// Serves the S3 API on `options.bind` until the process ends.
 pub async fn serve(options: ProxyOptions, fs: FileSystem) {
+    let sweeper = tokio::spawn(sweep_staging(fs.clone()));
     let mut builder = s3s::service::S3ServiceBuilder::new(TachyonS3::new(fs));
     if let Some((access_key, secret_key)) = options.credentials {
         builder.set_auth(s3s::auth::SimpleAuth::from_single(access_key, secret_key));
@@ -631,6 +664,7 @@ pub async fn serve(options: ProxyOptions, fs: FileSystem) {
         (axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("{e:?}"))
     }));
     crate::web::serve(options.bind, router, "S3 gateway", options.tls).await;
+    sweeper.abort();
 }
 
 #[cfg(test)]
@@ -645,6 +679,19 @@ mod tests {
             assert!(object_path("b", bad).is_err(), "{bad:?}");
         }
         assert!(object_path(".tachyon-s3", "x").is_err(), "the gateway's own folder is not a bucket");
+    }
+
+    #[test]
+    fn only_complete_staging_files_past_the_age_are_orphans() {
+        let file = |path: &str, complete: bool, modified: i64| FileInfo { path: path.into(), complete, modification_time_ms: modified, ..FileInfo::default() };
+        let now = 100 * ORPHAN_STAGING_AGE_MS;
+        let entries = [
+            file("/s/old", true, now - ORPHAN_STAGING_AGE_MS - 1),
+            file("/s/recent", true, now - ORPHAN_STAGING_AGE_MS + 1),
+            file("/s/being-written", false, 0),
+            FileInfo { is_directory: true, ..file("/s/dir", true, 0) },
+        ];
+        assert_eq!(orphaned_staging(&entries, now), vec!["/s/old".to_string()]);
     }
 
     #[test]
