@@ -148,6 +148,55 @@ struct OpenWriter {
     written: u64,
 }
 
+/// The tachyon path of every inode number the kernel holds: handed out in an entry reply
+/// (lookup, mkdir, create) and not yet forgotten, with how many lookups the kernel holds.
+/// The mounted directory is always known.
+#[derive(Debug)]
+struct InodePaths {
+    paths: BTreeMap<u64, String>,
+    lookups: BTreeMap<u64, u64>,
+}
+
+impl InodePaths {
+    fn new(root: &str) -> Self {
+        InodePaths { paths: BTreeMap::from([(ROOT_INO, root.to_string())]), lookups: BTreeMap::new() }
+    }
+
+    fn path(&self, ino: u64) -> Option<String> {
+        self.paths.get(&ino).cloned()
+    }
+
+    /// The kernel was handed `ino` for `path` once more.
+    fn looked_up(&mut self, ino: u64, path: &str) {
+        if ino != ROOT_INO {
+            self.paths.insert(ino, path.to_string());
+            *self.lookups.entry(ino).or_default() += 1;
+        }
+    }
+
+    /// The kernel dropped `n` of its lookups of `ino`; with none left it is forgotten.
+    fn forget(&mut self, ino: u64, n: u64) {
+        let Some(count) = self.lookups.get_mut(&ino) else { return };
+        *count = count.saturating_sub(n);
+        if *count == 0 {
+            self.lookups.remove(&ino);
+            self.paths.remove(&ino);
+        }
+    }
+
+    /// `from` was renamed to `to`: inode numbers at or below it name paths below `to`.
+    fn renamed(&mut self, from: &str, to: &str) {
+        let below = format!("{}/", from.trim_end_matches('/'));
+        for p in self.paths.values_mut() {
+            if *p == from {
+                *p = to.to_string();
+            } else if let Some(rest) = p.strip_prefix(&below) {
+                *p = join(to, rest);
+            }
+        }
+    }
+}
+
 /// What a file handle refers to.
 enum OpenHandle {
     Read(Box<OpenReader>),
@@ -161,8 +210,7 @@ pub struct TachyonFuse {
     fs: FileSystem,
     runtime: Handle,
     options: FuseOptions,
-    /// Tachyon path of every inode number handed to the kernel.
-    paths: BTreeMap<u64, String>,
+    inodes: InodePaths,
     /// Statuses fetched lately, with when.
     cache: BTreeMap<String, (FileInfo, tokio::time::Instant)>,
     handles: BTreeMap<u64, OpenHandle>,
@@ -186,8 +234,16 @@ fn time_of(ms: i64) -> SystemTime {
 impl TachyonFuse {
     /// A file system showing `options.root` of `fs`; calls run on `runtime`.
     pub fn new(fs: FileSystem, runtime: Handle, options: FuseOptions) -> Self {
-        let paths = BTreeMap::from([(ROOT_INO, options.root.clone())]);
-        TachyonFuse { fs, runtime, options, paths, cache: BTreeMap::new(), handles: BTreeMap::new(), next_handle: 1, users: LocalIds::load() }
+        TachyonFuse {
+            fs,
+            runtime,
+            inodes: InodePaths::new(&options.root),
+            options,
+            cache: BTreeMap::new(),
+            handles: BTreeMap::new(),
+            next_handle: 1,
+            users: LocalIds::load(),
+        }
     }
 
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -203,7 +259,7 @@ impl TachyonFuse {
     }
 
     fn path(&self, ino: u64) -> Result<String, i32> {
-        self.paths.get(&ino).cloned().ok_or(libc::ESTALE)
+        self.inodes.path(ino).ok_or(libc::ESTALE)
     }
 
     fn child(&self, parent: u64, name: &OsStr) -> Result<String, i32> {
@@ -224,11 +280,17 @@ impl TachyonFuse {
     }
 
     fn remember(&mut self, info: &FileInfo) {
-        self.paths.insert(self.ino_of(info), info.path.clone());
         if self.cache.len() >= MAX_CACHED_STATUSES {
             self.cache.clear();
         }
         self.cache.insert(info.path.clone(), (info.clone(), tokio::time::Instant::now()));
+    }
+
+    /// The attributes of an entry handed to the kernel (lookup, mkdir, create): from now on
+    /// the kernel may name it by inode number until it forgets it.
+    fn entry(&mut self, info: &FileInfo) -> FileAttr {
+        self.inodes.looked_up(self.ino_of(info), &info.path);
+        self.attr(info)
     }
 
     /// Forgets cached statuses at or below `path` (it changed).
@@ -399,9 +461,18 @@ impl Filesystem for TachyonFuse {
 
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
         match self.child(parent, name).and_then(|p| self.status(&p)) {
-            Ok(info) => reply.entry(&self.options.metadata_cache, &self.attr(&info), 0),
+            Ok(info) => {
+                let attr = self.entry(&info);
+                reply.entry(&self.options.metadata_cache, &attr, 0)
+            }
             Err(e) => reply.error(e),
         }
+    }
+
+    /// The kernel dropped `nlookup` of its lookups of `ino`: with none left, the inode
+    /// number is forgotten here too (a long-lived mount holds only what the kernel holds).
+    fn forget(&mut self, _req: &Request<'_>, ino: u64, nlookup: u64) {
+        self.inodes.forget(ino, nlookup);
     }
 
     fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
@@ -474,7 +545,10 @@ impl Filesystem for TachyonFuse {
             Ok(info)
         })();
         match result {
-            Ok(info) => reply.entry(&self.options.metadata_cache, &self.attr(&info), 0),
+            Ok(info) => {
+                let attr = self.entry(&info);
+                reply.entry(&self.options.metadata_cache, &attr, 0)
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -508,15 +582,7 @@ impl Filesystem for TachyonFuse {
             self.block_on(self.fs.rename(&from, &to)).map_err(|e| errno(&e))?;
             self.invalidate(&from);
             self.invalidate(&to);
-            // Inode numbers below the moved path now name paths below the new one.
-            let below = format!("{}/", from.trim_end_matches('/'));
-            for p in self.paths.values_mut() {
-                if *p == from {
-                    *p = to.clone();
-                } else if let Some(rest) = p.strip_prefix(&below) {
-                    *p = join(&to, rest);
-                }
-            }
+            self.inodes.renamed(&from, &to);
             Ok(())
         })();
         match result {
@@ -571,7 +637,10 @@ impl Filesystem for TachyonFuse {
             Ok((info, fh))
         })();
         match result {
-            Ok((info, fh)) => reply.created(&self.options.metadata_cache, &self.attr(&info), 0, fh, 0),
+            Ok((info, fh)) => {
+                let attr = self.entry(&info);
+                reply.created(&self.options.metadata_cache, &attr, 0, fh, 0)
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -804,6 +873,25 @@ mod tests {
         assert!(check_mount_point(&dir.path().join("f")).unwrap_err().contains("not a directory"));
         assert!(check_mount_point(Path::new("/proc")).unwrap_err().contains("busy"));
         assert_eq!(log_path(Path::new("/h"), Path::new("/mnt/t x")), PathBuf::from("/h/logs/fuse_mnt_t_x.log"));
+    }
+
+    #[test]
+    fn inode_numbers_live_while_the_kernel_holds_them_and_follow_renames() {
+        let mut inodes = InodePaths::new("/m");
+        inodes.looked_up(7, "/m/a");
+        inodes.looked_up(7, "/m/a");
+        inodes.looked_up(8, "/m/a/b");
+        inodes.looked_up(9, "/m/ab");
+        inodes.renamed("/m/a", "/m/z");
+        assert_eq!((inodes.path(7), inodes.path(8), inodes.path(9)), (Some("/m/z".into()), Some("/m/z/b".into()), Some("/m/ab".into())));
+        inodes.forget(7, 1);
+        assert_eq!(inodes.path(7).as_deref(), Some("/m/z"), "one lookup is still held");
+        inodes.forget(7, 1);
+        assert_eq!(inodes.path(7), None);
+        inodes.forget(ROOT_INO, 5);
+        assert_eq!(inodes.path(ROOT_INO).as_deref(), Some("/m"), "the mounted directory stays");
+        inodes.looked_up(ROOT_INO, "/elsewhere");
+        assert_eq!(inodes.path(ROOT_INO).as_deref(), Some("/m"));
     }
 
     #[test]
