@@ -737,6 +737,7 @@ mod tests {
             let mut held: BTreeMap<BlockId, bool> = BTreeMap::new(); // block -> evictable
             let (mut next, mut a_move_failed) = (1, false);
             for op in ops {
+                let mut moves_fail = false;
                 let steps = match op {
                     Op::Write { length, keep } => {
                         let before = idx.report();
@@ -761,16 +762,8 @@ mod tests {
                         let Some(&block) = held.keys().nth(pick % held.len().max(1)) else { continue };
                         proptest::prop_assert!(idx.touch(block));
                         let steps = if promote { idx.promote(block).unwrap_or_default() } else { Vec::new() };
-                        if fail_moves && !steps.is_empty() {
-                            for s in &steps {
-                                if let Step::Move { block, .. } = s {
-                                    idx.abort_move(*block);
-                                }
-                            }
-                            a_move_failed = true;
-                            idx.check_accounting().map_err(proptest::test_runner::TestCaseError::fail)?;
-                            continue;
-                        }
+                        // The store fails every copy of this plan (its drops still happen).
+                        moves_fail = fail_moves && steps.iter().any(|s| matches!(s, Step::Move { .. }));
                         steps
                     }
                     Op::Persist { pick } => {
@@ -793,10 +786,15 @@ mod tests {
                         }
                         Step::Move { block, from, to } => {
                             proptest::prop_assert!(idx.is_moving(*block, *from, *to));
-                            idx.complete_move(*block);
+                            if moves_fail {
+                                idx.abort_move(*block);
+                            } else {
+                                idx.complete_move(*block);
+                            }
                         }
                     }
                 }
+                a_move_failed |= moves_fail;
                 idx.check_accounting().map_err(proptest::test_runner::TestCaseError::fail)?;
                 let report: Vec<BlockId> = idx.report().iter().map(|b| b.0).collect();
                 proptest::prop_assert_eq!(report, held.keys().copied().collect::<Vec<_>>());
