@@ -349,7 +349,7 @@ fn resident_bytes() -> u64 {
 /// and to load through the journal on local disk, and so how long a standby takes over at
 /// that size (recovery from the checkpoint).
 async fn metadata_at_scale(root: &std::path::Path, files: u64, out: &mut dyn Write) -> Result<(), String> {
-    let (before, heap_before) = (resident_bytes(), crate::heap::heap_bytes_in_use());
+    let before = resident_bytes();
     let mut ns = crate::core::namespace::Namespace::new();
     let own = InodeOwnership { owner: "bench".into(), group: "bench".into(), mode: 0o644 };
     let start = Instant::now();
@@ -363,10 +363,7 @@ async fn metadata_at_scale(root: &std::path::Path, files: u64, out: &mut dyn Wri
         ns.apply_operation(kinds, 1);
     }
     let build = start.elapsed().as_secs_f64();
-    // Resident memory grown, or the heap bytes the allocator counts if more: an allocator
-    // serves part of a small namespace from pages it already holds.
-    let heap_grown = crate::heap::heap_bytes_in_use().zip(heap_before).map_or(0, |(after, before)| after.saturating_sub(before));
-    let per_file = resident_bytes().saturating_sub(before).max(heap_grown) as f64 / files as f64;
+    let per_file = resident_bytes().saturating_sub(before) as f64 / files as f64;
     let _ = writeln!(out, "metadata at scale: {files} files in {SCALE_DIRECTORIES} directories, built in {build:.1} s");
     line(out, "master memory per file", per_file, "B", "target (HDFS NameNode: ~150 B)", 300.0);
     let journal = Journal::new(Arc::new(LocalUnderFs::new(root.join("scale-journal"))), JournalLimits::default());

@@ -12,7 +12,6 @@ pub mod core;
 pub mod error;
 #[cfg(not(madsim))]
 pub mod fuse;
-pub mod heap;
 pub mod journal;
 pub mod master;
 pub mod metrics;

@@ -12,12 +12,6 @@ use tachyon::config::{Config, ConfigInputs, Role};
 use tachyon::journal::{DumpItem, Journal, JournalLimits};
 use tachyon::shell::{self, ShellError};
 
-/// Every tachyon process allocates through mimalloc (glibc's malloc took about a sixth of
-/// the CPU of a master serving small RPCs: `tachyon bench`, createFile), counting the bytes
-/// in use for `tachyon bench`'s memory per file.
-#[global_allocator]
-static ALLOCATOR: tachyon::heap::CountingAllocator<mimalloc::MiMalloc> = tachyon::heap::CountingAllocator(mimalloc::MiMalloc);
-
 #[derive(Parser)]
 #[command(name = "tachyon", version, about = "Fault-tolerant memory-speed distributed file system")]
 struct Cli {

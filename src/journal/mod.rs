@@ -787,8 +787,8 @@ impl WriterTask {
         }
         let end = batch.last().map(|s| s.end).unwrap_or(self.next);
         let started = tokio::time::Instant::now();
-        let written = buf.len() as u64;
-        self.writer.write_and_sync(buf).await.map_err(|e| format!("write and sync: {e}"))?;
+        self.writer.write(&buf).await.map_err(|e| format!("write: {e}"))?;
+        self.writer.sync().await.map_err(|e| format!("sync: {e}"))?;
         crate::metrics::JOURNAL_FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
         crate::metrics::JOURNAL_BATCH_OPERATIONS.observe(batch.len() as f64);
         // Durable, but acknowledged only if no newer leader has claimed the journal.
@@ -796,7 +796,7 @@ impl WriterTask {
             self.journal.verify_epoch(self.epoch).await.map_err(|e| e.to_string())?;
         }
         self.next = end;
-        self.segment_bytes += written;
+        self.segment_bytes += buf.len() as u64;
         self.durable.send_modify(|d| {
             d.next = end;
             d.syncs += 1;

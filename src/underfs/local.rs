@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use std::io::Write as _;
+use tokio::io::AsyncWriteExt;
 
 use super::{UfsWriter, UnderFs, UnderStorageEntry};
 
@@ -29,45 +29,19 @@ async fn sync_dir(dir: &Path) -> io::Result<()> {
     tokio::fs::File::open(dir).await?.sync_all().await
 }
 
-/// A file being written; each operation runs on a blocking thread, the file moved there
-/// and back (a cancelled operation leaves the writer closed).
 struct LocalWriter {
-    file: Option<std::fs::File>,
-}
-
-impl LocalWriter {
-    /// Runs `op` on the file on a blocking thread.
-    async fn on_file<T: Send + 'static>(&mut self, op: impl FnOnce(&mut std::fs::File) -> io::Result<T> + Send + 'static) -> io::Result<T> {
-        let mut file = self.file.take().ok_or_else(|| io::Error::other("the file was lost by an interrupted write; reopen it"))?;
-        let (file, result) = crate::runtime::spawn_compute(move || {
-            let result = op(&mut file);
-            (file, result)
-        })
-        .await
-        .map_err(io::Error::other)?;
-        self.file = Some(file);
-        result
-    }
+    file: tokio::fs::File,
 }
 
 #[async_trait]
 impl UfsWriter for LocalWriter {
     async fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        let data = data.to_vec();
-        self.on_file(move |f| f.write_all(&data)).await
+        self.file.write_all(data).await
     }
 
     async fn sync(&mut self) -> io::Result<()> {
-        self.on_file(|f| f.sync_data()).await
-    }
-
-    /// One trip to a blocking thread for both (a journal batch's latency).
-    async fn write_and_sync(&mut self, data: Vec<u8>) -> io::Result<()> {
-        self.on_file(move |f| {
-            f.write_all(&data)?;
-            f.sync_data()
-        })
-        .await
+        self.file.flush().await?;
+        self.file.sync_data().await
     }
 
     async fn close(mut self: Box<Self>) -> io::Result<()> {
@@ -86,11 +60,11 @@ impl UnderFs for LocalUnderFs {
         if let Some(parent) = full.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&full).await?.into_std().await;
+        let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&full).await?;
         if let Some(parent) = full.parent() {
             sync_dir(parent).await?;
         }
-        Ok(Box::new(LocalWriter { file: Some(file) }))
+        Ok(Box::new(LocalWriter { file }))
     }
 
     async fn read(&self, path: &str) -> io::Result<Vec<u8>> {

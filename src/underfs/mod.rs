@@ -26,12 +26,6 @@ pub trait UfsWriter: Send {
     async fn write(&mut self, data: &[u8]) -> io::Result<()>;
     /// Makes everything written so far durable (fsync, hsync, or an object upload).
     async fn sync(&mut self) -> io::Result<()>;
-    /// Appends `data` and makes everything durable: a journal batch. Backends override it
-    /// where doing both in one step is faster.
-    async fn write_and_sync(&mut self, data: Vec<u8>) -> io::Result<()> {
-        self.write(&data).await?;
-        self.sync().await
-    }
     /// Syncs and closes the stream.
     async fn close(self: Box<Self>) -> io::Result<()>;
 }
