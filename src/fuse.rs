@@ -23,9 +23,8 @@ use fuser::{
     Request, TimeOrNow,
 };
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
 
-use crate::client::{CreateOptions, FileReader, FileSystem, FileWriter};
+use crate::client::{BlockStream, CreateOptions, FileReader, FileSystem, FileWriter};
 use crate::core::namespace::OwnershipChange;
 use crate::error::FsError;
 use crate::proto::FileInfo;
@@ -126,19 +125,11 @@ struct OpenReader {
     ahead: Option<ReadAhead>,
 }
 
-/// A task reading a file's blocks in order, at most [`READ_AHEAD_BLOCKS`] ahead of the
-/// reader; stopped when dropped.
+/// A file's blocks read in order, at most [`READ_AHEAD_BLOCKS`] ahead of the reader.
 struct ReadAhead {
     /// The index of the next block `blocks` delivers.
     next: u64,
-    blocks: mpsc::Receiver<Result<Bytes, FsError>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for ReadAhead {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    blocks: BlockStream,
 }
 
 /// A file being written: sequential appends only.
@@ -410,29 +401,11 @@ impl TachyonFuse {
 async fn next_block_at(fs: &FileSystem, r: &mut OpenReader, index: u64) -> Result<Bytes, i32> {
     if r.ahead.as_ref().is_none_or(|a| a.next != index) {
         r.ahead = None;
-        let mut reader: FileReader = fs.open_file(&r.info.path).await.map_err(|e| errno(&e))?;
-        reader.seek_to_block(index as usize);
-        let (tx, rx) = mpsc::channel(READ_AHEAD_BLOCKS);
-        let task = tokio::spawn(async move {
-            loop {
-                match reader.next_block().await {
-                    Ok(Some(block)) => {
-                        if tx.send(Ok(block)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => return,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                }
-            }
-        });
-        r.ahead = Some(ReadAhead { next: index, blocks: rx, task });
+        let reader: FileReader = fs.open_file(&r.info.path).await.map_err(|e| errno(&e))?;
+        r.ahead = Some(ReadAhead { next: index, blocks: reader.read_ahead(index as usize..usize::MAX, READ_AHEAD_BLOCKS) });
     }
     let Some(ahead) = r.ahead.as_mut() else { return Err(libc::EIO) };
-    match ahead.blocks.recv().await {
+    match ahead.blocks.next_block().await {
         Some(Ok(block)) => {
             ahead.next += 1;
             Ok(block)

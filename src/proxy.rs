@@ -10,8 +10,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use futures::channel::mpsc;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result, S3};
 
@@ -205,38 +204,17 @@ impl TachyonS3 {
 
     /// Copies a complete file into a new staging file.
     async fn stage_copy(&self, from: &[String]) -> S3Result<(String, u64)> {
-        let (tx, rx) = mpsc::channel::<Result<Bytes, String>>(GET_AHEAD_CHUNKS);
         let fs = self.fs.clone();
-        let sources = from.to_vec();
-        let feeder = tokio::spawn(async move {
-            let mut tx = tx;
-            for source in sources {
-                let mut reader = match fs.open_file(&source).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string())).await;
-                        return;
-                    }
-                };
-                loop {
-                    match reader.next_block().await {
-                        Ok(Some(block)) => {
-                            if tx.send(Ok(block)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            let _ = tx.send(Err(e.to_string())).await;
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-        let staged = self.stage(rx).await;
-        feeder.abort();
-        staged
+        let blocks = futures::stream::iter(from.to_vec())
+            .then(move |source| {
+                let fs = fs.clone();
+                async move { fs.open_file(&source).await }
+            })
+            .flat_map(|opened| match opened {
+                Ok(reader) => reader.read_ahead(0..usize::MAX, GET_AHEAD_CHUNKS).map(|block| block.map_err(|e| e.to_string())).left_stream(),
+                Err(e) => futures::stream::once(async move { Err(e.to_string()) }).right_stream(),
+            });
+        self.stage(Box::pin(blocks)).await
     }
 
     /// Deletes `path`'s parent directories up to (not including) the bucket while they are
@@ -432,42 +410,25 @@ impl S3 for TachyonS3 {
                 (checked, Some(text))
             }
         };
-        let (mut tx, rx) = mpsc::channel::<Result<Bytes, BodyError>>(GET_AHEAD_CHUNKS);
-        let fs = self.fs.clone();
-        let (file, block_size) = (path.clone(), info.block_size_bytes.max(1));
+        let block_size = info.block_size_bytes.max(1);
         let wanted = range.clone();
-        if !info.is_directory && wanted.start < wanted.end {
-            tokio::spawn(async move {
-                let mut reader = match fs.open_file(&file).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = tx.send(Err(BodyError(e.to_string()))).await;
-                        return;
-                    }
-                };
-                let first = wanted.start / block_size;
-                reader.seek_to_block(first as usize);
-                let mut block_start = first * block_size;
-                while block_start < wanted.end {
-                    let block = match reader.next_block().await {
-                        Ok(Some(b)) => b,
-                        Ok(None) => return,
-                        Err(e) => {
-                            let _ = tx.send(Err(BodyError(e.to_string()))).await;
-                            return;
-                        }
-                    };
-                    let from = wanted.start.saturating_sub(block_start).min(block.len() as u64) as usize;
-                    let to = (wanted.end - block_start).min(block.len() as u64) as usize;
-                    if from < to && tx.send(Ok(block.slice(from..to))).await.is_err() {
-                        return;
-                    }
-                    block_start += block.len() as u64;
-                }
-            });
-        }
+        let body = if !info.is_directory && wanted.start < wanted.end {
+            let reader = self.fs.open_file(&path).await.map_err(|e| s3_err(e, S3ErrorCodeKind::Key))?;
+            let first = wanted.start / block_size;
+            let mut block_start = first * block_size;
+            let blocks = first as usize..wanted.end.div_ceil(block_size) as usize;
+            StreamingBlob::wrap(reader.read_ahead(blocks, GET_AHEAD_CHUNKS).map(move |block| {
+                let block = block.map_err(|e| BodyError(e.to_string()))?;
+                let from = wanted.start.saturating_sub(block_start).min(block.len() as u64) as usize;
+                let to = wanted.end.saturating_sub(block_start).min(block.len() as u64) as usize;
+                block_start += block.len() as u64;
+                Ok::<_, BodyError>(block.slice(from..to.max(from)))
+            }))
+        } else {
+            StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, BodyError>>())
+        };
         Ok(S3Response::new(GetObjectOutput {
-            body: Some(StreamingBlob::wrap(rx)),
+            body: Some(body),
             content_length: Some((range.end - range.start) as i64),
             content_range,
             last_modified: Some(timestamp(info.modification_time_ms)),

@@ -37,7 +37,7 @@ mod upload;
 mod writer;
 
 pub use options::{current_user, ClientOptions, CreateOptions, ReadType, WriteType};
-pub use reader::FileReader;
+pub use reader::{BlockStream, FileReader};
 use upload::{ufs_error, BlockUpload, UfsUpload};
 pub use writer::FileWriter;
 

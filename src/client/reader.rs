@@ -146,9 +146,26 @@ impl FileReader {
         Err(last_error)
     }
 
-    /// Makes block `index` the next one [`FileReader::next_block`] returns.
-    pub fn seek_to_block(&mut self, index: usize) {
-        self.next_block = index;
+    /// Reads the file's blocks with indexes in `blocks` from a task of its own, at most
+    /// `capacity` blocks ahead of the consumer (at least one). The task stops at the end of
+    /// the range or the file, after delivering the first error, or when the stream is
+    /// dropped.
+    pub fn read_ahead(mut self, blocks: std::ops::Range<usize>, capacity: usize) -> BlockStream {
+        self.next_block = blocks.start;
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let task = tokio::spawn(async move {
+            while self.next_block < blocks.end {
+                let (next, last) = match self.next_block().await {
+                    Ok(Some(block)) => (Ok(block), false),
+                    Ok(None) => return,
+                    Err(e) => (Err(e), true),
+                };
+                if tx.send(next).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        BlockStream { blocks: rx, task }
     }
 
     /// True if reads move blocks to their worker's top tier.
@@ -193,5 +210,33 @@ impl FileReader {
             buf.extend_from_slice(&chunk.map_err(status)?.data);
         }
         Ok(Bytes::from(buf))
+    }
+}
+
+/// A file's blocks in order, read ahead by a task ([`FileReader::read_ahead`]); dropping
+/// it stops the task.
+pub struct BlockStream {
+    blocks: mpsc::Receiver<Result<Bytes, FsError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BlockStream {
+    /// The next block; `None` after the last one or after an error was delivered.
+    pub async fn next_block(&mut self) -> Option<Result<Bytes, FsError>> {
+        self.blocks.recv().await
+    }
+}
+
+impl futures::Stream for BlockStream {
+    type Item = Result<Bytes, FsError>;
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        self.blocks.poll_recv(cx)
+    }
+}
+
+impl Drop for BlockStream {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

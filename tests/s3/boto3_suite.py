@@ -87,6 +87,11 @@ back = os.path.join(scratch, "big.back")
 s3.download_file("bkt1", "big/object.bin", back, Config=transfer)
 digest = lambda p: hashlib.sha256(open(p, "rb").read()).hexdigest()
 assert digest(big) == digest(back), "the multipart object differs"
+# Ranges that cross a 64 MiB block boundary and end at the last byte.
+source = open(big, "rb").read()
+for first, last in [((64 << 20) - 10, (64 << 20) + 9), ((32 << 20) + 5, (96 << 20) + 5), ((100 << 20) - 7, (100 << 20) - 1)]:
+    body = s3.get_object(Bucket="bkt1", Key="big/object.bin", Range=f"bytes={first}-{last}")["Body"].read()
+    assert body == source[first:last + 1], f"range {first}-{last} differs"
 # An aborted upload leaves nothing.
 upload = s3.create_multipart_upload(Bucket="bkt1", Key="aborted")["UploadId"]
 s3.upload_part(Bucket="bkt1", Key="aborted", UploadId=upload, PartNumber=1, Body=b"z" * 1000)
