@@ -115,9 +115,6 @@ where
     total as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Rounds of the create benchmark and of its raw-append baseline, taken in turns.
-const CREATE_ROUNDS: usize = 3;
-
 /// Runs every benchmark and prints one line each.
 pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> {
     let dir = tempfile_dir(&std::env::temp_dir())?;
@@ -127,6 +124,11 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     let ram_dir = tempfile_dir(if shm.is_dir() { shm } else { &root })?;
     let _ = writeln!(out, "tachyon bench: concurrency {}, {:?} per loop, folder {}", opts.concurrency, opts.duration, root.display());
 
+    // ── raw group-commit append rate of the journal folder's file system ──
+    let raw = Journal::new(Arc::new(LocalUnderFs::new(root.join("raw-journal"))), JournalLimits::default());
+    let AppendRun { ops_per_second: raw_rate, writer, .. } = journal_append_rate(&raw, opts.concurrency, opts.duration).await?;
+    writer.close().await;
+
     // ── a real master and worker ──
     // Room for the read file, the files of the other lines and each FUSE round's file.
     let memory = (opts.read_bytes as u64) * (3 + FUSE_ROUNDS as u64 + 2 * GATEWAY_ROUNDS as u64) + (64 << 20);
@@ -135,26 +137,18 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     let master_addr = cluster.master_addr.clone();
     let channel = crate::rpc::connect(&master_addr, Duration::from_secs(30), None).await.map_err(|e| e.to_string())?;
 
-    // ── create-file ops/s through gRPC (each journaled and fsync'd) vs the raw
-    //    group-commit append rate of the journal folder's file system, rounds taken in
-    //    turns (the machine's load drifts), the fastest of each kept ──
+    // ── create-file ops/s through gRPC (each journaled and fsync'd) ──
     let superuser = SecurityOptions::simple_as(BENCH_SUPERUSER);
-    let (mut create_rate, mut raw_rate) = (0f64, 0f64);
-    for round in 0..CREATE_ROUNDS {
-        let raw = Journal::new(Arc::new(LocalUnderFs::new(root.join(format!("raw-journal-{round}")))), JournalLimits::default());
-        let AppendRun { ops_per_second: raw_round, writer, .. } = journal_append_rate(&raw, opts.concurrency, opts.duration).await?;
-        writer.close().await;
-        raw_rate = raw_rate.max(raw_round);
+    let create_rate = {
         let (channel, superuser) = (channel.clone(), superuser.clone());
-        let rate = ops_per_second(opts.concurrency, opts.duration, move |i| {
+        ops_per_second(opts.concurrency, opts.duration, move |i| {
             let mut client = MasterServiceClient::new(channel.clone());
-            let req = CreateFileRequest { path: format!("/bench/r{round}/f{i}"), block_size_bytes: 1 << 20, recursive: true, ..CreateFileRequest::default() };
+            let req = CreateFileRequest { path: format!("/bench/f{i}"), block_size_bytes: 1 << 20, recursive: true, ..CreateFileRequest::default() };
             let req = superuser.sign_client(req);
             async move { client.create_file(req).await.is_ok() }
         })
-        .await;
-        create_rate = create_rate.max(rate);
-    }
+        .await
+    };
     line(out, "createFile via gRPC, fsync'd journal", create_rate, "ops/s", "raw group-commit journal append", raw_rate);
 
     // ── getStatus ops/s vs an in-process namespace lookup ──
