@@ -60,8 +60,32 @@ impl Default for BenchOptions {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// First port [`unused_port`] hands out.
+const UNUSED_PORT_FIRST: u16 = 20_100;
+/// Ports [`unused_port`] hands out: below the default worker ports (29998-30000) and below
+/// the kernel's ephemeral range (32768 and up on Linux), which outgoing connections and
+/// `bind(0)` draw from, so no other socket of this machine's clients takes a port between
+/// its check and its use.
+const UNUSED_PORT_COUNT: u16 = 9_800;
+
+/// A TCP port free on every address, never handed out twice by this process: for the
+/// servers of benchmarks and tests. Ports come from one counter per process, starting at an
+/// offset from the process id (so two processes rarely try the same ones), each checked
+/// free before it is handed out. Picking with `bind(0)` and releasing raced with other
+/// servers and with outgoing connections, which take ports from the same ephemeral range.
+pub fn unused_port() -> std::io::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let count = u32::from(UNUSED_PORT_COUNT);
+    let _ = NEXT.compare_exchange(u32::MAX, (std::process::id().wrapping_mul(211)) % count, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..count {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % count;
+        let port = UNUSED_PORT_FIRST + offset as u16;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("no free port in {UNUSED_PORT_FIRST}..{}", UNUSED_PORT_FIRST + UNUSED_PORT_COUNT)))
 }
 
 fn line(out: &mut dyn Write, name: &str, value: f64, unit: &str, baseline_name: &str, baseline: f64) {
@@ -457,7 +481,7 @@ impl BenchCluster {
     /// Formats the journal on `journal_ufs`, starts the master and a worker with `tiers`,
     /// and waits until the worker registered.
     async fn start(journal_ufs: Arc<dyn UnderFs>, data_ufs: Option<Arc<dyn UnderFs>>, tiers: Vec<TierDirs>) -> Result<Self, String> {
-        let master_addr = format!("127.0.0.1:{}", free_port().map_err(|e| e.to_string())?);
+        let master_addr = format!("127.0.0.1:{}", unused_port().map_err(|e| e.to_string())?);
         let master_opts = MasterOptions {
             address: master_addr.clone(),
             bind_address: master_addr.clone(),
@@ -497,8 +521,8 @@ impl BenchCluster {
         let worker_opts = WorkerOptions {
             address: crate::proto::WorkerNetAddress {
                 host: "127.0.0.1".into(),
-                rpc_port: free_port().map_err(|e| e.to_string())? as u32,
-                data_port: free_port().map_err(|e| e.to_string())? as u32,
+                rpc_port: unused_port().map_err(|e| e.to_string())? as u32,
+                data_port: unused_port().map_err(|e| e.to_string())? as u32,
                 web_port: 0,
             },
             bind_hosts: crate::worker::WorkerBindHosts::all("127.0.0.1"),

@@ -152,8 +152,8 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 /// Runs the benchmark in a scratch folder under `parent`; prints one line per fault kind.
 pub async fn run(opts: FailoverBenchOptions, parent: &Path, out: &mut dyn Write) -> Result<(), String> {
     let home = super::tempfile_dir(parent)?;
-    let rpc_port = super::free_port().map_err(|e| e.to_string())?;
-    let web_port = super::free_port().map_err(|e| e.to_string())?;
+    let rpc_port = super::unused_port().map_err(|e| e.to_string())?;
+    let web_port = super::unused_port().map_err(|e| e.to_string())?;
     let mut defines = opts.defines.clone();
     defines.extend([
         format!("tachyon.master.journal.folder={}", home.path().join("journal").display()),

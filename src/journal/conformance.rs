@@ -71,6 +71,8 @@ pub async fn run(open: &(dyn Fn() -> Arc<dyn UnderFs> + Send + Sync)) {
     let (mut new_ns, new) = second.take_over().await.unwrap();
     assert_eq!(new_ns.digest(), ns.digest(), "the new leader has every acknowledged entry");
     assert!(exists(&new_ns, "/acked-in-open-segment"));
+    let markers = second.ufs.list(super::EPOCHS).await.unwrap();
+    assert_eq!(markers, vec![super::format::epoch_file_name(2)], "a take-over leaves only its own epoch marker");
     assert!(try_mkdir(&mut ns, &old, "/zombie").await.is_err(), "a deposed leader acknowledges nothing");
     mkdirs(&mut new_ns, &new, &["/acked-by-new"]).await;
     new.close().await;

@@ -34,17 +34,18 @@
 /// The journal's contract on a backend, public so integration tests run it on S3 and HDFS.
 #[doc(hidden)]
 pub mod conformance;
+mod durable;
 pub mod format;
 
 use std::sync::Arc;
 
-use crate::watch;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::core::namespace::{ApplyError, Namespace};
 use crate::proto::{Checkpoint, JournalEntry};
 use crate::underfs::{UfsWriter, UnderFs};
+use durable::DurablePosition;
 use format::{DecodedSegment, FormatError, SegmentName};
 
 /// Name of the marker file written by format.
@@ -271,12 +272,31 @@ impl Journal {
     }
 
     /// Marks `epoch` as the leader's; from now on no older leader acknowledges anything.
-    /// Must come before the final catch-up of a take-over.
+    /// Must come before the final catch-up of a take-over. Then removes the older markers,
+    /// so the check after every batch lists one or two files however many leaders came
+    /// before.
     pub async fn claim_epoch(&self, epoch: u64) -> Result<(), JournalError> {
         let file = format!("{EPOCHS}/{}", format::epoch_file_name(epoch));
         let w = self.ufs.create(&file).await.map_err(self.io(format!("claim {file}")))?;
         w.close().await.map_err(self.io(format!("claim {file}")))?;
-        self.verify_epoch(epoch).await
+        self.verify_epoch(epoch).await?;
+        self.remove_epoch_markers_below(epoch).await;
+        Ok(())
+    }
+
+    /// Deletes the markers of epochs older than `epoch`, whose own marker stays (a newer
+    /// leader's too): fencing compares only with the newest marker, so an older leader is
+    /// fenced all the same. Best effort: a marker left behind costs a longer listing only.
+    async fn remove_epoch_markers_below(&self, epoch: u64) {
+        let names = match self.ufs.list(EPOCHS).await {
+            Ok(names) => names,
+            Err(e) => return warn!(folder = %self.folder(), epoch, error = %e, "cannot list epoch markers to remove the old ones"),
+        };
+        for name in names.iter().filter(|n| format::parse_epoch_name(n).is_some_and(|e| e < epoch)) {
+            if let Err(e) = self.ufs.delete(&format!("{EPOCHS}/{name}")).await {
+                warn!(folder = %self.folder(), epoch, marker = %name, error = %e, "cannot remove an old epoch marker");
+            }
+        }
     }
 
     /// Rebuilds the namespace from the newest readable checkpoint and the logs after it.
@@ -388,7 +408,7 @@ impl Journal {
         let next = ns.next_sequence();
         let writer = open_segment_on(&*self.ufs, &self.folder(), next, epoch).await?;
         let (tx, rx) = mpsc::channel(self.limits.queue_capacity);
-        let (durable_tx, durable_rx) = watch::channel(Durability { next, failed: None, syncs: 0 });
+        let durable = Arc::new(DurablePosition::new(next));
         let task = WriterTask {
             journal: self.clone(),
             writer,
@@ -396,10 +416,10 @@ impl Journal {
             segment_first: next,
             segment_bytes: format::SEGMENT_HEADER_LEN as u64,
             next,
-            durable: durable_tx,
+            durable: durable.clone(),
         };
         let handle = tokio::spawn(task.run(rx));
-        Ok(JournalWriter { tx, durable: durable_rx, task: Arc::new(tokio::sync::Mutex::new(Some(handle))) })
+        Ok(JournalWriter { tx, durable, task: Arc::new(tokio::sync::Mutex::new(Some(handle))) })
     }
 
     /// Writes a checkpoint, then removes the logs and older checkpoints it makes redundant
@@ -630,7 +650,7 @@ enum Command {
 #[derive(Clone)]
 pub struct JournalWriter {
     tx: mpsc::Sender<Command>,
-    durable: watch::Receiver<Durability>,
+    durable: Arc<DurablePosition>,
     task: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
@@ -639,7 +659,7 @@ impl JournalWriter {
     /// one past the last. Waits while the queue is full.
     pub async fn submit(&self, entries: &[JournalEntry]) -> Result<u64, JournalError> {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-            return Ok(self.durable.borrow().next);
+            return Ok(self.durable.snapshot().next);
         };
         // What replay would refuse is never written.
         use prost::Message as _;
@@ -657,14 +677,13 @@ impl JournalWriter {
     }
 
     fn failure(&self) -> JournalError {
-        let reason = self.durable.borrow().failed.clone().unwrap_or_else(|| "writer closed".into());
+        let reason = self.durable.snapshot().failed.unwrap_or_else(|| "writer closed".into());
         JournalError::WriterFailed(reason)
     }
 
     /// Waits until every entry below `end` is durable.
     pub async fn wait_durable(&self, end: u64) -> Result<(), JournalError> {
-        let mut rx = self.durable.clone();
-        let state = rx.wait_for(|d| d.next >= end || d.failed.is_some()).await.map_err(|_| self.failure())?.clone();
+        let state = self.durable.reached(end).await;
         match state.failed {
             Some(reason) if state.next < end => Err(JournalError::WriterFailed(reason)),
             _ => Ok(()),
@@ -673,12 +692,13 @@ impl JournalWriter {
 
     /// The current durable position and failure, if any.
     pub fn durability(&self) -> Durability {
-        self.durable.borrow().clone()
+        self.durable.snapshot()
     }
 
-    /// A receiver that sees every change of the durable position.
-    pub fn subscribe(&self) -> watch::Receiver<Durability> {
-        self.durable.clone()
+    /// Waits until the writer has stopped for good (failed, fenced, closed or aborted) and
+    /// returns why; wakes for nothing else.
+    pub async fn stopped(&self) -> String {
+        self.durable.reached(u64::MAX).await.failed.unwrap_or_else(|| "journal writer gone".into())
     }
 
     /// Stops writing at once, mid-batch if need be, leaving the open segment as a crash
@@ -708,7 +728,15 @@ struct WriterTask {
     segment_first: u64,
     segment_bytes: u64,
     next: u64,
-    durable: watch::Sender<Durability>,
+    durable: Arc<DurablePosition>,
+}
+
+/// However the task ends (closed, failed, aborted by a deposed leader, panicked), nobody is
+/// left waiting for entries it will never write.
+impl Drop for WriterTask {
+    fn drop(&mut self) {
+        self.durable.fail("writer task ended".into());
+    }
 }
 
 impl WriterTask {
@@ -765,14 +793,14 @@ impl WriterTask {
         if let Err(reason) = self.complete_segment(false).await {
             warn!(folder = %self.journal.folder(), %reason, "could not complete the open journal segment on shutdown");
         }
-        self.durable.send_modify(|d| d.failed = Some("journal writer closed".into()));
+        self.durable.fail("journal writer closed".into());
     }
 
     /// A write, sync, epoch check or segment completion failed: publish it and write nothing more.
     fn stop_failed(&self, reason: String) {
         tracing::error!(folder = %self.journal.folder(), epoch = self.epoch, durable_next = self.next, %reason,
             "journal write failed; no further entries will be written");
-        self.durable.send_modify(|d| d.failed = Some(reason));
+        self.durable.fail(reason);
     }
 
     async fn write_batch(&mut self, batch: Vec<Submission>) -> Result<(), String> {
@@ -797,10 +825,7 @@ impl WriterTask {
         }
         self.next = end;
         self.segment_bytes += buf.len() as u64;
-        self.durable.send_modify(|d| {
-            d.next = end;
-            d.syncs += 1;
-        });
+        self.durable.advance(end);
         if self.segment_bytes >= self.journal.limits.segment_max_bytes {
             self.complete_segment(true).await?;
         }

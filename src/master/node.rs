@@ -650,15 +650,12 @@ async fn serve_term(node: &Arc<MasterNode>, master: &Arc<Master>, unsettled: BTr
     let expiring = tokio::spawn(expire_ttls(node.clone(), master.clone()));
     let reaping = tokio::spawn(reap_abandoned_writes(node.clone(), master.clone()));
     let settling = (!unsettled.is_empty()).then(|| tokio::spawn(settle_remaining(node.clone(), master.clone(), unsettled)));
-    let mut durability = master.writer().subscribe();
     let fencing = master.fencing();
     let end = tokio::select! {
         biased; // polled in a fixed order: tokio's random start is seeded per process, not per simulated run
         _ = wait_stopped(stop) => TermEnd::Stop,
         _ = master.leadership().lost(), if fencing => TermEnd::Lost,
-        failed = durability.wait_for(|d| d.failed.is_some()) => {
-            TermEnd::JournalFailed(failed.ok().and_then(|d| d.failed.clone()).unwrap_or_else(|| "journal writer gone".into()))
-        }
+        reason = master.writer().stopped() => TermEnd::JournalFailed(reason),
     };
     lost_check.abort();
     expiring.abort();

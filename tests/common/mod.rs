@@ -44,32 +44,10 @@ pub async fn raw_master_at(address: &str) -> RawMaster {
     tachyon::proto::master_service_client::MasterServiceClient::with_interceptor(channel, identify as fn(_) -> _)
 }
 
-/// First port [`free_port`] hands out: above tachyon's default master ports (19998, 19999).
-const TEST_PORT_FIRST: u16 = 20_100;
-/// Ports [`free_port`] hands out: below the default worker ports (29998-30000) and below
-/// the kernel's ephemeral range (32768 and up), which outgoing connections and `bind(0)`
-/// draw from, so no other socket takes a port between its check and its use.
-const TEST_PORT_COUNT: u16 = 9_800;
-
-/// A TCP port free on every loopback address, never handed out twice by this test process.
-///
-/// Ports come from one counter per process (starting at an offset from the process id, so
-/// a lingering child of the previous test binary is unlikely to hold them) in a range the
-/// kernel never picks for ephemeral ports: picking with `bind(0)` and releasing raced with
-/// other tests' servers and connections taking the same port.
+/// A TCP port free on every loopback address, never handed out twice by this test process
+/// (see [`tachyon::bench::unused_port`]).
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let start = (std::process::id() * 211) % u32::from(TEST_PORT_COUNT);
-    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::SeqCst, Ordering::SeqCst);
-    for _ in 0..TEST_PORT_COUNT {
-        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % u32::from(TEST_PORT_COUNT);
-        let port = TEST_PORT_FIRST + u16::try_from(offset).unwrap();
-        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {TEST_PORT_FIRST}..{}", TEST_PORT_FIRST + TEST_PORT_COUNT)
+    tachyon::bench::unused_port().expect("a free port for a test server")
 }
 
 /// Masters and workers, each a child process: one master with a static address, or
