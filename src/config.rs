@@ -85,6 +85,7 @@ pub const PROXY_BIND_HOST: &str = "tachyon.proxy.web.bind.host";
 pub const PROXY_HOSTNAME: &str = "tachyon.proxy.web.hostname";
 pub const PROXY_ACCESS_KEY: &str = "tachyon.proxy.s3.access.key";
 pub const PROXY_SECRET_KEY: &str = "tachyon.proxy.s3.secret.key";
+pub const PROXY_MULTIPART_EXPIRY: &str = "tachyon.proxy.s3.multipart.upload.expiry";
 pub const WORKER_TIER_LEVELS: &str = "tachyon.worker.tieredstore.levels";
 /// Most storage tiers a worker may have (MEM, SSD, HDD).
 pub const MAX_WORKER_TIERS: usize = 3;
@@ -173,6 +174,8 @@ pub const KEYS: &[KeyDef] = &[
     key(PROXY_BIND_HOST, "", ValueType::String, "S3 gateway: address to listen on; empty: the advertised host if it is a loopback address, else 0.0.0.0"),
     key(PROXY_ACCESS_KEY, "", ValueType::String, "Access key id S3 clients sign requests with (SigV4); empty: unsigned requests are accepted"),
     secret_key(PROXY_SECRET_KEY, "Secret key S3 clients sign requests with, never shown"),
+    key(PROXY_MULTIPART_EXPIRY, "24h", ValueType::Duration,
+        "A multipart upload that gets no part for this long is aborted and its parts deleted (clients that crash abandon theirs)"),
     key(FUSE_METADATA_CACHE, "1000", ValueType::Duration, "How long a FUSE mount (and the kernel) keeps file attributes and lookups before asking the master again"),
     key(WORKER_TIER_LEVELS, "1", ValueType::Integer, "Storage tiers of a worker (1 to 3), configured by the level0..level2 keys, fastest first"),
     key(WORKER_TIER_KEYS[0].0, "MEM", ValueType::Enum(TIER_ALIASES), "Kind of the top tier (MEM, SSD or HDD)"),

@@ -340,7 +340,7 @@ async fn main() -> ExitCode {
 /// `proxy`: the S3 gateway, a client of the cluster, until the process is stopped.
 #[cfg(feature = "proxy")]
 async fn run_proxy(defines: &[String]) -> Result<(), String> {
-    use tachyon::config::{PROXY_ACCESS_KEY, PROXY_BIND_HOST, PROXY_HOSTNAME, PROXY_PORT, PROXY_SECRET_KEY};
+    use tachyon::config::{PROXY_ACCESS_KEY, PROXY_BIND_HOST, PROXY_HOSTNAME, PROXY_MULTIPART_EXPIRY, PROXY_PORT, PROXY_SECRET_KEY};
     let cfg = load_config(Role::Client, defines)?;
     let bind_host = cfg.bind_host(PROXY_BIND_HOST, PROXY_HOSTNAME);
     let bind = format!("{bind_host}:{}", cfg.port(PROXY_PORT));
@@ -356,9 +356,13 @@ async fn run_proxy(defines: &[String]) -> Result<(), String> {
         (a, s) if a.is_empty() || s.is_empty() => return Err(format!("set both {PROXY_ACCESS_KEY} and {PROXY_SECRET_KEY}, or neither")),
         (a, s) => Some((a, s)),
     };
+    let multipart_expiry_ms = cfg.duration_ms(PROXY_MULTIPART_EXPIRY);
+    if multipart_expiry_ms == 0 {
+        return Err(format!("{PROXY_MULTIPART_EXPIRY} must be longer than 0: every upload in progress would be aborted"));
+    }
     let fs = tachyon::client::FileSystem::from_config(&cfg).map_err(|e| e.to_string())?;
     let tls = tachyon::security::SecurityOptions::from_config(&cfg).map_err(|e| e.to_string())?.tls;
-    let options = tachyon::proxy::ProxyOptions { bind, credentials, tls };
+    let options = tachyon::proxy::ProxyOptions { bind, credentials, tls, multipart_expiry_ms };
     tokio::select! {
         () = tachyon::proxy::serve(options, fs) => Err(format!("the S3 gateway stopped serving on {bind}")),
         () = shutdown_signal() => Ok(()),

@@ -5,7 +5,9 @@
 //!
 //! Nothing half-written is ever visible: an upload (PUT, a copy, a completed multipart
 //! upload) is written to a staging file under `/.tachyon-s3/` and renamed into place once
-//! complete; multipart parts wait under `/.tachyon-s3/uploads/<upload id>/`.
+//! complete; multipart parts wait under `/.tachyon-s3/uploads/<upload id>/`. A sweeper
+//! deletes what stopped gateways and crashed clients leave there: complete staging files
+//! never renamed, and uploads that got no part for `tachyon.proxy.s3.multipart.upload.expiry`.
 
 use std::net::SocketAddr;
 
@@ -30,8 +32,11 @@ const GET_AHEAD_CHUNKS: usize = 2;
 /// A complete staging file this old was left by a gateway that stopped between completing
 /// it and renaming it into place (the rename follows the completion at once).
 const ORPHAN_STAGING_AGE_MS: i64 = 10 * 60 * 1000;
-/// How often a gateway looks for such files.
+/// How often a gateway looks for such files (and for expired uploads, at least twice per
+/// expiry period).
 const STAGING_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// The shortest time between two sweeps.
+const MIN_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How the gateway is reached and who may use it.
 #[derive(Clone, Debug)]
@@ -40,6 +45,8 @@ pub struct ProxyOptions {
     /// SigV4 credentials clients must sign with; `None` accepts unsigned requests.
     pub credentials: Option<(String, String)>,
     pub tls: Option<crate::tls::TlsConfig>,
+    /// A multipart upload that got no part for this long is aborted (more than 0).
+    pub multipart_expiry_ms: u64,
 }
 
 /// The S3 operations over a tachyon client.
@@ -591,29 +598,46 @@ pub fn orphaned_staging(entries: &[FileInfo], now_ms: i64) -> Vec<String> {
     entries.iter().filter(|e| !e.is_directory && e.complete && e.modification_time_ms + ORPHAN_STAGING_AGE_MS < now_ms).map(|e| e.path.clone()).collect()
 }
 
-/// Deletes orphaned staging files now and every [`STAGING_SWEEP_INTERVAL`].
-async fn sweep_staging(fs: FileSystem) {
-    let clock = crate::runtime::system_clock();
-    loop {
-        match fs.list_status(&format!("{WORK_DIR}/staging"), false).await {
-            Ok(entries) => {
-                for path in orphaned_staging(&entries, clock.now_ms()) {
-                    match fs.delete(&path, false).await {
-                        Ok(()) => tracing::info!(path, "deleted a staging file a stopped gateway left"),
-                        Err(e) => tracing::warn!(path, error = %e, "could not delete an orphaned staging file"),
-                    }
+/// The multipart uploads in `entries` (the upload folders) that got no part for longer than
+/// `expiry_ms` at `now_ms`: adding a part renames it into the folder, which moves the
+/// folder's modification time.
+pub fn expired_uploads(entries: &[FileInfo], now_ms: i64, expiry_ms: u64) -> Vec<String> {
+    let expiry_ms = i64::try_from(expiry_ms).unwrap_or(i64::MAX);
+    entries.iter().filter(|e| e.is_directory && e.modification_time_ms.saturating_add(expiry_ms) < now_ms).map(|e| e.path.clone()).collect()
+}
+
+/// Deletes every path `pick` chooses among the entries of `dir` (`what` names them in logs).
+async fn sweep_folder(fs: &FileSystem, dir: &str, what: &str, pick: impl FnOnce(&[FileInfo]) -> Vec<String>) {
+    match fs.list_status(dir, false).await {
+        Ok(entries) => {
+            for path in pick(&entries) {
+                match fs.delete(&path, true).await {
+                    Ok(()) => tracing::info!(path, "deleted {what}"),
+                    Err(e) => tracing::warn!(path, error = %e, "could not delete {what}"),
                 }
             }
-            Err(FsError::NotFound { .. }) => {}
-            Err(e) => tracing::warn!(error = %e, "could not list the staging folder"),
         }
-        tokio::time::sleep(STAGING_SWEEP_INTERVAL).await;
+        Err(FsError::NotFound { .. }) => {}
+        Err(e) => tracing::warn!(dir, error = %e, "could not list the folder of {what}"),
+    }
+}
+
+/// Deletes orphaned staging files and expired multipart uploads now and then periodically:
+/// every [`STAGING_SWEEP_INTERVAL`], or twice per expiry period if that is shorter.
+async fn sweep(fs: FileSystem, multipart_expiry_ms: u64) {
+    let clock = crate::runtime::system_clock();
+    let interval = std::time::Duration::from_millis(multipart_expiry_ms / 2).clamp(MIN_SWEEP_INTERVAL, STAGING_SWEEP_INTERVAL);
+    loop {
+        let now_ms = clock.now_ms();
+        sweep_folder(&fs, &format!("{WORK_DIR}/staging"), "a staging file a stopped gateway left", |e| orphaned_staging(e, now_ms)).await;
+        sweep_folder(&fs, &format!("{WORK_DIR}/uploads"), "an abandoned multipart upload", |e| expired_uploads(e, now_ms, multipart_expiry_ms)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 
 /// Serves the S3 API on `options.bind` until the process ends.
 pub async fn serve(options: ProxyOptions, fs: FileSystem) {
-    let sweeper = tokio::spawn(sweep_staging(fs.clone()));
+    let sweeper = tokio::spawn(sweep(fs.clone(), options.multipart_expiry_ms));
     let mut builder = s3s::service::S3ServiceBuilder::new(TachyonS3::new(fs));
     if let Some((access_key, secret_key)) = options.credentials {
         builder.set_auth(s3s::auth::SimpleAuth::from_single(access_key, secret_key));
@@ -653,6 +677,20 @@ mod tests {
             FileInfo { is_directory: true, ..file("/s/dir", true, 0) },
         ];
         assert_eq!(orphaned_staging(&entries, now), vec!["/s/old".to_string()]);
+    }
+
+    #[test]
+    fn only_uploads_without_a_part_for_longer_than_the_expiry_are_expired() {
+        let upload = |path: &str, modified: i64| FileInfo { path: path.into(), is_directory: true, modification_time_ms: modified, ..FileInfo::default() };
+        let (now, expiry) = (1_000_000, 5_000);
+        let entries = [
+            upload("/u/idle", now - 5_001),
+            upload("/u/just-within", now - 5_000),
+            upload("/u/active", now - 10),
+            FileInfo { is_directory: false, ..upload("/u/stray-file", 0) },
+        ];
+        assert_eq!(expired_uploads(&entries, now, expiry), vec!["/u/idle".to_string()]);
+        assert!(expired_uploads(&entries, now, u64::MAX).is_empty(), "an expiry past the clock's range expires nothing");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The S3 gateway (`tachyon proxy`) driven by real S3 clients: boto3 (`tests/s3/
 //! boto3_suite.py`: buckets, put/get with ranges, head, listings with prefix, delimiter and
 //! pages, copy, multi-delete, a 100 MiB multipart upload, an aborted one, bad signatures and
-//! keys) and the AWS CLI; and a listing that pages through a leader failover.
+//! keys) and the AWS CLI; a listing that pages through a leader failover; and the sweep of
+//! abandoned multipart uploads.
 
 #![cfg(feature = "proxy")]
 
@@ -31,6 +32,11 @@ struct Gateway {
 
 impl Gateway {
     async fn start(c: &Cluster) -> Gateway {
+        Gateway::start_with(c, &[]).await
+    }
+
+    /// A gateway with extra `-D` options.
+    async fn start_with(c: &Cluster, defines: &[&str]) -> Gateway {
         let port = free_port();
         let log = std::fs::File::create(c.path().join("proxy.log")).unwrap();
         let child = Command::new(common::tachyon_bin())
@@ -44,6 +50,7 @@ impl Gateway {
                 format!("-Dtachyon.proxy.s3.access.key={ACCESS_KEY}"),
                 format!("-Dtachyon.proxy.s3.secret.key={SECRET_KEY}"),
             ])
+            .args(defines)
             .arg("proxy")
             .stdout(Stdio::null())
             .stderr(log)
@@ -158,4 +165,42 @@ async fn a_listing_pages_through_a_leader_failover() {
     let out = lister.wait_with_output().unwrap();
     let listed = ok(&out, "listing through the failover");
     assert_eq!(listed.trim(), keys.join(","));
+}
+
+/// A client that starts a multipart upload and goes away: once no part came for the expiry
+/// the gateway aborts the upload and deletes its parts; the upload id is then unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_multipart_upload_is_aborted_after_the_expiry() {
+    let mut c = Cluster::start();
+    c.start_worker(0);
+    c.wait_for_workers(1).await;
+    let fs = c.client();
+    fs.create_directory("/abandoned", false, false).await.unwrap();
+    let gateway = Gateway::start_with(&c, &["-Dtachyon.proxy.s3.multipart.upload.expiry=2s"]).await;
+    let scratch = c.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let client = format!(
+        "import boto3, sys\nfrom botocore.config import Config\n\
+         s3 = boto3.client('s3', endpoint_url='{endpoint}', aws_access_key_id='{ACCESS_KEY}', aws_secret_access_key='{SECRET_KEY}', region_name='us-east-1', \
+         config=Config(s3={{'addressing_style': 'path'}}))\n",
+        endpoint = gateway.endpoint
+    );
+    let python = |script: String| Command::new(s3_client_bin("python")).arg("-c").arg(client.clone() + &script).output().unwrap();
+    let started = python(
+        "u = s3.create_multipart_upload(Bucket='abandoned', Key='big.bin')['UploadId']\n\
+         s3.upload_part(Bucket='abandoned', Key='big.bin', UploadId=u, PartNumber=1, Body=b'p' * 1024)\n\
+         print(u)\n"
+            .into(),
+    );
+    let upload_id = ok(&started, "start an upload and send one part").trim().to_string();
+    let folder = format!("/.tachyon-s3/uploads/{upload_id}");
+    assert_eq!(fs.list_status(&folder, false).await.unwrap().len(), 2, "the target and one part wait for the rest");
+    assert!(eventually(|| async { fs.get_status(&folder).await.is_err() }).await, "the abandoned upload was not aborted");
+    let late = python(format!(
+        "import botocore\n\
+         try:\n    s3.upload_part(Bucket='abandoned', Key='big.bin', UploadId='{upload_id}', PartNumber=2, Body=b'q')\n    print('accepted')\n\
+         except botocore.exceptions.ClientError as e:\n    print(e.response['Error']['Code'])\n"
+    ));
+    assert_eq!(ok(&late, "a part after the abort").trim(), "NoSuchUpload");
+    assert!(fs.list_status("/abandoned", false).await.unwrap().is_empty(), "nothing of the upload became an object");
 }

@@ -18,7 +18,8 @@ pub const ROUNDS: usize = 3;
 pub async fn run(fs: &FileSystem, data: Arc<Vec<u8>>, out: &mut dyn std::io::Write) -> Result<(), String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let bind: SocketAddr = ([127, 0, 0, 1], port).into();
-    let gateway = tokio::spawn(crate::proxy::serve(crate::proxy::ProxyOptions { bind, credentials: None, tls: None }, fs.clone()));
+    let gateway =
+        tokio::spawn(crate::proxy::serve(crate::proxy::ProxyOptions { bind, credentials: None, tls: None, multipart_expiry_ms: u64::MAX }, fs.clone()));
     let result = measure(fs, bind, data, out).await;
     gateway.abort();
     result
