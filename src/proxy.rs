@@ -20,6 +20,9 @@ use crate::client::{CreateOptions, FileSystem};
 use crate::error::FsError;
 use crate::proto::FileInfo;
 
+mod listing;
+use listing::{DirectoryPages, ListRequest};
+
 /// Where the gateway keeps its staging files and multipart uploads (not a bucket: bucket
 /// names never start with a dot).
 const WORK_DIR: &str = "/.tachyon-s3";
@@ -126,13 +129,6 @@ fn etag_of(info: &FileInfo) -> ETag {
 
 fn timestamp(ms: i64) -> Timestamp {
     Timestamp::from(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64))
-}
-
-/// One entry of a listing.
-struct Listed {
-    key: String,
-    /// The object's status; `None` for a common prefix.
-    info: Option<FileInfo>,
 }
 
 impl TachyonS3 {
@@ -244,48 +240,23 @@ impl TachyonS3 {
             current = parent.to_string();
         }
     }
+}
 
-    /// The entries of `bucket` whose keys start with `prefix`, sorted by key, with keys
-    /// past `delimiter` folded into common prefixes; objects being written are left out.
-    async fn list_keys(&self, bucket: &str, prefix: &str, delimiter: Option<&str>) -> S3Result<Vec<Listed>> {
-        let root = bucket_path(bucket);
-        // The deepest directory the prefix names in full.
-        let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
-        let dir = if dir_part.is_empty() { root.clone() } else { format!("{root}/{dir_part}") };
-        let recursive = delimiter != Some("/");
-        let entries = match self.fs.list_status(&dir, recursive).await {
-            Ok(entries) => entries,
-            Err(FsError::NotFound { .. }) | Err(FsError::NotADirectory { .. }) => Vec::new(),
-            Err(e) => return Err(s3_err(e, S3ErrorCodeKind::Bucket)),
-        };
-        let mut listed: std::collections::BTreeMap<String, Option<FileInfo>> = std::collections::BTreeMap::new();
-        for info in entries {
-            let Some(rel) = info.path.strip_prefix(&format!("{root}/")).map(str::to_string) else { continue };
-            let key = if info.is_directory {
-                // A directory shows as its marker when empty, or as a common prefix.
-                if info.child_count > 0 && delimiter != Some("/") {
-                    continue;
-                }
-                format!("{rel}/")
-            } else if !info.complete {
-                continue;
-            } else {
-                rel
-            };
-            if !key.starts_with(prefix) {
-                continue;
-            }
-            match delimiter.filter(|d| !d.is_empty()).and_then(|d| key[prefix.len()..].find(d).map(|i| (i, d.len()))) {
-                Some((i, len)) => {
-                    let common = key[..prefix.len() + i + len].to_string();
-                    listed.insert(common, None);
-                }
-                None => {
-                    listed.insert(key, if info.is_directory { Some(FileInfo { length: 0, ..info }) } else { Some(info) });
-                }
-            }
+/// Directory pages from the master, a directory that is gone (or a file) listing empty.
+#[async_trait::async_trait]
+impl DirectoryPages for FileSystem {
+    async fn page(&self, dir: &str, start_after: Option<&str>) -> Result<(Vec<FileInfo>, bool), FsError> {
+        let after = start_after.map(|name| format!("{dir}/{name}")).unwrap_or_default();
+        match self.list_status_page(dir, false, &after).await {
+            Ok((files, _)) if files.len() == 1 && files[0].path == dir && !files[0].is_directory => Ok((Vec::new(), false)),
+            Ok((files, next)) => Ok((files, !next.is_empty())),
+            Err(FsError::NotFound { .. }) | Err(FsError::NotADirectory { .. }) => Ok((Vec::new(), false)),
+            Err(e) => Err(e),
         }
-        Ok(listed.into_iter().map(|(key, info)| Listed { key, info }).collect())
+    }
+
+    async fn status(&self, path: &str) -> Result<FileInfo, FsError> {
+        self.get_status(path).await
     }
 }
 
@@ -345,10 +316,8 @@ impl S3 for TachyonS3 {
         let prefix = input.prefix.clone().unwrap_or_default();
         let max_keys = input.max_keys.map_or(MAX_KEYS, |m| (m.max(0) as usize).min(MAX_KEYS));
         let after = input.continuation_token.clone().or_else(|| input.start_after.clone()).unwrap_or_default();
-        let listed = self.list_keys(&input.bucket, &prefix, input.delimiter.as_deref()).await?;
-        let mut page: Vec<Listed> = listed.into_iter().filter(|l| after.is_empty() || l.key > after).collect();
-        let truncated = page.len() > max_keys;
-        page.truncate(max_keys);
+        let request = ListRequest { root: &bucket_path(&input.bucket), prefix: &prefix, delimiter: input.delimiter.as_deref(), after: &after, max_keys };
+        let (page, truncated) = listing::list_page(&self.fs, request).await.map_err(|e| s3_err(e, S3ErrorCodeKind::Bucket))?;
         let next = if truncated { page.last().map(|l| l.key.clone()) } else { None };
         let (mut contents, mut prefixes) = (Vec::new(), Vec::new());
         for l in page {

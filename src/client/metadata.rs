@@ -42,25 +42,33 @@ impl FileSystem {
     pub async fn list_status_pages(&self, path: &str, recursive: bool, mut each: impl FnMut(Vec<FileInfo>) -> Result<(), FsError>) -> Result<(), FsError> {
         let mut start_after = String::new();
         loop {
-            let req = ListStatusRequest {
-                path: path.to_string(),
-                recursive,
-                sync_interval_ms: self.inner.options.metadata_sync_interval_ms,
-                start_after: start_after.clone(),
-                limit: 0,
-            };
-            let page = self
-                .call("listStatus", |mut c| {
-                    let req = self.signed(req.clone());
-                    async move { c.list_status(req).await }
-                })
-                .await?;
-            each(page.files)?;
-            if page.next_start_after.is_empty() {
+            let (files, next) = self.list_status_page(path, recursive, &start_after).await?;
+            each(files)?;
+            if next.is_empty() {
                 return Ok(());
             }
-            start_after = page.next_start_after;
+            start_after = next;
         }
+    }
+
+    /// One page of the listing of `path`: the entries after the path `start_after` (empty:
+    /// from the first; it need not exist), and the path the next page starts after (empty:
+    /// this was the last). Only the first page looks at the under-storage.
+    pub async fn list_status_page(&self, path: &str, recursive: bool, start_after: &str) -> Result<(Vec<FileInfo>, String), FsError> {
+        let req = ListStatusRequest {
+            path: path.to_string(),
+            recursive,
+            sync_interval_ms: self.inner.options.metadata_sync_interval_ms,
+            start_after: start_after.to_string(),
+            limit: 0,
+        };
+        let page = self
+            .call("listStatus", |mut c| {
+                let req = self.signed(req.clone());
+                async move { c.list_status(req).await }
+            })
+            .await?;
+        Ok((page.files, page.next_start_after))
     }
 
     /// Creates a directory.
