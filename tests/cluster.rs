@@ -279,7 +279,7 @@ fn bench_prints_every_figure_with_its_baseline() {
         Some(reason) => assert!(text.contains(&format!("FUSE lines skipped: {reason}")), "{text}"),
     }
     if cfg!(feature = "proxy") {
-        assert!(text.contains("S3 gateway PUT") && text.contains("S3 gateway GET"), "{text}");
+        assert!(text.contains("S3 gateway PUT") && text.contains("S3 gateway GET") && text.contains("S3 gateway ListObjectsV2"), "{text}");
     } else {
         assert!(text.contains("S3 gateway lines skipped"), "{text}");
     }
