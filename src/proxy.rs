@@ -131,7 +131,40 @@ fn timestamp(ms: i64) -> Timestamp {
     Timestamp::from(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64))
 }
 
+/// One page of a listing, in the S3 types both listing versions answer with.
+struct ListingPage {
+    contents: Vec<Object>,
+    prefixes: Vec<CommonPrefix>,
+    /// The last key listed, if more follow.
+    next: Option<String>,
+    max_keys: i32,
+}
+
 impl TachyonS3 {
+    /// Keys of `bucket` below `prefix` after `after`, at most `max_keys` (S3's 1,000 if
+    /// unset or more), rolled up at `delimiter`.
+    async fn list_page(&self, bucket: &str, prefix: Option<&str>, delimiter: Option<&str>, after: &str, max_keys: Option<i32>) -> S3Result<ListingPage> {
+        self.require_bucket(bucket).await?;
+        let max_keys = max_keys.map_or(MAX_KEYS, |m| (m.max(0) as usize).min(MAX_KEYS));
+        let request = ListRequest { root: &bucket_path(bucket), prefix: prefix.unwrap_or_default(), delimiter, after, max_keys };
+        let (page, truncated) = listing::list_page(&self.fs, request).await.map_err(|e| s3_err(e, S3ErrorCodeKind::Bucket))?;
+        let next = if truncated { page.last().map(|l| l.key.clone()) } else { None };
+        let (mut contents, mut prefixes) = (Vec::new(), Vec::new());
+        for l in page {
+            match l.info {
+                Some(info) => contents.push(Object {
+                    key: Some(l.key),
+                    size: Some(info.length as i64),
+                    last_modified: Some(timestamp(info.modification_time_ms)),
+                    e_tag: Some(etag_of(&info)),
+                    ..Object::default()
+                }),
+                None => prefixes.push(CommonPrefix { prefix: Some(l.key) }),
+            }
+        }
+        Ok(ListingPage { contents, prefixes, next, max_keys: max_keys as i32 })
+    }
+
     /// A gateway over `fs`.
     pub fn new(fs: FileSystem) -> Self {
         TachyonS3 { fs }
@@ -312,40 +345,42 @@ impl S3 for TachyonS3 {
 
     async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
-        self.require_bucket(&input.bucket).await?;
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let max_keys = input.max_keys.map_or(MAX_KEYS, |m| (m.max(0) as usize).min(MAX_KEYS));
         let after = input.continuation_token.clone().or_else(|| input.start_after.clone()).unwrap_or_default();
-        let request = ListRequest { root: &bucket_path(&input.bucket), prefix: &prefix, delimiter: input.delimiter.as_deref(), after: &after, max_keys };
-        let (page, truncated) = listing::list_page(&self.fs, request).await.map_err(|e| s3_err(e, S3ErrorCodeKind::Bucket))?;
-        let next = if truncated { page.last().map(|l| l.key.clone()) } else { None };
-        let (mut contents, mut prefixes) = (Vec::new(), Vec::new());
-        for l in page {
-            match l.info {
-                Some(info) => contents.push(Object {
-                    key: Some(l.key),
-                    size: Some(info.length as i64),
-                    last_modified: Some(timestamp(info.modification_time_ms)),
-                    e_tag: Some(etag_of(&info)),
-                    ..Object::default()
-                }),
-                None => prefixes.push(CommonPrefix { prefix: Some(l.key) }),
-            }
-        }
-        let key_count = (contents.len() + prefixes.len()) as i32;
+        let page = self.list_page(&input.bucket, input.prefix.as_deref(), input.delimiter.as_deref(), &after, input.max_keys).await?;
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
             prefix: input.prefix,
             delimiter: input.delimiter,
-            max_keys: Some(max_keys as i32),
-            key_count: Some(key_count),
-            is_truncated: Some(truncated),
+            max_keys: Some(page.max_keys),
+            key_count: Some((page.contents.len() + page.prefixes.len()) as i32),
+            is_truncated: Some(page.next.is_some()),
             continuation_token: input.continuation_token,
-            next_continuation_token: next,
+            next_continuation_token: page.next,
             start_after: input.start_after,
-            contents: Some(contents),
-            common_prefixes: Some(prefixes),
+            contents: Some(page.contents),
+            common_prefixes: Some(page.prefixes),
             ..ListObjectsV2Output::default()
+        }))
+    }
+
+    /// The first version of the listing (older clients, and tools set to it): pages by
+    /// `Marker`, the last key of the page before.
+    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        let input = req.input;
+        let after = input.marker.clone().unwrap_or_default();
+        let page = self.list_page(&input.bucket, input.prefix.as_deref(), input.delimiter.as_deref(), &after, input.max_keys).await?;
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(input.bucket),
+            prefix: input.prefix,
+            delimiter: input.delimiter,
+            marker: input.marker,
+            max_keys: Some(page.max_keys),
+            is_truncated: Some(page.next.is_some()),
+            // S3 sends it only with a delimiter; clients take the last key otherwise, the same.
+            next_marker: page.next,
+            contents: Some(page.contents),
+            common_prefixes: Some(page.prefixes),
+            ..ListObjectsOutput::default()
         }))
     }
 

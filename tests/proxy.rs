@@ -1,6 +1,6 @@
 //! The S3 gateway (`tachyon proxy`) driven by real S3 clients: boto3 (`tests/s3/
-//! boto3_suite.py`: buckets, put/get with ranges, head, listings with prefix, delimiter and
-//! pages, copy, multi-delete, a 100 MiB multipart upload, an aborted one, bad signatures and
+//! boto3_suite.py`: buckets, put/get with ranges, head, listings (both versions) with prefix,
+//! delimiter and pages, copy, multi-delete, a 100 MiB multipart upload, an aborted one, bad signatures and
 //! keys) and the AWS CLI; a listing that pages through a leader failover; and the sweep of
 //! abandoned multipart uploads.
 

@@ -66,6 +66,17 @@ while True:
     token = page["NextContinuationToken"]
 assert keys == ["dir/sub/y"] + [f"dir/x{i}" for i in range(1, 6)], keys  # byte order, as S3
 assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt1", StartAfter="dir/x4")["Contents"]] == ["dir/x5"]
+# The first listing version pages by Marker (older clients and tools set to it).
+keys, marker = [], ""
+while True:
+    page = s3.list_objects(Bucket="bkt1", Prefix="dir/", MaxKeys=2, Marker=marker)
+    keys += [o["Key"] for o in page.get("Contents", [])]
+    if not page["IsTruncated"]:
+        break
+    marker = page.get("NextMarker") or keys[-1]
+assert keys == ["dir/sub/y"] + [f"dir/x{i}" for i in range(1, 6)], keys
+page = s3.list_objects(Bucket="bkt1", Prefix="dir/", Delimiter="/")
+assert [p["Prefix"] for p in page["CommonPrefixes"]] == ["dir/sub/"] and len(page["Contents"]) == 5, page
 
 # Copy, then delete several at once (a missing key counts as deleted).
 s3.copy_object(Bucket="bkt1", Key="copies/x1", CopySource={"Bucket": "bkt1", "Key": "dir/x1"})
