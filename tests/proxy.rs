@@ -76,6 +76,20 @@ impl Gateway {
             .unwrap()
     }
 
+    /// Python running `script` with `s3` defined first: a boto3 client of this gateway that
+    /// retries through a failover.
+    fn python(&self, script: &str) -> Command {
+        let client = format!(
+            "import boto3, sys, time\nfrom botocore.config import Config\n\
+             s3 = boto3.client('s3', endpoint_url='{endpoint}', aws_access_key_id='{ACCESS_KEY}', aws_secret_access_key='{SECRET_KEY}', region_name='us-east-1', \
+             config=Config(s3={{'addressing_style': 'path'}}, retries={{'max_attempts': 20, 'mode': 'standard'}}))\n",
+            endpoint = self.endpoint
+        );
+        let mut command = Command::new(s3_client_bin("python"));
+        command.arg("-c").arg(client + script);
+        command
+    }
+
     fn boto3(&self, script: &str, scratch: &std::path::Path) -> std::process::Output {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3").join(script);
         Command::new(s3_client_bin("python")).arg(path).arg(&self.endpoint).arg(ACCESS_KEY).arg(SECRET_KEY).arg(scratch).output().unwrap()
@@ -143,21 +157,14 @@ async fn a_listing_pages_through_a_leader_failover() {
     let scratch = c.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     // The first page, then the leader dies, then the rest of the pages.
-    let script = format!(
-        "import boto3, sys, time\nfrom botocore.config import Config\n\
-         s3 = boto3.client('s3', endpoint_url='{endpoint}', aws_access_key_id='{ACCESS_KEY}', aws_secret_access_key='{SECRET_KEY}', region_name='us-east-1', \
-         config=Config(s3={{'addressing_style': 'path'}}, retries={{'max_attempts': 20, 'mode': 'standard'}}))\n\
-         page = s3.list_objects_v2(Bucket='listed', MaxKeys=5)\n\
+    let script = "page = s3.list_objects_v2(Bucket='listed', MaxKeys=5)\n\
          keys = [o['Key'] for o in page['Contents']]\n\
          open(sys.argv[1], 'w').write('first page')\n\
          while not __import__('os').path.exists(sys.argv[2]): time.sleep(0.05)\n\
          while page['IsTruncated']:\n    page = s3.list_objects_v2(Bucket='listed', MaxKeys=5, ContinuationToken=page['NextContinuationToken'])\n    keys += [o['Key'] for o in page['Contents']]\n\
-         print(','.join(keys))\n",
-        endpoint = gateway.endpoint
-    );
+         print(','.join(keys))\n";
     let (paged, killed) = (scratch.join("paged"), scratch.join("killed"));
-    let lister =
-        Command::new(s3_client_bin("python")).arg("-c").arg(script).arg(&paged).arg(&killed).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let lister = gateway.python(script).arg(&paged).arg(&killed).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     assert!(eventually(|| async { paged.exists() }).await, "the first page");
     let leader = c.serving_leader().await;
     c.kill_master_at(leader);
@@ -179,28 +186,26 @@ async fn an_abandoned_multipart_upload_is_aborted_after_the_expiry() {
     let gateway = Gateway::start_with(&c, &["-Dtachyon.proxy.s3.multipart.upload.expiry=2s"]).await;
     let scratch = c.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
-    let client = format!(
-        "import boto3, sys\nfrom botocore.config import Config\n\
-         s3 = boto3.client('s3', endpoint_url='{endpoint}', aws_access_key_id='{ACCESS_KEY}', aws_secret_access_key='{SECRET_KEY}', region_name='us-east-1', \
-         config=Config(s3={{'addressing_style': 'path'}}))\n",
-        endpoint = gateway.endpoint
-    );
-    let python = |script: String| Command::new(s3_client_bin("python")).arg("-c").arg(client.clone() + &script).output().unwrap();
-    let started = python(
-        "u = s3.create_multipart_upload(Bucket='abandoned', Key='big.bin')['UploadId']\n\
-         s3.upload_part(Bucket='abandoned', Key='big.bin', UploadId=u, PartNumber=1, Body=b'p' * 1024)\n\
-         print(u)\n"
-            .into(),
-    );
+    let started = gateway
+        .python(
+            "u = s3.create_multipart_upload(Bucket='abandoned', Key='big.bin')['UploadId']\n\
+             s3.upload_part(Bucket='abandoned', Key='big.bin', UploadId=u, PartNumber=1, Body=b'p' * 1024)\n\
+             print(u)\n",
+        )
+        .output()
+        .unwrap();
     let upload_id = ok(&started, "start an upload and send one part").trim().to_string();
     let folder = format!("/.tachyon-s3/uploads/{upload_id}");
     assert_eq!(fs.list_status(&folder, false).await.unwrap().len(), 2, "the target and one part wait for the rest");
     assert!(eventually(|| async { fs.get_status(&folder).await.is_err() }).await, "the abandoned upload was not aborted");
-    let late = python(format!(
-        "import botocore\n\
-         try:\n    s3.upload_part(Bucket='abandoned', Key='big.bin', UploadId='{upload_id}', PartNumber=2, Body=b'q')\n    print('accepted')\n\
-         except botocore.exceptions.ClientError as e:\n    print(e.response['Error']['Code'])\n"
-    ));
+    let late = gateway
+        .python(&format!(
+            "import botocore\n\
+             try:\n    s3.upload_part(Bucket='abandoned', Key='big.bin', UploadId='{upload_id}', PartNumber=2, Body=b'q')\n    print('accepted')\n\
+             except botocore.exceptions.ClientError as e:\n    print(e.response['Error']['Code'])\n"
+        ))
+        .output()
+        .unwrap();
     assert_eq!(ok(&late, "a part after the abort").trim(), "NoSuchUpload");
     assert!(fs.list_status("/abandoned", false).await.unwrap().is_empty(), "nothing of the upload became an object");
 }
