@@ -15,6 +15,10 @@ use std::collections::BTreeMap;
 use crate::error::FsError;
 use crate::proto::FileInfo;
 
+/// Most directories a resumed listing looks up by name where they may sort after the key it
+/// resumes from (see [`Cursor::open`]); past this it lists from the shortest of them.
+const MAX_SHADOW_LOOKUPS: usize = 4;
+
 /// One entry of a listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listed {
@@ -215,16 +219,21 @@ impl Cursor {
         // directory whose name is a prefix of it followed by a byte below `/` (`d` and `d.zip`):
         // `d/...` sorts above `d.zip`. Those few are looked up; the listing starts at `first`.
         let first = rest.split('/').next().unwrap_or(rest);
-        for (i, b) in first.bytes().enumerate() {
-            if i > 0 && b < b'/' && first.is_char_boundary(i) {
-                match source.status(&format!("{}/{}", cursor.dir, &first[..i])).await {
-                    Ok(info) if info.is_directory => cursor.add(info),
-                    Ok(_) | Err(FsError::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
-                }
+        let shadowed: Vec<&str> = first.char_indices().filter(|&(i, c)| i > 0 && c < '/').map(|(i, _)| &first[..i]).collect();
+        let past_block = matches!(from, Resume::PastBlock(_)) && !rest.contains('/');
+        if shadowed.len() > MAX_SHADOW_LOOKUPS {
+            // Too many to look up one by one: list from the shortest instead (it and every
+            // longer one sort at or above it), reading the names in between as well.
+            cursor.next_page = Some(start_after_for(shadowed[0], false));
+            return Ok(cursor);
+        }
+        for name in shadowed {
+            match source.status(&format!("{}/{name}", cursor.dir)).await {
+                Ok(info) if info.is_directory => cursor.add(info),
+                Ok(_) | Err(FsError::NotFound { .. }) | Err(FsError::InvalidPath { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
-        let past_block = matches!(from, Resume::PastBlock(_)) && !rest.contains('/');
         cursor.next_page = Some(start_after_for(first, past_block));
         Ok(cursor)
     }
@@ -268,6 +277,12 @@ impl Cursor {
 /// every name starting with `first`. `None`: from the first child.
 fn start_after_for(first: &str, past_block: bool) -> Option<String> {
     let is_name = |s: &str| !s.is_empty() && !s.contains('/') && crate::core::path::FsPath::parse(&format!("/{s}")).is_ok();
+    // No name holds a control character or runs past 255 bytes: from such a point on,
+    // listing after the part before it covers every name at or above `first`.
+    let cut = first.char_indices().find(|&(i, c)| c.is_control() || i + c.len_utf8() > crate::core::path::MAX_NAME_BYTES);
+    if let Some((end, _)) = cut {
+        return Some(&first[..end]).filter(|s| is_name(s)).map(str::to_string);
+    }
     // Past every name starting with `s`, but for ones going on with the highest character.
     let past = |s: &str| format!("{s}\u{10FFFF}");
     // Just below `first`: its last character one lower (names hold no `/`, so `0` steps

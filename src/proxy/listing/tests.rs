@@ -12,6 +12,8 @@ struct Tree {
     entries: BTreeMap<String, FileInfo>,
     /// Children handed out so far.
     served: std::sync::atomic::AtomicUsize,
+    /// Statuses looked up so far.
+    lookups: std::sync::atomic::AtomicUsize,
 }
 
 const PAGE: usize = 3;
@@ -54,7 +56,7 @@ impl Tree {
                 e.child_count = n;
             }
         }
-        Tree { entries, served: Default::default() }
+        Tree { entries, served: Default::default(), lookups: Default::default() }
     }
 
     fn children(&self, dir: &str) -> Vec<FileInfo> {
@@ -110,6 +112,7 @@ impl DirectoryPages for Tree {
     }
 
     async fn status(&self, path: &str) -> Result<FileInfo, FsError> {
+        self.lookups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.entries.get(path).cloned().ok_or_else(|| FsError::NotFound { path: path.into() })
     }
 }
@@ -173,6 +176,21 @@ fn a_narrow_prefix_reads_only_the_children_it_names() {
 }
 
 #[test]
+fn a_resume_key_full_of_low_bytes_costs_a_bounded_number_of_lookups() {
+    // `d-` ... `d-----`: directories that sort after `d------x` though named below it.
+    let mut paths: Vec<String> = (1..=5).map(|n| format!("d{}/k", "-".repeat(n))).collect();
+    paths.extend(["d------x".to_string(), "e".to_string()]);
+    let tree = Tree::new(&paths);
+    for after in ["d------x", "d--x"] {
+        tree.lookups.store(0, std::sync::atomic::Ordering::SeqCst);
+        let request = ListRequest { root: "/b", prefix: "", delimiter: None, after, max_keys: 100 };
+        let (page, _) = block_on(list_page(&tree, request)).unwrap();
+        assert_eq!(page, tree.reference("", None, after, 100).0, "after {after}");
+        assert!(tree.lookups.load(std::sync::atomic::Ordering::SeqCst) <= MAX_SHADOW_LOOKUPS);
+    }
+}
+
+#[test]
 fn start_positions_are_valid_names_at_or_just_below_the_first_wanted_one() {
     assert_eq!(start_after_for("k05", false).as_deref(), Some("k04\u{10FFFF}"), "past k04 and the names starting with it");
     assert_eq!(start_after_for("k0", false).as_deref(), Some("k.\u{10FFFF}"), "names hold no '/': '0' steps down to '.'");
@@ -182,6 +200,8 @@ fn start_positions_are_valid_names_at_or_just_below_the_first_wanted_one() {
     assert_eq!(start_after_for("a ", false).as_deref(), Some("a"), "one below ' ' is a control character: the shorter name");
     assert_eq!(start_after_for("b", false).as_deref(), Some("a\u{10FFFF}"));
     assert_eq!(start_after_for("\0", false), None);
+    assert_eq!(start_after_for(&"x".repeat(300), false), Some("x".repeat(255)), "no name is longer: after the first 255 bytes");
+    assert_eq!(start_after_for("ab\u{7}c", true).as_deref(), Some("ab"), "no name holds a control character");
 }
 
 fn name() -> impl Strategy<Value = String> {
