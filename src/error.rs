@@ -200,6 +200,42 @@ impl From<tonic::Status> for FsError {
     }
 }
 
+/// One item's failure inside a batched call, as the status a call of its own would have got.
+impl From<FsError> for crate::proto::ItemError {
+    fn from(e: FsError) -> Self {
+        let status = tonic::Status::from(e);
+        crate::proto::ItemError { code: status.code() as i32, message: status.message().to_string(), details: Bytes::copy_from_slice(status.details()) }
+    }
+}
+
+/// The error a batched item failed with, as if its own call had returned that status.
+impl From<crate::proto::ItemError> for FsError {
+    fn from(e: crate::proto::ItemError) -> Self {
+        FsError::from(tonic::Status::with_details(tonic::Code::from_i32(e.code), e.message, e.details))
+    }
+}
+
+/// One create's answer inside a `CreateFiles` reply.
+impl From<Result<crate::proto::FileInfo, FsError>> for crate::proto::CreateFileResult {
+    fn from(r: Result<crate::proto::FileInfo, FsError>) -> Self {
+        use crate::proto::create_file_result::Outcome;
+        crate::proto::CreateFileResult { outcome: Some(r.map_or_else(|e| Outcome::Error(e.into()), Outcome::Info)) }
+    }
+}
+
+/// One create's answer read back from a `CreateFiles` reply (none at all is a bug on the
+/// master's side).
+impl From<crate::proto::CreateFileResult> for Result<crate::proto::FileInfo, FsError> {
+    fn from(r: crate::proto::CreateFileResult) -> Self {
+        use crate::proto::create_file_result::Outcome;
+        match r.outcome {
+            Some(Outcome::Info(info)) => Ok(info),
+            Some(Outcome::Error(e)) => Err(e.into()),
+            None => Err(FsError::Internal { reason: "the master answered a create with neither a file nor an error".into() }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,7 +276,16 @@ mod tests {
         for e in all {
             let back = FsError::from(tonic::Status::from(e.clone()));
             assert_eq!(back, e);
+            // The same inside a batched reply, as an item's error and as a create's result.
+            assert_eq!(FsError::from(crate::proto::ItemError::from(e.clone())), e);
+            let result: Result<crate::proto::FileInfo, FsError> = crate::proto::CreateFileResult::from(Err(e.clone())).into();
+            assert_eq!(result, Err(e));
         }
+        let info = crate::proto::FileInfo { id: 7, path: "/a".into(), ..Default::default() };
+        let result: Result<crate::proto::FileInfo, FsError> = crate::proto::CreateFileResult::from(Ok(info.clone())).into();
+        assert_eq!(result, Ok(info));
+        let empty: Result<crate::proto::FileInfo, FsError> = crate::proto::CreateFileResult { outcome: None }.into();
+        assert!(matches!(empty, Err(FsError::Internal { .. })));
     }
 
     #[test]

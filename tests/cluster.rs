@@ -365,3 +365,46 @@ async fn a_worker_keeps_blocks_in_memory_then_on_ssd_and_promotes_what_is_read()
     assert_eq!(no_promote.read_file("/t/first").await.unwrap(), first);
     assert_eq!(no_promote.read_file("/t/second").await.unwrap(), second);
 }
+
+/// Creates made at the same time by one client's tasks leave together (one `CreateFiles`
+/// call) yet each gets its own answer: 200 new files all exist, and of 20 creates of one
+/// path exactly one succeeds, the others are told it exists. Empty files need no worker
+/// (none runs here); writing data does, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_of_one_client_each_get_their_own_answer() {
+    let c = Cluster::start();
+    let fs = c.client();
+    let create = |path: String| {
+        let fs = fs.clone();
+        tokio::spawn(async move {
+            let mut writer = fs.create_file(&path, tachyon::client::CreateOptions { recursive: true, ..Default::default() }).await?;
+            writer.write(b"").await?;
+            writer.close().await
+        })
+    };
+    let distinct: Vec<_> = (0..200).map(|i| create(format!("/many/f{i}"))).collect();
+    let same: Vec<_> = (0..20).map(|_| create("/many/same".to_string())).collect();
+    for t in distinct {
+        let info = t.await.unwrap().expect("every distinct create succeeds");
+        assert!(info.complete && info.length == 0, "{info:?}");
+    }
+    let mut created = 0;
+    for t in same {
+        match t.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(FsError::AlreadyExists { path }) => assert_eq!(path, "/many/same"),
+            Err(e) => panic!("a create of a taken path: {e:?}"),
+        }
+    }
+    assert_eq!(created, 1, "exactly one create of the same path succeeds");
+    assert_eq!(fs.list_status("/many", false).await.unwrap().len(), 201);
+
+    let mut options = fs.options().clone();
+    options.retry.max_duration = std::time::Duration::from_millis(500);
+    let impatient = tachyon::client::FileSystem::new(options, c.coordinator());
+    let mut writer = impatient.create_file("/many/data", Default::default()).await.expect("the create needs no worker");
+    match writer.write(b"data").await {
+        Err(FsError::Unavailable { reason }) => assert!(reason.contains("no live worker"), "{reason}"),
+        other => panic!("writing with no worker: {other:?}"),
+    }
+}

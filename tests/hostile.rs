@@ -402,3 +402,54 @@ async fn nesting_beyond_the_configured_depth_is_refused() {
     assert!(all.contains(&"/a/b/c/d/t/u/v".to_string()) && !all.iter().any(|p| p.starts_with("/x")), "{all:?}");
     assert!(all.iter().all(|p| p.matches('/').count() <= 8), "{all:?}");
 }
+
+/// `CreateFiles` answers each create as its own `CreateFile` would, in order: a bad path, a
+/// taken name, a tiny block size or a repeated request id affect only that create. A retry
+/// of the whole call (a client retrying through a failover) applies nothing twice, and a
+/// call past the limit is refused whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_creates_answers_each_alone_in_order_and_retries_apply_nothing_twice() {
+    use tachyon::proto::{CreateFileResult, CreateFilesRequest, FileInfo};
+    let c = Cluster::start();
+    let mut m = raw_master(&c).await;
+    m.create_file(create("/batch/taken", "t0")).await.unwrap();
+    let files = vec![
+        create("/batch/a", "t1"),
+        create("relative/path", "t2"),
+        create("/batch/taken", "t3"),
+        CreateFileRequest { block_size_bytes: 1, ..create("/batch/tiny", "t4") },
+        create("/batch/b", "t5"),
+        // The same request again: answered as the retry it is, not refused as taken.
+        create("/batch/a", "t1"),
+        create("/batch/taken/below", "t6"),
+    ];
+    let answers = |response: tachyon::proto::CreateFilesResponse| -> Vec<Result<FileInfo, FsError>> {
+        response.results.into_iter().map(|r: CreateFileResult| r.into()).collect()
+    };
+    let first = answers(m.create_files(CreateFilesRequest { files: files.clone() }).await.unwrap().into_inner());
+    assert_eq!(first.len(), files.len());
+    let a = first[0].as_ref().expect("a new file is created");
+    assert_eq!(a.path, "/batch/a");
+    assert!(matches!(&first[1], Err(FsError::InvalidPath { .. })), "{:?}", first[1]);
+    assert_eq!(first[2], Err(FsError::AlreadyExists { path: "/batch/taken".into() }));
+    assert!(matches!(&first[3], Err(FsError::InvalidArgument { .. })), "{:?}", first[3]);
+    let b = first[4].as_ref().expect("a create after failed ones still applies");
+    assert_eq!((b.path.as_str(), b.id == a.id), ("/batch/b", false));
+    assert_eq!(first[5].as_ref().map(|f| f.id), Ok(a.id), "a repeated request id answers with the file it created");
+    assert!(matches!(&first[6], Err(FsError::NotADirectory { .. })), "{:?}", first[6]);
+
+    // The whole call again: the same answers, nothing created twice.
+    let again = answers(m.create_files(CreateFilesRequest { files }).await.unwrap().into_inner());
+    assert_eq!(again[0].as_ref().map(|f| f.id), Ok(a.id));
+    assert_eq!(again[4].as_ref().map(|f| f.id), Ok(b.id));
+    assert_eq!(again[2], first[2]);
+    let listed = c.client().list_status("/batch", false).await.unwrap();
+    let mut names: Vec<&str> = listed.iter().map(|f| f.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["a", "b", "taken"]);
+
+    let too_many = (0..1025).map(|i| create(&format!("/many/{i}"), &format!("m{i}"))).collect();
+    let reason = invalid_argument(m.create_files(CreateFilesRequest { files: too_many }).await, "too many creates");
+    assert!(reason.contains("at most 1024"), "{reason}");
+    assert!(matches!(c.client().get_status("/many").await, Err(FsError::NotFound { .. })), "a refused call creates nothing");
+}

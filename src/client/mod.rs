@@ -30,12 +30,14 @@ use crate::rpc::{self, LeaderChannel, RetryPolicy};
 use crate::underfs::mounts::UfsMounts;
 use crate::underfs::{UfsOptions, UfsWriter, UnderFs};
 
+mod coalesce;
 mod metadata;
 mod options;
 mod reader;
 mod upload;
 mod writer;
 
+use coalesce::{Coalescer, Queued};
 pub use options::{current_user, ClientOptions, CreateOptions, ReadType, WriteType};
 pub use reader::{BlockStream, FileReader};
 use upload::{ufs_error, BlockUpload, UfsUpload};
@@ -54,7 +56,12 @@ struct Inner {
     /// are recognised by the master (also across a failover).
     client_id: u64,
     next_request: AtomicU64,
+    /// Creates waiting to go to the master together (`coalesce.rs`).
+    creates: Coalescer<PendingCreate>,
 }
+
+/// A create waiting for its batch, and where its answer goes.
+type PendingCreate = (CreateFileRequest, tokio::sync::oneshot::Sender<Result<FileInfo, FsError>>);
 
 /// A connection to a tachyon cluster. Cheap to clone.
 #[derive(Clone)]
@@ -82,7 +89,7 @@ impl FileSystem {
         let leader = LeaderChannel::new(coordinator, options.request_timeout, options.security.tls.clone());
         // Randomly keyed hashing gives 64 random bits without another dependency.
         let client_id = crate::runtime::unique_id();
-        FileSystem { inner: Arc::new(Inner { options, mounts, leader, client_id, next_request: AtomicU64::new(0) }) }
+        FileSystem { inner: Arc::new(Inner { options, mounts, leader, client_id, next_request: AtomicU64::new(0), creates: Coalescer::new() }) }
     }
 
     /// The root under-storage for file data, if this client has one.
@@ -192,7 +199,6 @@ impl FileSystem {
         let write_type = opts.write_type.unwrap_or(self.inner.options.write_type);
         let ufs = if write_type.writes_through() { Some(self.ufs_of(path, &format!("write type {write_type:?}")).await?) } else { None };
         let block_size = opts.block_size.unwrap_or(self.inner.options.block_size);
-        let worker = if write_type.caches() { Some(self.writable_worker().await?) } else { None };
         let request_id = self.next_request_id();
         let req = CreateFileRequest {
             path: path.to_string(),
@@ -201,17 +207,64 @@ impl FileSystem {
             ownership: Some(self.ownership(0o666)),
             request_id: request_id.clone(),
         };
-        let info = self
-            .call("createFile", |mut c| {
-                let req = self.signed(req.clone());
-                async move { c.create_file(req).await }
-            })
-            .await?;
+        let info = self.create_coalesced(req).await?;
         let through = match ufs {
             Some((ufs, target)) => Some(UfsUpload::start(ufs, target, &request_id).await?),
             None => None,
         };
-        Ok(FileWriter { fs: self.clone(), info, worker, write_type, through, block_index: 0, in_block: 0, total: 0, current: None })
+        Ok(FileWriter { fs: self.clone(), info, worker: None, write_type, through, block_index: 0, in_block: 0, total: 0, current: None })
+    }
+
+    /// Creates a file together with the creates this client's other tasks make at the same
+    /// time: one `CreateFiles` call for all of them (`coalesce.rs`).
+    async fn create_coalesced(&self, req: CreateFileRequest) -> Result<FileInfo, FsError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        match self.inner.creates.push((req, reply)) {
+            Queued::StartFlusher => {
+                tokio::spawn(self.clone().flush_creates());
+            }
+            Queued::Taken => {}
+            Queued::Full((req, _)) => {
+                return self
+                    .call("createFile", |mut c| {
+                        let req = self.signed(req.clone());
+                        async move { c.create_file(req).await }
+                    })
+                    .await
+            }
+        }
+        answer.await.unwrap_or_else(|_| Err(FsError::Unavailable { reason: "the create was dropped unsent (the client's runtime is shutting down)".into() }))
+    }
+
+    /// Sends the queued creates in batches until none wait; each create gets its own
+    /// answer, or the error that failed its whole batch (after the usual retries).
+    async fn flush_creates(self) {
+        while let Some(batch) = self.inner.creates.next_batch() {
+            let (files, replies): (Vec<CreateFileRequest>, Vec<_>) = batch.into_iter().unzip();
+            let count = files.len();
+            let answered = self
+                .call("createFiles", |mut c| {
+                    let req = self.signed(CreateFilesRequest { files: files.clone() });
+                    async move { c.create_files(req).await }
+                })
+                .await;
+            let results: Vec<Result<FileInfo, FsError>> = match answered {
+                Ok(answer) if answer.results.len() == count => answer.results.into_iter().map(Into::into).collect(),
+                Ok(answer) => {
+                    let e = FsError::Internal { reason: format!("the master answered {} of {count} creates", answer.results.len()) };
+                    tracing::error!(error = %e, "createFiles");
+                    vec![Err(e); count]
+                }
+                Err(e) => vec![Err(e); count],
+            };
+            for (reply, result) in replies.into_iter().zip(results) {
+                // A caller that gave up no longer listens.
+                let _ = reply.send(result);
+            }
+            // The callers just answered often create again at once: let them queue before
+            // taking the next batch, or it leaves with a few and the rest wait a round trip.
+            tokio::task::yield_now().await;
+        }
     }
 
     /// A live worker to write to, waiting (within the retry bounds) for workers still

@@ -7,7 +7,8 @@ use super::*;
 pub struct FileWriter {
     pub(super) fs: FileSystem,
     pub(super) info: FileInfo,
-    /// The worker that caches the blocks (`None` for THROUGH).
+    /// The worker that caches the blocks, picked at the first write (an empty file needs
+    /// none); never one for THROUGH.
     pub(super) worker: Option<WorkerNetAddress>,
     pub(super) write_type: WriteType,
     /// The under-storage copy (CACHE_THROUGH, THROUGH).
@@ -56,13 +57,19 @@ impl FileWriter {
         if let Some(through) = self.through.as_mut() {
             through.write(data).await?;
         }
-        match self.worker.clone() {
-            Some(worker) => self.write_blocks(&worker, data).await,
-            None => {
-                self.total += data.len() as u64;
-                Ok(())
-            }
+        if !self.write_type.caches() || data.is_empty() {
+            self.total += data.len() as u64;
+            return Ok(());
         }
+        let worker = match self.worker.clone() {
+            Some(worker) => worker,
+            None => {
+                let worker = self.fs.writable_worker().await?;
+                self.worker = Some(worker.clone());
+                worker
+            }
+        };
+        self.write_blocks(&worker, data).await
     }
 
     async fn write_blocks(&mut self, worker: &WorkerNetAddress, mut data: &[u8]) -> Result<(), FsError> {

@@ -25,7 +25,7 @@ use crate::core::role::{CheckpointStep, LeaderCheckpoints};
 use crate::error::FsError;
 use crate::journal::{Journal, JournalError, JournalLimits, JournalWriter};
 use crate::proto::journal_entry::Kind;
-use crate::proto::{BlockInfo, FileInfo, PersistenceState};
+use crate::proto::{BlockInfo, FileInfo, JournalEntry, PersistenceState};
 use crate::runtime::Clock;
 
 /// Settings of a master, validated from [`Config`].
@@ -231,50 +231,110 @@ impl Master {
         respond: impl FnOnce(&State) -> Result<R, FsError>,
     ) -> Result<R, FsError> {
         self.check_leading()?;
-        if request_id.len() > MAX_REQUEST_ID_BYTES {
-            return Err(FsError::InvalidArgument { reason: format!("request id longer than {MAX_REQUEST_ID_BYTES} bytes") });
-        }
+        check_request_id(request_id)?;
         let now = self.clock.now_ms();
-        let epoch = self.epoch();
-        let (end, response, checkpoint) = {
+        let (journaled, response) = {
             let mut st = self.state.lock().await;
-            if st.ns.request_applied(request_id) {
-                info!(request_id, "retry of an applied request: answering without applying it again");
-                return self.answer_when_durable(st.ns.next_sequence(), respond(&st)).await;
-            }
-            let kinds = plan(&st, now)?;
-            check_entry_sizes(&kinds, request_id)?;
-            let applied = st.ns.apply_request(kinds, epoch, request_id);
-            for effect in applied.effects {
-                match effect {
-                    Effect::FilesRemoved(files) => st.registry.remove_files(&files),
-                }
-            }
-            // A planned entry that does not apply is a bug; what did apply is journaled so
-            // memory and journal stay equal, and the request fails.
-            let failure = applied.error.map(|e| {
-                error!(error = %e, "planned journal entry did not apply");
-                FsError::Internal { reason: e.to_string() }
-            });
-            let entries = applied.entries;
-            let response = match failure {
-                Some(e) => Err(e),
-                None => respond(&st),
-            };
-            // A snapshot is taken under this lock, so it is exactly the state `entries` end.
-            let step = policy(&self.checkpoints).applied(entries.len() as u64);
-            let snapshot = (step == CheckpointStep::Snapshot).then(|| st.ns.to_checkpoint());
-            let end = self.writer.submit(&entries).await.map_err(unavailable)?;
-            (end, response, snapshot.map(Ok).or_else(|| (step == CheckpointStep::LookForRecent).then_some(Err(end))))
+            let (entries, response) = self.apply_planned(&mut st, request_id, now, plan, respond)?;
+            (self.journal_applied(&st, &entries).await?, response)
         };
-        self.writer.wait_durable(end).await.map_err(unavailable)?;
+        self.finish_durable(journaled).await?;
+        response
+    }
+
+    /// [`Master::mutate`] for several independent requests at once (`request_ids[i]` names
+    /// the `i`th, planned by `plan(i, ..)` and answered by `respond(i, ..)`): one lock, one
+    /// journal submission, one wait for durability. Each request succeeds or fails alone;
+    /// the call fails as a whole only when this master cannot answer at all (not leading,
+    /// journal failed). Every answer waits until what it saw is durable.
+    pub async fn mutate_each<R>(
+        &self,
+        request_ids: &[&str],
+        mut plan: impl FnMut(usize, &State, i64) -> Result<Vec<Kind>, FsError>,
+        mut respond: impl FnMut(usize, &State) -> Result<R, FsError>,
+    ) -> Result<Vec<Result<R, FsError>>, FsError> {
         self.check_leading()?;
-        match checkpoint {
+        let now = self.clock.now_ms();
+        let (journaled, responses) = {
+            let mut st = self.state.lock().await;
+            let mut entries = Vec::with_capacity(request_ids.len());
+            let mut responses = Vec::with_capacity(request_ids.len());
+            for (i, request_id) in request_ids.iter().enumerate() {
+                let applied =
+                    check_request_id(request_id).and_then(|()| self.apply_planned(&mut st, request_id, now, |st, now| plan(i, st, now), |st| respond(i, st)));
+                responses.push(match applied {
+                    Ok((applied_entries, response)) => {
+                        entries.extend(applied_entries);
+                        response
+                    }
+                    Err(e) => Err(e),
+                });
+            }
+            (self.journal_applied(&st, &entries).await?, responses)
+        };
+        self.finish_durable(journaled).await?;
+        Ok(responses)
+    }
+
+    /// Under the state lock: answers a retry of an applied request from the state, or plans
+    /// the request, applies its entries and answers it. Returns the entries to journal (none
+    /// for a retry) and the answer; fails, applying nothing, when planning fails.
+    fn apply_planned<R>(
+        &self,
+        st: &mut State,
+        request_id: &str,
+        now: i64,
+        plan: impl FnOnce(&State, i64) -> Result<Vec<Kind>, FsError>,
+        respond: impl FnOnce(&State) -> Result<R, FsError>,
+    ) -> Result<(Vec<JournalEntry>, Result<R, FsError>), FsError> {
+        if st.ns.request_applied(request_id) {
+            info!(request_id, "retry of an applied request: answering without applying it again");
+            return Ok((Vec::new(), respond(st)));
+        }
+        let kinds = plan(st, now)?;
+        check_entry_sizes(&kinds, request_id)?;
+        let applied = st.ns.apply_request(kinds, self.epoch(), request_id);
+        for effect in applied.effects {
+            match effect {
+                Effect::FilesRemoved(files) => st.registry.remove_files(&files),
+            }
+        }
+        // A planned entry that does not apply is a bug; what did apply is journaled so
+        // memory and journal stay equal, and the request fails.
+        let response = match applied.error {
+            Some(e) => {
+                error!(request_id, error = %e, "planned journal entry did not apply");
+                Err(FsError::Internal { reason: e.to_string() })
+            }
+            None => respond(st),
+        };
+        Ok((applied.entries, response))
+    }
+
+    /// Still under the state lock: submits `entries` (applied to `st`) to the journal and
+    /// decides on a checkpoint. The position returned is where everything `st` holds is
+    /// durable (a retry's answer saw all of it, so with no entries it is the state's next
+    /// sequence).
+    async fn journal_applied(&self, st: &State, entries: &[JournalEntry]) -> Result<Journaled, FsError> {
+        // A snapshot is taken under this lock, so it is exactly the state `entries` end.
+        let step = if entries.is_empty() { CheckpointStep::Nothing } else { policy(&self.checkpoints).applied(entries.len() as u64) };
+        let snapshot = (step == CheckpointStep::Snapshot).then(|| st.ns.to_checkpoint());
+        let end = if entries.is_empty() { st.ns.next_sequence() } else { self.writer.submit(entries).await.map_err(unavailable)? };
+        let checkpoint = snapshot.map(Ok).or_else(|| (step == CheckpointStep::LookForRecent).then_some(Err(end)));
+        Ok(Journaled { end, checkpoint })
+    }
+
+    /// After the lock: waits until everything below `end` is durable, checks this master
+    /// still leads, and starts the checkpoint work [`Master::journal_applied`] decided on.
+    async fn finish_durable(&self, journaled: Journaled) -> Result<(), FsError> {
+        self.writer.wait_durable(journaled.end).await.map_err(unavailable)?;
+        self.check_leading()?;
+        match journaled.checkpoint {
             Some(Ok(cp)) => self.spawn_checkpoint(cp),
             Some(Err(position)) => self.spawn_checkpoint_check(position),
             None => {}
         }
-        response
+        Ok(())
     }
 
     /// Asks for a leader checkpoint at the next mutation unless one (a standby's) covers all
@@ -468,6 +528,22 @@ pub fn ttl_action_name(action: crate::proto::TtlAction) -> &'static str {
 
 /// Refuses an operation whose journal entry replay could not read back: checked at
 /// planning time, before anything is applied, so the request fails and nothing changes.
+/// Where a submission ends and the checkpoint work it calls for.
+struct Journaled {
+    /// Everything below this position must be durable before the answers go out.
+    end: u64,
+    /// A snapshot to write, or the position to look for a recent standby checkpoint at.
+    checkpoint: Option<Result<crate::proto::Checkpoint, u64>>,
+}
+
+/// Refuses a request id too long to keep for recognising retries.
+fn check_request_id(request_id: &str) -> Result<(), FsError> {
+    if request_id.len() > MAX_REQUEST_ID_BYTES {
+        return Err(FsError::InvalidArgument { reason: format!("request id longer than {MAX_REQUEST_ID_BYTES} bytes") });
+    }
+    Ok(())
+}
+
 fn check_entry_sizes(kinds: &[Kind], request_id: &str) -> Result<(), FsError> {
     let max = crate::journal::format::MAX_ENTRY_BYTES;
     match kinds.iter().map(|k| crate::journal::format::entry_bytes_bound(k, request_id)).find(|bytes| *bytes > max) {

@@ -49,6 +49,9 @@ fn path(raw: &str) -> Result<FsPath, FsError> {
 
 type RpcResult<T> = Result<Response<T>, Status>;
 
+/// Most creates one `CreateFiles` call may carry.
+pub const MAX_CREATES_PER_CALL: usize = 1024;
+
 /// Most under-storage names loaded into the namespace by one listing.
 const MAX_LOADED_ENTRIES: usize = 10_000;
 
@@ -160,6 +163,61 @@ impl MasterService for MasterRpc {
         }
         .await;
         self.reply("createFile", started, result)
+    }
+
+    async fn create_files(&self, request: Request<CreateFilesRequest>) -> RpcResult<CreateFilesResponse> {
+        let started = tokio::time::Instant::now();
+        let caller = self.caller(&request);
+        let files = request.into_inner().files;
+        let result = async {
+            let caller = caller?;
+            if files.len() > MAX_CREATES_PER_CALL {
+                return Err(FsError::InvalidArgument { reason: format!("{} creates in one call; at most {MAX_CREATES_PER_CALL}", files.len()) });
+            }
+            // What each create is checked for before the namespace: its path, owner and block size.
+            let checked: Vec<Result<(FsPath, InodeOwnership), FsError>> = files
+                .iter()
+                .map(|req| {
+                    let own = self.node.auth().new_ownership(&caller, req.ownership.clone(), 0o666)?;
+                    crate::core::namespace::check_block_size(req.block_size_bytes, self.node.options().min_block_size_bytes)?;
+                    Ok((path(&req.path)?, own))
+                })
+                .collect();
+            let valid: Vec<usize> = (0..files.len()).filter(|&i| checked[i].is_ok()).collect();
+            let request_ids: Vec<&str> = valid.iter().map(|&i| files[i].request_id.as_str()).collect();
+            let checked_ok = |k: usize| checked[valid[k]].as_ref().ok();
+            let mut created = self
+                .node
+                .leader()
+                .await?
+                .mutate_each(
+                    &request_ids,
+                    |k, st, now| {
+                        let (p, own) = checked_ok(k).ok_or_else(|| FsError::Internal { reason: "create planned without its checks".into() })?;
+                        let req = &files[valid[k]];
+                        requests::create_file(&st.ns, &self.context(&caller, now), p, req.block_size_bytes, req.recursive, own)
+                    },
+                    |k, st| {
+                        let (p, _) = checked_ok(k).ok_or_else(|| FsError::Internal { reason: "create answered without its checks".into() })?;
+                        Ok(file_info(st, st.ns.lookup(p)?, p))
+                    },
+                )
+                .await?
+                .into_iter();
+            let results = checked
+                .into_iter()
+                .map(|check| {
+                    let outcome = match check {
+                        Err(e) => Err(e),
+                        Ok(_) => created.next().unwrap_or_else(|| Err(FsError::Internal { reason: "a create got no answer".into() })),
+                    };
+                    CreateFileResult::from(outcome)
+                })
+                .collect();
+            Ok(CreateFilesResponse { results })
+        }
+        .await;
+        self.reply("createFiles", started, result)
     }
 
     async fn complete_file(&self, request: Request<CompleteFileRequest>) -> RpcResult<FileInfo> {

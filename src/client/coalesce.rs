@@ -1,0 +1,144 @@
+//! Creates coalesced: the creates a client's tasks ask for at the same time go to the master
+//! together, in one `CreateFiles` call, the way the master's journal commits the entries
+//! that arrive together in one sync.
+//!
+//! There is no timer and no added wait: a create finding no batch on its way starts one at
+//! once; creates arriving while [`MAX_CALLS_IN_FLIGHT`] batches are on their way queue up
+//! and leave together when one returns. [`Coalescer`] is the queue (pure); the client's
+//! flusher tasks drive it.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+/// Most creates in one `CreateFiles` call (the master takes up to
+/// `MAX_CREATES_PER_CALL`, 1,024).
+pub const MAX_CREATES_PER_BATCH: usize = 256;
+/// Most `CreateFiles` calls of one client on their way at once.
+pub const MAX_CALLS_IN_FLIGHT: usize = 2;
+/// Most creates queued; past this a create goes out in a call of its own.
+pub const MAX_QUEUED_CREATES: usize = 4096;
+
+/// The queue of creates waiting for a call, and how many flushers are sending them.
+pub struct Coalescer<T> {
+    state: Mutex<QueueState<T>>,
+    max_batch: usize,
+    max_flushers: usize,
+    max_queued: usize,
+}
+
+struct QueueState<T> {
+    waiting: VecDeque<T>,
+    flushers: usize,
+}
+
+/// What became of a queued item.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Queued<T> {
+    /// Queued; the caller starts a flusher (fewer than the most were running).
+    StartFlusher,
+    /// Queued; a running flusher will take it.
+    Taken,
+    /// The queue is full: the caller sends the item alone.
+    Full(T),
+}
+
+impl<T> Coalescer<T> {
+    /// A queue with tachyon's limits.
+    pub fn new() -> Self {
+        Self::with_limits(MAX_CREATES_PER_BATCH, MAX_CALLS_IN_FLIGHT, MAX_QUEUED_CREATES)
+    }
+
+    /// A queue with the given limits (each at least 1).
+    pub fn with_limits(max_batch: usize, max_flushers: usize, max_queued: usize) -> Self {
+        Coalescer {
+            state: Mutex::new(QueueState { waiting: VecDeque::new(), flushers: 0 }),
+            max_batch: max_batch.max(1),
+            max_flushers: max_flushers.max(1),
+            max_queued: max_queued.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState<T>> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `item` behind the ones waiting.
+    pub fn push(&self, item: T) -> Queued<T> {
+        let mut st = self.lock();
+        if st.waiting.len() >= self.max_queued {
+            return Queued::Full(item);
+        }
+        st.waiting.push_back(item);
+        if st.flushers < self.max_flushers {
+            st.flushers += 1;
+            Queued::StartFlusher
+        } else {
+            Queued::Taken
+        }
+    }
+
+    /// The next batch for a flusher: the oldest waiting items, at most the batch limit.
+    /// `None` when nothing waits; the flusher has then retired (counted out under the same
+    /// lock, so an item queued later starts a new one).
+    pub fn next_batch(&self) -> Option<Vec<T>> {
+        let mut st = self.lock();
+        if st.waiting.is_empty() {
+            debug_assert!(st.flushers > 0, "a flusher asked for work while none was counted");
+            st.flushers = st.flushers.saturating_sub(1);
+            return None;
+        }
+        let n = st.waiting.len().min(self.max_batch);
+        Some(st.waiting.drain(..n).collect())
+    }
+}
+
+impl<T> Default for Coalescer<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lone_item_starts_a_flusher_that_takes_it_then_retires() {
+        let q = Coalescer::with_limits(4, 2, 100);
+        assert_eq!(q.push(1), Queued::StartFlusher);
+        assert_eq!(q.next_batch(), Some(vec![1]));
+        assert_eq!(q.next_batch(), None);
+        // Retired: the next item starts a flusher again.
+        assert_eq!(q.push(2), Queued::StartFlusher);
+    }
+
+    #[test]
+    fn items_arriving_while_flushers_run_leave_together_oldest_first_within_the_batch_limit() {
+        let q = Coalescer::with_limits(3, 2, 100);
+        assert_eq!(q.push(0), Queued::StartFlusher);
+        assert_eq!(q.next_batch(), Some(vec![0]));
+        assert_eq!(q.push(1), Queued::StartFlusher);
+        assert_eq!(q.next_batch(), Some(vec![1]));
+        // Two flushers are on their way: the rest wait for one of them.
+        for i in 2..9 {
+            assert_eq!(q.push(i), Queued::Taken);
+        }
+        assert_eq!(q.next_batch(), Some(vec![2, 3, 4]));
+        assert_eq!(q.next_batch(), Some(vec![5, 6, 7]));
+        assert_eq!(q.next_batch(), Some(vec![8]));
+        // Both retire; then the count is back to none running.
+        assert_eq!(q.next_batch(), None);
+        assert_eq!(q.next_batch(), None);
+        assert_eq!(q.push(9), Queued::StartFlusher);
+    }
+
+    #[test]
+    fn a_full_queue_hands_the_item_back() {
+        let q = Coalescer::with_limits(2, 1, 2);
+        assert_eq!(q.push(1), Queued::StartFlusher);
+        assert_eq!(q.push(2), Queued::Taken);
+        assert_eq!(q.push(3), Queued::Full(3));
+        assert_eq!(q.next_batch(), Some(vec![1, 2]));
+        assert_eq!(q.push(3), Queued::Taken);
+    }
+}
