@@ -259,6 +259,7 @@ fn bench_prints_every_figure_with_its_baseline() {
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     for figure in [
         "createFile via gRPC",
+        "createFile via the client library",
         "getStatus via gRPC",
         "getStatus, permissions checked",
         "journal replay",
