@@ -215,23 +215,23 @@ impl From<crate::proto::ItemError> for FsError {
     }
 }
 
-/// One create's answer inside a `CreateFiles` reply.
-impl From<Result<crate::proto::FileInfo, FsError>> for crate::proto::CreateFileResult {
+/// One request's answer inside a batched reply (`CreateFiles`, `CompleteFiles`).
+impl From<Result<crate::proto::FileInfo, FsError>> for crate::proto::FileResult {
     fn from(r: Result<crate::proto::FileInfo, FsError>) -> Self {
-        use crate::proto::create_file_result::Outcome;
-        crate::proto::CreateFileResult { outcome: Some(r.map_or_else(|e| Outcome::Error(e.into()), Outcome::Info)) }
+        use crate::proto::file_result::Outcome;
+        crate::proto::FileResult { outcome: Some(r.map_or_else(|e| Outcome::Error(e.into()), Outcome::Info)) }
     }
 }
 
-/// One create's answer read back from a `CreateFiles` reply (none at all is a bug on the
+/// One request's answer read back from a batched reply (none at all is a bug on the
 /// master's side).
-impl From<crate::proto::CreateFileResult> for Result<crate::proto::FileInfo, FsError> {
-    fn from(r: crate::proto::CreateFileResult) -> Self {
-        use crate::proto::create_file_result::Outcome;
+impl From<crate::proto::FileResult> for Result<crate::proto::FileInfo, FsError> {
+    fn from(r: crate::proto::FileResult) -> Self {
+        use crate::proto::file_result::Outcome;
         match r.outcome {
             Some(Outcome::Info(info)) => Ok(info),
             Some(Outcome::Error(e)) => Err(e.into()),
-            None => Err(FsError::Internal { reason: "the master answered a create with neither a file nor an error".into() }),
+            None => Err(FsError::Internal { reason: "the master answered a request with neither a file nor an error".into() }),
         }
     }
 }
@@ -278,13 +278,13 @@ mod tests {
             assert_eq!(back, e);
             // The same inside a batched reply, as an item's error and as a create's result.
             assert_eq!(FsError::from(crate::proto::ItemError::from(e.clone())), e);
-            let result: Result<crate::proto::FileInfo, FsError> = crate::proto::CreateFileResult::from(Err(e.clone())).into();
+            let result: Result<crate::proto::FileInfo, FsError> = crate::proto::FileResult::from(Err(e.clone())).into();
             assert_eq!(result, Err(e));
         }
         let info = crate::proto::FileInfo { id: 7, path: "/a".into(), ..Default::default() };
-        let result: Result<crate::proto::FileInfo, FsError> = crate::proto::CreateFileResult::from(Ok(info.clone())).into();
+        let result: Result<crate::proto::FileInfo, FsError> = crate::proto::FileResult::from(Ok(info.clone())).into();
         assert_eq!(result, Ok(info));
-        let empty: Result<crate::proto::FileInfo, FsError> = crate::proto::CreateFileResult { outcome: None }.into();
+        let empty: Result<crate::proto::FileInfo, FsError> = crate::proto::FileResult { outcome: None }.into();
         assert!(matches!(empty, Err(FsError::Internal { .. })));
     }
 

@@ -409,7 +409,7 @@ async fn nesting_beyond_the_configured_depth_is_refused() {
 /// call past the limit is refused whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_creates_answers_each_alone_in_order_and_retries_apply_nothing_twice() {
-    use tachyon::proto::{CreateFileResult, CreateFilesRequest, FileInfo};
+    use tachyon::proto::{CreateFilesRequest, FileInfo, FileResult};
     let c = Cluster::start();
     let mut m = raw_master(&c).await;
     m.create_file(create("/batch/taken", "t0")).await.unwrap();
@@ -423,9 +423,8 @@ async fn a_batch_of_creates_answers_each_alone_in_order_and_retries_apply_nothin
         create("/batch/a", "t1"),
         create("/batch/taken/below", "t6"),
     ];
-    let answers = |response: tachyon::proto::CreateFilesResponse| -> Vec<Result<FileInfo, FsError>> {
-        response.results.into_iter().map(|r: CreateFileResult| r.into()).collect()
-    };
+    let answers =
+        |response: tachyon::proto::FileResults| -> Vec<Result<FileInfo, FsError>> { response.results.into_iter().map(|r: FileResult| r.into()).collect() };
     let first = answers(m.create_files(CreateFilesRequest { files: files.clone() }).await.unwrap().into_inner());
     assert_eq!(first.len(), files.len());
     let a = first[0].as_ref().expect("a new file is created");
@@ -452,4 +451,27 @@ async fn a_batch_of_creates_answers_each_alone_in_order_and_retries_apply_nothin
     let reason = invalid_argument(m.create_files(CreateFilesRequest { files: too_many }).await, "too many creates");
     assert!(reason.contains("at most 1024"), "{reason}");
     assert!(matches!(c.client().get_status("/many").await, Err(FsError::NotFound { .. })), "a refused call creates nothing");
+}
+
+/// `CompleteFiles` answers each completion alone, in order, as `CompleteFile` would: a
+/// missing file or a PERSISTED completion (which publishes its own upload, so goes alone)
+/// fails by itself, and a retry of the call changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_completions_answers_each_alone_in_order() {
+    use tachyon::proto::{CompleteFilesRequest, FileInfo, FileResults};
+    let c = Cluster::start();
+    let mut m = raw_master(&c).await;
+    m.create_file(create("/done/a", "c1")).await.unwrap();
+    m.create_file(create("/done/b", "c2")).await.unwrap();
+    let plain = |path: &str, request_id: &str| CompleteFileRequest { persistence: PersistenceState::NotPersisted as i32, ..complete(path, 0, "", request_id) };
+    let files = vec![plain("/done/a", "c3"), plain("/done/missing", "c4"), complete("/done/b", 0, "done/.b.tachyon-x.tmp", "c5"), plain("/done/b", "c6")];
+    let answers = |response: FileResults| -> Vec<Result<FileInfo, FsError>> { response.results.into_iter().map(Into::into).collect() };
+    let first = answers(m.complete_files(CompleteFilesRequest { files: files.clone() }).await.unwrap().into_inner());
+    assert!(first[0].as_ref().is_ok_and(|f| f.complete), "{:?}", first[0]);
+    assert!(matches!(&first[1], Err(FsError::NotFound { .. })), "{:?}", first[1]);
+    assert!(matches!(&first[2], Err(FsError::InvalidArgument { reason }) if reason.contains("send it alone")), "{:?}", first[2]);
+    assert!(first[3].as_ref().is_ok_and(|f| f.complete && f.path == "/done/b"), "{:?}", first[3]);
+    let again = answers(m.complete_files(CompleteFilesRequest { files }).await.unwrap().into_inner());
+    assert_eq!(again[0].as_ref().map(|f| f.id), first[0].as_ref().map(|f| f.id), "a retried completion is answered, not refused");
+    assert_eq!(again[3].as_ref().map(|f| f.id), first[3].as_ref().map(|f| f.id));
 }

@@ -236,8 +236,8 @@ fn without_fencing_a_zombie_leaders_acknowledgements_are_caught() {
 /// session timeout answers the pinned reader from memory when it wakes, before it acts on
 /// its lost session, and misses markers its successor acknowledged meanwhile; the same
 /// seeds pass with the lease on. Only a few seeds line the pause up with a quiet moment
-/// and a fresh marker (3 of 1..=64 before creates were coalesced, which moved every seed's
-/// schedule; 1 of 1..=256 since), so the search is broad; a run takes milliseconds.
+/// and a fresh marker (3 of 1..=64 before creates and completions were coalesced, which moved
+/// every seed's schedule; 2 of 1..=256 since), so the search is broad; a run takes milliseconds.
 #[test]
 fn without_the_leader_lease_a_zombie_leaders_stale_reads_are_caught() {
     let mut s = scenario_file("zombie_reads");

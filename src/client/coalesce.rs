@@ -1,24 +1,24 @@
-//! Creates coalesced: the creates a client's tasks ask for at the same time go to the master
-//! together, in one `CreateFiles` call, the way the master's journal commits the entries
-//! that arrive together in one sync.
+//! Requests coalesced: the creates (and, apart, the completions) a client's tasks ask for
+//! at the same time go to the master together, in one `CreateFiles` (`CompleteFiles`)
+//! call, the way the master's journal commits the entries that arrive together in one sync.
 //!
-//! There is no timer and no added wait: a create finding no batch on its way starts one at
-//! once; creates arriving while [`MAX_CALLS_IN_FLIGHT`] batches are on their way queue up
+//! There is no timer and no added wait: a request finding no batch on its way starts one at
+//! once; requests arriving while [`MAX_CALLS_IN_FLIGHT`] batches are on their way queue up
 //! and leave together when one returns. [`Coalescer`] is the queue (pure); the client's
-//! flusher tasks drive it.
+//! flusher tasks drive it (`FileSystem::coalesced`).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-/// Most creates in one `CreateFiles` call (the master takes up to
-/// `MAX_CREATES_PER_CALL`, 1,024).
-pub const MAX_CREATES_PER_BATCH: usize = 256;
-/// Most `CreateFiles` calls of one client on their way at once.
+/// Most requests in one batched call (the master takes up to `MAX_REQUESTS_PER_CALL`,
+/// 1,024).
+pub const MAX_REQUESTS_PER_BATCH: usize = 256;
+/// Most batched calls of one kind one client has on their way at once.
 pub const MAX_CALLS_IN_FLIGHT: usize = 2;
-/// Most creates queued; past this a create goes out in a call of its own.
-pub const MAX_QUEUED_CREATES: usize = 4096;
+/// Most requests of one kind queued; past this a request goes out in a call of its own.
+pub const MAX_QUEUED_REQUESTS: usize = 4096;
 
-/// The queue of creates waiting for a call, and how many flushers are sending them.
+/// The queue of requests waiting for a call, and how many flushers are sending them.
 pub struct Coalescer<T> {
     state: Mutex<QueueState<T>>,
     max_batch: usize,
@@ -45,7 +45,7 @@ pub enum Queued<T> {
 impl<T> Coalescer<T> {
     /// A queue with tachyon's limits.
     pub fn new() -> Self {
-        Self::with_limits(MAX_CREATES_PER_BATCH, MAX_CALLS_IN_FLIGHT, MAX_QUEUED_CREATES)
+        Self::with_limits(MAX_REQUESTS_PER_BATCH, MAX_CALLS_IN_FLIGHT, MAX_QUEUED_REQUESTS)
     }
 
     /// A queue with the given limits (each at least 1).

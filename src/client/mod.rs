@@ -56,12 +56,58 @@ struct Inner {
     /// are recognised by the master (also across a failover).
     client_id: u64,
     next_request: AtomicU64,
-    /// Creates waiting to go to the master together (`coalesce.rs`).
-    creates: Coalescer<PendingCreate>,
+    /// Creates and completions waiting to go to the master together (`coalesce.rs`).
+    creates: Coalescer<Pending<CreateFileRequest>>,
+    completions: Coalescer<Pending<CompleteFileRequest>>,
 }
 
-/// A create waiting for its batch, and where its answer goes.
-type PendingCreate = (CreateFileRequest, tokio::sync::oneshot::Sender<Result<FileInfo, FsError>>);
+/// A request waiting for its batch, and where its answer goes.
+type Pending<B> = (B, tokio::sync::oneshot::Sender<Result<FileInfo, FsError>>);
+
+/// A master response on its way.
+type Answer<T> = futures::future::BoxFuture<'static, Result<tonic::Response<T>, tonic::Status>>;
+
+/// A request the client sends together with others of its kind (`coalesce.rs`).
+trait Batched: Clone + Send + Sync + 'static {
+    /// The batched call's name (for retries and logs).
+    const CALL: &'static str;
+    /// The single call's name, for a request that goes alone.
+    const CALL_ALONE: &'static str;
+    /// The queue of this kind.
+    fn queue(inner: &Inner) -> &Coalescer<Pending<Self>>;
+    /// Sends several in one call.
+    fn call(client: MasterServiceClient<Channel>, batch: tonic::Request<Vec<Self>>) -> Answer<FileResults>;
+    /// Sends one alone.
+    fn call_alone(client: MasterServiceClient<Channel>, request: tonic::Request<Self>) -> Answer<FileInfo>;
+}
+
+impl Batched for CreateFileRequest {
+    const CALL: &'static str = "createFiles";
+    const CALL_ALONE: &'static str = "createFile";
+    fn queue(inner: &Inner) -> &Coalescer<Pending<Self>> {
+        &inner.creates
+    }
+    fn call(mut client: MasterServiceClient<Channel>, batch: tonic::Request<Vec<Self>>) -> Answer<FileResults> {
+        Box::pin(async move { client.create_files(batch.map(|files| CreateFilesRequest { files })).await })
+    }
+    fn call_alone(mut client: MasterServiceClient<Channel>, request: tonic::Request<Self>) -> Answer<FileInfo> {
+        Box::pin(async move { client.create_file(request).await })
+    }
+}
+
+impl Batched for CompleteFileRequest {
+    const CALL: &'static str = "completeFiles";
+    const CALL_ALONE: &'static str = "completeFile";
+    fn queue(inner: &Inner) -> &Coalescer<Pending<Self>> {
+        &inner.completions
+    }
+    fn call(mut client: MasterServiceClient<Channel>, batch: tonic::Request<Vec<Self>>) -> Answer<FileResults> {
+        Box::pin(async move { client.complete_files(batch.map(|files| CompleteFilesRequest { files })).await })
+    }
+    fn call_alone(mut client: MasterServiceClient<Channel>, request: tonic::Request<Self>) -> Answer<FileInfo> {
+        Box::pin(async move { client.complete_file(request).await })
+    }
+}
 
 /// A connection to a tachyon cluster. Cheap to clone.
 #[derive(Clone)]
@@ -89,7 +135,17 @@ impl FileSystem {
         let leader = LeaderChannel::new(coordinator, options.request_timeout, options.security.tls.clone());
         // Randomly keyed hashing gives 64 random bits without another dependency.
         let client_id = crate::runtime::unique_id();
-        FileSystem { inner: Arc::new(Inner { options, mounts, leader, client_id, next_request: AtomicU64::new(0), creates: Coalescer::new() }) }
+        FileSystem {
+            inner: Arc::new(Inner {
+                options,
+                mounts,
+                leader,
+                client_id,
+                next_request: AtomicU64::new(0),
+                creates: Coalescer::new(),
+                completions: Coalescer::new(),
+            }),
+        }
     }
 
     /// The root under-storage for file data, if this client has one.
@@ -207,7 +263,7 @@ impl FileSystem {
             ownership: Some(self.ownership(0o666)),
             request_id: request_id.clone(),
         };
-        let info = self.create_coalesced(req).await?;
+        let info = self.coalesced(req).await?;
         let through = match ufs {
             Some((ufs, target)) => Some(UfsUpload::start(ufs, target, &request_id).await?),
             None => None,
@@ -215,44 +271,32 @@ impl FileSystem {
         Ok(FileWriter { fs: self.clone(), info, worker: None, write_type, through, block_index: 0, in_block: 0, total: 0, current: None })
     }
 
-    /// Creates a file together with the creates this client's other tasks make at the same
-    /// time: one `CreateFiles` call for all of them (`coalesce.rs`).
-    async fn create_coalesced(&self, req: CreateFileRequest) -> Result<FileInfo, FsError> {
+    /// Sends `req` together with the requests of its kind this client's other tasks make at
+    /// the same time: one batched call for all of them (`coalesce.rs`).
+    async fn coalesced<B: Batched>(&self, req: B) -> Result<FileInfo, FsError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        match self.inner.creates.push((req, reply)) {
+        match B::queue(&self.inner).push((req, reply)) {
             Queued::StartFlusher => {
-                tokio::spawn(self.clone().flush_creates());
+                tokio::spawn(self.clone().flush::<B>());
             }
             Queued::Taken => {}
-            Queued::Full((req, _)) => {
-                return self
-                    .call("createFile", |mut c| {
-                        let req = self.signed(req.clone());
-                        async move { c.create_file(req).await }
-                    })
-                    .await
-            }
+            Queued::Full((req, _)) => return self.call(B::CALL_ALONE, |c| B::call_alone(c, self.signed(req.clone()))).await,
         }
-        answer.await.unwrap_or_else(|_| Err(FsError::Unavailable { reason: "the create was dropped unsent (the client's runtime is shutting down)".into() }))
+        answer.await.unwrap_or_else(|_| Err(FsError::Unavailable { reason: "the request was dropped unsent (the client's runtime is shutting down)".into() }))
     }
 
-    /// Sends the queued creates in batches until none wait; each create gets its own
+    /// Sends the queued requests of kind `B` in batches until none wait; each gets its own
     /// answer, or the error that failed its whole batch (after the usual retries).
-    async fn flush_creates(self) {
-        while let Some(batch) = self.inner.creates.next_batch() {
-            let (files, replies): (Vec<CreateFileRequest>, Vec<_>) = batch.into_iter().unzip();
-            let count = files.len();
-            let answered = self
-                .call("createFiles", |mut c| {
-                    let req = self.signed(CreateFilesRequest { files: files.clone() });
-                    async move { c.create_files(req).await }
-                })
-                .await;
+    async fn flush<B: Batched>(self) {
+        while let Some(batch) = B::queue(&self.inner).next_batch() {
+            let (requests, replies): (Vec<B>, Vec<_>) = batch.into_iter().unzip();
+            let count = requests.len();
+            let answered = self.call(B::CALL, |c| B::call(c, self.signed(requests.clone()))).await;
             let results: Vec<Result<FileInfo, FsError>> = match answered {
                 Ok(answer) if answer.results.len() == count => answer.results.into_iter().map(Into::into).collect(),
                 Ok(answer) => {
-                    let e = FsError::Internal { reason: format!("the master answered {} of {count} creates", answer.results.len()) };
-                    tracing::error!(error = %e, "createFiles");
+                    let e = FsError::Internal { reason: format!("the master answered {} of {count} requests", answer.results.len()) };
+                    tracing::error!(call = B::CALL, error = %e, "batched call");
                     vec![Err(e); count]
                 }
                 Err(e) => vec![Err(e); count],
@@ -261,7 +305,7 @@ impl FileSystem {
                 // A caller that gave up no longer listens.
                 let _ = reply.send(result);
             }
-            // The callers just answered often create again at once: let them queue before
+            // The callers just answered often send again at once: let them queue before
             // taking the next batch, or it leaves with a few and the rest wait a round trip.
             tokio::task::yield_now().await;
         }

@@ -121,12 +121,17 @@ impl FileWriter {
             persistence: self.write_type.persistence() as i32,
             ufs_temp_name,
         };
-        self.fs
-            .call("completeFile", |mut c| {
-                let req = self.fs.signed(req.clone());
-                async move { c.complete_file(req).await }
-            })
-            .await
+        if req.persistence == PersistenceState::Persisted as i32 {
+            // It publishes its own upload: alone.
+            return self
+                .fs
+                .call("completeFile", |mut c| {
+                    let req = self.fs.signed(req.clone());
+                    async move { c.complete_file(req).await }
+                })
+                .await;
+        }
+        self.fs.coalesced(req).await
     }
 
     /// Abandons the write and deletes the incomplete file (best effort).

@@ -49,8 +49,8 @@ fn path(raw: &str) -> Result<FsPath, FsError> {
 
 type RpcResult<T> = Result<Response<T>, Status>;
 
-/// Most creates one `CreateFiles` call may carry.
-pub const MAX_CREATES_PER_CALL: usize = 1024;
+/// Most requests one batched call (`CreateFiles`, `CompleteFiles`) may carry.
+pub const MAX_REQUESTS_PER_CALL: usize = 1024;
 
 /// Most under-storage names loaded into the namespace by one listing.
 const MAX_LOADED_ENTRIES: usize = 10_000;
@@ -135,6 +135,46 @@ impl MasterRpc {
     }
 
     /// Runs a mutation planned on one path and answers with that path's new status.
+    /// Runs the requests of a batched call (`CreateFiles`, `CompleteFiles`) as
+    /// [`super::Master::mutate_each`] does: each is checked first by `check` (a failure
+    /// answers that request alone), then planned and answered under the one lock, and
+    /// counted as one `op`, as if it had come alone. Answers every request, in order.
+    async fn mutate_batch<Q, C>(
+        &self,
+        op: &'static str,
+        requests: &[Q],
+        request_id: impl Fn(&Q) -> &str,
+        check: impl Fn(&Q) -> Result<C, FsError>,
+        plan: impl Fn(&Q, &C, &super::State, i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError>,
+        respond: impl Fn(&Q, &C, &super::State) -> Result<FileInfo, FsError>,
+    ) -> Result<FileResults, FsError> {
+        if requests.len() > MAX_REQUESTS_PER_CALL {
+            return Err(FsError::InvalidArgument { reason: format!("{} requests in one call; at most {MAX_REQUESTS_PER_CALL}", requests.len()) });
+        }
+        let checked: Vec<Result<C, FsError>> = requests.iter().map(&check).collect();
+        let valid: Vec<(&Q, &C)> = requests.iter().zip(&checked).filter_map(|(req, c)| Some((req, c.as_ref().ok()?))).collect();
+        let request_ids: Vec<&str> = valid.iter().map(|(req, _)| request_id(req)).collect();
+        let mut answered = self
+            .node
+            .leader()
+            .await?
+            .mutate_each(&request_ids, |k, st, now| plan(valid[k].0, valid[k].1, st, now), |k, st| respond(valid[k].0, valid[k].1, st))
+            .await?
+            .into_iter();
+        let results = checked
+            .into_iter()
+            .map(|check| {
+                let outcome = match check {
+                    Err(e) => Err(e),
+                    Ok(_) => answered.next().unwrap_or_else(|| Err(FsError::Internal { reason: format!("a {op} got no answer") })),
+                };
+                crate::metrics::MASTER_OPERATIONS.with_label_values(&[op, if outcome.is_ok() { "ok" } else { "error" }]).inc();
+                FileResult::from(outcome)
+            })
+            .collect();
+        Ok(FileResults { results })
+    }
+
     async fn mutate_path(
         &self,
         request_id: &str,
@@ -165,61 +205,65 @@ impl MasterService for MasterRpc {
         self.reply("createFile", started, result)
     }
 
-    async fn create_files(&self, request: Request<CreateFilesRequest>) -> RpcResult<CreateFilesResponse> {
+    async fn create_files(&self, request: Request<CreateFilesRequest>) -> RpcResult<FileResults> {
         let started = tokio::time::Instant::now();
         let caller = self.caller(&request);
         let files = request.into_inner().files;
         let result = async {
             let caller = caller?;
-            if files.len() > MAX_CREATES_PER_CALL {
-                return Err(FsError::InvalidArgument { reason: format!("{} creates in one call; at most {MAX_CREATES_PER_CALL}", files.len()) });
-            }
-            // What each create is checked for before the namespace: its path, owner and block size.
-            let checked: Vec<Result<(FsPath, InodeOwnership), FsError>> = files
-                .iter()
-                .map(|req| {
+            self.mutate_batch(
+                "createFile",
+                &files,
+                |req| &req.request_id,
+                // What each create is checked for before the namespace: its path, owner and block size.
+                |req| {
                     let own = self.node.auth().new_ownership(&caller, req.ownership.clone(), 0o666)?;
                     crate::core::namespace::check_block_size(req.block_size_bytes, self.node.options().min_block_size_bytes)?;
                     Ok((path(&req.path)?, own))
-                })
-                .collect();
-            let valid: Vec<usize> = (0..files.len()).filter(|&i| checked[i].is_ok()).collect();
-            let request_ids: Vec<&str> = valid.iter().map(|&i| files[i].request_id.as_str()).collect();
-            let checked_ok = |k: usize| checked[valid[k]].as_ref().ok();
-            let mut created = self
-                .node
-                .leader()
-                .await?
-                .mutate_each(
-                    &request_ids,
-                    |k, st, now| {
-                        let (p, own) = checked_ok(k).ok_or_else(|| FsError::Internal { reason: "create planned without its checks".into() })?;
-                        let req = &files[valid[k]];
-                        requests::create_file(&st.ns, &self.context(&caller, now), p, req.block_size_bytes, req.recursive, own)
-                    },
-                    |k, st| {
-                        let (p, _) = checked_ok(k).ok_or_else(|| FsError::Internal { reason: "create answered without its checks".into() })?;
-                        Ok(file_info(st, st.ns.lookup(p)?, p))
-                    },
-                )
-                .await?
-                .into_iter();
-            let results = checked
-                .into_iter()
-                .map(|check| {
-                    let outcome = match check {
-                        Err(e) => Err(e),
-                        Ok(_) => created.next().unwrap_or_else(|| Err(FsError::Internal { reason: "a create got no answer".into() })),
-                    };
-                    // Each create counts as one, as if it had come alone.
-                    crate::metrics::MASTER_OPERATIONS.with_label_values(&["createFile", if outcome.is_ok() { "ok" } else { "error" }]).inc();
-                    CreateFileResult::from(outcome)
-                })
-                .collect();
-            Ok(CreateFilesResponse { results })
+                },
+                |req, (p, own), st, now| requests::create_file(&st.ns, &self.context(&caller, now), p, req.block_size_bytes, req.recursive, own),
+                |_, (p, _), st| Ok(file_info(st, st.ns.lookup(p)?, p)),
+            )
+            .await
         }
         .await;
         self.reply("createFiles", started, result)
+    }
+
+    async fn complete_files(&self, request: Request<CompleteFilesRequest>) -> RpcResult<FileResults> {
+        let started = tokio::time::Instant::now();
+        let caller = self.caller(&request);
+        let files = request.into_inner().files;
+        let result = async {
+            let caller = caller?;
+            self.mutate_batch(
+                "completeFile",
+                &files,
+                |req| &req.request_id,
+                |req| {
+                    let persistence = PersistenceState::try_from(req.persistence)
+                        .map_err(|_| FsError::InvalidArgument { reason: format!("unknown persistence state {}", req.persistence) })?;
+                    match persistence {
+                        PersistenceState::Persisted => Err(FsError::InvalidArgument {
+                            reason: format!("{}: a PERSISTED completion publishes its upload: send it alone (CompleteFile)", req.path),
+                        }),
+                        PersistenceState::NotPersisted => Ok((path(&req.path)?, persistence)),
+                        _ if self.node.ufs_mounts().is_none() => {
+                            Err(FsError::InvalidArgument { reason: format!("{}: this master has no under-storage to persist to", req.path) })
+                        }
+                        _ => Ok((path(&req.path)?, persistence)),
+                    }
+                },
+                |req, (p, persistence), st, now| {
+                    st.ns.check_access(&caller, p, Checks::WRITE_TARGET)?;
+                    st.ns.plan_complete_file(p, req.length, *persistence, |b| st.registry.committed_length(b), now)
+                },
+                |_, (p, _), st| Ok(file_info(st, st.ns.lookup(p)?, p)),
+            )
+            .await
+        }
+        .await;
+        self.reply("completeFiles", started, result)
     }
 
     async fn complete_file(&self, request: Request<CompleteFileRequest>) -> RpcResult<FileInfo> {
