@@ -135,6 +135,38 @@ impl MasterRpc {
     }
 
     /// Runs a mutation planned on one path and answers with that path's new status.
+    /// What a create is checked for before the namespace: its owner, block size and path.
+    fn check_create(&self, caller: &Caller, req: &CreateFileRequest) -> Result<(FsPath, InodeOwnership), FsError> {
+        let own = self.node.auth().new_ownership(caller, req.ownership.clone(), 0o666)?;
+        crate::core::namespace::check_block_size(req.block_size_bytes, self.node.options().min_block_size_bytes)?;
+        Ok((path(&req.path)?, own))
+    }
+
+    /// A completion's persistence state, refused when unknown or when it asks for
+    /// persistence this master has no under-storage for.
+    fn completion_persistence(&self, req: &CompleteFileRequest) -> Result<PersistenceState, FsError> {
+        let persistence = PersistenceState::try_from(req.persistence)
+            .map_err(|_| FsError::InvalidArgument { reason: format!("unknown persistence state {}", req.persistence) })?;
+        if persistence != PersistenceState::NotPersisted && self.node.ufs_mounts().is_none() {
+            return Err(FsError::InvalidArgument { reason: format!("{}: this master has no under-storage to persist to", req.path) });
+        }
+        Ok(persistence)
+    }
+
+    /// Plans a completion of `p`: the caller may write it, and the file can complete at
+    /// `length` with `persistence`.
+    fn plan_completion(
+        st: &super::State,
+        caller: &Caller,
+        p: &FsPath,
+        length: u64,
+        persistence: PersistenceState,
+        now: i64,
+    ) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError> {
+        st.ns.check_access(caller, p, Checks::WRITE_TARGET)?;
+        st.ns.plan_complete_file(p, length, persistence, |b| st.registry.committed_length(b), now)
+    }
+
     /// Runs the requests of a batched call (`CreateFiles`, `CompleteFiles`) as
     /// [`super::Master::mutate_each`] does: each is checked first by `check` (a failure
     /// answers that request alone), then planned and answered under the one lock, and
@@ -194,12 +226,16 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             let caller = caller?;
-            let own = self.node.auth().new_ownership(&caller, req.ownership, 0o666)?;
-            crate::core::namespace::check_block_size(req.block_size_bytes, self.node.options().min_block_size_bytes)?;
-            self.mutate_path(&req.request_id, &req.path, |st, p, now| {
-                requests::create_file(&st.ns, &self.context(&caller, now), p, req.block_size_bytes, req.recursive, &own)
-            })
-            .await
+            let (p, own) = self.check_create(&caller, &req)?;
+            self.node
+                .leader()
+                .await?
+                .mutate(
+                    &req.request_id,
+                    |st, now| requests::create_file(&st.ns, &self.context(&caller, now), &p, req.block_size_bytes, req.recursive, &own),
+                    |st| Ok(file_info(st, st.ns.lookup(&p)?, &p)),
+                )
+                .await
         }
         .await;
         self.reply("createFile", started, result)
@@ -215,12 +251,7 @@ impl MasterService for MasterRpc {
                 "createFile",
                 &files,
                 |req| &req.request_id,
-                // What each create is checked for before the namespace: its path, owner and block size.
-                |req| {
-                    let own = self.node.auth().new_ownership(&caller, req.ownership.clone(), 0o666)?;
-                    crate::core::namespace::check_block_size(req.block_size_bytes, self.node.options().min_block_size_bytes)?;
-                    Ok((path(&req.path)?, own))
-                },
+                |req| self.check_create(&caller, req),
                 |req, (p, own), st, now| requests::create_file(&st.ns, &self.context(&caller, now), p, req.block_size_bytes, req.recursive, own),
                 |_, (p, _), st| Ok(file_info(st, st.ns.lookup(p)?, p)),
             )
@@ -240,24 +271,13 @@ impl MasterService for MasterRpc {
                 "completeFile",
                 &files,
                 |req| &req.request_id,
-                |req| {
-                    let persistence = PersistenceState::try_from(req.persistence)
-                        .map_err(|_| FsError::InvalidArgument { reason: format!("unknown persistence state {}", req.persistence) })?;
-                    match persistence {
-                        PersistenceState::Persisted => Err(FsError::InvalidArgument {
-                            reason: format!("{}: a PERSISTED completion publishes its upload: send it alone (CompleteFile)", req.path),
-                        }),
-                        PersistenceState::NotPersisted => Ok((path(&req.path)?, persistence)),
-                        _ if self.node.ufs_mounts().is_none() => {
-                            Err(FsError::InvalidArgument { reason: format!("{}: this master has no under-storage to persist to", req.path) })
-                        }
-                        _ => Ok((path(&req.path)?, persistence)),
-                    }
+                |req| match self.completion_persistence(req)? {
+                    PersistenceState::Persisted => Err(FsError::InvalidArgument {
+                        reason: format!("{}: a PERSISTED completion publishes its upload: send it alone (CompleteFile)", req.path),
+                    }),
+                    persistence => Ok((path(&req.path)?, persistence)),
                 },
-                |req, (p, persistence), st, now| {
-                    st.ns.check_access(&caller, p, Checks::WRITE_TARGET)?;
-                    st.ns.plan_complete_file(p, req.length, *persistence, |b| st.registry.committed_length(b), now)
-                },
+                |req, (p, persistence), st, now| Self::plan_completion(st, &caller, p, req.length, *persistence, now),
                 |_, (p, _), st| Ok(file_info(st, st.ns.lookup(p)?, p)),
             )
             .await
@@ -272,15 +292,8 @@ impl MasterService for MasterRpc {
         let req = request.into_inner();
         let result = async {
             let caller = caller?;
-            let persistence = PersistenceState::try_from(req.persistence)
-                .map_err(|_| FsError::InvalidArgument { reason: format!("unknown persistence state {}", req.persistence) })?;
-            if persistence != PersistenceState::NotPersisted && self.node.ufs_mounts().is_none() {
-                return Err(FsError::InvalidArgument { reason: format!("{}: this master has no under-storage to persist to", req.path) });
-            }
-            let plan = |st: &super::State, p: &FsPath, now| {
-                st.ns.check_access(&caller, p, Checks::WRITE_TARGET)?;
-                st.ns.plan_complete_file(p, req.length, persistence, |b| st.registry.committed_length(b), now)
-            };
+            let persistence = self.completion_persistence(&req)?;
+            let plan = |st: &super::State, p: &FsPath, now| Self::plan_completion(st, &caller, p, req.length, persistence, now);
             if persistence != PersistenceState::Persisted {
                 return self.mutate_path(&req.request_id, &req.path, plan).await;
             }
