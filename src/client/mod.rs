@@ -280,9 +280,14 @@ impl FileSystem {
                 tokio::spawn(self.clone().flush::<B>());
             }
             Queued::Taken => {}
-            Queued::Full((req, _)) => return self.call(B::CALL_ALONE, |c| B::call_alone(c, self.signed(req.clone()))).await,
+            Queued::Full((req, _)) => return self.alone(req).await,
         }
         answer.await.unwrap_or_else(|_| Err(FsError::Unavailable { reason: "the request was dropped unsent (the client's runtime is shutting down)".into() }))
+    }
+
+    /// Sends `req` in a call of its own.
+    async fn alone<B: Batched>(&self, req: B) -> Result<FileInfo, FsError> {
+        self.call(B::CALL_ALONE, |c| B::call_alone(c, self.signed(req.clone()))).await
     }
 
     /// Sends the queued requests of kind `B` in batches until none wait; each gets its own

@@ -123,13 +123,7 @@ impl FileWriter {
         };
         if req.persistence == PersistenceState::Persisted as i32 {
             // It publishes its own upload: alone.
-            return self
-                .fs
-                .call("completeFile", |mut c| {
-                    let req = self.fs.signed(req.clone());
-                    async move { c.complete_file(req).await }
-                })
-                .await;
+            return self.fs.alone(req).await;
         }
         self.fs.coalesced(req).await
     }

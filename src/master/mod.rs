@@ -526,8 +526,6 @@ pub fn ttl_action_name(action: crate::proto::TtlAction) -> &'static str {
     }
 }
 
-/// Refuses an operation whose journal entry replay could not read back: checked at
-/// planning time, before anything is applied, so the request fails and nothing changes.
 /// Where a submission ends and the checkpoint work it calls for.
 struct Journaled {
     /// Everything below this position must be durable before the answers go out.
@@ -544,6 +542,8 @@ fn check_request_id(request_id: &str) -> Result<(), FsError> {
     Ok(())
 }
 
+/// Refuses an operation whose journal entry replay could not read back: checked at
+/// planning time, before anything is applied, so the request fails and nothing changes.
 fn check_entry_sizes(kinds: &[Kind], request_id: &str) -> Result<(), FsError> {
     let max = crate::journal::format::MAX_ENTRY_BYTES;
     match kinds.iter().map(|k| crate::journal::format::entry_bytes_bound(k, request_id)).find(|bytes| *bytes > max) {
