@@ -134,7 +134,6 @@ impl MasterRpc {
         Ok(())
     }
 
-    /// Runs a mutation planned on one path and answers with that path's new status.
     /// What a create is checked for before the namespace: its owner, block size and path.
     fn check_create(&self, caller: &Caller, req: &CreateFileRequest) -> Result<(FsPath, InodeOwnership), FsError> {
         let own = self.node.auth().new_ownership(caller, req.ownership.clone(), 0o666)?;
@@ -207,6 +206,7 @@ impl MasterRpc {
         Ok(FileResults { results })
     }
 
+    /// Runs a mutation planned on one path and answers with that path's new status.
     async fn mutate_path(
         &self,
         request_id: &str,
