@@ -264,12 +264,19 @@ async fn malformed_paths_and_out_of_range_reads_are_refused() {
         Err(FsError::InvalidArgument { reason }) => assert!(reason.contains("past block end"), "{reason}"),
         other => panic!("offset past the end: {other:?}"),
     }
-    let mut tail = Vec::new();
-    let mut stream = worker.read_block(read(9_990, u64::MAX)).await.unwrap().into_inner();
-    while let Some(chunk) = stream.message().await.unwrap() {
-        tail.extend_from_slice(&chunk.data);
-    }
-    assert_eq!(tail, data[9_990..], "a length running past the end (even u64::MAX) stops at the end");
+    let streamed = |request| {
+        let mut worker = worker.clone();
+        async move {
+            let mut stream = worker.read_block(request).await.unwrap().into_inner();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = stream.message().await.unwrap() {
+                bytes.extend_from_slice(&chunk.data);
+            }
+            bytes
+        }
+    };
+    assert_eq!(streamed(read(1_000, 2_500)).await, data[1_000..3_500], "a range inside the block");
+    assert_eq!(streamed(read(9_990, u64::MAX)).await, data[9_990..], "a length running past the end (even u64::MAX) stops at the end");
 }
 
 /// A request whose path field is raw bytes (the wire shape of every path request), to

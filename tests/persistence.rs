@@ -134,10 +134,14 @@ async fn renames_and_deletes_of_persisted_files_are_mirrored_in_under_storage() 
 async fn a_lost_worker_loses_only_unpersisted_data() {
     let mut c = started().await;
     let fs = c.client();
-    let data = content(3000, 11);
+    // Three blocks: a read appends each block after the ones before it.
+    let data = content(2 * BLOCK as usize + 3000, 11);
     fs.write_file("/l/persisted", &data, with(WriteType::CacheThrough)).await.unwrap();
     fs.write_file("/l/memory_only", &data, with(WriteType::MustCache)).await.unwrap();
     c.kill_worker(0);
+    // Before the master notices, the blocks still name the dead worker: each read from it
+    // fails, and the block comes whole from the under-storage, after the blocks before it.
+    assert_eq!(fs.read_file("/l/persisted").await.unwrap(), data, "read from the under-storage past a dead location");
     // The master declares the worker lost (1.5 s in these clusters); its locations vanish.
     assert!(eventually(|| async { fs.workers().await.is_ok_and(|w| w.iter().all(|w| w.lost)) }).await);
     assert_eq!(fs.read_file("/l/persisted").await.unwrap(), data, "read from the under-storage");

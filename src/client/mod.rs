@@ -442,9 +442,7 @@ impl FileSystem {
     pub async fn read_file(&self, path: &str) -> Result<Vec<u8>, FsError> {
         let mut r = self.open_file(path).await?;
         let mut out = Vec::with_capacity(r.info().length as usize);
-        while let Some(chunk) = r.next_block().await? {
-            out.extend_from_slice(&chunk);
-        }
+        while r.append_next_block(&mut out).await? {}
         Ok(out)
     }
 }

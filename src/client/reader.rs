@@ -33,7 +33,15 @@ impl FileReader {
     /// type says); otherwise locations are looked up again a few times (a restarting worker
     /// re-registers within a heartbeat or two) before the block is reported lost.
     pub async fn next_block(&mut self) -> Result<Option<Bytes>, FsError> {
-        let Some(mut block) = self.info.blocks.get(self.next_block).cloned() else { return Ok(None) };
+        let mut block = Vec::new();
+        Ok(self.append_next_block(&mut block).await?.then(|| Bytes::from(block)))
+    }
+
+    /// Appends the next block's bytes to `out` (as [`FileReader::next_block`] reads them,
+    /// without a buffer of its own per block); false at the end of the file. On an error
+    /// `out` is as it was.
+    pub async fn append_next_block(&mut self, out: &mut Vec<u8>) -> Result<bool, FsError> {
+        let Some(mut block) = self.info.blocks.get(self.next_block).cloned() else { return Ok(false) };
         let index = self.next_block as u64;
         self.last_from_under_fs = false;
         let mut backoff = self.fs.inner.options.retry.base_sleep.max(Duration::from_millis(100));
@@ -41,18 +49,23 @@ impl FileReader {
             let cached = if block.locations.is_empty() && self.persisted() {
                 Err(FsError::BlockLost { path: self.info.path.clone(), block_id: block.block_id })
             } else {
-                self.read_from_any(&block).await
+                self.read_from_any(&block, out).await
             };
             match cached {
-                Ok(bytes) => {
+                Ok(()) => {
                     self.next_block += 1;
-                    return Ok(Some(bytes));
+                    return Ok(true);
                 }
                 Err(_) if self.persisted() => {
                     let bytes = self.read_from_under_fs(&block, index).await?;
+                    if out.is_empty() {
+                        *out = Vec::from(bytes);
+                    } else {
+                        out.extend_from_slice(&bytes);
+                    }
                     self.next_block += 1;
                     self.last_from_under_fs = true;
-                    return Ok(Some(bytes));
+                    return Ok(true);
                 }
                 Err(e) if attempt == LOST_BLOCK_RETRIES => {
                     tracing::warn!(path = %self.info.path, block = block.block_id, error = %e, "no location could serve the block");
@@ -119,29 +132,37 @@ impl FileReader {
         Ok(())
     }
 
-    async fn read_from_any(&self, block: &BlockInfo) -> Result<Bytes, FsError> {
+    /// Appends the block to `out` from the first of its locations that serves it whole;
+    /// `out` is as it was if none does.
+    async fn read_from_any(&self, block: &BlockInfo, out: &mut Vec<u8>) -> Result<(), FsError> {
         let mut locations = block.locations.clone();
         // Local workers first, so short-circuit reads are tried before the network.
         locations.sort_by_key(|a| !is_local_host(&a.host));
         let mut last_error = FsError::BlockLost { path: self.info.path.clone(), block_id: block.block_id };
+        let start = out.len();
         for loc in &locations {
             let result = if self.fs.inner.options.short_circuit && is_local_host(&loc.host) {
-                match self.read_local(loc, block).await {
-                    Ok(b) => Ok(b),
-                    Err(_) => self.read_remote(loc, block).await,
+                match self.read_local(loc, block, out).await {
+                    Err(_) => {
+                        out.truncate(start);
+                        self.read_remote(loc, block, out).await
+                    }
+                    read => read,
                 }
             } else {
-                self.read_remote(loc, block).await
+                self.read_remote(loc, block, out).await
             };
+            let read = out.len() - start;
             match result {
-                Ok(bytes) if bytes.len() as u64 == block.length => return Ok(bytes),
-                Ok(bytes) => {
+                Ok(()) if read as u64 == block.length => return Ok(()),
+                Ok(()) => {
                     last_error = FsError::Internal {
-                        reason: format!("worker {} returned {} bytes of block {}, expected {}", loc.host, bytes.len(), block.block_id, block.length),
+                        reason: format!("worker {} returned {read} bytes of block {}, expected {}", loc.host, block.block_id, block.length),
                     }
                 }
                 Err(e) => last_error = e,
             }
+            out.truncate(start);
         }
         Err(last_error)
     }
@@ -175,7 +196,7 @@ impl FileReader {
 
     /// Short-circuit: map the block file of a worker on this host. A block that moved
     /// between tiers after the worker named its file is asked for once more.
-    async fn read_local(&self, loc: &WorkerNetAddress, block: &BlockInfo) -> Result<Bytes, FsError> {
+    async fn read_local(&self, loc: &WorkerNetAddress, block: &BlockInfo, out: &mut Vec<u8>) -> Result<(), FsError> {
         let channel =
             rpc::connect(&format!("{}:{}", loc.host, loc.rpc_port), self.fs.inner.options.request_timeout, self.fs.inner.options.security.tls.as_ref()).await?;
         let mut worker = WorkerServiceClient::new(channel);
@@ -189,27 +210,34 @@ impl FileReader {
         }
         let file = opened.map_err(|e| FsError::Unavailable { reason: format!("short-circuit open {}: {e}", resp.path) })?;
         if resp.length == 0 {
-            return Ok(Bytes::new());
+            return Ok(());
         }
         // SAFETY: committed block files are immutable; eviction unlinks, never truncates,
         // so the mapping stays valid for its whole life.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| FsError::Unavailable { reason: format!("short-circuit map {}: {e}", resp.path) })?;
-        Ok(Bytes::copy_from_slice(&map[..]))
+        out.extend_from_slice(&map[..]);
+        Ok(())
     }
 
-    /// Streams the block from a worker's data port.
-    async fn read_remote(&self, loc: &WorkerNetAddress, block: &BlockInfo) -> Result<Bytes, FsError> {
+    /// Streams the block from a worker's data port, appending it to `out`.
+    async fn read_remote(&self, loc: &WorkerNetAddress, block: &BlockInfo, out: &mut Vec<u8>) -> Result<(), FsError> {
         let channel = rpc::connect(&data_address(loc), self.fs.inner.options.request_timeout, self.fs.inner.options.security.tls.as_ref()).await?;
         let mut stream = BlockDataServiceClient::new(channel)
             .read_block(ReadBlockRequest { block_id: block.block_id, offset: 0, length: 0, promote: self.promote() })
             .await
             .map_err(status)?
             .into_inner();
-        let mut buf = Vec::with_capacity(block.length as usize);
+        out.reserve(block.length as usize);
+        let mut left = block.length;
         while let Some(chunk) = stream.next().await {
-            buf.extend_from_slice(&chunk.map_err(status)?.data);
+            let data = chunk.map_err(status)?.data;
+            // A worker sending more than the block holds is cut off, not buffered.
+            left = left.checked_sub(data.len() as u64).ok_or_else(|| FsError::Internal {
+                reason: format!("worker {} sent more than the {} bytes of block {}", loc.host, block.length, block.block_id),
+            })?;
+            out.extend_from_slice(&data);
         }
-        Ok(Bytes::from(buf))
+        Ok(())
     }
 }
 

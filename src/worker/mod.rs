@@ -415,17 +415,13 @@ impl BlockDataService for BlockDataRpc {
         let end = if req.length == 0 { total } else { total.min(req.offset.saturating_add(req.length)) };
         crate::metrics::WORKER_BYTES.with_label_values(&[tier.as_str(), "read"]).inc_by(end.saturating_sub(req.offset));
         let chunk = self.0.options.chunk_bytes as u64;
-        let map = Arc::new(map);
+        // The chunks are views of the mapping (the block file stays mapped until the last
+        // one is sent): the only copy is the message encoding's.
+        let block = map.map(Bytes::from_owner).unwrap_or_default();
         let stream = futures::stream::unfold(req.offset, move |pos| {
-            let map = map.clone();
-            async move {
-                if pos >= end {
-                    return None;
-                }
-                let next = (pos + chunk).min(end);
-                let data = map.as_ref().as_ref().map(|m| Bytes::copy_from_slice(&m[pos as usize..next as usize]))?;
-                Some((Ok(DataChunk { data }), next))
-            }
+            let next = (pos + chunk).min(end);
+            let data = (pos < end).then(|| block.slice(pos as usize..next as usize));
+            async move { Some((Ok(DataChunk { data: data? }), next)) }
         });
         Ok(Response::new(Box::pin(stream) as ChunkStream))
     }
