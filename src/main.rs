@@ -256,6 +256,27 @@ async fn shutdown_signal() {
     }
 }
 
+/// Runs the bench until it ends or the process is told to stop (its scratch folders are
+/// removed either way). A stop during the FUSE lines lets them finish and unmount first:
+/// exiting while this process's threads wait on its own mount would hang it for good.
+async fn interruptible_bench(bench: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
+    tokio::pin!(bench);
+    tokio::select! {
+        result = &mut bench => return result,
+        () = shutdown_signal() => {}
+    }
+    if tachyon::bench::fuse::mounted() {
+        eprintln!("stopping: letting the FUSE lines finish and unmount first");
+    }
+    while tachyon::bench::fuse::mounted() {
+        tokio::select! {
+            result = &mut bench => return result.and(Err("stopped".into())),
+            () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
+    }
+    Err("stopped".into())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -323,7 +344,7 @@ async fn main() -> ExitCode {
                         read_bytes: read_mb.clamp(1, 4096) << 20,
                         scale_files: files.unwrap_or(1_000_000).min(100_000_000),
                     };
-                    tachyon::bench::run(opts, &mut std::io::stdout()).await
+                    interruptible_bench(tachyon::bench::run(opts, &mut std::io::stdout())).await
                 }
             }
         }

@@ -237,3 +237,51 @@ async fn a_mount_survives_a_leader_failover_while_cp_and_cat_run() {
     assert!(cat.stdout == readable, "cat read different bytes");
     assert!(fs.read_file("/copy").await.unwrap() == written, "the copy differs");
 }
+
+/// `tachyon bench` stopped (SIGINT) while its FUSE lines have the cluster mounted in the
+/// bench's own process lets them finish and unmount, then exits with an error and removes
+/// its scratch folder. (Exiting at once left the process unkillable, stuck on its own
+/// mount, and the mount behind.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bench_stopped_during_its_fuse_lines_unmounts_and_exits() {
+    require_fuse!();
+    let logs = tempfile::tempdir().unwrap();
+    let (out, err) = (logs.path().join("stdout"), logs.path().join("stderr"));
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_tachyon"))
+        .args(["bench", "--files", "0", "--read-mb", "16", "--replay-entries", "1000", "--seconds", "0.2"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let mounted = |mount_point: &Path| std::fs::read_to_string("/proc/mounts").unwrap().lines().any(|l| l.split(' ').nth(1) == mount_point.to_str());
+    // The first line names the scratch folder; the mount is made in it.
+    let mut mount_point = None;
+    for _ in 0..6000 {
+        let first = std::fs::read_to_string(&out).unwrap().lines().next().map(str::to_string);
+        let candidate = first.and_then(|l| l.split_once("folder ").map(|(_, folder)| PathBuf::from(folder).join("fuse-mnt")));
+        if candidate.as_deref().is_some_and(mounted) {
+            mount_point = candidate;
+            break;
+        }
+        assert!(bench.try_wait().unwrap().is_none(), "the bench ended before its FUSE lines: {}", std::fs::read_to_string(&err).unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mount_point = mount_point.expect("the bench never mounted the cluster");
+    // SAFETY: kill(2) on the child's pid; the child has not been reaped.
+    assert_eq!(unsafe { libc::kill(bench.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let mut status = None;
+    for _ in 0..2400 {
+        status = bench.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let status = status.expect("the stopped bench did not exit within 2 minutes");
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(!status.success(), "a stopped bench reports failure");
+    assert!(stderr.contains("letting the FUSE lines finish") && stderr.contains("stopped"), "{stderr}");
+    assert!(!mounted(&mount_point), "the bench left {} mounted", mount_point.display());
+    let scratch = mount_point.parent().unwrap();
+    assert!(!scratch.exists(), "the bench left {} behind", scratch.display());
+}

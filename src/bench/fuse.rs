@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write as _};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -15,6 +16,33 @@ use crate::fuse::{FuseOptions, TachyonFuse};
 pub const ROUNDS: usize = 3;
 /// The size of each `write` and `read` a program makes through the mount.
 const IO_BYTES: usize = 1 << 20;
+
+/// FUSE mounts this process serves for the bench right now. A process that exits while
+/// one of its own threads waits on its own mount never finishes exiting (the kernel waits
+/// for an answer the exited server will not give), so a stopped bench lets these lines end
+/// and unmount first ([`mounted`]).
+static MOUNTS_UP: AtomicUsize = AtomicUsize::new(0);
+
+/// True while the bench has a FUSE mount of this process up.
+pub fn mounted() -> bool {
+    MOUNTS_UP.load(Ordering::SeqCst) > 0
+}
+
+/// Counts a mount up for as long as it lives (drop it after the session).
+struct MountUp;
+
+impl MountUp {
+    fn new() -> Self {
+        MOUNTS_UP.fetch_add(1, Ordering::SeqCst);
+        MountUp
+    }
+}
+
+impl Drop for MountUp {
+    fn drop(&mut self) {
+        MOUNTS_UP.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// Why FUSE cannot be measured on this machine, if it cannot.
 pub fn unavailable() -> Option<&'static str> {
@@ -39,9 +67,11 @@ pub async fn run(fs: &FileSystem, scratch: &Path, data: Arc<Vec<u8>>, out: &mut 
     std::fs::create_dir_all(&mount_point).map_err(|e| e.to_string())?;
     let fuse =
         TachyonFuse::new(fs.clone(), tokio::runtime::Handle::current(), FuseOptions { root: "/".into(), metadata_cache: std::time::Duration::from_secs(1) });
+    let up = MountUp::new();
     let session = crate::fuse::spawn(fuse, &mount_point)?;
     let result = measure(fs, scratch, &mount_point, data, out).await;
     drop(session);
+    drop(up);
     result
 }
 
