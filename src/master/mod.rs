@@ -465,6 +465,11 @@ pub fn list_page_infos(
     Ok((infos, next))
 }
 
+/// The client-facing description of what is at `path` now (fails if nothing is).
+pub fn status_at(st: &State, path: &FsPath) -> Result<FileInfo, FsError> {
+    Ok(file_info(st, st.ns.lookup(path)?, path))
+}
+
 /// Builds the client-facing description of an inode, with its blocks and their locations.
 pub fn file_info(st: &State, inode: &Inode, path: &FsPath) -> FileInfo {
     file_info_with_blocks(st, inode, path, usize::MAX)

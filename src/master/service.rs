@@ -8,9 +8,9 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use super::file_info;
 use super::node::MasterNode;
 use super::ufs_intents::{delete_mirrored, publish_upload, rename_mirrored};
+use super::{file_info, status_at};
 use crate::core::namespace::{file_of_block, InodeKind, Mount};
 use crate::core::path::FsPath;
 use crate::core::permission::{Caller, Checks};
@@ -168,28 +168,35 @@ impl MasterRpc {
 
     /// Runs the requests of a batched call (`CreateFiles`, `CompleteFiles`) as
     /// [`super::Master::mutate_each`] does: each is checked first by `check` (a failure
-    /// answers that request alone), then planned and answered under the one lock, and
-    /// counted as one `op`, as if it had come alone. Answers every request, in order.
+    /// answers that request alone; else it names the request's path), then planned under the
+    /// one lock and answered with its path's new status, and counted as one `op`, as if it
+    /// had come alone. Answers every request, in order.
     async fn mutate_batch<Q, C>(
         &self,
         op: &'static str,
         requests: &[Q],
         request_id: impl Fn(&Q) -> &str,
-        check: impl Fn(&Q) -> Result<C, FsError>,
-        plan: impl Fn(&Q, &C, &super::State, i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError>,
-        respond: impl Fn(&Q, &C, &super::State) -> Result<FileInfo, FsError>,
+        check: impl Fn(&Q) -> Result<(FsPath, C), FsError>,
+        plan: impl Fn(&Q, &FsPath, &C, &super::State, i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError>,
     ) -> Result<FileResults, FsError> {
         if requests.len() > MAX_REQUESTS_PER_CALL {
             return Err(FsError::InvalidArgument { reason: format!("{} requests in one call; at most {MAX_REQUESTS_PER_CALL}", requests.len()) });
         }
-        let checked: Vec<Result<C, FsError>> = requests.iter().map(&check).collect();
-        let valid: Vec<(&Q, &C)> = requests.iter().zip(&checked).filter_map(|(req, c)| Some((req, c.as_ref().ok()?))).collect();
-        let request_ids: Vec<&str> = valid.iter().map(|(req, _)| request_id(req)).collect();
+        let checked: Vec<Result<(FsPath, C), FsError>> = requests.iter().map(&check).collect();
+        let valid: Vec<(&Q, &FsPath, &C)> = requests
+            .iter()
+            .zip(&checked)
+            .filter_map(|(req, checked)| {
+                let (p, c) = checked.as_ref().ok()?;
+                Some((req, p, c))
+            })
+            .collect();
+        let request_ids: Vec<&str> = valid.iter().map(|(req, _, _)| request_id(req)).collect();
         let mut answered = self
             .node
             .leader()
             .await?
-            .mutate_each(&request_ids, |k, st, now| plan(valid[k].0, valid[k].1, st, now), |k, st| respond(valid[k].0, valid[k].1, st))
+            .mutate_each(&request_ids, |k, st, now| plan(valid[k].0, valid[k].1, valid[k].2, st, now), |k, st| status_at(st, valid[k].1))
             .await?
             .into_iter();
         let results = checked
@@ -214,7 +221,7 @@ impl MasterRpc {
         plan: impl FnOnce(&super::State, &FsPath, i64) -> Result<Vec<crate::proto::journal_entry::Kind>, FsError>,
     ) -> Result<FileInfo, FsError> {
         let p = path(raw_path)?;
-        self.node.leader().await?.mutate(request_id, |st, now| plan(st, &p, now), |st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
+        self.node.leader().await?.mutate(request_id, |st, now| plan(st, &p, now), |st| status_at(st, &p)).await
     }
 }
 
@@ -233,7 +240,7 @@ impl MasterService for MasterRpc {
                 .mutate(
                     &req.request_id,
                     |st, now| requests::create_file(&st.ns, &self.context(&caller, now), &p, req.block_size_bytes, req.recursive, &own),
-                    |st| Ok(file_info(st, st.ns.lookup(&p)?, &p)),
+                    |st| status_at(st, &p),
                 )
                 .await
         }
@@ -252,8 +259,7 @@ impl MasterService for MasterRpc {
                 &files,
                 |req| &req.request_id,
                 |req| self.check_create(&caller, req),
-                |req, (p, own), st, now| requests::create_file(&st.ns, &self.context(&caller, now), p, req.block_size_bytes, req.recursive, own),
-                |_, (p, _), st| Ok(file_info(st, st.ns.lookup(p)?, p)),
+                |req, p, own, st, now| requests::create_file(&st.ns, &self.context(&caller, now), p, req.block_size_bytes, req.recursive, own),
             )
             .await
         }
@@ -277,8 +283,7 @@ impl MasterService for MasterRpc {
                     }),
                     persistence => Ok((path(&req.path)?, persistence)),
                 },
-                |req, (p, persistence), st, now| Self::plan_completion(st, &caller, p, req.length, *persistence, now),
-                |_, (p, _), st| Ok(file_info(st, st.ns.lookup(p)?, p)),
+                |req, p, persistence, st, now| Self::plan_completion(st, &caller, p, req.length, *persistence, now),
             )
             .await
         }
@@ -306,7 +311,7 @@ impl MasterService for MasterRpc {
             let leader = self.node.leader().await?;
             let finish = |st: &super::State, now| plan(st, &p, now);
             publish_upload(&self.node, &leader, &req.request_id, &p, &req.ufs_temp_name, req.length, UfsIntentKind::UfsComplete, finish).await?;
-            leader.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
+            leader.read(|st| status_at(st, &p)).await
         }
         .await;
         self.reply("completeFile", started, result)
@@ -346,7 +351,7 @@ impl MasterService for MasterRpc {
                 st.ns.plan_persist_file(&p, now)
             };
             publish_upload(&self.node, &leader, &req.request_id, &p, &req.ufs_temp_name, length, UfsIntentKind::UfsPersist, finish).await?;
-            leader.read(|st| Ok(file_info(st, st.ns.lookup(&p)?, &p))).await
+            leader.read(|st| status_at(st, &p)).await
         }
         .await;
         self.reply("persistFile", started, result)
@@ -360,7 +365,7 @@ impl MasterService for MasterRpc {
             let leader = self.node.leader().await?;
             let status = |st: &super::State| {
                 requests::check_read(&st.ns, &caller, &p, false, false)?;
-                Ok(file_info(st, st.ns.lookup(&p)?, &p))
+                status_at(st, &p)
             };
             match leader.read(status).await {
                 // Not known to tachyon: maybe only in the under-storage.
@@ -537,9 +542,7 @@ impl MasterService for MasterRpc {
                     req.options.clone()
                 }
             };
-            leader
-                .mutate(&req.request_id, |st, now| st.ns.plan_mount(&p, &req.ufs_uri, &stored, &own, now), |st| Ok(file_info(st, st.ns.lookup(&p)?, &p)))
-                .await
+            leader.mutate(&req.request_id, |st, now| st.ns.plan_mount(&p, &req.ufs_uri, &stored, &own, now), |st| status_at(st, &p)).await
         }
         .await;
         self.reply("mount", started, result)
