@@ -3,6 +3,7 @@
 //! something). Starts an in-process master and worker on loopback ports in a temp folder.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,15 +94,14 @@ fn line(out: &mut dyn Write, name: &str, value: f64, unit: &str, baseline_name: 
     let _ = writeln!(out, "{name:<44} {value:>12.1} {unit:<9} {baseline_name:<40} {baseline:>12.1} {unit:<9} ratio {ratio:>6.3}");
 }
 
-/// getStatus of `path` ops/s through raw gRPC, as the user `security` names.
-async fn getstatus_rate(channel: &tonic::transport::Channel, security: &SecurityOptions, path: &str, opts: &BenchOptions) -> f64 {
+/// getStatus of `path` through raw gRPC, as the user `security` names.
+fn getstatus_op(channel: &tonic::transport::Channel, security: &SecurityOptions, path: &str) -> BenchOp {
     let (channel, security, path) = (channel.clone(), security.clone(), path.to_string());
-    ops_per_second(opts.concurrency, opts.duration, move |_| {
+    bench_op(move |_| {
         let mut client = MasterServiceClient::new(channel.clone());
         let req = security.sign_client(PathRequest { path: path.clone() });
         async move { client.get_status(req).await.is_ok() }
     })
-    .await
 }
 
 /// The user the benchmark master runs as (a superuser: no permission checks).
@@ -109,25 +109,32 @@ const BENCH_SUPERUSER: &str = "bench";
 /// A user of the benchmark cluster whose every request is permission-checked.
 const BENCH_USER: &str = "bench-user";
 
-/// Runs `op` from `concurrency` tasks until `duration` passes; returns completed ops/s.
-async fn ops_per_second<F, Fut>(concurrency: usize, duration: Duration, op: F) -> f64
+/// One benchmark operation: given a number unique among the operations of its kind, makes
+/// one request and says whether it succeeded.
+type BenchOp = Arc<dyn Fn(u64) -> futures::future::BoxFuture<'static, bool> + Send + Sync>;
+
+/// `op` as a [`BenchOp`].
+fn bench_op<F, Fut>(op: F) -> BenchOp
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
 {
-    let op = Arc::new(op);
+    Arc::new(move |i| Box::pin(op(i)))
+}
+
+/// Runs `op` from `concurrency` tasks until `duration` passes, numbering the operations
+/// from `numbers`; returns the operations completed and the seconds taken.
+async fn run_loop(op: &BenchOp, concurrency: usize, duration: Duration, numbers: &Arc<AtomicU64>) -> (u64, f64) {
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for t in 0..concurrency {
-        let op = op.clone();
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (op, numbers) = (op.clone(), numbers.clone());
         tasks.push(tokio::spawn(async move {
             let mut done = 0u64;
-            let mut i = 0u64;
             while start.elapsed() < duration {
-                if op((t as u64) << 32 | i).await {
+                if op(numbers.fetch_add(1, Ordering::Relaxed)).await {
                     done += 1;
                 }
-                i += 1;
             }
             done
         }));
@@ -136,7 +143,29 @@ where
     for t in tasks {
         total += t.await.unwrap_or(0);
     }
-    total as f64 / start.elapsed().as_secs_f64()
+    (total, start.elapsed().as_secs_f64())
+}
+
+/// How many turns each loop of an interleaved comparison gets.
+const INTERLEAVED_TURNS: u32 = 4;
+
+/// Runs each of `ops` (from `concurrency` tasks) for `duration` in all, in
+/// [`INTERLEAVED_TURNS`] turns taken in rotation (A B C, B C A, C A B, A B C), so a machine
+/// that speeds up or slows down during the run weighs on a line and its baseline alike.
+/// Returns each one's completed ops/s over its own turns, in the order given.
+async fn interleaved_rates(concurrency: usize, duration: Duration, ops: &[BenchOp]) -> Vec<f64> {
+    let turn = duration / INTERLEAVED_TURNS;
+    let numbers: Vec<Arc<AtomicU64>> = ops.iter().map(|_| Arc::default()).collect();
+    let (mut done, mut seconds) = (vec![0u64; ops.len()], vec![0f64; ops.len()]);
+    for round in 0..INTERLEAVED_TURNS as usize {
+        for k in 0..ops.len() {
+            let j = (round + k) % ops.len();
+            let (d, s) = run_loop(&ops[j], concurrency, turn, &numbers[j]).await;
+            done[j] += d;
+            seconds[j] += s;
+        }
+    }
+    done.iter().zip(&seconds).map(|(&d, &s)| d as f64 / s.max(1e-9)).collect()
 }
 
 /// Runs every benchmark and prints one line each.
@@ -148,10 +177,9 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     let ram_dir = tempfile_dir(if shm.is_dir() { shm } else { &root })?;
     let _ = writeln!(out, "tachyon bench: concurrency {}, {:?} per loop, folder {}", opts.concurrency, opts.duration, root.display());
 
-    // ── raw group-commit append rate of the journal folder's file system ──
+    // ── the raw group-commit append of the journal folder's file system (the create lines' baseline) ──
     let raw = Journal::new(Arc::new(LocalUnderFs::new(root.join("raw-journal"))), JournalLimits::default());
-    let AppendRun { ops_per_second: raw_rate, writer, .. } = journal_append_rate(&raw, opts.concurrency, opts.duration).await?;
-    writer.close().await;
+    let (raw_append, raw_writer) = journal_appender(&raw).await?;
 
     // ── a real master and worker ──
     // Room for the read file, the files of the other lines and each FUSE round's file.
@@ -161,44 +189,44 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     let master_addr = cluster.master_addr.clone();
     let channel = crate::rpc::connect(&master_addr, Duration::from_secs(30), None).await.map_err(|e| e.to_string())?;
 
-    // ── create-file ops/s through gRPC (each journaled and fsync'd) ──
+    // ── createFile ops/s (each journaled and fsync'd): one gRPC call each, and through the
+    //    client library, which sends the creates its tasks make at the same time in one call;
+    //    taken in turns with the raw append ──
     let superuser = SecurityOptions::simple_as(BENCH_SUPERUSER);
-    let create_rate = {
+    let create_call = {
         let (channel, superuser) = (channel.clone(), superuser.clone());
-        ops_per_second(opts.concurrency, opts.duration, move |i| {
+        bench_op(move |i| {
             let mut client = MasterServiceClient::new(channel.clone());
             let req = CreateFileRequest { path: format!("/bench/f{i}"), block_size_bytes: 1 << 20, recursive: true, ..CreateFileRequest::default() };
             let req = superuser.sign_client(req);
             async move { client.create_file(req).await.is_ok() }
         })
-        .await
     };
-    line(out, "createFile via gRPC, fsync'd journal", create_rate, "ops/s", "raw group-commit journal append", raw_rate);
-    // The same creates through the client library, which sends the creates its tasks make
-    // at the same time in one call.
-    let client_create_rate = {
+    let create_coalesced = {
         let fs = fs.clone();
-        ops_per_second(opts.concurrency, opts.duration, move |i| {
+        bench_op(move |i| {
             let fs = fs.clone();
             async move { fs.create_file(&format!("/bench/c{i}"), CreateOptions { recursive: true, ..Default::default() }).await.is_ok() }
         })
-        .await
     };
+    let rates = interleaved_rates(opts.concurrency, opts.duration, &[raw_append, create_call, create_coalesced]).await;
+    raw_writer.close().await;
+    let (raw_rate, create_rate, client_create_rate) = (rates[0], rates[1], rates[2]);
+    line(out, "createFile via gRPC, fsync'd journal", create_rate, "ops/s", "raw group-commit journal append", raw_rate);
     line(out, "createFile via the client library, coalesced", client_create_rate, "ops/s", "raw group-commit journal append", raw_rate);
 
-    // ── getStatus ops/s vs an in-process namespace lookup ──
+    // ── getStatus ops/s vs a no-op RPC, in turns ──
     fs.write_file("/bench/status", b"x", CreateOptions { recursive: true, ..Default::default() }).await.map_err(|e| e.to_string())?;
-    let status_rate = getstatus_rate(&channel, &superuser, "/bench/status", &opts).await;
-    let ping_rate = {
+    let ping = {
         let (channel, superuser) = (channel.clone(), superuser.clone());
-        ops_per_second(opts.concurrency, opts.duration, move |_| {
+        bench_op(move |_| {
             let mut client = MasterServiceClient::new(channel.clone());
             let req = superuser.sign_client(Empty {});
             async move { client.ping(req).await.is_ok() }
         })
-        .await
     };
-    line(out, "getStatus via gRPC", status_rate, "ops/s", "no-op RPC, same server and client", ping_rate);
+    let rates = interleaved_rates(opts.concurrency, opts.duration, &[getstatus_op(&channel, &superuser, "/bench/status"), ping]).await;
+    line(out, "getStatus via gRPC", rates[0], "ops/s", "no-op RPC, same server and client", rates[1]);
 
     // ── what permission checks cost: the same getStatus 8 directories deep, checked
     //    (another user: x on every directory, r on the file) and unchecked (the superuser) ──
@@ -212,9 +240,8 @@ pub async fn run(opts: BenchOptions, out: &mut dyn Write) -> Result<(), String> 
     if !matches!(refused.map_err(FsError::from), Err(FsError::PermissionDenied { .. })) {
         return Err("permission checks are not in effect for the benchmark user".into());
     }
-    let checked_rate = getstatus_rate(&channel, &user, deep, &opts).await;
-    let unchecked_rate = getstatus_rate(&channel, &superuser, deep, &opts).await;
-    line(out, "getStatus, permissions checked (8 deep)", checked_rate, "ops/s", "same path as superuser, unchecked", unchecked_rate);
+    let rates = interleaved_rates(opts.concurrency, opts.duration, &[getstatus_op(&channel, &user, deep), getstatus_op(&channel, &superuser, deep)]).await;
+    line(out, "getStatus, permissions checked (8 deep)", rates[0], "ops/s", "same path as superuser, unchecked", rates[1]);
 
     // ── journal replay vs raw decode ──
     let replay_dir = root.join("replay-journal");
@@ -451,17 +478,15 @@ async fn raw_tcp_seconds(data: &[u8], chunk: usize, rounds: usize) -> Result<f64
     Ok(seconds)
 }
 
-/// Formats `journal`, takes it over and appends one-entry operations (a mkdir each) from
-/// `concurrency` tasks for `duration`, each waiting until its entry is durable. Returns
-/// what ran, the writer still open.
-async fn journal_append_rate(journal: &Journal, concurrency: usize, duration: Duration) -> Result<AppendRun, String> {
+/// Formats `journal` and takes it over. Returns an operation appending a one-entry
+/// operation (a mkdir) and waiting until it is durable, and the writer (still open).
+async fn journal_appender(journal: &Journal) -> Result<(BenchOp, crate::journal::JournalWriter), String> {
     journal.format(false).await.map_err(|e| format!("format the journal: {e}"))?;
     let (ns, writer) = journal.take_over().await.map_err(|e| format!("take the journal over: {e}"))?;
     let ns = Arc::new(tokio::sync::Mutex::new(ns));
-    let start = Instant::now();
-    let ops_per_second = {
-        let (writer, ns) = (writer.clone(), ns.clone());
-        self::ops_per_second(concurrency, duration, move |i| {
+    let append = {
+        let writer = writer.clone();
+        bench_op(move |i| {
             let (writer, ns) = (writer.clone(), ns.clone());
             async move {
                 let end = {
@@ -478,16 +503,8 @@ async fn journal_append_rate(journal: &Journal, concurrency: usize, duration: Du
                 writer.wait_durable(end).await.is_ok()
             }
         })
-        .await
     };
-    Ok(AppendRun { ops_per_second, seconds: start.elapsed().as_secs_f64(), writer })
-}
-
-/// What [`journal_append_rate`] measured.
-struct AppendRun {
-    ops_per_second: f64,
-    seconds: f64,
-    writer: crate::journal::JournalWriter,
+    Ok((append, writer))
 }
 
 /// An in-process master and worker on loopback ports, optionally with an under-storage
@@ -662,7 +679,8 @@ async fn ufs_benchmarks(ufs: &UfsUnderTest, opts: &UfsBenchOptions, out: &mut dy
     let err = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
     // ── journal appends vs raw write+sync of the same bytes in as many syncs ──
     let journal = Journal::new(journal_ufs.clone(), JournalLimits::default());
-    let AppendRun { ops_per_second, seconds: journal_secs, writer, .. } = journal_append_rate(&journal, opts.concurrency, opts.duration).await?;
+    let (append, writer) = journal_appender(&journal).await?;
+    let (appended, journal_secs) = run_loop(&append, opts.concurrency, opts.duration, &Arc::default()).await;
     let syncs = writer.durability().syncs.max(1);
     writer.close().await;
     let journal_bytes: u64 = journal_ufs.list_status("logs").await.map_err(|e| err("list the journal", &e))?.iter().map(|e| e.length).sum();
@@ -675,12 +693,7 @@ async fn ufs_benchmarks(ufs: &UfsUnderTest, opts: &UfsBenchOptions, out: &mut dy
     }
     raw.close().await.map_err(|e| err("close raw.log", &e))?;
     let raw_secs = start.elapsed().as_secs_f64();
-    let _ = writeln!(
-        out,
-        "journal: {} operations in {syncs} group commits, {} written",
-        (ops_per_second * journal_secs) as u64,
-        crate::shell::format_bytes(journal_bytes)
-    );
+    let _ = writeln!(out, "journal: {} operations in {syncs} group commits, {} written", appended, crate::shell::format_bytes(journal_bytes));
     let kbps = |bytes: u64, secs: f64| bytes as f64 / secs.max(1e-9) / 1e3;
     line(
         out,
