@@ -66,10 +66,15 @@ impl LocalWriter {
 
 #[async_trait]
 impl UfsWriter for LocalWriter {
-    async fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.pending.extend_from_slice(data);
-        if self.pending.len() >= PENDING_MAX_BYTES {
-            self.drain(false).await?;
+    async fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+        // Fewer than PENDING_MAX_BYTES wait between calls, however large a write.
+        while !data.is_empty() {
+            let (now, rest) = data.split_at(data.len().min(PENDING_MAX_BYTES - self.pending.len()));
+            self.pending.extend_from_slice(now);
+            data = rest;
+            if self.pending.len() >= PENDING_MAX_BYTES {
+                self.drain(false).await?;
+            }
         }
         Ok(())
     }
@@ -217,11 +222,19 @@ mod tests {
         // Never synced, yet no more than the bound waits in memory.
         let on_disk = std::fs::metadata(dir.path().join("f")).unwrap().len() as usize;
         assert!(on_disk >= PENDING_MAX_BYTES && on_disk <= chunks * chunk.len(), "{on_disk} bytes reached the file");
+        // One write far past the bound goes in pieces of the bound (never collected whole);
+        // less than the bound stays behind.
+        let large: Vec<u8> = chunk.iter().copied().cycle().take(2 * PENDING_MAX_BYTES + 4).collect();
+        w.write(&large).await.unwrap();
+        let on_disk = std::fs::metadata(dir.path().join("f")).unwrap().len() as usize;
+        assert_eq!(on_disk % PENDING_MAX_BYTES, 0, "{on_disk} bytes reached the file");
+        assert!(on_disk + PENDING_MAX_BYTES > chunks * chunk.len() + large.len(), "{on_disk} bytes reached the file");
         w.write(b"tail").await.unwrap();
         w.close().await.unwrap();
         let got = std::fs::read(dir.path().join("f")).unwrap();
-        assert_eq!(got.len(), chunks * chunk.len() + 4);
+        assert_eq!(got.len(), chunks * chunk.len() + large.len() + 4);
         assert!(got.chunks(chunk.len()).take(chunks).all(|c| c == &chunk[..]));
+        assert_eq!(&got[chunks * chunk.len()..][..large.len()], &large[..]);
         assert!(got.ends_with(b"tail"));
     }
 }
