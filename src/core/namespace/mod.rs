@@ -1300,14 +1300,20 @@ impl Namespace {
     /// Rebuilds the state from a checkpoint, checking that it forms a proper tree.
     pub fn from_checkpoint(cp: &Checkpoint) -> Result<Namespace, String> {
         let mut ns = Namespace::new();
-        // Parents may have larger ids than children (after a rename): insert in tree order.
-        let mut by_parent: BTreeMap<InodeId, Vec<&InodeRecord>> = BTreeMap::new();
-        for r in cp.inodes.iter().filter(|r| r.id != ROOT_ID) {
-            by_parent.entry(r.parent_id).or_default().push(r);
-        }
-        let mut queue = vec![ROOT_ID];
-        while let Some(parent) = queue.pop() {
-            for r in by_parent.remove(&parent).unwrap_or_default() {
+        // In id order, so the inode map grows at its end (a checkpoint lists inodes in id
+        // order; a random order would cost a cache miss per level of a deep tree). An inode
+        // whose parent is not there yet (a parent can have a larger id after a rename) waits
+        // until it is.
+        let mut records: Vec<&InodeRecord> = cp.inodes.iter().filter(|r| r.id != ROOT_ID).collect();
+        records.sort_by_key(|r| r.id);
+        let mut waiting: BTreeMap<InodeId, Vec<&InodeRecord>> = BTreeMap::new();
+        for r in records {
+            if !ns.inodes.contains_key(&r.parent_id) {
+                waiting.entry(r.parent_id).or_default().push(r);
+                continue;
+            }
+            let mut ready = vec![r];
+            while let Some(r) = ready.pop() {
                 let kind = if r.is_directory {
                     InodeKind::Directory { children: BTreeMap::new() }
                 } else {
@@ -1316,10 +1322,12 @@ impl Namespace {
                     InodeKind::File { block_size: r.block_size_bytes, length: r.length, complete: r.complete, persistence }
                 };
                 ns.insert(r.id, r.parent_id, &r.name, r.ownership.as_ref(), r.creation_time_ms, kind)?;
-                queue.push(r.id);
+                if !waiting.is_empty() {
+                    ready.extend(waiting.remove(&r.id).unwrap_or_default());
+                }
             }
         }
-        if let Some((parent, _)) = by_parent.into_iter().next() {
+        if let Some((parent, _)) = waiting.into_iter().next() {
             return Err(format!("checkpoint has inodes under missing or non-directory parent {parent}"));
         }
         for r in &cp.inodes {

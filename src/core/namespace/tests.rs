@@ -569,6 +569,40 @@ fn checkpoint_round_trip_preserves_digest() {
 }
 
 #[test]
+fn a_checkpoint_whose_inodes_do_not_hang_from_the_root_is_refused() {
+    let mut ns = Namespace::new();
+    for f in ["/d/f", "/e/g"] {
+        let kinds = ns.plan_create_file(&p(f), 4, true, &own(), 1).unwrap();
+        commit(&mut ns, kinds);
+    }
+    let good = ns.to_checkpoint();
+    let id_of = |name: &str| good.inodes.iter().find(|r| r.name == name).map(|r| r.id).unwrap();
+    let with_parent = |child: &str, parent_id: u64| {
+        let mut cp = good.clone();
+        cp.inodes.iter_mut().filter(|r| r.name == child).for_each(|r| r.parent_id = parent_id);
+        cp
+    };
+    // A parent that is not there.
+    let err = Namespace::from_checkpoint(&with_parent("f", 999)).unwrap_err();
+    assert!(err.contains("missing or non-directory parent 999"), "{err}");
+    // Two directories each the other's parent: neither hangs from the root.
+    let mut cycle = with_parent("d", id_of("e"));
+    cycle.inodes.iter_mut().filter(|r| r.name == "e").for_each(|r| r.parent_id = id_of("d"));
+    let err = Namespace::from_checkpoint(&cycle).unwrap_err();
+    assert!(err.contains("missing or non-directory parent"), "{err}");
+    // A file as a parent.
+    let err = Namespace::from_checkpoint(&with_parent("g", id_of("f"))).unwrap_err();
+    assert!(err.contains("not a directory"), "{err}");
+    // Two inodes with one id.
+    let mut twice = good.clone();
+    let copy = twice.inodes.iter().find(|r| r.name == "g").cloned().unwrap();
+    twice.inodes.push(InodeRecord { name: "g2".into(), ..copy });
+    let err = Namespace::from_checkpoint(&twice).unwrap_err();
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(Namespace::from_checkpoint(&good).unwrap(), ns);
+}
+
+#[test]
 fn applied_request_ids_ride_on_the_last_entry_survive_checkpoints_and_are_bounded() {
     let mut ns = Namespace::new();
     let kinds = ns.plan_create_directory(&p("/a/b"), true, false, &own(), 1).unwrap();
