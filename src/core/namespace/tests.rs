@@ -22,6 +22,16 @@ fn commit(ns: &mut Namespace, kinds: Vec<Kind>) -> Vec<Effect> {
     applied.effects
 }
 
+/// A namespace holding `files` (their directories made on the way), each `bytes_per_block`.
+fn with_files(files: &[&str], bytes_per_block: u64) -> Namespace {
+    let mut ns = Namespace::new();
+    for f in files {
+        let kinds = ns.plan_create_file(&p(f), bytes_per_block, true, &own(), 1).unwrap();
+        commit(&mut ns, kinds);
+    }
+    ns
+}
+
 fn user(name: &str, groups: &[&str]) -> Caller {
     Caller { user: name.into(), groups: groups.iter().map(|g| g.to_string()).collect(), superuser: false }
 }
@@ -327,11 +337,7 @@ fn file_in_path_is_not_a_directory() {
 
 #[test]
 fn delete_reports_removed_files_and_needs_recursive() {
-    let mut ns = Namespace::new();
-    for f in ["/d/a", "/d/e/b"] {
-        let kinds = ns.plan_create_file(&p(f), 10, true, &own(), 1).unwrap();
-        commit(&mut ns, kinds);
-    }
+    let mut ns = with_files(&["/d/a", "/d/e/b"], 10);
     assert_eq!(ns.plan_delete(&p("/d"), false, 2), Err(FsError::DirectoryNotEmpty { path: "/d".into() }));
     let a = ns.lookup(&p("/d/a")).unwrap().id;
     let b = ns.lookup(&p("/d/e/b")).unwrap().id;
@@ -553,11 +559,7 @@ fn under_storage_intents_are_journaled_keep_their_names_out_of_listings_and_end(
 
 #[test]
 fn checkpoint_round_trip_preserves_digest() {
-    let mut ns = Namespace::new();
-    for f in ["/z/a", "/b"] {
-        let kinds = ns.plan_create_file(&p(f), 4, true, &own(), 1).unwrap();
-        commit(&mut ns, kinds);
-    }
+    let mut ns = with_files(&["/z/a", "/b"], 4);
     // Move a low-id directory under a higher-id one so parents come after children in id order.
     let kinds = ns.plan_create_directory(&p("/y"), false, false, &own(), 2).unwrap();
     commit(&mut ns, kinds);
@@ -570,11 +572,7 @@ fn checkpoint_round_trip_preserves_digest() {
 
 #[test]
 fn a_checkpoint_whose_inodes_do_not_hang_from_the_root_is_refused() {
-    let mut ns = Namespace::new();
-    for f in ["/d/f", "/e/g"] {
-        let kinds = ns.plan_create_file(&p(f), 4, true, &own(), 1).unwrap();
-        commit(&mut ns, kinds);
-    }
+    let ns = with_files(&["/d/f", "/e/g"], 4);
     let good = ns.to_checkpoint();
     let id_of = |name: &str| good.inodes.iter().find(|r| r.name == name).map(|r| r.id).unwrap();
     let with_parent = |child: &str, parent_id: u64| {
