@@ -38,6 +38,25 @@ async fn blocking<T: Send + 'static>(io: impl FnOnce() -> io::Result<T> + Send +
     tokio::task::spawn_blocking(io).await.map_err(|e| io::Error::other(format!("local file IO task: {e}")))?
 }
 
+/// What `describe` makes of each entry of `dir` (skipping those it gives `None` for), read
+/// in one trip to a blocking thread (`tokio::fs` takes one per entry and more); nothing if
+/// `dir` does not exist.
+async fn read_dir<T: Send + 'static>(dir: PathBuf, describe: impl Fn(std::fs::DirEntry) -> io::Result<Option<T>> + Send + 'static) -> io::Result<Vec<T>> {
+    blocking(move || {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut described = Vec::new();
+        for entry in entries {
+            described.extend(describe(entry?)?);
+        }
+        Ok(described)
+    })
+    .await
+}
+
 /// Most bytes a [`LocalWriter`] holds before handing them to the kernel without a sync.
 const PENDING_MAX_BYTES: usize = 4 << 20;
 
@@ -120,38 +139,24 @@ impl UnderFs for LocalUnderFs {
     }
 
     async fn list(&self, dir: &str) -> io::Result<Vec<String>> {
-        let dir = self.full(dir);
-        // In one trip: the journal lists its epoch markers after every group commit.
-        blocking(move || {
-            let entries = match std::fs::read_dir(dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(e) => return Err(e),
-            };
-            let mut names = entries.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned())).collect::<io::Result<Vec<_>>>()?;
-            names.sort();
-            Ok(names)
-        })
-        .await
+        // The journal lists its epoch markers after every group commit.
+        let mut names = read_dir(self.full(dir), |entry| Ok(Some(entry.file_name().to_string_lossy().into_owned()))).await?;
+        names.sort();
+        Ok(names)
     }
 
     async fn list_status(&self, dir: &str) -> io::Result<Vec<UnderStorageEntry>> {
-        let mut rd = match tokio::fs::read_dir(self.full(dir)).await {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut entries = Vec::new();
-        while let Some(entry) = rd.next_entry().await? {
-            let meta = match entry.metadata().await {
+        let mut entries = read_dir(self.full(dir), |entry| {
+            let meta = match entry.metadata() {
                 Ok(meta) => meta,
                 // Removed or renamed between reading the directory and looking at it.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
             };
             let name = entry.file_name().to_string_lossy().into_owned();
-            entries.push(UnderStorageEntry { name, is_directory: meta.is_dir(), length: if meta.is_dir() { 0 } else { meta.len() } });
-        }
+            Ok(Some(UnderStorageEntry { name, is_directory: meta.is_dir(), length: if meta.is_dir() { 0 } else { meta.len() } }))
+        })
+        .await?;
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
     }
