@@ -42,6 +42,9 @@ pub enum FsError {
     PermissionDenied { path: String, reason: String },
     #[error("not authenticated: {reason}")]
     Unauthenticated { reason: String },
+    /// The server does not know the call (a master of an older version).
+    #[error("not supported by the server: {reason}")]
+    Unsupported { reason: String },
 }
 
 impl FsError {
@@ -69,6 +72,7 @@ impl FsError {
             FsError::Internal { .. } => "Internal",
             FsError::PermissionDenied { .. } => "PermissionDenied",
             FsError::Unauthenticated { .. } => "Unauthenticated",
+            FsError::Unsupported { .. } => "Unsupported",
         }
     }
 
@@ -89,7 +93,8 @@ impl FsError {
             | FsError::OutOfSpace { reason }
             | FsError::Unavailable { reason }
             | FsError::Internal { reason }
-            | FsError::Unauthenticated { reason } => vec![reason.clone()],
+            | FsError::Unauthenticated { reason }
+            | FsError::Unsupported { reason } => vec![reason.clone()],
             FsError::NotLeader { leader } => vec![leader.clone()],
         }
     }
@@ -114,6 +119,7 @@ impl FsError {
             "Internal" => FsError::Internal { reason: s(0)? },
             "PermissionDenied" => FsError::PermissionDenied { path: s(0)?, reason: s(1)? },
             "Unauthenticated" => FsError::Unauthenticated { reason: s(0)? },
+            "Unsupported" => FsError::Unsupported { reason: s(0)? },
             _ => return None,
         })
     }
@@ -129,6 +135,7 @@ impl FsError {
             FsError::Internal { .. } => Code::Internal,
             FsError::PermissionDenied { .. } => Code::PermissionDenied,
             FsError::Unauthenticated { .. } => Code::Unauthenticated,
+            FsError::Unsupported { .. } => Code::Unimplemented,
             _ => Code::FailedPrecondition,
         }
     }
@@ -195,6 +202,8 @@ impl From<tonic::Status> for FsError {
             tonic::Code::ResourceExhausted => FsError::OutOfSpace { reason },
             tonic::Code::PermissionDenied => FsError::PermissionDenied { path: String::new(), reason },
             tonic::Code::Unauthenticated => FsError::Unauthenticated { reason },
+            // What a server answers for a method it does not have.
+            tonic::Code::Unimplemented => FsError::Unsupported { reason },
             _ => FsError::Internal { reason: format!("{:?}: {reason}", status.code()) },
         }
     }
@@ -250,6 +259,9 @@ mod tests {
         calm.set_source(std::sync::Arc::new(std::io::Error::other("ENHANCE_YOUR_CALM")));
         assert!(matches!(FsError::from(calm), FsError::Unavailable { .. }));
         assert!(matches!(FsError::from(tonic::Status::resource_exhausted("worker full")), FsError::OutOfSpace { .. }));
+        // What tonic answers for a method the server lacks: not retried.
+        let missing = FsError::from(tonic::Status::unimplemented(""));
+        assert!(matches!(missing, FsError::Unsupported { .. }) && !missing.is_retryable());
     }
 
     #[test]
@@ -272,6 +284,7 @@ mod tests {
             FsError::Internal { reason: "bug".into() },
             FsError::PermissionDenied { path: "/a".into(), reason: "user=x".into() },
             FsError::Unauthenticated { reason: "no user".into() },
+            FsError::Unsupported { reason: "no such method".into() },
         ];
         for e in all {
             let back = FsError::from(tonic::Status::from(e.clone()));

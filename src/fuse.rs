@@ -114,6 +114,7 @@ pub fn errno(e: &FsError) -> i32 {
         FsError::OutOfSpace { .. } => libc::ENOSPC,
         FsError::PermissionDenied { .. } | FsError::Unauthenticated { .. } => libc::EACCES,
         FsError::Unavailable { .. } | FsError::NotLeader { .. } | FsError::Internal { .. } => libc::EIO,
+        FsError::Unsupported { .. } => libc::ENOTSUP,
     }
 }
 

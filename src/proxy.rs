@@ -79,6 +79,7 @@ fn s3_err(e: FsError, missing: S3ErrorCodeKind) -> S3Error {
             s3s::S3ErrorCode::InvalidArgument
         }
         FsError::DirectoryNotEmpty { .. } => s3s::S3ErrorCode::BucketNotEmpty,
+        FsError::Unsupported { .. } => s3s::S3ErrorCode::NotImplemented,
         FsError::AlreadyExists { .. } => s3s::S3ErrorCode::BucketAlreadyOwnedByYou,
         e if e.is_retryable() => s3s::S3ErrorCode::ServiceUnavailable,
         _ => s3s::S3ErrorCode::InternalError,

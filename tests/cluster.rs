@@ -409,3 +409,84 @@ async fn concurrent_creates_of_one_client_each_get_their_own_answer() {
         other => panic!("writing with no worker: {other:?}"),
     }
 }
+
+/// A master of an older version, as a client sees it: the cluster's master behind a proxy
+/// that answers the batched calls (`CreateFiles`, `CompleteFiles`) the way a server without
+/// them does and forwards every other call. Counts the calls it refused.
+#[derive(Clone)]
+struct MasterWithoutBatchedCalls {
+    master: tonic::transport::Channel,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tonic::server::NamedService for MasterWithoutBatchedCalls {
+    const NAME: &'static str = "tachyon.MasterService";
+}
+
+impl tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>> for MasterWithoutBatchedCalls {
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        let path = request.uri().path();
+        if path.ends_with("/CreateFiles") || path.ends_with("/CompleteFiles") {
+            self.refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Box::pin(async { Ok(tonic::Status::unimplemented("").into_http()) });
+        }
+        let mut master = self.master.clone();
+        Box::pin(async move {
+            std::future::poll_fn(|cx| tonic::codegen::Service::poll_ready(&mut master, cx)).await.expect("the master channel");
+            Ok(match tonic::codegen::Service::call(&mut master, request).await {
+                Ok(response) => response,
+                Err(e) => tonic::Status::unavailable(e.to_string()).into_http(),
+            })
+        })
+    }
+}
+
+/// A client newer than its master (a rolling upgrade done clients first) still creates and
+/// completes files: the first batched call is refused as unsupported, its requests and every
+/// later one go one call each, and nothing is lost or made twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_without_batched_calls_gets_each_create_and_completion_alone() {
+    let c = Cluster::start();
+    c.wait_for_workers(0).await;
+    let master = tachyon::rpc::connect(&c.master_address(0), std::time::Duration::from_secs(3), None).await.unwrap();
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let older = MasterWithoutBatchedCalls { master, refused: refused.clone() };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap().to_string();
+    tokio::spawn(tonic::transport::Server::builder().add_service(older).serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)));
+    let fs = tachyon::client::FileSystem::new(c.client().options().clone(), std::sync::Arc::new(tachyon::coordinator::StaticCoordinator::new(proxy)));
+    let write_empty = |path: String| {
+        let fs = fs.clone();
+        tokio::spawn(async move {
+            let mut writer = fs.create_file(&path, tachyon::client::CreateOptions { recursive: true, ..Default::default() }).await?;
+            writer.write(b"").await?;
+            writer.close().await
+        })
+    };
+    let first: Vec<_> = (0..50).map(|i| write_empty(format!("/old/f{i}"))).collect();
+    for t in first {
+        let info = t.await.unwrap().expect("a create and completion sent alone succeed");
+        assert!(info.complete && info.length == 0, "{info:?}");
+    }
+    let refusals = refused.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=4).contains(&refusals), "each kind's batched calls are refused until the client stops sending them: {refusals}");
+    let later: Vec<_> = (50..80).map(|i| write_empty(format!("/old/f{i}"))).collect();
+    for t in later {
+        t.await.unwrap().expect("later creates go alone at once");
+    }
+    assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), refusals, "no batched call is tried again");
+    assert_eq!(fs.list_status("/old", false).await.unwrap().len(), 80, "every file exists once");
+    // Errors still come back per request: a taken path is refused.
+    let twice: Vec<_> = (0..2).map(|_| write_empty("/old/f0".to_string())).collect();
+    for t in twice {
+        assert!(matches!(t.await.unwrap(), Err(FsError::AlreadyExists { .. })));
+    }
+}

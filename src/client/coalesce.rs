@@ -6,6 +6,10 @@
 //! once; requests arriving while [`MAX_CALLS_IN_FLIGHT`] batches are on their way queue up
 //! and leave together when one returns. [`Coalescer`] is the queue (pure); the client's
 //! flusher tasks drive it (`FileSystem::coalesced`).
+//!
+//! A master of an older version does not know the batched calls: once one is refused as
+//! unsupported, [`Coalescer::refuse_batching`] sends every later request alone (for the
+//! client's lifetime; a cluster is upgraded masters first).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -29,6 +33,8 @@ pub struct Coalescer<T> {
 struct QueueState<T> {
     waiting: VecDeque<T>,
     flushers: usize,
+    /// The master refused a batched call as unsupported: requests go alone.
+    batching_refused: bool,
 }
 
 /// What became of a queued item.
@@ -38,8 +44,9 @@ pub enum Queued<T> {
     StartFlusher,
     /// Queued; a running flusher will take it.
     Taken,
-    /// The queue is full: the caller sends the item alone.
-    Full(T),
+    /// The queue is full, or the master takes no batched calls: the caller sends the item
+    /// alone.
+    Alone(T),
 }
 
 impl<T> Coalescer<T> {
@@ -51,7 +58,7 @@ impl<T> Coalescer<T> {
     /// A queue with the given limits (each at least 1).
     pub fn with_limits(max_batch: usize, max_flushers: usize, max_queued: usize) -> Self {
         Coalescer {
-            state: Mutex::new(QueueState { waiting: VecDeque::new(), flushers: 0 }),
+            state: Mutex::new(QueueState { waiting: VecDeque::new(), flushers: 0, batching_refused: false }),
             max_batch: max_batch.max(1),
             max_flushers: max_flushers.max(1),
             max_queued: max_queued.max(1),
@@ -65,8 +72,8 @@ impl<T> Coalescer<T> {
     /// Queues `item` behind the ones waiting.
     pub fn push(&self, item: T) -> Queued<T> {
         let mut st = self.lock();
-        if st.waiting.len() >= self.max_queued {
-            return Queued::Full(item);
+        if st.batching_refused || st.waiting.len() >= self.max_queued {
+            return Queued::Alone(item);
         }
         st.waiting.push_back(item);
         if st.flushers < self.max_flushers {
@@ -89,6 +96,17 @@ impl<T> Coalescer<T> {
         }
         let n = st.waiting.len().min(self.max_batch);
         Some(st.waiting.drain(..n).collect())
+    }
+
+    /// From now on every request goes alone (the master refused a batched call); the items
+    /// already queued are still handed out by [`Coalescer::next_batch`]. True the first time.
+    pub fn refuse_batching(&self) -> bool {
+        !std::mem::replace(&mut self.lock().batching_refused, true)
+    }
+
+    /// Whether [`Coalescer::refuse_batching`] was called.
+    pub fn batching_refused(&self) -> bool {
+        self.lock().batching_refused
     }
 }
 
@@ -137,8 +155,23 @@ mod tests {
         let q = Coalescer::with_limits(2, 1, 2);
         assert_eq!(q.push(1), Queued::StartFlusher);
         assert_eq!(q.push(2), Queued::Taken);
-        assert_eq!(q.push(3), Queued::Full(3));
+        assert_eq!(q.push(3), Queued::Alone(3));
         assert_eq!(q.next_batch(), Some(vec![1, 2]));
         assert_eq!(q.push(3), Queued::Taken);
+    }
+
+    #[test]
+    fn once_batching_is_refused_new_items_go_alone_and_queued_ones_are_still_handed_out() {
+        let q = Coalescer::with_limits(4, 1, 100);
+        assert_eq!(q.push(1), Queued::StartFlusher);
+        assert_eq!(q.push(2), Queued::Taken);
+        assert!(!q.batching_refused());
+        assert!(q.refuse_batching(), "the first refusal is news");
+        assert!(!q.refuse_batching(), "a second is not");
+        assert!(q.batching_refused());
+        assert_eq!(q.push(3), Queued::Alone(3));
+        assert_eq!(q.next_batch(), Some(vec![1, 2]));
+        assert_eq!(q.next_batch(), None);
+        assert_eq!(q.push(4), Queued::Alone(4));
     }
 }

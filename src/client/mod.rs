@@ -280,7 +280,7 @@ impl FileSystem {
                 tokio::spawn(self.clone().flush::<B>());
             }
             Queued::Taken => {}
-            Queued::Full((req, _)) => return self.alone(req).await,
+            Queued::Alone((req, _)) => return self.alone(req).await,
         }
         answer.await.unwrap_or_else(|_| Err(FsError::Unavailable { reason: "the request was dropped unsent (the client's runtime is shutting down)".into() }))
     }
@@ -291,13 +291,25 @@ impl FileSystem {
     }
 
     /// Sends the queued requests of kind `B` in batches until none wait; each gets its own
-    /// answer, or the error that failed its whole batch (after the usual retries).
+    /// answer, or the error that failed its whole batch (after the usual retries). A master
+    /// that does not know the batched call gets them (and every later one) one call each.
     async fn flush<B: Batched>(self) {
-        while let Some(batch) = B::queue(&self.inner).next_batch() {
+        let queue = B::queue(&self.inner);
+        while let Some(batch) = queue.next_batch() {
             let (requests, replies): (Vec<B>, Vec<_>) = batch.into_iter().unzip();
             let count = requests.len();
-            let answered = self.call(B::CALL, |c| B::call(c, self.signed(requests.clone()))).await;
+            let answered = if queue.batching_refused() {
+                Err(FsError::Unsupported { reason: format!("{} refused earlier", B::CALL) })
+            } else {
+                self.call(B::CALL, |c| B::call(c, self.signed(requests.clone()))).await
+            };
             let results: Vec<Result<FileInfo, FsError>> = match answered {
+                Err(FsError::Unsupported { reason }) => {
+                    if queue.refuse_batching() {
+                        tracing::warn!(call = B::CALL, %reason, "the master does not take batched calls (an older version?): sending each request alone");
+                    }
+                    futures::future::join_all(requests.into_iter().map(|req| self.alone(req))).await
+                }
                 Ok(answer) if answer.results.len() == count => answer.results.into_iter().map(Into::into).collect(),
                 Ok(answer) => {
                     let e = FsError::Internal { reason: format!("the master answered {} of {count} requests", answer.results.len()) };
