@@ -594,10 +594,33 @@ fn a_checkpoint_whose_inodes_do_not_hang_from_the_root_is_refused() {
     // Two inodes with one id.
     let mut twice = good.clone();
     let copy = twice.inodes.iter().find(|r| r.name == "g").cloned().unwrap();
-    twice.inodes.push(InodeRecord { name: "g2".into(), ..copy });
+    twice.inodes.push(InodeRecord { name: "g2".into(), ..copy.clone() });
     let err = Namespace::from_checkpoint(&twice).unwrap_err();
     assert!(err.contains("already exists"), "{err}");
+    // Two inodes of one name in one directory.
+    let mut same_name = good.clone();
+    let next = same_name.next_inode_id;
+    same_name.inodes.push(InodeRecord { id: next, ..copy });
+    same_name.next_inode_id = next + 1;
+    let err = Namespace::from_checkpoint(&same_name).unwrap_err();
+    assert!(err.contains("already exists in"), "{err}");
     assert_eq!(Namespace::from_checkpoint(&good).unwrap(), ns);
+}
+
+#[test]
+fn a_checkpoint_loads_each_directorys_names_whatever_order_their_ids_come_in() {
+    // Ids in creation order, names not: the loaded directory lists and finds them by name.
+    let names = ["m", "b", "z", "a", "k"];
+    let paths: Vec<String> = names.iter().map(|n| format!("/d/{n}")).collect();
+    let ns = with_files(&paths.iter().map(String::as_str).collect::<Vec<_>>(), 4);
+    let loaded = Namespace::from_checkpoint(&ns.to_checkpoint()).unwrap();
+    assert_eq!(loaded, ns);
+    loaded.check_invariants().unwrap();
+    let listed: Vec<String> = loaded.children(loaded.lookup(&p("/d")).unwrap()).iter().map(|i| i.name.to_string()).collect();
+    assert_eq!(listed, ["a", "b", "k", "m", "z"]);
+    for n in names {
+        assert_eq!(&*loaded.lookup(&p(&format!("/d/{n}"))).unwrap().name, n);
+    }
 }
 
 #[test]
