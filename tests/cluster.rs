@@ -367,6 +367,17 @@ async fn a_worker_keeps_blocks_in_memory_then_on_ssd_and_promotes_what_is_read()
     assert_eq!(no_promote.read_file("/t/second").await.unwrap(), second);
 }
 
+/// Writes an empty file at `path` (creating its parents) in a task of its own: a create
+/// and a completion, each coalesced with those of the client's other tasks.
+fn spawn_empty_file(fs: &tachyon::client::FileSystem, path: String) -> tokio::task::JoinHandle<Result<tachyon::proto::FileInfo, FsError>> {
+    let fs = fs.clone();
+    tokio::spawn(async move {
+        let mut writer = fs.create_file(&path, tachyon::client::CreateOptions { recursive: true, ..Default::default() }).await?;
+        writer.write(b"").await?;
+        writer.close().await
+    })
+}
+
 /// Creates made at the same time by one client's tasks leave together (one `CreateFiles`
 /// call) yet each gets its own answer: 200 new files all exist, and of 20 creates of one
 /// path exactly one succeeds, the others are told it exists. Empty files need no worker
@@ -375,14 +386,7 @@ async fn a_worker_keeps_blocks_in_memory_then_on_ssd_and_promotes_what_is_read()
 async fn concurrent_creates_of_one_client_each_get_their_own_answer() {
     let c = Cluster::start();
     let fs = c.client();
-    let create = |path: String| {
-        let fs = fs.clone();
-        tokio::spawn(async move {
-            let mut writer = fs.create_file(&path, tachyon::client::CreateOptions { recursive: true, ..Default::default() }).await?;
-            writer.write(b"").await?;
-            writer.close().await
-        })
-    };
+    let create = |path: String| spawn_empty_file(&fs, path);
     let distinct: Vec<_> = (0..200).map(|i| create(format!("/many/f{i}"))).collect();
     let same: Vec<_> = (0..20).map(|_| create("/many/same".to_string())).collect();
     for t in distinct {
@@ -463,14 +467,7 @@ async fn a_master_without_batched_calls_gets_each_create_and_completion_alone() 
     let proxy = listener.local_addr().unwrap().to_string();
     tokio::spawn(tonic::transport::Server::builder().add_service(older).serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)));
     let fs = tachyon::client::FileSystem::new(c.client().options().clone(), std::sync::Arc::new(tachyon::coordinator::StaticCoordinator::new(proxy)));
-    let write_empty = |path: String| {
-        let fs = fs.clone();
-        tokio::spawn(async move {
-            let mut writer = fs.create_file(&path, tachyon::client::CreateOptions { recursive: true, ..Default::default() }).await?;
-            writer.write(b"").await?;
-            writer.close().await
-        })
-    };
+    let write_empty = |path: String| spawn_empty_file(&fs, path);
     let first: Vec<_> = (0..50).map(|i| write_empty(format!("/old/f{i}"))).collect();
     for t in first {
         let info = t.await.unwrap().expect("a create and completion sent alone succeed");
