@@ -414,20 +414,23 @@ async fn concurrent_creates_of_one_client_each_get_their_own_answer() {
     }
 }
 
-/// A master of an older version, as a client sees it: the cluster's master behind a proxy
-/// that answers the batched calls (`CreateFiles`, `CompleteFiles`) the way a server without
-/// them does and forwards every other call. Counts the calls it refused.
+/// The cluster's master behind a proxy that, until `upgraded` is set, plays a master of an
+/// older version: it answers the batched calls (`CreateFiles`, `CompleteFiles`) the way a
+/// server without them does. Every other call is forwarded. Counts the batched calls it
+/// refused and forwarded.
 #[derive(Clone)]
-struct MasterWithoutBatchedCalls {
+struct ProxiedMaster {
     master: tonic::transport::Channel,
+    upgraded: std::sync::Arc<std::sync::atomic::AtomicBool>,
     refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    batched: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl tonic::server::NamedService for MasterWithoutBatchedCalls {
+impl tonic::server::NamedService for ProxiedMaster {
     const NAME: &'static str = "tachyon.MasterService";
 }
 
-impl tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>> for MasterWithoutBatchedCalls {
+impl tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>> for ProxiedMaster {
     type Response = tonic::codegen::http::Response<tonic::body::Body>;
     type Error = std::convert::Infallible;
     type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
@@ -437,10 +440,14 @@ impl tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>> f
     }
 
     fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        use std::sync::atomic::Ordering::SeqCst;
         let path = request.uri().path();
         if path.ends_with("/CreateFiles") || path.ends_with("/CompleteFiles") {
-            self.refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            return Box::pin(async { Ok(tonic::Status::unimplemented("").into_http()) });
+            if !self.upgraded.load(SeqCst) {
+                self.refused.fetch_add(1, SeqCst);
+                return Box::pin(async { Ok(tonic::Status::unimplemented("").into_http()) });
+            }
+            self.batched.fetch_add(1, SeqCst);
         }
         let mut master = self.master.clone();
         Box::pin(async move {
@@ -455,17 +462,18 @@ impl tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>> f
 
 /// A client newer than its master (a rolling upgrade done clients first) still creates and
 /// completes files: the first batched call is refused as unsupported, its requests and every
-/// later one go one call each, and nothing is lost or made twice.
+/// later one go one call each, and nothing is lost or made twice. Once the master is
+/// upgraded, the client sends batched calls again when the refusal runs out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_without_batched_calls_gets_each_create_and_completion_alone() {
+    use std::sync::atomic::Ordering::SeqCst;
     let c = Cluster::start();
     c.wait_for_workers(0).await;
     let master = tachyon::rpc::connect(&c.master_address(0), std::time::Duration::from_secs(3), None).await.unwrap();
-    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let older = MasterWithoutBatchedCalls { master, refused: refused.clone() };
+    let older = ProxiedMaster { master, upgraded: Default::default(), refused: Default::default(), batched: Default::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap().to_string();
-    tokio::spawn(tonic::transport::Server::builder().add_service(older).serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)));
+    tokio::spawn(tonic::transport::Server::builder().add_service(older.clone()).serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)));
     let fs = tachyon::client::FileSystem::new(c.client().options().clone(), std::sync::Arc::new(tachyon::coordinator::StaticCoordinator::new(proxy)));
     let write_empty = |path: String| spawn_empty_file(&fs, path);
     let first: Vec<_> = (0..50).map(|i| write_empty(format!("/old/f{i}"))).collect();
@@ -473,17 +481,29 @@ async fn a_master_without_batched_calls_gets_each_create_and_completion_alone() 
         let info = t.await.unwrap().expect("a create and completion sent alone succeed");
         assert!(info.complete && info.length == 0, "{info:?}");
     }
-    let refusals = refused.load(std::sync::atomic::Ordering::SeqCst);
+    let refusals = older.refused.load(SeqCst);
     assert!((1..=4).contains(&refusals), "each kind's batched calls are refused until the client stops sending them: {refusals}");
     let later: Vec<_> = (50..80).map(|i| write_empty(format!("/old/f{i}"))).collect();
     for t in later {
         t.await.unwrap().expect("later creates go alone at once");
     }
-    assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), refusals, "no batched call is tried again");
+    assert_eq!(older.refused.load(SeqCst), refusals, "no batched call is tried again");
     assert_eq!(fs.list_status("/old", false).await.unwrap().len(), 80, "every file exists once");
     // Errors still come back per request: a taken path is refused.
     let twice: Vec<_> = (0..2).map(|_| write_empty("/old/f0".to_string())).collect();
     for t in twice {
         assert!(matches!(t.await.unwrap(), Err(FsError::AlreadyExists { .. })));
     }
+    assert_eq!(older.batched.load(SeqCst), 0);
+
+    // The master is upgraded: after a while the client asks again, and batches from then on.
+    older.upgraded.store(true, SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(tachyon::client::BATCHING_REFUSAL_MS + 200)).await;
+    let round: Vec<_> = (80..100).map(|i| write_empty(format!("/old/f{i}"))).collect();
+    for t in round {
+        t.await.unwrap().expect("a create after the upgrade");
+    }
+    assert!(older.batched.load(SeqCst) > 0, "no batched call once the refusal ran out");
+    assert_eq!(older.refused.load(SeqCst), refusals);
+    assert_eq!(fs.list_status("/old", false).await.unwrap().len(), 100, "every file exists once");
 }

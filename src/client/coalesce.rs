@@ -8,11 +8,15 @@
 //! flusher tasks drive it (`FileSystem::coalesced`).
 //!
 //! A master of an older version does not know the batched calls: once one is refused as
-//! unsupported, [`Coalescer::refuse_batching`] sends every later request alone (for the
-//! client's lifetime; a cluster is upgraded masters first).
+//! unsupported, [`Coalescer::refuse_batching`] sends every later request alone for
+//! [`BATCHING_REFUSAL_MS`], then a batched call is tried again (the master may have been
+//! upgraded meanwhile).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Most requests in one batched call (the master takes up to `MAX_REQUESTS_PER_CALL`,
 /// 1,024).
@@ -21,6 +25,8 @@ pub const MAX_REQUESTS_PER_BATCH: usize = 256;
 pub const MAX_CALLS_IN_FLIGHT: usize = 2;
 /// Most requests of one kind queued; past this a request goes out in a call of its own.
 pub const MAX_QUEUED_REQUESTS: usize = 4096;
+/// How long requests go alone after the master refused a batched call as unsupported.
+pub const BATCHING_REFUSAL_MS: u64 = 10_000;
 
 /// The queue of requests waiting for a call, and how many flushers are sending them.
 pub struct Coalescer<T> {
@@ -33,8 +39,8 @@ pub struct Coalescer<T> {
 struct QueueState<T> {
     waiting: VecDeque<T>,
     flushers: usize,
-    /// The master refused a batched call as unsupported: requests go alone.
-    batching_refused: bool,
+    /// Until when requests go alone: the master refused a batched call as unsupported.
+    batching_refused_until: Option<Instant>,
 }
 
 /// What became of a queued item.
@@ -58,7 +64,7 @@ impl<T> Coalescer<T> {
     /// A queue with the given limits (each at least 1).
     pub fn with_limits(max_batch: usize, max_flushers: usize, max_queued: usize) -> Self {
         Coalescer {
-            state: Mutex::new(QueueState { waiting: VecDeque::new(), flushers: 0, batching_refused: false }),
+            state: Mutex::new(QueueState { waiting: VecDeque::new(), flushers: 0, batching_refused_until: None }),
             max_batch: max_batch.max(1),
             max_flushers: max_flushers.max(1),
             max_queued: max_queued.max(1),
@@ -69,10 +75,10 @@ impl<T> Coalescer<T> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues `item` behind the ones waiting.
-    pub fn push(&self, item: T) -> Queued<T> {
+    /// Queues `item` behind the ones waiting (at `now`).
+    pub fn push(&self, item: T, now: Instant) -> Queued<T> {
         let mut st = self.lock();
-        if st.batching_refused || st.waiting.len() >= self.max_queued {
+        if st.refused_at(now) || st.waiting.len() >= self.max_queued {
             return Queued::Alone(item);
         }
         st.waiting.push_back(item);
@@ -98,15 +104,27 @@ impl<T> Coalescer<T> {
         Some(st.waiting.drain(..n).collect())
     }
 
-    /// From now on every request goes alone (the master refused a batched call); the items
-    /// already queued are still handed out by [`Coalescer::next_batch`]. True the first time.
-    pub fn refuse_batching(&self) -> bool {
-        !std::mem::replace(&mut self.lock().batching_refused, true)
+    /// Every request goes alone for [`BATCHING_REFUSAL_MS`] from `now` (the master refused a
+    /// batched call); the items already queued are still handed out by
+    /// [`Coalescer::next_batch`]. True unless a refusal was in force already.
+    pub fn refuse_batching(&self, now: Instant) -> bool {
+        let mut st = self.lock();
+        let news = !st.refused_at(now);
+        if news {
+            st.batching_refused_until = Some(now + Duration::from_millis(BATCHING_REFUSAL_MS));
+        }
+        news
     }
 
-    /// Whether [`Coalescer::refuse_batching`] was called.
-    pub fn batching_refused(&self) -> bool {
-        self.lock().batching_refused
+    /// Whether requests go alone at `now`.
+    pub fn batching_refused(&self, now: Instant) -> bool {
+        self.lock().refused_at(now)
+    }
+}
+
+impl<T> QueueState<T> {
+    fn refused_at(&self, now: Instant) -> bool {
+        self.batching_refused_until.is_some_and(|until| now < until)
     }
 }
 
@@ -120,26 +138,32 @@ impl<T> Default for Coalescer<T> {
 mod tests {
     use super::*;
 
+    /// `ms` milliseconds after a fixed start.
+    fn at(ms: u64) -> Instant {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *START.get_or_init(Instant::now) + Duration::from_millis(ms)
+    }
+
     #[test]
     fn a_lone_item_starts_a_flusher_that_takes_it_then_retires() {
         let q = Coalescer::with_limits(4, 2, 100);
-        assert_eq!(q.push(1), Queued::StartFlusher);
+        assert_eq!(q.push(1, at(0)), Queued::StartFlusher);
         assert_eq!(q.next_batch(), Some(vec![1]));
         assert_eq!(q.next_batch(), None);
         // Retired: the next item starts a flusher again.
-        assert_eq!(q.push(2), Queued::StartFlusher);
+        assert_eq!(q.push(2, at(0)), Queued::StartFlusher);
     }
 
     #[test]
     fn items_arriving_while_flushers_run_leave_together_oldest_first_within_the_batch_limit() {
         let q = Coalescer::with_limits(3, 2, 100);
-        assert_eq!(q.push(0), Queued::StartFlusher);
+        assert_eq!(q.push(0, at(0)), Queued::StartFlusher);
         assert_eq!(q.next_batch(), Some(vec![0]));
-        assert_eq!(q.push(1), Queued::StartFlusher);
+        assert_eq!(q.push(1, at(0)), Queued::StartFlusher);
         assert_eq!(q.next_batch(), Some(vec![1]));
         // Two flushers are on their way: the rest wait for one of them.
         for i in 2..9 {
-            assert_eq!(q.push(i), Queued::Taken);
+            assert_eq!(q.push(i, at(0)), Queued::Taken);
         }
         assert_eq!(q.next_batch(), Some(vec![2, 3, 4]));
         assert_eq!(q.next_batch(), Some(vec![5, 6, 7]));
@@ -147,31 +171,39 @@ mod tests {
         // Both retire; then the count is back to none running.
         assert_eq!(q.next_batch(), None);
         assert_eq!(q.next_batch(), None);
-        assert_eq!(q.push(9), Queued::StartFlusher);
+        assert_eq!(q.push(9, at(0)), Queued::StartFlusher);
     }
 
     #[test]
     fn a_full_queue_hands_the_item_back() {
         let q = Coalescer::with_limits(2, 1, 2);
-        assert_eq!(q.push(1), Queued::StartFlusher);
-        assert_eq!(q.push(2), Queued::Taken);
-        assert_eq!(q.push(3), Queued::Alone(3));
+        assert_eq!(q.push(1, at(0)), Queued::StartFlusher);
+        assert_eq!(q.push(2, at(0)), Queued::Taken);
+        assert_eq!(q.push(3, at(0)), Queued::Alone(3));
         assert_eq!(q.next_batch(), Some(vec![1, 2]));
-        assert_eq!(q.push(3), Queued::Taken);
+        assert_eq!(q.push(3, at(0)), Queued::Taken);
     }
 
     #[test]
-    fn once_batching_is_refused_new_items_go_alone_and_queued_ones_are_still_handed_out() {
+    fn once_batching_is_refused_new_items_go_alone_for_a_while_then_a_batch_is_tried_again() {
         let q = Coalescer::with_limits(4, 1, 100);
-        assert_eq!(q.push(1), Queued::StartFlusher);
-        assert_eq!(q.push(2), Queued::Taken);
-        assert!(!q.batching_refused());
-        assert!(q.refuse_batching(), "the first refusal is news");
-        assert!(!q.refuse_batching(), "a second is not");
-        assert!(q.batching_refused());
-        assert_eq!(q.push(3), Queued::Alone(3));
+        assert_eq!(q.push(1, at(0)), Queued::StartFlusher);
+        assert_eq!(q.push(2, at(0)), Queued::Taken);
+        assert!(!q.batching_refused(at(0)));
+        assert!(q.refuse_batching(at(0)), "the first refusal is news");
+        assert!(!q.refuse_batching(at(5)), "a second while it holds is not");
+        assert!(q.batching_refused(at(5)));
+        assert_eq!(q.push(3, at(5)), Queued::Alone(3));
+        // Queued before the refusal: still handed out (the flusher sends them alone).
         assert_eq!(q.next_batch(), Some(vec![1, 2]));
         assert_eq!(q.next_batch(), None);
-        assert_eq!(q.push(4), Queued::Alone(4));
+        let end = BATCHING_REFUSAL_MS;
+        assert_eq!(q.push(4, at(end - 1)), Queued::Alone(4));
+        // Then the master is asked again (it may have been upgraded).
+        assert!(!q.batching_refused(at(end)));
+        assert_eq!(q.push(5, at(end)), Queued::StartFlusher);
+        assert_eq!(q.next_batch(), Some(vec![5]));
+        assert!(q.refuse_batching(at(end)), "a refusal after the last ran out is news again");
+        assert_eq!(q.push(6, at(end)), Queued::Alone(6));
     }
 }

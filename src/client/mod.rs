@@ -37,6 +37,7 @@ mod reader;
 mod upload;
 mod writer;
 
+pub use coalesce::BATCHING_REFUSAL_MS;
 use coalesce::{Coalescer, Queued};
 pub use options::{current_user, ClientOptions, CreateOptions, ReadType, WriteType};
 pub use reader::{BlockStream, FileReader};
@@ -275,7 +276,7 @@ impl FileSystem {
     /// the same time: one batched call for all of them (`coalesce.rs`).
     async fn coalesced<B: Batched>(&self, req: B) -> Result<FileInfo, FsError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        match B::queue(&self.inner).push((req, reply)) {
+        match B::queue(&self.inner).push((req, reply), tokio::time::Instant::now()) {
             Queued::StartFlusher => {
                 tokio::spawn(self.clone().flush::<B>());
             }
@@ -292,20 +293,21 @@ impl FileSystem {
 
     /// Sends the queued requests of kind `B` in batches until none wait; each gets its own
     /// answer, or the error that failed its whole batch (after the usual retries). A master
-    /// that does not know the batched call gets them (and every later one) one call each.
+    /// that does not know the batched call gets them (and the later ones, for a while) one
+    /// call each.
     async fn flush<B: Batched>(self) {
         let queue = B::queue(&self.inner);
         while let Some(batch) = queue.next_batch() {
             let (requests, replies): (Vec<B>, Vec<_>) = batch.into_iter().unzip();
             let count = requests.len();
-            let answered = if queue.batching_refused() {
+            let answered = if queue.batching_refused(tokio::time::Instant::now()) {
                 Err(FsError::Unsupported { reason: format!("{} refused earlier", B::CALL) })
             } else {
                 self.call(B::CALL, |c| B::call(c, self.signed(requests.clone()))).await
             };
             let results: Vec<Result<FileInfo, FsError>> = match answered {
                 Err(FsError::Unsupported { reason }) => {
-                    if queue.refuse_batching() {
+                    if queue.refuse_batching(tokio::time::Instant::now()) {
                         tracing::warn!(call = B::CALL, %reason, "the master does not take batched calls (an older version?): sending each request alone");
                     }
                     futures::future::join_all(requests.into_iter().map(|req| self.alone(req))).await
